@@ -1,0 +1,10 @@
+/* paf.h — HTTP over pluggable transports: every public header. */
+#pragma once
+
+#include <paf/common.h>
+#include <paf/ctx.h>
+#include <paf/error.h>
+#include <paf/flow.h>
+#include <paf/plugin.h>
+#include <paf/protocol.h>
+#include <paf/registry.h>

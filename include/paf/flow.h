@@ -1,0 +1,131 @@
+/* paf/flow.h — flows: completion-based asynchronous byte streams on an sd_event. */
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <systemd/sd-event.h>
+
+#include <paf/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * A flow is owned by exactly one consumer. Nothing blocks; every result
+ * arrives through a callback dispatched from the flow's sd_event, never from
+ * inside the call that asked for it.
+ *
+ * Reading: paf_flow_read_start() delivers bytes to the read handler until
+ * paf_flow_read_stop(). Not reading is the backpressure signal towards the
+ * peer. The handler sees, exactly one of:
+ *   len > 0             data (borrowed: valid only during the call)
+ *   len == 0, error 0   end of stream: the peer closed its write side
+ *   error < 0           an error (-ECONNRESET when the peer reset), after
+ *                       which nothing more is delivered
+ *
+ * Writing: paf_flow_write() queues a vector of buffers. The buffers (not the
+ * iovec array, which is copied) must stay valid until the completion
+ * callback, which runs once every byte was handed to the transport, or with a
+ * negative errno. Writes complete in order. Writing the next chunk only after
+ * the previous one completed keeps the writer's buffering bounded.
+ *
+ * Closing: paf_flow_close() cancels what is pending (write callbacks get
+ * -ECANCELED), releases the transport, then calls the close handler. The flow
+ * must not be used after paf_flow_close() returns.
+ */
+typedef struct paf_flow paf_flow;
+
+typedef void (*paf_flow_read_handler_t)(paf_flow *flow, const void *data, size_t len, int error,
+                                        void *userdata);
+typedef void (*paf_flow_write_handler_t)(paf_flow *flow, int error, void *userdata);
+typedef void (*paf_flow_close_handler_t)(paf_flow *flow, void *userdata);
+
+PAF_EXPORT int paf_flow_read_start(paf_flow *flow, paf_flow_read_handler_t handler, void *userdata);
+PAF_EXPORT int paf_flow_read_stop(paf_flow *flow);
+PAF_EXPORT int paf_flow_write(paf_flow *flow, const struct iovec *iov, size_t n_iov,
+                              paf_flow_write_handler_t handler, void *userdata);
+/* Shut the write side down once every queued write completed. */
+PAF_EXPORT int paf_flow_shutdown(paf_flow *flow, paf_flow_write_handler_t handler, void *userdata);
+PAF_EXPORT void paf_flow_close(paf_flow *flow, paf_flow_close_handler_t handler, void *userdata);
+
+/* Bytes queued by paf_flow_write() whose completion has not run yet. */
+PAF_EXPORT size_t paf_flow_get_write_queue_size(paf_flow *flow);
+PAF_EXPORT sd_event *paf_flow_get_event(paf_flow *flow);
+/* Addresses as text: "127.0.0.1:80", "[::1]:80", "/run/x.sock", "@name",
+ * "vsock:3:80", or what the transport chose. Never NULL ("?" if unknown). */
+PAF_EXPORT const char *paf_flow_get_peer(paf_flow *flow);
+PAF_EXPORT const char *paf_flow_get_local(paf_flow *flow);
+/* Name of the protocol that made the flow ("tcp", "unix", …). */
+PAF_EXPORT const char *paf_flow_get_protocol(paf_flow *flow);
+
+/*
+ * Queries: transport-specific facts. A layered flow forwards what it does not
+ * answer to the flow it runs on. -EOPNOTSUPP when nobody knows.
+ */
+typedef enum paf_flow_query_t {
+        PAF_FLOW_QUERY_FD = 1,          /* int: the socket fd, if any */
+        PAF_FLOW_QUERY_PEER_CRED = 2,   /* struct ucred: unix socket peer */
+        PAF_FLOW_QUERY_PEER_SOCKADDR,   /* struct sockaddr_storage */
+        PAF_FLOW_QUERY_LOCAL_SOCKADDR,  /* struct sockaddr_storage */
+        PAF_FLOW_QUERY_USER = 0x10000,  /* first value free for plugins */
+} paf_flow_query_t;
+
+PAF_EXPORT int paf_flow_query(paf_flow *flow, int what, void *ret, size_t size);
+PAF_EXPORT int paf_flow_get_peer_credentials(paf_flow *flow, struct ucred *ret);
+
+/* Userdata slot for the consumer. */
+PAF_EXPORT void paf_flow_set_userdata(paf_flow *flow, void *userdata);
+PAF_EXPORT void *paf_flow_get_userdata(paf_flow *flow);
+
+/*
+ * ---- Implementing a flow (plugins) ----
+ *
+ * The core keeps the consumer's callbacks, the write queue and the
+ * asynchronous dispatch; an implementation moves bytes:
+ *   read_start/read_stop  deliver with paf_flow_deliver() while started;
+ *   write                 one request at a time; call paf_flow_write_done()
+ *                         once all of it was taken (may be called from write);
+ *   shutdown              shut the write side (no write is pending);
+ *   close                 release everything; the implementation must not
+ *                         call into the flow afterwards;
+ *   query                 optional.
+ * Members may be appended in later minor versions; NULL means "default".
+ */
+typedef struct paf_flow_ops {
+        size_t struct_size;
+        int (*read_start)(paf_flow *flow);
+        int (*read_stop)(paf_flow *flow);
+        int (*write)(paf_flow *flow, const struct iovec *iov, size_t n_iov);
+        int (*shutdown)(paf_flow *flow);
+        void (*close)(paf_flow *flow);
+        int (*query)(paf_flow *flow, int what, void *ret, size_t size);
+} paf_flow_ops;
+
+PAF_EXPORT int paf_flow_new(sd_event *event, const paf_flow_ops *ops, void *impl,
+                            const char *protocol, const char *peer, const char *local,
+                            paf_flow **ret);
+PAF_EXPORT void *paf_flow_get_impl(paf_flow *flow);
+/* Deliver data/EOF/error to the consumer (see the read handler). */
+PAF_EXPORT void paf_flow_deliver(paf_flow *flow, const void *data, size_t len, int error);
+PAF_EXPORT void paf_flow_write_done(paf_flow *flow, int error);
+/* Whether the consumer currently wants data. */
+PAF_EXPORT bool paf_flow_is_reading(paf_flow *flow);
+
+/*
+ * ---- The socket flow ----
+ *
+ * A ready flow for any connected stream socket. Takes ownership of fd (also
+ * on failure), makes it non-blocking, and describes both ends from
+ * getpeername()/getsockname(). Peer close is EOF, RST is -ECONNRESET.
+ */
+PAF_EXPORT int paf_socket_flow_new(sd_event *event, int fd, const char *protocol, paf_flow **ret);
+
+/* Format a socket address as paf prints it (see paf_flow_get_peer()). */
+PAF_EXPORT int paf_sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
+
+#ifdef __cplusplus
+}
+#endif

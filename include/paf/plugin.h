@@ -1,0 +1,69 @@
+/* paf/plugin.h — the plugin descriptor and the host API plugins see. */
+#pragma once
+
+#include <paf/common.h>
+#include <paf/ctx.h>
+#include <paf/registry.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The ABI this header describes. A host loads plugins of the same major and
+ * of a minor not newer than its own. */
+#define PAF_ABI_MAJOR 1
+#define PAF_ABI_MINOR 0
+
+/* The symbol every plugin exports (PAF_PLUGIN_DEFINE defines it). */
+#define PAF_PLUGIN_SYMBOL "paf_plugin_entry"
+
+typedef struct paf_plugin paf_plugin;
+
+/* An option a plugin accepts in its paf.conf section. */
+typedef struct paf_option {
+        const char *name;          /* [a-z0-9-]+ */
+        paf_type type;             /* STRING, INT or BOOL */
+        const char *default_value; /* as it would be written in paf.conf; NULL: none */
+        const char *help;
+} paf_option;
+
+/* What the host offers a plugin. Appended to, never reordered. */
+typedef struct paf_host {
+        size_t struct_size;
+        uint32_t abi_major;
+        uint32_t abi_minor;
+        const char *version; /* libpaf's version */
+        /* Log a message prefixed with the plugin's name. */
+        void (*log)(paf_plugin *plugin, int level, const char *format, va_list ap);
+        /* The plugin's option from paf.conf, or its declared default. */
+        int (*get_option)(paf_plugin *plugin, const char *name, paf_value *ret);
+} paf_host;
+
+typedef struct paf_plugin_descriptor {
+        uint32_t abi_major;
+        uint32_t abi_minor;
+        size_t struct_size;
+        const char *name; /* [a-z0-9_-]+ and the file's name without ".so" */
+        const char *version;
+        const char *description;
+        const paf_option *options; /* terminated by an entry with name NULL; may be NULL */
+        /* Register protocols and rules. < 0 refuses the plugin; whatever it
+         * registered is then removed. */
+        int (*init)(paf_plugin *plugin, paf_registry *reg, const paf_host *host);
+        void (*fini)(paf_plugin *plugin); /* optional */
+} paf_plugin_descriptor;
+
+#define PAF_PLUGIN_DEFINE(...)                                                                     \
+        PAF_EXPORT const paf_plugin_descriptor paf_plugin_entry = {                                \
+                .abi_major = PAF_ABI_MAJOR,                                                        \
+                .abi_minor = PAF_ABI_MINOR,                                                        \
+                .struct_size = sizeof(paf_plugin_descriptor),                                      \
+                __VA_ARGS__}
+
+PAF_EXPORT const char *paf_plugin_get_name(paf_plugin *plugin);
+PAF_EXPORT void paf_plugin_set_userdata(paf_plugin *plugin, void *userdata);
+PAF_EXPORT void *paf_plugin_get_userdata(paf_plugin *plugin);
+
+#ifdef __cplusplus
+}
+#endif
