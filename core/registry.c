@@ -1,0 +1,133 @@
+/* core/registry.c — the registry of protocols and its rule context. */
+#include "paf-internal.h"
+
+static bool name_is_valid(const char *name) {
+        if (!name || !*name || strlen(name) > 64)
+                return false;
+        for (const char *p = name; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+                        return false;
+        return true;
+}
+
+PAF_EXPORT int paf_registry_new(paf_registry **ret) {
+        if (!ret)
+                return -EINVAL;
+        paf_registry *reg = calloc(1, sizeof(*reg));
+        if (!reg)
+                return -ENOMEM;
+        reg->n_ref = 1;
+        int r = paf_ctx_new(&reg->ctx);
+        if (r < 0) {
+                free(reg);
+                return r;
+        }
+        *ret = reg;
+        return 0;
+}
+
+PAF_EXPORT paf_registry *paf_registry_ref(paf_registry *reg) {
+        if (reg)
+                reg->n_ref++;
+        return reg;
+}
+
+PAF_EXPORT paf_registry *paf_registry_unref(paf_registry *reg) {
+        if (!reg)
+                return NULL;
+        assert(reg->n_ref > 0);
+        if (--reg->n_ref > 0)
+                return NULL;
+        /* Rules in the context may point into plugin code: drop them before
+         * the plugins go. */
+        reg->ctx = paf_ctx_unref(reg->ctx);
+        for (size_t i = 0; i < reg->n_protocols; i++) {
+                free(reg->protocols[i]->plugin);
+                free(reg->protocols[i]);
+        }
+        free(reg->protocols);
+        reg->protocols = NULL;
+        reg->n_protocols = 0;
+        paf_registry_free_config(reg);
+        paf_registry_free_loader(reg);
+        free(reg);
+        return NULL;
+}
+
+PAF_EXPORT int paf_registry_add_protocol(paf_registry *reg, const paf_protocol_ops *ops,
+                                         void *userdata) {
+        if (!reg || !ops || ops->struct_size < offsetof(paf_protocol_ops, parse_address) ||
+            !name_is_valid(ops->name) || !ops->endpoint_keys || !ops->describe || !ops->connect)
+                return -EINVAL;
+        if (paf_registry_find_protocol(reg, ops->name))
+                return -EEXIST;
+
+        paf_protocol *p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        const char *plugin = reg->initializing ? paf_plugin_name_internal(reg->initializing) : NULL;
+        if (plugin && !(p->plugin = strdup(plugin))) {
+                free(p);
+                return -ENOMEM;
+        }
+        paf_protocol **a = realloc(reg->protocols, (reg->n_protocols + 1) * sizeof(*a));
+        if (!a) {
+                free(p->plugin);
+                free(p);
+                return -ENOMEM;
+        }
+        reg->protocols = a;
+        p->ops = ops;
+        p->userdata = userdata;
+        p->seq = reg->next_seq++;
+        reg->protocols[reg->n_protocols++] = p;
+        return 0;
+}
+
+void paf_registry_remove_protocols_of(paf_registry *reg, const char *plugin) {
+        size_t j = 0;
+        for (size_t i = 0; i < reg->n_protocols; i++) {
+                paf_protocol *p = reg->protocols[i];
+                if (p->plugin && plugin && strcmp(p->plugin, plugin) == 0) {
+                        free(p->plugin);
+                        free(p);
+                } else
+                        reg->protocols[j++] = p;
+        }
+        reg->n_protocols = j;
+}
+
+PAF_EXPORT const paf_protocol *paf_registry_find_protocol(paf_registry *reg, const char *name) {
+        if (!reg || !name)
+                return NULL;
+        for (size_t i = 0; i < reg->n_protocols; i++)
+                if (strcmp(reg->protocols[i]->ops->name, name) == 0)
+                        return reg->protocols[i];
+        return NULL;
+}
+
+PAF_EXPORT size_t paf_registry_get_n_protocols(paf_registry *reg) {
+        return reg ? reg->n_protocols : 0;
+}
+
+PAF_EXPORT const paf_protocol *paf_registry_get_protocol(paf_registry *reg, size_t i) {
+        if (!reg || i >= reg->n_protocols)
+                return NULL;
+        return reg->protocols[i];
+}
+
+PAF_EXPORT paf_ctx *paf_registry_get_ctx(paf_registry *reg) {
+        return reg ? reg->ctx : NULL;
+}
+
+PAF_EXPORT const char *paf_protocol_get_name(const paf_protocol *p) {
+        return p ? p->ops->name : NULL;
+}
+
+PAF_EXPORT int paf_protocol_get_priority(const paf_protocol *p) {
+        return p ? p->ops->priority : 0;
+}
+
+PAF_EXPORT const char *paf_protocol_get_plugin(const paf_protocol *p) {
+        return p ? p->plugin : NULL;
+}
