@@ -74,6 +74,8 @@ typedef enum paf_flow_query_t {
 } paf_flow_query_t;
 
 PAF_EXPORT int paf_flow_query(paf_flow *flow, int what, void *ret, size_t size);
+/* struct ucred is only defined with _GNU_SOURCE; callers that use this do. */
+struct ucred;
 PAF_EXPORT int paf_flow_get_peer_credentials(paf_flow *flow, struct ucred *ret);
 
 /* Userdata slot for the consumer. */

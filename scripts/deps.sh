@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages paf needs to build and test, if any is missing.
+set -euo pipefail
+
+packages=(
+        # build
+        gcc make meson ninja-build pkg-config
+        libsystemd-dev libinih-dev libcmocka-dev
+        # tests: private network namespaces, sanitizers' symbolizer, valgrind
+        iproute2 util-linux valgrind binutils
+)
+
+missing=()
+for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+                missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+sudo=
+[ "$(id -u)" = 0 ] || sudo=sudo
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,190 @@
+/* tests/examples/test-loop.c — drives the out-of-tree "loop" example plugin
+ * through the registry: run by test-example-plugin.sh with PAF_PLUGIN_PATH
+ * pointing at the directory it was built into. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <paf.h>
+
+#define TRANSFER (4 * 1024 * 1024)
+
+typedef struct {
+        sd_event *event;
+        paf_flow *server;
+        paf_flow *client;
+        size_t received;
+        uint32_t hash;
+        bool eof;
+        bool failed;
+        char *attempts;
+        unsigned char *data;
+        size_t written;
+} state;
+
+static uint32_t fnv(uint32_t h, const unsigned char *p, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ p[i]) * 16777619u;
+        return h;
+}
+
+static void on_read(paf_flow *flow, const void *data, size_t len, int error, void *userdata) {
+        state *s = userdata;
+        assert_int_equal(error, 0);
+        if (len == 0) {
+                s->eof = true;
+                paf_flow_close(flow, NULL, NULL);
+                s->server = NULL;
+                sd_event_exit(s->event, 0);
+                return;
+        }
+        s->received += len;
+        s->hash = fnv(s->hash, data, len);
+}
+
+static void on_accept(paf_listener *l, paf_flow *flow, void *userdata) {
+        (void)l;
+        state *s = userdata;
+        s->server = flow;
+        assert_string_equal(paf_flow_get_protocol(flow), "loop");
+        assert_int_equal(paf_flow_read_start(flow, on_read, s), 0);
+}
+
+static void write_next(paf_flow *flow, int error, void *userdata);
+
+static void write_next(paf_flow *flow, int error, void *userdata) {
+        state *s = userdata;
+        assert_int_equal(error, 0);
+        if (s->written == TRANSFER) {
+                assert_int_equal(paf_flow_shutdown(flow, NULL, NULL), 0);
+                return;
+        }
+        /* Writes of 256 KiB against a 64 KiB window: backpressure decides. */
+        size_t n = TRANSFER - s->written < 256 * 1024 ? TRANSFER - s->written : 256 * 1024;
+        struct iovec iov = {s->data + s->written, n};
+        s->written += n;
+        assert_int_equal(paf_flow_write(flow, &iov, 1, write_next, s), 0);
+        assert_true(paf_flow_get_write_queue_size(flow) <= 256 * 1024);
+}
+
+static void on_connect(paf_flow *flow, const paf_attempt *a, size_t n, void *userdata) {
+        state *s = userdata;
+        if (!flow) {
+                s->failed = true;
+                s->attempts = paf_attempts_format(a, n);
+                sd_event_exit(s->event, 1);
+                return;
+        }
+        s->client = flow;
+        write_next(flow, 0, s);
+}
+
+static paf_registry *load(void) {
+        paf_registry *reg = NULL;
+        paf_error err = PAF_ERROR_NULL;
+        assert_int_equal(paf_registry_new(&reg), 0);
+        assert_int_equal(paf_registry_load_config(reg, NULL, &err), 0);
+        int r = paf_registry_load_plugins(reg, &err);
+        if (r < 0)
+                fail_msg("%s", err.message);
+        const paf_protocol *p = paf_registry_find_protocol(reg, "loop");
+        assert_non_null(p);
+        assert_string_equal(paf_protocol_get_plugin(p), "loop");
+        return reg;
+}
+
+static void run_transfer(paf_ctx *ctx) {
+        paf_registry *reg = load();
+        state s = {.hash = 2166136261u};
+        s.data = malloc(TRANSFER);
+        assert_non_null(s.data);
+        for (size_t i = 0; i < TRANSFER; i++)
+                s.data[i] = (unsigned char)(i * 7 + (i >> 13));
+        uint32_t want = fnv(2166136261u, s.data, TRANSFER);
+
+        assert_int_equal(sd_event_new(&s.event), 0);
+        paf_listener *l = NULL;
+        paf_error err = PAF_ERROR_NULL;
+        assert_int_equal(paf_registry_listen_address(reg, "loop:echo-test", s.event, on_accept, &s,
+                                                     &l, &err),
+                         0);
+        assert_string_equal(paf_listener_get_address(l), "loop:echo-test");
+
+        assert_int_equal(paf_registry_connect(reg, ctx, s.event, on_connect, &s, NULL), 0);
+        assert_int_equal(sd_event_loop(s.event), 0);
+        assert_false(s.failed);
+        assert_true(s.eof);
+        assert_int_equal(s.received, TRANSFER);
+        assert_int_equal(s.hash, want);
+
+        paf_flow_close(s.client, NULL, NULL);
+        paf_listener_free(l);
+        /* Let deferred close handlers run. */
+        for (int i = 0; i < 10; i++)
+                sd_event_run(s.event, 0);
+        sd_event_unref(s.event);
+        free(s.data);
+        free(s.attempts);
+        paf_registry_unref(reg);
+}
+
+static void test_transfer_by_name(void **unused) {
+        (void)unused;
+        paf_ctx *ctx = NULL;
+        assert_int_equal(paf_ctx_new(&ctx), 0);
+        assert_int_equal(paf_ctx_set_string(ctx, "loop.name", "echo-test"), 0);
+        run_transfer(ctx);
+        paf_ctx_unref(ctx);
+}
+
+/* The plugin's own rule turns http+loop URL keys into its endpoint. */
+static void test_transfer_by_url_keys(void **unused) {
+        (void)unused;
+        paf_ctx *ctx = NULL;
+        assert_int_equal(paf_ctx_new(&ctx), 0);
+        assert_int_equal(paf_ctx_set_string(ctx, "url.scheme", "http+loop"), 0);
+        assert_int_equal(paf_ctx_set_string(ctx, "url.host", "echo-test"), 0);
+        run_transfer(ctx);
+        paf_ctx_unref(ctx);
+}
+
+static void on_refused(paf_flow *flow, const paf_attempt *a, size_t n, void *userdata) {
+        state *s = userdata;
+        assert_null(flow);
+        s->attempts = paf_attempts_format(a, n);
+        sd_event_exit(s->event, 0);
+}
+
+static void test_nothing_listening(void **unused) {
+        (void)unused;
+        paf_registry *reg = load();
+        state s = {0};
+        paf_ctx *ctx = NULL;
+        assert_int_equal(paf_ctx_new(&ctx), 0);
+        assert_int_equal(paf_ctx_set_string(ctx, "loop.name", "nobody"), 0);
+        assert_int_equal(sd_event_new(&s.event), 0);
+        assert_int_equal(paf_registry_connect(reg, ctx, s.event, on_refused, &s, NULL), 0);
+        assert_int_equal(sd_event_loop(s.event), 0);
+        assert_non_null(s.attempts);
+        assert_non_null(strstr(s.attempts, "loop:nobody"));
+        assert_non_null(strstr(s.attempts, "nothing listens"));
+        free(s.attempts);
+        sd_event_unref(s.event);
+        paf_ctx_unref(ctx);
+        paf_registry_unref(reg);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_transfer_by_name),
+                cmocka_unit_test(test_transfer_by_url_keys),
+                cmocka_unit_test(test_nothing_listening),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
