@@ -1,6 +1,7 @@
 /* tools/paf.c — the `paf` command: plugins, config check (serve, get … follow). */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,9 @@ static void usage(FILE *f) {
 
 /* Read the config (NULL: the embedded default) and load its plugins.
  * Returns the number of requested plugins refused, or < 0 after printing the
- * configuration error. */
-static int setup_registry(const char *config, paf_registry **ret) {
+ * configuration error. quiet: the caller lists refusals itself, so the
+ * loader's warnings would only repeat them. */
+static int setup_registry(const char *config, bool quiet, paf_registry **ret) {
         paf_registry *reg = NULL;
         paf_error error = PAF_ERROR_NULL;
         int r = paf_registry_new(&reg);
@@ -39,8 +41,13 @@ static int setup_registry(const char *config, paf_registry **ret) {
                 return r;
         }
         r = paf_registry_load_config(reg, config, &error);
-        if (r >= 0)
+        if (r >= 0) {
+                int level = paf_log_get_level();
+                if (quiet)
+                        paf_log_set_level(PAF_LOG_ERR);
                 r = paf_registry_load_plugins(reg, &error);
+                paf_log_set_level(level);
+        }
         if (r < 0) {
                 fprintf(stderr, "%s: %s\n", program, error.message);
                 paf_registry_unref(reg);
@@ -76,7 +83,7 @@ static int cmd_plugins(int argc, char **argv) {
         }
 
         paf_registry *reg = NULL;
-        int refused = setup_registry(config, &reg);
+        int refused = setup_registry(config, true, &reg);
         if (refused < 0)
                 return 2;
 
@@ -97,7 +104,8 @@ static int cmd_plugins(int argc, char **argv) {
                 printf("\nrefused:\n");
                 for (size_t i = 0; i < n; i++)
                         if (!info[i].loaded)
-                                printf("%-12s %s%s\n", info[i].name,
+                                printf("%-12s %s: %s%s\n", info[i].name,
+                                       info[i].file ? info[i].file : "(not found)",
                                        info[i].reason ? info[i].reason : "unknown reason",
                                        info[i].requested ? " (requested)" : "");
         }
@@ -115,7 +123,7 @@ static int cmd_config(int argc, char **argv) {
                 return 2;
         }
         paf_registry *reg = NULL;
-        int refused = setup_registry(argv[2], &reg);
+        int refused = setup_registry(argv[2], true, &reg);
         if (refused < 0)
                 return 1;
         if (refused > 0) {
