@@ -55,7 +55,8 @@ PAF_EXPORT int paf_ctx_set_pointer(paf_ctx *ctx, const char *key, void *pointer,
 PAF_EXPORT int paf_ctx_set(paf_ctx *ctx, const char *key, const paf_value *value);
 
 /* Getters: the returned string/bytes/pointer belong to the context and stay
- * valid until the key is set again or the context goes. */
+ * valid until the key is set or removed, or derives to a different value in
+ * the same context, or the context goes. Contexts are not thread-safe. */
 PAF_EXPORT int paf_ctx_get_string(paf_ctx *ctx, const char *key, const char **ret);
 PAF_EXPORT int paf_ctx_get_int(paf_ctx *ctx, const char *key, int64_t *ret);
 PAF_EXPORT int paf_ctx_get_bool(paf_ctx *ctx, const char *key, bool *ret);
@@ -93,7 +94,8 @@ typedef struct paf_rule_input {
 /*
  * A rule's function gets one value per declared input, in order, and sets
  * *ret (ret->type must be the rule's type; strings and bytes are copied after
- * the function returns, so they may point at stack memory). It returns 1 when
+ * the function returns, so they may point at an input, the userdata or a
+ * static buffer, but not at the function's own locals). It returns 1 when
  * it produced a value, 0 to decline (the next older entry is tried), or a
  * negative errno, which fails the read.
  */

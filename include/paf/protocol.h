@@ -40,8 +40,9 @@ typedef struct paf_protocol_ops {
          * Finish, now or later, with paf_connect_request_done() or _fail().
          * Returning < 0 means it failed at once (the request is not used). */
         int (*connect)(paf_connect_request *req, void *userdata);
-        /* Optional: stop an attempt that has not finished. Without it, a
-         * cancelled attempt's late flow is closed by the core. */
+        /* Optional: stop an attempt that has not finished. The request is
+         * gone once cancel returns (ending it from inside cancel is allowed).
+         * Without it, a cancelled attempt's late flow is closed by the core. */
         void (*cancel)(paf_connect_request *req, void *userdata);
 
         /* Optional: bind and listen on the endpoint in ctx. */
@@ -76,8 +77,9 @@ PAF_EXPORT void paf_connect_request_fail(paf_connect_request *req, int error, co
 /*
  * One line of a resolution report. For a candidate that was tried, error
  * and reason say why it failed (error 0: it succeeded or was not reached).
- * A protocol that was not a candidate has tried == false and reason says
- * which key was missing.
+ * A protocol that was not a candidate has tried == false, error -ENOENT (or
+ * the context's error, -ELOOP for a cycle) and reason says which key was
+ * missing.
  */
 typedef struct paf_attempt {
         const char *protocol;
@@ -112,7 +114,8 @@ typedef void (*paf_connect_handler_t)(paf_flow *flow, const paf_attempt *attempt
                                       size_t n_attempts, void *userdata);
 
 /* Resolve ctx and try the candidates in order. The handler is never called
- * from inside this call. ret may be NULL when the caller will not cancel. */
+ * from inside this call. ret may be NULL when the caller will not cancel;
+ * the handle is invalid once the handler has run. */
 PAF_EXPORT int paf_registry_connect(paf_registry *reg, paf_ctx *ctx, sd_event *event,
                                     paf_connect_handler_t handler, void *userdata,
                                     paf_connect **ret);
