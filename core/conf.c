@@ -1,0 +1,836 @@
+/* core/conf.c — paf.conf: read with inih, checked against the options of the core and of plugins.
+ */
+#include <ctype.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdio.h>
+#include <strings.h>
+#include <sys/types.h>
+
+#include "paf-internal.h"
+
+/* Used when the program gives no file. Without a "load" key, every plugin
+ * found on the search path is loaded. */
+static const char default_config[] =
+        "# paf.conf built into libpaf, used when no file is given.\n"
+        "[paf]\n"
+        "# No \"load\": every plugin found on the search path is loaded.\n";
+#define DEFAULT_CONFIG_NAME "built-in paf.conf"
+
+typedef struct conf_entry {
+        char *key;
+        char *value;
+        unsigned line;
+} conf_entry;
+
+typedef struct conf_section {
+        char *name;
+        unsigned line; /* of its first header */
+        conf_entry *entries;
+        size_t n_entries;
+} conf_section;
+
+struct paf_config {
+        char *file; /* as named in messages */
+        conf_section *sections;
+        size_t n_sections;
+        char **plugin_path; /* NULL-terminated once non-empty */
+        size_t n_plugin_path;
+        char **load;
+        size_t n_load;
+        bool has_load;
+        int log_level; /* -1: not set */
+};
+
+/* ---- reading ---- */
+
+typedef enum line_kind {
+        LINE_OTHER, /* blank, comment, or an error inih reports */
+        LINE_SECTION,
+        LINE_KEY,
+        LINE_CONTINUATION,
+} line_kind;
+
+typedef struct parser {
+        paf_config *config;
+        const char *dir; /* of the file, for relative plugin-path entries; NULL: none */
+
+        FILE *file; /* read from file, or else from text */
+        const char *text;
+        char *buf;
+        size_t buf_size;
+
+        /* inih is built without line numbers for its handler: the reader
+         * counts, and classifies each line as inih will, so that the handler
+         * knows where it is and whether it sees a continuation. */
+        unsigned line;
+        line_kind kind;
+        bool after_key;
+        ssize_t section; /* current section, -1 before the first header */
+        ssize_t entry;   /* the last key's entry in it, -1 if none */
+
+        int io_error;
+        unsigned long_line;
+        int long_limit;
+
+        int error_code; /* the first error the handler found */
+        unsigned error_line;
+        char error_message[sizeof(((paf_error *)NULL)->message)];
+} parser;
+
+typedef struct core_option {
+        paf_option decl;
+        /* 0: a single value, a later line replaces it. Else a list: every
+         * line adds items, and this joins them in the stored value. */
+        char list_join;
+        /* Checks the value (a list: one line's worth) and applies it to the
+         * config being read. < 0 after parser_error(). */
+        int (*apply)(parser *p, const char *section, const char *key, const char *value);
+        /* A list's items so far, NULL-terminated: what the option reads as. */
+        char *const *(*items)(const paf_config *c);
+} core_option;
+
+typedef struct core_section {
+        const char *name;
+        const core_option *options;
+} core_section;
+
+static int parser_error(parser *p, int code, const char *format, ...) PAF_PRINTF(3, 4);
+static int parser_error(parser *p, int code, const char *format, ...) {
+        if (p->error_code < 0)
+                return p->error_code;
+        char reason[sizeof(p->error_message) - 64]; /* leaves room for "FILE:LINE: " */
+        va_list ap;
+        va_start(ap, format);
+        vsnprintf(reason, sizeof(reason), format, ap);
+        va_end(ap);
+        snprintf(p->error_message, sizeof(p->error_message), "%s:%u: %s", p->config->file, p->line,
+                 reason);
+        p->error_code = code;
+        p->error_line = p->line;
+        return code;
+}
+
+/* ---- did you mean ---- */
+
+/* Optimal string alignment distance: a swap of two neighbours counts once
+ * ("tpc" for "tcp"). */
+static unsigned edit_distance(const char *a, const char *b) {
+        size_t n = strlen(a), m = strlen(b);
+        if (n > 64 || m > 64)
+                return UINT_MAX;
+        unsigned d[65][65];
+        for (size_t i = 0; i <= n; i++)
+                d[i][0] = (unsigned)i;
+        for (size_t j = 0; j <= m; j++)
+                d[0][j] = (unsigned)j;
+        for (size_t i = 1; i <= n; i++)
+                for (size_t j = 1; j <= m; j++) {
+                        unsigned cost = a[i - 1] != b[j - 1];
+                        unsigned v = d[i - 1][j - 1] + cost;
+                        if (d[i - 1][j] + 1 < v)
+                                v = d[i - 1][j] + 1;
+                        if (d[i][j - 1] + 1 < v)
+                                v = d[i][j - 1] + 1;
+                        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                            d[i - 2][j - 2] + 1 < v)
+                                v = d[i - 2][j - 2] + 1;
+                        d[i][j] = v;
+                }
+        return d[n][m];
+}
+
+typedef struct suggestion {
+        const char *word;
+        const char *best;
+        unsigned distance;
+} suggestion;
+
+static void suggest(suggestion *s, const char *candidate) {
+        if (!candidate)
+                return;
+        unsigned d = edit_distance(s->word, candidate);
+        if (d <= 2 && (!s->best || d < s->distance)) {
+                s->best = candidate;
+                s->distance = d;
+        }
+}
+
+/* " (did you mean \"x\"?)" or "", in buf. */
+static const char *suggestion_text(const suggestion *s, char *buf, size_t size) {
+        if (!s->best)
+                return "";
+        snprintf(buf, size, " (did you mean \"%s\"?)", s->best);
+        return buf;
+}
+
+/* ---- values ---- */
+
+int paf_option_parse(paf_type type, const char *s, paf_value *ret, char *reason, size_t size) {
+        static const char *const yes[] = {"yes", "true", "on", "1"}, *const no[] = {"no", "false",
+                                                                                    "off", "0"};
+        char dummy[1];
+        if (!reason) {
+                reason = dummy;
+                size = sizeof(dummy);
+        }
+        if (!s || !ret)
+                return -EINVAL;
+
+        switch (type) {
+        case PAF_TYPE_STRING:
+                *ret = PAF_VALUE_STRING(s);
+                return 0;
+        case PAF_TYPE_INT: {
+                _Static_assert(sizeof(long long) == sizeof(int64_t), "strtoll() covers int64_t");
+                /* strtoll() would skip leading blanks; a value is the whole string. */
+                if (!*s || isspace((unsigned char)*s)) {
+                        snprintf(reason, size, "\"%s\" is not an integer", s);
+                        return -EINVAL;
+                }
+                char *end;
+                errno = 0;
+                long long v = strtoll(s, &end, 10);
+                if (*end) {
+                        snprintf(reason, size, "\"%s\" is not an integer", s);
+                        return -EINVAL;
+                }
+                if (errno == ERANGE) {
+                        snprintf(reason, size, "\"%s\" is out of range for an integer", s);
+                        return -ERANGE;
+                }
+                *ret = PAF_VALUE_INT((int64_t)v);
+                return 0;
+        }
+        case PAF_TYPE_BOOL:
+                for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
+                        if (strcasecmp(s, yes[i]) == 0) {
+                                *ret = PAF_VALUE_BOOL(true);
+                                return 0;
+                        }
+                        if (strcasecmp(s, no[i]) == 0) {
+                                *ret = PAF_VALUE_BOOL(false);
+                                return 0;
+                        }
+                }
+                snprintf(reason, size, "\"%s\" is not a boolean (yes/no, true/false, on/off, 1/0)",
+                         s);
+                return -EINVAL;
+        default:
+                snprintf(reason, size, "options of type %s are not supported",
+                         paf_type_to_string(type));
+                return -EINVAL;
+        }
+}
+
+/* ---- the config object ---- */
+
+static int strv_push(char ***v, size_t *n, const char *s, size_t len) {
+        char *copy = strndup(s, len);
+        if (!copy)
+                return -ENOMEM;
+        char **a = realloc(*v, (*n + 2) * sizeof(char *));
+        if (!a) {
+                free(copy);
+                return -ENOMEM;
+        }
+        a[(*n)++] = copy;
+        a[*n] = NULL;
+        *v = a;
+        return 0;
+}
+
+static void strv_free(char **v, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+static char *strv_join(char *const *v, const char *sep) {
+        size_t len = 1;
+        for (char *const *p = v; p && *p; p++)
+                len += strlen(*p) + strlen(sep);
+        char *s = malloc(len), *q = s;
+        if (!s)
+                return NULL;
+        *q = '\0';
+        for (char *const *p = v; p && *p; p++)
+                q = stpcpy(stpcpy(q, p == v ? "" : sep), *p);
+        return s;
+}
+
+static paf_config *config_free(paf_config *c) {
+        if (!c)
+                return NULL;
+        for (size_t i = 0; i < c->n_sections; i++) {
+                conf_section *s = &c->sections[i];
+                for (size_t j = 0; j < s->n_entries; j++) {
+                        free(s->entries[j].key);
+                        free(s->entries[j].value);
+                }
+                free(s->entries);
+                free(s->name);
+        }
+        free(c->sections);
+        strv_free(c->plugin_path, c->n_plugin_path);
+        strv_free(c->load, c->n_load);
+        free(c->file);
+        free(c);
+        return NULL;
+}
+
+static conf_section *config_find_section(paf_config *c, const char *name) {
+        for (size_t i = 0; c && i < c->n_sections; i++)
+                if (strcmp(c->sections[i].name, name) == 0)
+                        return &c->sections[i];
+        return NULL;
+}
+
+static conf_entry *section_find_entry(conf_section *s, const char *key) {
+        for (size_t i = 0; s && i < s->n_entries; i++)
+                if (strcmp(s->entries[i].key, key) == 0)
+                        return &s->entries[i];
+        return NULL;
+}
+
+void paf_registry_free_config(paf_registry *reg) {
+        reg->config = config_free(reg->config);
+}
+
+const char *const *paf_config_get_plugin_path(paf_registry *reg) {
+        if (!reg || !reg->config || reg->config->n_plugin_path == 0)
+                return NULL;
+        return (const char *const *)reg->config->plugin_path;
+}
+
+const char *const *paf_config_get_load(paf_registry *reg) {
+        static const char *const none[] = {NULL};
+        if (!reg || !reg->config || !reg->config->has_load)
+                return NULL;
+        return reg->config->n_load > 0 ? (const char *const *)reg->config->load : none;
+}
+
+/* ---- the core sections ---- */
+
+static bool is_separator(char c, const char *separators) {
+        return c && strchr(separators, c);
+}
+
+static int apply_plugin_path(parser *p, const char *section, const char *key, const char *value) {
+        paf_config *c = p->config;
+        for (const char *s = value; *s;) {
+                size_t len = strcspn(s, ":");
+                if (len > 0) {
+                        int r;
+                        /* Relative to the file that says it, not to wherever the
+                         * program happens to run. */
+                        if (p->dir && s[0] != '/') {
+                                char *abs;
+                                if (asprintf(&abs, "%s/%.*s", p->dir, (int)len, s) < 0)
+                                        return parser_error(p, -ENOMEM, "out of memory");
+                                r = strv_push(&c->plugin_path, &c->n_plugin_path, abs, strlen(abs));
+                                free(abs);
+                        } else
+                                r = strv_push(&c->plugin_path, &c->n_plugin_path, s, len);
+                        if (r < 0)
+                                return parser_error(p, r, "[%s] key \"%s\": out of memory", section,
+                                                    key);
+                }
+                s += len;
+                if (*s == ':')
+                        s++;
+        }
+        return 0;
+}
+
+static int apply_load(parser *p, const char *section, const char *key, const char *value) {
+        paf_config *c = p->config;
+        c->has_load = true;
+        for (const char *s = value; *s;) {
+                while (is_separator(*s, " \t,"))
+                        s++;
+                size_t len = strcspn(s, " \t,");
+                if (len == 0)
+                        break;
+                char *name = strndup(s, len);
+                if (!name)
+                        return parser_error(p, -ENOMEM, "out of memory");
+                int r = 0;
+                if (!paf_name_is_valid(name))
+                        r = parser_error(p, -EINVAL,
+                                         "[%s] key \"%s\": \"%s\" is not a valid plugin name "
+                                         "([a-z0-9_-]+)",
+                                         section, key, name);
+                else {
+                        bool dup = false;
+                        for (size_t i = 0; i < c->n_load; i++)
+                                dup = dup || strcmp(c->load[i], name) == 0;
+                        if (!dup && strv_push(&c->load, &c->n_load, name, len) < 0)
+                                r = parser_error(p, -ENOMEM, "out of memory");
+                }
+                free(name);
+                if (r < 0)
+                        return r;
+                s += len;
+        }
+        return 0;
+}
+
+static int apply_log_level(parser *p, const char *section, const char *key, const char *value) {
+        int level = paf_log_level_from_string(value);
+        if (level < 0)
+                return parser_error(p, -EINVAL,
+                                    "[%s] key \"%s\": \"%s\" is not a log level (err, warning, "
+                                    "notice, info, debug)",
+                                    section, key, value);
+        p->config->log_level = level;
+        return 0;
+}
+
+static char *const *plugin_path_items(const paf_config *c) {
+        return c->plugin_path;
+}
+
+static char *const *load_items(const paf_config *c) {
+        return c->load;
+}
+
+static const core_option paf_section_options[] = {
+        {{"plugin-path", PAF_TYPE_STRING, NULL,
+          "Directories searched for plugins after PAF_PLUGIN_PATH, colon separated"},
+         ':',
+         apply_plugin_path,
+         plugin_path_items},
+        {{"load", PAF_TYPE_STRING, NULL,
+          "Plugins to load, separated by spaces or commas; without it, every plugin found"},
+         ' ',
+         apply_load,
+         load_items},
+        {{"log-level", PAF_TYPE_STRING, NULL, "err, warning, notice, info or debug"},
+         0,
+         apply_log_level},
+        {},
+};
+
+/* Sections that belong to libpaf itself. A new one ([http] …) is one more
+ * line here and its option table. */
+static const core_section core_sections[] = {
+        {"paf", paf_section_options},
+};
+
+static const core_section *core_section_find(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(core_sections); i++)
+                if (strcmp(core_sections[i].name, name) == 0)
+                        return &core_sections[i];
+        return NULL;
+}
+
+bool paf_config_is_core_section(const char *name) {
+        return name && core_section_find(name);
+}
+
+static const core_option *core_option_find(const core_section *cs, const char *key) {
+        for (const core_option *o = cs->options; o->decl.name; o++)
+                if (strcmp(o->decl.name, key) == 0)
+                        return o;
+        return NULL;
+}
+
+/* ---- the inih callbacks ---- */
+
+static int open_section(parser *p, const char *name, size_t len) {
+        paf_config *c = p->config;
+        p->entry = -1;
+        for (size_t i = 0; i < c->n_sections; i++)
+                if (strlen(c->sections[i].name) == len &&
+                    strncmp(c->sections[i].name, name, len) == 0) {
+                        p->section = (ssize_t)i;
+                        return 0;
+                }
+        conf_section *a = realloc(c->sections, (c->n_sections + 1) * sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        c->sections = a;
+        a[c->n_sections] = (conf_section){.name = strndup(name, len), .line = p->line};
+        if (!a[c->n_sections].name)
+                return -ENOMEM;
+        p->section = (ssize_t)c->n_sections++;
+        return 0;
+}
+
+/* Mirrors inih's reading of a line (ini.c, ini_parse_stream): comments
+ * first, then continuation lines (indented, after a key), then headers,
+ * then keys. */
+static int classify(parser *p, const char *line) {
+        const char *start = line;
+        if (p->line == 1 && strncmp(start, "\xEF\xBB\xBF", 3) == 0)
+                start += 3;
+        while (isspace((unsigned char)*start))
+                start++;
+
+        p->kind = LINE_OTHER;
+        if (*start == '\0' || *start == ';' || *start == '#')
+                return 0;
+        if (p->after_key && start > line) {
+                p->kind = LINE_CONTINUATION;
+                return 0;
+        }
+        if (*start == '[') {
+                const char *end = strchr(start + 1, ']');
+                if (!end)
+                        return 0; /* inih reports it */
+                p->kind = LINE_SECTION;
+                p->after_key = false;
+                return open_section(p, start + 1, (size_t)(end - start - 1));
+        }
+        if (strpbrk(start, "=:")) {
+                p->kind = LINE_KEY;
+                p->after_key = true;
+        }
+        return 0;
+}
+
+/* Hands inih one whole line per call, so that its count is ours. */
+static char *reader(char *str, int num, void *stream) {
+        parser *p = stream;
+        if (p->io_error || p->long_line || p->error_code < 0)
+                return NULL;
+
+        const char *s;
+        size_t len;
+        if (p->file) {
+                errno = 0;
+                ssize_t n = getline(&p->buf, &p->buf_size, p->file);
+                if (n < 0) {
+                        if (ferror(p->file))
+                                p->io_error = errno > 0 ? -errno : -EIO;
+                        return NULL;
+                }
+                s = p->buf;
+                len = (size_t)n;
+        } else {
+                if (!*p->text)
+                        return NULL;
+                s = p->text;
+                const char *nl = strchr(s, '\n');
+                len = nl ? (size_t)(nl - s) + 1 : strlen(s);
+                p->text += len;
+        }
+        p->line++;
+
+        /* The line ends are not content: they must not count against inih's buffer. */
+        if (len > 0 && s[len - 1] == '\n')
+                len--;
+        if (len > 0 && s[len - 1] == '\r')
+                len--;
+        if (num <= 0 || len >= (size_t)num) {
+                p->long_line = p->line;
+                p->long_limit = num > 0 ? num - 1 : 0;
+                return NULL;
+        }
+        memcpy(str, s, len);
+        str[len] = '\0';
+        if (classify(p, str) < 0) {
+                parser_error(p, -ENOMEM, "out of memory");
+                return NULL;
+        }
+        return str;
+}
+
+/* Store key = value in s: a repeated key replaces, a continuation line is
+ * appended with a space (like a folded header line). */
+static int store(parser *p, conf_section *s, const char *key, const char *value,
+                 bool continuation) {
+        conf_entry *e = NULL;
+        if (continuation && p->entry >= 0)
+                e = &s->entries[p->entry];
+        else if ((e = section_find_entry(s, key)))
+                p->entry = e - s->entries;
+        else {
+                conf_entry *a = realloc(s->entries, (s->n_entries + 1) * sizeof(*a));
+                if (!a)
+                        return -ENOMEM;
+                s->entries = a;
+                e = &a[s->n_entries];
+                *e = (conf_entry){.key = strdup(key), .value = strdup(value), .line = p->line};
+                if (!e->key || !e->value) {
+                        free(e->key);
+                        free(e->value);
+                        return -ENOMEM;
+                }
+                p->entry = (ssize_t)s->n_entries++;
+                return 0;
+        }
+
+        char *v;
+        if (!continuation || !*e->value || !*value)
+                v = strdup(continuation && !*value ? e->value : value);
+        else if (asprintf(&v, "%s %s", e->value, value) < 0)
+                v = NULL;
+        if (!v)
+                return -ENOMEM;
+        free(e->value);
+        e->value = v;
+        e->line = p->line;
+        return 0;
+}
+
+static int core_key(parser *p, const core_section *cs, conf_section *s, const char *key,
+                    const char *value, bool continuation) {
+        const core_option *o = core_option_find(cs, key);
+        if (!o) {
+                suggestion sg = {.word = key};
+                for (const core_option *c = cs->options; c->decl.name; c++)
+                        suggest(&sg, c->decl.name);
+                char buf[128];
+                return parser_error(p, -EINVAL, "[%s] key \"%s\": unknown option%s", s->name, key,
+                                    suggestion_text(&sg, buf, sizeof(buf)));
+        }
+
+        int r;
+        _cleanup_free_ char *list = NULL;
+        if (o->list_join) {
+                r = o->apply(p, s->name, key, value);
+                if (r < 0)
+                        return r;
+                /* The option reads as its items, whatever the separators were. */
+                char sep[2] = {o->list_join, '\0'};
+                list = strv_join(o->items(p->config), sep);
+                if (!list)
+                        return parser_error(p, -ENOMEM, "out of memory");
+                value = list;
+                continuation = false;
+        } else {
+                /* A continuation extends the value: check the whole of it. */
+                conf_entry *old = continuation && p->entry >= 0 ? &s->entries[p->entry] : NULL;
+                _cleanup_free_ char *whole = NULL;
+                if (old && *old->value && *value &&
+                    asprintf(&whole, "%s %s", old->value, value) < 0)
+                        return parser_error(p, -ENOMEM, "out of memory");
+                const char *v = whole ? whole : old && !*value ? old->value : value;
+                char reason[256];
+                paf_value pv;
+                r = paf_option_parse(o->decl.type, v, &pv, reason, sizeof(reason));
+                if (r < 0)
+                        return parser_error(p, -EINVAL, "[%s] key \"%s\": %s", s->name, key,
+                                            reason);
+                r = o->apply ? o->apply(p, s->name, key, v) : 0;
+        }
+        if (r < 0)
+                return r;
+        if (store(p, s, key, value, continuation) < 0)
+                return parser_error(p, -ENOMEM, "out of memory");
+        return 0;
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value) {
+        parser *p = user;
+        (void)section; /* inih truncates long names; the reader's copy is whole */
+        if (p->error_code < 0)
+                return 1;
+        bool continuation = p->kind == LINE_CONTINUATION;
+        if (p->section < 0) {
+                parser_error(p, -EINVAL, "key \"%s\": outside of any section", key);
+                return 0;
+        }
+        conf_section *s = &p->config->sections[p->section];
+        const core_section *cs = core_section_find(s->name);
+        if (cs)
+                return core_key(p, cs, s, key, value, continuation) >= 0;
+        /* Plugin sections are checked once the plugins have said what they take. */
+        if (store(p, s, key, value, continuation) < 0) {
+                parser_error(p, -ENOMEM, "out of memory");
+                return 0;
+        }
+        return 1;
+}
+
+static int parse(paf_registry *reg, const char *name, const char *dir, FILE *f, const char *text,
+                 paf_error *error) {
+        parser p = {.dir = dir, .file = f, .text = text, .section = -1, .entry = -1};
+        p.config = calloc(1, sizeof(paf_config));
+        if (!p.config || !(p.config->file = strdup(name))) {
+                free(p.config);
+                return -ENOMEM;
+        }
+        p.config->log_level = -1;
+
+        int r = ini_parse_stream(reader, &p, handler, &p);
+        free(p.buf);
+
+        /* The earliest problem wins: inih's count is the first line that
+         * failed, be it its syntax error or our handler's refusal. */
+        unsigned syntax =
+                r > 0 && (p.error_code == 0 || (unsigned)r < p.error_line) ? (unsigned)r : 0;
+        if (r < 0)
+                r = paf_error_set(error, -ENOMEM, "%s: out of memory", name);
+        else if (p.io_error)
+                r = paf_error_set(error, p.io_error, "%s: %s", name, strerror(-p.io_error));
+        else if (syntax && (!p.long_line || syntax < p.long_line))
+                r = paf_error_set(error, -EINVAL, "%s:%u: syntax error", name, syntax);
+        else if (p.error_code < 0 && (!p.long_line || p.error_line < p.long_line))
+                r = paf_error_set(error, p.error_code, "%s", p.error_message);
+        else if (p.long_line)
+                r = paf_error_set(error, -EINVAL, "%s:%u: line too long (more than %d characters)",
+                                  name, p.long_line, p.long_limit);
+        else
+                r = 0;
+        if (r < 0) {
+                config_free(p.config);
+                return r;
+        }
+
+        /* Only a config read whole replaces the one in place. */
+        config_free(reg->config);
+        reg->config = p.config;
+        if (reg->config->log_level >= 0)
+                paf_log_set_level(reg->config->log_level);
+        return 0;
+}
+
+PAF_EXPORT int paf_registry_load_config_string(paf_registry *reg, const char *name,
+                                               const char *text, paf_error *error) {
+        if (!reg || !text)
+                return -EINVAL;
+        return parse(reg, name ? name : "paf.conf", NULL, NULL, text, error);
+}
+
+PAF_EXPORT int paf_registry_load_config(paf_registry *reg, const char *path, paf_error *error) {
+        if (!reg || (path && !*path))
+                return -EINVAL;
+        if (!path)
+                return parse(reg, DEFAULT_CONFIG_NAME, NULL, NULL, default_config, error);
+
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return paf_error_set(error, -errno, "%s: %s", path, strerror(errno));
+        const char *slash = strrchr(path, '/');
+        _cleanup_free_ char *dir =
+                slash ? strndup(path, slash > path ? (size_t)(slash - path) : 1) : NULL;
+        int r = slash && !dir ? -ENOMEM : parse(reg, path, dir, f, NULL, error);
+        fclose(f);
+        return r;
+}
+
+/* ---- checking plugin sections ---- */
+
+static int check_section(paf_config *c, conf_section *s, const paf_option *options,
+                         paf_error *error, unsigned *ret_line) {
+        int code = 0;
+        unsigned line = UINT_MAX;
+        for (size_t i = 0; i < s->n_entries; i++) {
+                conf_entry *e = &s->entries[i];
+                if (e->line >= line)
+                        continue; /* a problem earlier in the file is already known */
+                const paf_option *o = NULL;
+                for (const paf_option *x = options; x && x->name; x++)
+                        if (strcmp(x->name, e->key) == 0)
+                                o = x;
+                char reason[384];
+                paf_value v;
+                if (!o) {
+                        suggestion sg = {.word = e->key};
+                        for (const paf_option *x = options; x && x->name; x++)
+                                suggest(&sg, x->name);
+                        char buf[128];
+                        snprintf(reason, sizeof(reason), "unknown option%s",
+                                 suggestion_text(&sg, buf, sizeof(buf)));
+                        code = -EINVAL;
+                } else {
+                        if (paf_option_parse(o->type, e->value, &v, reason, sizeof(reason)) >= 0)
+                                continue;
+                        code = -EINVAL;
+                }
+                line = e->line;
+                paf_error_set(error, code, "%s:%u: [%s] key \"%s\": %s", c->file, e->line, s->name,
+                              e->key, reason);
+        }
+        if (code < 0 && ret_line)
+                *ret_line = line;
+        return code;
+}
+
+int paf_config_check_plugin(paf_registry *reg, const char *name, const paf_option *options,
+                            paf_error *error, unsigned *ret_line) {
+        if (!reg || !name)
+                return -EINVAL;
+        conf_section *s = config_find_section(reg->config, name);
+        if (!s)
+                return 0;
+        return check_section(reg->config, s, options, error, ret_line);
+}
+
+int paf_config_check_sections(paf_registry *reg, paf_error *error, unsigned *ret_line) {
+        paf_config *c = reg ? reg->config : NULL;
+        if (!c)
+                return 0;
+        int code = 0;
+        unsigned line = UINT_MAX;
+        paf_error e = PAF_ERROR_NULL;
+        for (size_t i = 0; i < c->n_sections; i++) {
+                conf_section *s = &c->sections[i];
+                if (core_section_find(s->name))
+                        continue; /* checked as it was read */
+                paf_plugin *plugin = paf_loader_find_plugin(reg, s->name);
+                unsigned l = 0;
+                int r = 0;
+                if (plugin)
+                        r = check_section(c, s, paf_plugin_get_options_internal(plugin), &e, &l);
+                else if (paf_loader_is_refused(reg, s->name))
+                        continue; /* its refusal says it all */
+                else {
+                        suggestion sg = {.word = s->name};
+                        for (size_t k = 0; k < ELEMENTSOF(core_sections); k++)
+                                suggest(&sg, core_sections[k].name);
+                        for (size_t k = 0; paf_loader_get_name(reg, k); k++)
+                                suggest(&sg, paf_loader_get_name(reg, k));
+                        char buf[128];
+                        r = paf_error_set(&e, -EINVAL, "%s:%u: [%s]: unknown section%s", c->file,
+                                          s->line, s->name, suggestion_text(&sg, buf, sizeof(buf)));
+                        l = s->line;
+                }
+                if (r < 0 && l < line) {
+                        code = r;
+                        line = l;
+                        if (error)
+                                *error = e;
+                }
+        }
+        if (code < 0 && ret_line)
+                *ret_line = line;
+        return code;
+}
+
+/* ---- reading options ---- */
+
+PAF_EXPORT int paf_registry_get_option(paf_registry *reg, const char *section, const char *key,
+                                       paf_value *ret) {
+        if (!reg || !section || !key || !ret)
+                return -EINVAL;
+
+        const paf_option *decl = NULL;
+        const core_section *cs = core_section_find(section);
+        if (cs) {
+                const core_option *o = core_option_find(cs, key);
+                decl = o ? &o->decl : NULL;
+        } else {
+                paf_plugin *plugin = paf_loader_find_plugin(reg, section);
+                for (const paf_option *o = paf_plugin_get_options_internal(plugin); o && o->name;
+                     o++)
+                        if (strcmp(o->name, key) == 0)
+                                decl = o;
+        }
+        if (!decl)
+                return -ENOENT;
+
+        conf_entry *e = section_find_entry(config_find_section(reg->config, section), key);
+        const char *s = e ? e->value : decl->default_value;
+        if (!s)
+                return -ENODATA;
+        paf_value v;
+        int r = paf_option_parse(decl->type, s, &v, NULL, 0);
+        if (r < 0)
+                return r;
+        *ret = v;
+        return 0;
+}

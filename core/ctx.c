@@ -41,6 +41,7 @@ typedef struct entry entry;
 struct entry {
         entry *older;
         bool is_rule;
+        unsigned seq; /* the context's next_seq when pushed: see paf_ctx_drop_since() */
 
         /* value */
         paf_value value; /* strings and bytes owned */
@@ -64,6 +65,7 @@ typedef struct slot {
 
 struct paf_ctx {
         unsigned n_ref;
+        unsigned next_seq;
 
         /* An array of pointers, so that a slot stays put when a read adds
          * another slot for a cache while holding the first. */
@@ -320,6 +322,7 @@ static int push_entry(paf_ctx *ctx, const char *key, entry *e) {
         if (r < 0)
                 return r;
 
+        e->seq = ctx->next_seq++;
         entry *dropped = NULL;
         if (e->is_rule)
                 e->older = s->entries;
@@ -762,4 +765,26 @@ PAF_EXPORT int paf_ctx_has(paf_ctx *ctx, const char *key) {
 
 PAF_EXPORT const char *paf_ctx_get_error(paf_ctx *ctx) {
         return ctx ? ctx->error : "";
+}
+
+unsigned paf_ctx_mark(paf_ctx *ctx) {
+        return ctx->next_seq;
+}
+
+/* Entries are pushed on top of their slot, so those newer than mark are
+ * always at the head of each list. Cached derivations may come from them. */
+void paf_ctx_drop_since(paf_ctx *ctx, unsigned mark) {
+        for (size_t i = 0; i < ctx->n_slots; i++) {
+                slot *s = ctx->slots[i];
+                entry *dropped = s->entries, **tail = &dropped;
+                while (*tail && (*tail)->seq >= mark)
+                        tail = &(*tail)->older;
+                s->entries = *tail;
+                *tail = NULL;
+                if (s->cached) {
+                        value_done(&s->cache);
+                        s->cached = false;
+                }
+                entries_free(dropped, NULL);
+        }
 }

@@ -33,7 +33,8 @@ void paf_flow_hold_registry(paf_flow *flow, paf_registry *reg);
 void paf_listener_hold_registry(paf_listener *l, paf_registry *reg);
 
 
-typedef struct paf_plugin_entry paf_plugin_entry; /* plugin.c */
+typedef struct paf_loader paf_loader; /* plugin.c */
+typedef struct paf_config paf_config; /* conf.c */
 
 struct paf_registry {
         unsigned n_ref;
@@ -48,8 +49,8 @@ struct paf_registry {
         paf_plugin *initializing;
 
         /* Loader and configuration state (plugin.c, conf.c). */
-        void *loader;
-        void *config;
+        paf_loader *loader;
+        paf_config *config;
 };
 
 /* Remove every protocol registered by plugin (a failed init). */
@@ -59,3 +60,37 @@ void paf_registry_free_loader(paf_registry *reg);
 void paf_registry_free_config(paf_registry *reg);
 /* Name of a plugin handle (plugin.c). */
 const char *paf_plugin_name_internal(paf_plugin *plugin);
+
+/* [a-z0-9_-]+, at most 64 bytes: protocol and plugin names (registry.c). */
+bool paf_name_is_valid(const char *name);
+
+/* What the loader asks of the configuration (conf.c). */
+/* plugin-path entries, NULL-terminated, or NULL when there are none. */
+const char *const *paf_config_get_plugin_path(paf_registry *reg);
+/* The [paf] load list, NULL-terminated, or NULL when the config has none. */
+const char *const *paf_config_get_load(paf_registry *reg);
+/* Whether name is a core section ([paf] …): no plugin may take it. */
+bool paf_config_is_core_section(const char *name);
+/* Check the section of plugin name against its options. On error, sets
+ * error and *ret_line (the first bad line) and returns < 0. */
+int paf_config_check_plugin(paf_registry *reg, const char *name, const paf_option *options,
+                            paf_error *error, unsigned *ret_line);
+/* Check every section against the loaded plugins (unknown sections, keys,
+ * values); same error reporting. */
+int paf_config_check_sections(paf_registry *reg, paf_error *error, unsigned *ret_line);
+/* Parse an option value of type; on failure, reason (if not NULL) says why. */
+int paf_option_parse(paf_type type, const char *s, paf_value *ret, char *reason, size_t size);
+
+/* What the configuration asks of the loader (plugin.c). */
+/* A loaded plugin, or the one being initialized, called name; else NULL. */
+paf_plugin *paf_loader_find_plugin(paf_registry *reg, const char *name);
+/* Whether a plugin called name was refused and none of that name is loaded. */
+bool paf_loader_is_refused(paf_registry *reg, const char *name);
+/* Name of the i-th loaded plugin, NULL past the end. */
+const char *paf_loader_get_name(paf_registry *reg, size_t i);
+const paf_option *paf_plugin_get_options_internal(paf_plugin *plugin);
+
+/* Undo a failed plugin init: every value and rule added to ctx since mark
+ * goes (ctx.c). Values it replaced are not restored. */
+unsigned paf_ctx_mark(paf_ctx *ctx);
+void paf_ctx_drop_since(paf_ctx *ctx, unsigned mark);

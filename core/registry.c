@@ -1,7 +1,7 @@
 /* core/registry.c — the registry of protocols and its rule context. */
 #include "paf-internal.h"
 
-static bool name_is_valid(const char *name) {
+bool paf_name_is_valid(const char *name) {
         if (!name || !*name || strlen(name) > 64)
                 return false;
         for (const char *p = name; *p; p++)
@@ -48,8 +48,9 @@ PAF_EXPORT paf_registry *paf_registry_unref(paf_registry *reg) {
         free(reg->protocols);
         reg->protocols = NULL;
         reg->n_protocols = 0;
-        paf_registry_free_config(reg);
+        /* Plugins go before the configuration: fini() may still read options. */
         paf_registry_free_loader(reg);
+        paf_registry_free_config(reg);
         free(reg);
         return NULL;
 }
@@ -57,7 +58,7 @@ PAF_EXPORT paf_registry *paf_registry_unref(paf_registry *reg) {
 PAF_EXPORT int paf_registry_add_protocol(paf_registry *reg, const paf_protocol_ops *ops,
                                          void *userdata) {
         if (!reg || !ops || ops->struct_size < offsetof(paf_protocol_ops, parse_address) ||
-            !name_is_valid(ops->name) || !ops->endpoint_keys || !ops->describe || !ops->connect)
+            !paf_name_is_valid(ops->name) || !ops->endpoint_keys || !ops->describe || !ops->connect)
                 return -EINVAL;
         if (paf_registry_find_protocol(reg, ops->name))
                 return -EEXIST;

@@ -41,7 +41,8 @@ PAF_EXPORT int paf_registry_load_config_string(paf_registry *reg, const char *na
                                                const char *text, paf_error *error);
 
 /* A configured option: the file's value, else the declared default.
- * -ENOENT if nobody declared section/key. */
+ * -ENOENT if nobody declared section/key, -ENODATA if it has no default and
+ * is not set. */
 PAF_EXPORT int paf_registry_get_option(paf_registry *reg, const char *section, const char *key,
                                        paf_value *ret);
 
@@ -53,7 +54,8 @@ PAF_EXPORT int paf_registry_get_option(paf_registry *reg, const char *section, c
  * compiled-in pluginsdir.
  */
 PAF_EXPORT int paf_registry_add_plugin_path(paf_registry *reg, const char *path);
-/* The search path, in order, as a NULL-terminated array owned by reg. */
+/* The search path, in order, as a NULL-terminated array owned by reg and
+ * valid until the next call that loads plugins or configuration. */
 PAF_EXPORT const char *const *paf_registry_get_plugin_path(paf_registry *reg);
 
 /*
@@ -84,7 +86,7 @@ typedef struct paf_plugin_info {
         const char *reason;      /* why it was refused, NULL if loaded */
 } paf_plugin_info;
 
-/* Loaded and refused plugins, in load order. */
+/* Loaded and refused plugins, in load order; valid until the next load. */
 PAF_EXPORT const paf_plugin_info *paf_registry_get_plugins(paf_registry *reg, size_t *ret_n);
 
 #ifdef __cplusplus

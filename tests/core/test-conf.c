@@ -1,1 +1,481 @@
-int main(void) { return 77; }
+/* tests/core/test-conf.c — paf.conf: valid files, and every error with its file and line. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include <paf.h>
+
+static int saved_level;
+
+static int setup(void **state) {
+        (void)state;
+        setenv("PAF_PLUGIN_PATH", "", 1);
+        unsetenv("PAF_TEST_GOOD_LOG");
+        saved_level = paf_log_get_level();
+        return 0;
+}
+
+/* log-level changes a process-wide setting: put it back. */
+static int teardown(void **state) {
+        (void)state;
+        paf_log_set_level(saved_level);
+        return 0;
+}
+
+static char *make_dir(void) {
+        const char *tmp = getenv("TMPDIR");
+        char *dir;
+        assert_true(asprintf(&dir, "%s/paf-conf-XXXXXX", tmp && *tmp ? tmp : "/tmp") > 0);
+        assert_non_null(mkdtemp(dir));
+        assert_int_equal(chmod(dir, 0755), 0);
+        return dir;
+}
+
+static char *path_in(const char *dir, const char *file) {
+        char *p;
+        assert_true(asprintf(&p, "%s/%s", dir, file) > 0);
+        return p;
+}
+
+static void write_file(const char *path, const char *data, size_t n, mode_t mode) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, data, n), (ssize_t)n);
+        assert_int_equal(fchmod(fd, mode), 0);
+        close(fd);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        (void)st;
+        (void)ftw;
+        return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void rm_rf(char *dir) {
+        assert_int_equal(nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+        free(dir);
+}
+
+/* A directory holding a copy of the good fixture, whose options the
+ * plugin-section checks need. */
+static char *good_dir(void) {
+        const char *fixtures = getenv("PAF_TEST_FIXTUREDIR");
+        if (!fixtures)
+                fail_msg("PAF_TEST_FIXTUREDIR is not set");
+        char *dir = make_dir(), *src = path_in(fixtures, "good.so"), *dst = path_in(dir, "good.so");
+        FILE *in = fopen(src, "re");
+        if (!in)
+                fail_msg("cannot open %s: %s", src, strerror(errno));
+        char *data = NULL;
+        size_t size = 0;
+        FILE *m = open_memstream(&data, &size);
+        int c;
+        while ((c = fgetc(in)) != EOF)
+                fputc(c, m);
+        fclose(in);
+        fclose(m);
+        write_file(dst, data, size, 0755);
+        free(data);
+        free(src);
+        free(dst);
+        return dir;
+}
+
+static paf_registry *new_registry(void) {
+        paf_registry *reg = NULL;
+        assert_int_equal(paf_registry_new(&reg), 0);
+        return reg;
+}
+
+/* Read text as NAME; expect it to fail with message. */
+static void expect_error(const char *text, int code, const char *message) {
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        int r = paf_registry_load_config_string(reg, "test.conf", text, &error);
+        if (r != code)
+                fail_msg("expected %d, got %d (%s) for:\n%s", code, r, error.message, text);
+        assert_int_equal(error.code, code);
+        assert_string_equal(error.message, message);
+        paf_registry_unref(reg);
+}
+
+/* Read text, then load the good plugin from dir; expect load_plugins() to fail with message. */
+static void expect_plugin_error(const char *dir, const char *text, const char *message) {
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        assert_int_equal(paf_registry_add_plugin_path(reg, dir), 0);
+        int r = paf_registry_load_config_string(reg, "test.conf", text, &error);
+        if (r < 0)
+                fail_msg("config refused: %s", error.message);
+        r = paf_registry_load_plugins(reg, &error);
+        if (r != -EINVAL)
+                fail_msg("expected -EINVAL, got %d (%s) for:\n%s", r, error.message, text);
+        assert_string_equal(error.message, message);
+        paf_registry_unref(reg);
+}
+
+static void assert_option_string(paf_registry *reg, const char *section, const char *key,
+                                 const char *want) {
+        paf_value v;
+        int r = paf_registry_get_option(reg, section, key, &v);
+        if (r < 0)
+                fail_msg("[%s] %s: %s", section, key, strerror(-r));
+        assert_int_equal(v.type, PAF_TYPE_STRING);
+        assert_string_equal(v.string, want);
+}
+
+/* ---- valid files ---- */
+
+static void test_valid(void **state) {
+        (void)state;
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        int r = paf_registry_load_config_string(reg, "valid.conf",
+                                                "# A comment\n"
+                                                "; another comment\n"
+                                                "\n"
+                                                "[paf]\n"
+                                                "plugin-path = /a::/b\n"
+                                                "plugin-path = /c\n"
+                                                "load = tcp, unix\n"
+                                                "load = tls,,vsock unix\n"
+                                                "  extra  more\n"
+                                                "   ; an indented comment\n"
+                                                "log-level = info ; an inline comment\n"
+                                                "log-level = debug\n"
+                                                "\n"
+                                                "[tcp]\n"
+                                                "nodelay = yes\n"
+                                                "backlog: 10\n"
+                                                "[paf]\n"
+                                                "plugin-path = /d\n",
+                                                &error);
+        if (r < 0)
+                fail_msg("%s", error.message);
+        assert_int_equal(paf_log_get_level(), PAF_LOG_DEBUG);
+
+        const char *const *path = paf_registry_get_plugin_path(reg);
+        const char *want[] = {"/a", "/b", "/c", "/d", PAF_PLUGINSDIR, NULL};
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+                if (!want[i])
+                        assert_null(path[i]);
+                else
+                        assert_string_equal(path[i], want[i]);
+        }
+        /* Lists add up, names appear once. */
+        assert_option_string(reg, "paf", "load", "tcp unix tls vsock extra more");
+        assert_option_string(reg, "paf", "plugin-path", "/a:/b:/c:/d");
+        assert_option_string(reg, "paf", "log-level", "debug");
+        paf_value v;
+        assert_int_equal(paf_registry_get_option(reg, "paf", "nosuch", &v), -ENOENT);
+        /* No plugin declared these yet. */
+        assert_int_equal(paf_registry_get_option(reg, "tcp", "nodelay", &v), -ENOENT);
+        paf_registry_unref(reg);
+}
+
+static void test_continuation(void **state) {
+        (void)state;
+        char *dir = good_dir();
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        assert_int_equal(paf_registry_add_plugin_path(reg, dir), 0);
+        assert_int_equal(paf_registry_load_config_string(reg, "cont.conf",
+                                                         "[good]\n"
+                                                         "greeting = hello\n"
+                                                         "    big\n"
+                                                         "\n"
+                                                         "\tworld\n"
+                                                         "loud = no\n"
+                                                         "loud = true\n",
+                                                         &error),
+                         0);
+        assert_int_equal(paf_registry_load_plugins(reg, &error), 0);
+        /* Folded like a header line: one space per line break. */
+        assert_option_string(reg, "good", "greeting", "hello big world");
+        paf_value v;
+        assert_int_equal(paf_registry_get_option(reg, "good", "loud", &v), 0);
+        assert_true(v.boolean);
+        paf_registry_unref(reg);
+
+        /* A continued integer is no integer. */
+        /* The line reported is the last that made up the value. */
+        expect_plugin_error(dir, "[good]\ncount = 1\n  2\n",
+                            "test.conf:3: [good] key \"count\": \"1 2\" is not an integer");
+        /* A continued log level is checked whole, at the line that broke it. */
+        expect_error("[paf]\nlog-level = info\n  debug\n", -EINVAL,
+                     "test.conf:3: [paf] key \"log-level\": \"info debug\" is not a log level "
+                     "(err, warning, notice, info, debug)");
+        rm_rf(dir);
+}
+
+static void test_file_quirks(void **state) {
+        (void)state;
+        char *dir = make_dir();
+        char *file = path_in(dir, "paf.conf");
+        /* A byte order mark, CRLF line ends, a last line with no end. */
+        static const char text[] = "\xEF\xBB\xBF[paf]\r\n"
+                                   "plugin-path = plugins:/abs\r\n"
+                                   "log-level = warning";
+        write_file(file, text, sizeof(text) - 1, 0644);
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        int r = paf_registry_load_config(reg, file, &error);
+        if (r < 0)
+                fail_msg("%s", error.message);
+        assert_int_equal(paf_log_get_level(), PAF_LOG_WARNING);
+        /* Relative to the file's directory, not to the working directory. */
+        char *rel = path_in(dir, "plugins");
+        const char *const *path = paf_registry_get_plugin_path(reg);
+        assert_string_equal(path[0], rel);
+        assert_string_equal(path[1], "/abs");
+        free(rel);
+        paf_registry_unref(reg);
+
+        /* Errors in a file carry its path. */
+        static const char bad[] = "[paf]\n\n\nlog-level = loud\n";
+        write_file(file, bad, sizeof(bad) - 1, 0644);
+        reg = new_registry();
+        assert_int_equal(paf_registry_load_config(reg, file, &error), -EINVAL);
+        char *expect;
+        assert_true(
+                asprintf(
+                        &expect,
+                        "%s:4: [paf] key \"log-level\": \"loud\" is not a log level (err, warning, "
+                        "notice, info, debug)",
+                        file) > 0);
+        assert_string_equal(error.message, expect);
+        free(expect);
+
+        /* A directory is not a file. */
+        assert_true(paf_registry_load_config(reg, dir, &error) < 0);
+        assert_true(asprintf(&expect, "%s: Is a directory", dir) > 0);
+        assert_string_equal(error.message, expect);
+        free(expect);
+        paf_registry_unref(reg);
+        free(file);
+        rm_rf(dir);
+}
+
+static void test_default(void **state) {
+        (void)state;
+        char *dir = good_dir();
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        assert_int_equal(paf_registry_load_config(reg, NULL, &error), 0);
+        paf_value v;
+        /* No load list: every plugin found is loaded. */
+        assert_int_equal(paf_registry_get_option(reg, "paf", "load", &v), -ENODATA);
+        assert_int_equal(paf_registry_add_plugin_path(reg, dir), 0);
+        assert_int_equal(paf_registry_load_plugins(reg, &error), 0);
+        assert_non_null(paf_registry_find_protocol(reg, "good"));
+        assert_option_string(reg, "good", "greeting", "hi");
+        paf_registry_unref(reg);
+        rm_rf(dir);
+}
+
+static void test_failed_read_keeps_old(void **state) {
+        (void)state;
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        assert_int_equal(
+                paf_registry_load_config_string(reg, "a.conf", "[paf]\nload = one\n", &error), 0);
+        assert_int_equal(
+                paf_registry_load_config_string(reg, "b.conf", "[paf]\nload = two\nbad\n", &error),
+                -EINVAL);
+        assert_string_equal(error.message, "b.conf:3: syntax error");
+        assert_option_string(reg, "paf", "load", "one");
+        /* A good one replaces it whole. */
+        assert_int_equal(paf_registry_load_config_string(reg, "c.conf", "[paf]\n", &error), 0);
+        paf_value v;
+        assert_int_equal(paf_registry_get_option(reg, "paf", "load", &v), -ENODATA);
+        paf_registry_unref(reg);
+}
+
+/* ---- errors ---- */
+
+static void test_syntax_errors(void **state) {
+        (void)state;
+        expect_error("[paf]\nlog-level = info\nthis is not ini\n", -EINVAL,
+                     "test.conf:3: syntax error");
+        expect_error("# fine\n[paf\n", -EINVAL, "test.conf:2: syntax error");
+        expect_error("key = value\n", -EINVAL, "test.conf:1: key \"key\": outside of any section");
+        /* The earliest problem wins, whichever kind it is. */
+        expect_error("[paf]\nnot ini\nlog-level = loud\n", -EINVAL, "test.conf:2: syntax error");
+        expect_error(
+                "[paf]\nlog-level = loud\nnot ini\n", -EINVAL,
+                "test.conf:2: [paf] key \"log-level\": \"loud\" is not a log level (err, warning, "
+                "notice, info, debug)");
+        /* A NULL name reads as paf.conf. */
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        assert_int_equal(paf_registry_load_config_string(reg, NULL, "oops\n", &error), -EINVAL);
+        assert_string_equal(error.message, "paf.conf:1: syntax error");
+        assert_int_equal(paf_registry_load_config_string(reg, NULL, NULL, &error), -EINVAL);
+        assert_int_equal(paf_registry_load_config_string(NULL, NULL, "", &error), -EINVAL);
+        assert_int_equal(paf_registry_load_config(NULL, NULL, &error), -EINVAL);
+        paf_registry_unref(reg);
+}
+
+static void test_paf_section_errors(void **state) {
+        (void)state;
+        expect_error("[paf]\n\nlog-levl = info\n", -EINVAL,
+                     "test.conf:3: [paf] key \"log-levl\": unknown option (did you mean "
+                     "\"log-level\"?)");
+        expect_error("[paf]\nfrobnicate = 1\n", -EINVAL,
+                     "test.conf:2: [paf] key \"frobnicate\": unknown option");
+        expect_error(
+                "[paf]\nlog-level = loud\n", -EINVAL,
+                "test.conf:2: [paf] key \"log-level\": \"loud\" is not a log level (err, warning, "
+                "notice, info, debug)");
+        expect_error("[paf]\nload = tcp\nload = tcp Bad\n", -EINVAL,
+                     "test.conf:3: [paf] key \"load\": \"Bad\" is not a valid plugin name "
+                     "([a-z0-9_-]+)");
+        expect_error("[paf]\nload = tcp\n  ../evil\n", -EINVAL,
+                     "test.conf:3: [paf] key \"load\": \"../evil\" is not a valid plugin name "
+                     "([a-z0-9_-]+)");
+}
+
+static void test_line_too_long(void **state) {
+        (void)state;
+        size_t n = 5000;
+        char *text = malloc(n + 64);
+        assert_non_null(text);
+        strcpy(text, "[paf]\n# fine\nplugin-path = ");
+        size_t k = strlen(text);
+        memset(text + k, 'x', n);
+        strcpy(text + k + n, "\nlog-level = info\n");
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        assert_int_equal(paf_registry_load_config_string(reg, "long.conf", text, &error), -EINVAL);
+        /* The limit is inih's line buffer. */
+        const char *prefix = "long.conf:3: line too long (more than ";
+        if (strncmp(error.message, prefix, strlen(prefix)) != 0)
+                fail_msg("unexpected: %s", error.message);
+        /* An earlier error still comes first. */
+        memcpy(text, "[paf\n", 5);
+        assert_int_equal(paf_registry_load_config_string(reg, "long.conf", text, &error), -EINVAL);
+        assert_string_equal(error.message, "long.conf:1: syntax error");
+        paf_registry_unref(reg);
+        free(text);
+}
+
+static void test_missing_file(void **state) {
+        (void)state;
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        assert_int_equal(paf_registry_load_config(reg, "/nonexistent/paf.conf", &error), -ENOENT);
+        assert_int_equal(error.code, -ENOENT);
+        assert_string_equal(error.message, "/nonexistent/paf.conf: No such file or directory");
+        paf_registry_unref(reg);
+}
+
+static void test_plugin_section_errors(void **state) {
+        (void)state;
+        char *dir = good_dir();
+        expect_plugin_error(dir, "[paf]\n\n[nme]\nx = 1\n", "test.conf:3: [nme]: unknown section");
+        expect_plugin_error(dir, "[pa]\n",
+                            "test.conf:1: [pa]: unknown section (did you mean \"paf\"?)");
+        expect_plugin_error(dir, "# x\n[godo]\n",
+                            "test.conf:2: [godo]: unknown section (did you mean \"good\"?)");
+        /* A section header seen twice: the first line is the one reported. */
+        expect_plugin_error(dir, "[nme]\n[paf]\n[nme]\nx = 1\n",
+                            "test.conf:1: [nme]: unknown section");
+        expect_plugin_error(
+                dir, "[good]\ngreeting = hi\ngreting = hi\n",
+                "test.conf:3: [good] key \"greting\": unknown option (did you mean \"greeting\"?)");
+        expect_plugin_error(dir, "[good]\nzzz = 1\n",
+                            "test.conf:2: [good] key \"zzz\": unknown option");
+        expect_plugin_error(dir, "[good]\ncount = 12x\n",
+                            "test.conf:2: [good] key \"count\": \"12x\" is not an integer");
+        expect_plugin_error(dir, "[good]\ncount =\n",
+                            "test.conf:2: [good] key \"count\": \"\" is not an integer");
+        expect_plugin_error(
+                dir, "[good]\ncount = 99999999999999999999\n",
+                "test.conf:2: [good] key \"count\": \"99999999999999999999\" is out of range for "
+                "an integer");
+        expect_plugin_error(dir, "[good]\n\n\nloud = maybe\n",
+                            "test.conf:4: [good] key \"loud\": \"maybe\" is not a boolean (yes/no, "
+                            "true/false, on/off, 1/0)");
+        rm_rf(dir);
+}
+
+static void test_values(void **state) {
+        (void)state;
+        char *dir = good_dir();
+        static const struct {
+                const char *text;
+                bool value;
+        } bools[] = {
+                {"yes", true},  {"no", false}, {"true", true}, {"false", false}, {"on", true},
+                {"off", false}, {"1", true},   {"0", false},   {"YES", true},    {"Off", false},
+        };
+        for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
+                paf_registry *reg = new_registry();
+                paf_error error = PAF_ERROR_NULL;
+                char *text;
+                assert_true(asprintf(&text, "[good]\nloud = %s\n", bools[i].text) > 0);
+                assert_int_equal(paf_registry_add_plugin_path(reg, dir), 0);
+                assert_int_equal(paf_registry_load_config_string(reg, "b.conf", text, &error), 0);
+                assert_int_equal(paf_registry_load_plugins(reg, &error), 0);
+                paf_value v;
+                assert_int_equal(paf_registry_get_option(reg, "good", "loud", &v), 0);
+                assert_int_equal(v.type, PAF_TYPE_BOOL);
+                assert_int_equal(v.boolean, bools[i].value);
+                free(text);
+                paf_registry_unref(reg);
+        }
+        static const struct {
+                const char *text;
+                int64_t value;
+        } ints[] = {
+                {"0", 0},
+                {"-1", -1},
+                {"+17", 17},
+                {"9223372036854775807", INT64_MAX},
+                {"-9223372036854775808", INT64_MIN},
+        };
+        for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+                paf_registry *reg = new_registry();
+                paf_error error = PAF_ERROR_NULL;
+                char *text;
+                assert_true(asprintf(&text, "[good]\ncount = %s\n", ints[i].text) > 0);
+                assert_int_equal(paf_registry_add_plugin_path(reg, dir), 0);
+                assert_int_equal(paf_registry_load_config_string(reg, "i.conf", text, &error), 0);
+                assert_int_equal(paf_registry_load_plugins(reg, &error), 0);
+                paf_value v;
+                assert_int_equal(paf_registry_get_option(reg, "good", "count", &v), 0);
+                assert_int_equal(v.type, PAF_TYPE_INT);
+                assert_true(v.integer == ints[i].value);
+                free(text);
+                paf_registry_unref(reg);
+        }
+        rm_rf(dir);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_valid, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_continuation, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_file_quirks, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_default, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_failed_read_keeps_old, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_syntax_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_paf_section_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_line_too_long, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_plugin_section_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_values, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
