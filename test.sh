@@ -17,8 +17,10 @@ run_suite() {
         meson test -C "$dir" --print-errorlogs "$@"
         local rc=$?
         [ $rc -eq 0 ] || status=1
-        local log=$dir/meson-logs/testlog.json
-        if [ -f "$log" ]; then
+        # meson names the log after the setup: testlog-valgrind.json …
+        local log
+        log=$(ls -t "$dir"/meson-logs/testlog*.json 2>/dev/null | head -n 1)
+        if [ -n "$log" ] && [ -f "$log" ]; then
                 read -r p f s < <("$(command -v /usr/bin/python3 || command -v python3)" - "$log" <<'PY'
 import json, sys
 p = f = s = 0

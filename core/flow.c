@@ -1,0 +1,479 @@
+/* core/flow.c — the generic flow: consumer callbacks, write queue and dispatch. */
+#include "paf-internal.h"
+
+/*
+ * How a flow lives.
+ *
+ * The consumer holds one reference, dropped when paf_flow_close() has
+ * finished (implementation closed, every pending completion delivered, close
+ * handler called). The core takes a temporary reference around each call into
+ * consumer code, so a consumer may close the flow from inside any callback
+ * without the flow vanishing under the caller.
+ *
+ * Every consumer callback except the read handler runs from one defer source:
+ * that is what guarantees that completions never run from inside
+ * paf_flow_write() even when the implementation finishes synchronously.
+ */
+
+typedef enum req_kind {
+        REQ_WRITE,
+        REQ_SHUTDOWN,
+} req_kind;
+
+typedef struct flow_req flow_req;
+struct flow_req {
+        flow_req *next;
+        req_kind kind;
+        size_t size; /* bytes, for the queue size */
+        paf_flow_write_handler_t handler;
+        void *userdata;
+        int error;
+        size_t n_iov;
+        struct iovec iov[]; /* the caller's array, copied */
+};
+
+typedef struct req_list {
+        flow_req *head, *tail;
+} req_list;
+
+struct paf_flow {
+        unsigned n_ref;
+        sd_event *event;
+        sd_event_source *defer; /* dispatches completions and the close */
+
+        const paf_flow_ops *ops;
+        void *impl;
+        char *protocol, *peer, *local;
+        paf_registry *registry;
+        void *userdata;
+
+        paf_flow_read_handler_t read_handler;
+        void *read_userdata;
+        bool reading;
+        bool read_ended; /* EOF or an error was delivered: nothing more comes */
+
+        req_list queue;      /* not handed to the implementation yet */
+        flow_req *in_flight; /* the one the implementation works on */
+        req_list done;       /* finished, completion callback not run yet */
+        size_t queue_size;
+        int write_error; /* sticky: once a write failed the stream is broken */
+        bool shutdown_queued;
+        bool pumping;
+
+        /* > 0 while the implementation is inside paf_flow_deliver(): closing
+         * the implementation then would free it under its own feet. */
+        unsigned impl_depth;
+
+        bool closing;
+        bool impl_closed;
+        bool close_notified;
+        paf_flow_close_handler_t close_handler;
+        void *close_userdata;
+};
+
+/* Whether ops (of struct_size bytes) has a non-NULL member. */
+#define OPS_HAS(ops, member)                                                                       \
+        ((ops)->struct_size >= offsetof(paf_flow_ops, member) + sizeof((ops)->member) &&           \
+         (ops)->member)
+
+static void list_append(req_list *l, flow_req *q) {
+        q->next = NULL;
+        if (l->tail)
+                l->tail->next = q;
+        else
+                l->head = q;
+        l->tail = q;
+}
+
+static flow_req *list_pop(req_list *l) {
+        flow_req *q = l->head;
+        if (q) {
+                l->head = q->next;
+                if (!l->head)
+                        l->tail = NULL;
+                q->next = NULL;
+        }
+        return q;
+}
+
+static paf_flow *flow_ref(paf_flow *f) {
+        f->n_ref++;
+        return f;
+}
+
+static void flow_free(paf_flow *f) {
+        assert(f->impl_closed);
+        assert(!f->queue.head && !f->done.head && !f->in_flight);
+        sd_event_source_disable_unref(f->defer);
+        sd_event_unref(f->event);
+        free(f->protocol);
+        free(f->peer);
+        free(f->local);
+        /* Last: the registry may unload the plugin that implemented us. */
+        paf_registry_unref(f->registry);
+        free(f);
+}
+
+static void flow_unref(paf_flow *f) {
+        assert(f->n_ref > 0);
+        if (--f->n_ref == 0)
+                flow_free(f);
+}
+
+static void flow_schedule(paf_flow *f) {
+        int r = sd_event_source_set_enabled(f->defer, SD_EVENT_ONESHOT);
+        if (r < 0)
+                /* Only fails when the event loop is gone; nothing can run then. */
+                paf_log(PAF_LOG_ERR, "flow %s: cannot schedule completions: %s", f->peer,
+                        strerror(-r));
+}
+
+static void flow_complete(paf_flow *f, flow_req *q, int error) {
+        q->error = error;
+        list_append(&f->done, q);
+        flow_schedule(f);
+}
+
+static void flow_close_impl(paf_flow *f) {
+        if (f->impl_closed)
+                return;
+        f->impl_closed = true;
+        if (OPS_HAS(f->ops, close))
+                f->ops->close(f);
+}
+
+/* Hand queued requests to the implementation, one at a time. Iterative, so
+ * that an implementation completing synchronously does not recurse. */
+static void flow_pump(paf_flow *f) {
+        if (f->pumping)
+                return;
+        f->pumping = true;
+        while (!f->in_flight && f->queue.head && !f->closing) {
+                flow_req *q = list_pop(&f->queue);
+                if (f->write_error < 0) {
+                        flow_complete(f, q, f->write_error);
+                        continue;
+                }
+                if (q->kind == REQ_SHUTDOWN) {
+                        int r = OPS_HAS(f->ops, shutdown) ? f->ops->shutdown(f) : -EOPNOTSUPP;
+                        flow_complete(f, q, r < 0 ? r : 0);
+                        continue;
+                }
+                if (q->size == 0) {
+                        flow_complete(f, q, 0);
+                        continue;
+                }
+                f->in_flight = q;
+                int r = f->ops->write(f, q->iov, q->n_iov);
+                /* If the implementation already called paf_flow_write_done(),
+                 * that result stands. */
+                if (r < 0 && f->in_flight == q) {
+                        f->in_flight = NULL;
+                        f->write_error = r;
+                        flow_complete(f, q, r);
+                }
+        }
+        f->pumping = false;
+}
+
+/* Nothing left to do but tell the consumer and go. */
+static bool flow_close_finished(paf_flow *f) {
+        return f->closing && f->impl_closed && !f->done.head && !f->in_flight && !f->queue.head;
+}
+
+static int flow_on_defer(sd_event_source *s, void *userdata) {
+        (void)s;
+        paf_flow *f = flow_ref(userdata);
+
+        if (f->closing)
+                flow_close_impl(f);
+
+        /* Only what is done now: completions added by the callbacks below go
+         * to the next iteration, so that a writer whose writes complete at
+         * once cannot starve the rest of the loop. */
+        req_list batch = f->done;
+        f->done = (req_list){};
+        flow_req *q;
+        while ((q = list_pop(&batch))) {
+                assert(f->queue_size >= q->size);
+                f->queue_size -= q->size;
+                if (q->handler)
+                        q->handler(f, q->error, q->userdata);
+                free(q);
+        }
+
+        if (flow_close_finished(f) && !f->close_notified) {
+                f->close_notified = true;
+                if (f->close_handler)
+                        f->close_handler(f, f->close_userdata);
+                flow_unref(f); /* the consumer's reference */
+        }
+        flow_unref(f);
+        return 0;
+}
+
+PAF_EXPORT int paf_flow_new(sd_event *event, const paf_flow_ops *ops, void *impl,
+                            const char *protocol, const char *peer, const char *local,
+                            paf_flow **ret) {
+        if (!event || !ops || !ret || !OPS_HAS(ops, write))
+                return -EINVAL;
+
+        paf_flow *f = calloc(1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        f->n_ref = 1;
+        f->ops = ops;
+        f->impl = impl;
+        f->protocol = strdup(protocol ?: "?");
+        f->peer = strdup(peer ?: "?");
+        f->local = strdup(local ?: "?");
+        int r = -ENOMEM;
+        if (f->protocol && f->peer && f->local)
+                r = sd_event_add_defer(event, &f->defer, flow_on_defer, f);
+        if (r < 0) {
+                free(f->protocol);
+                free(f->peer);
+                free(f->local);
+                free(f);
+                return r;
+        }
+        (void)sd_event_source_set_enabled(f->defer, SD_EVENT_OFF);
+        (void)sd_event_source_set_description(f->defer, "paf-flow");
+        f->event = sd_event_ref(event);
+        *ret = f;
+        return 0;
+}
+
+void paf_flow_hold_registry(paf_flow *flow, paf_registry *reg) {
+        if (!flow || flow->registry == reg)
+                return;
+        paf_registry_ref(reg);
+        paf_registry_unref(flow->registry);
+        flow->registry = reg;
+}
+
+PAF_EXPORT void *paf_flow_get_impl(paf_flow *flow) {
+        return flow ? flow->impl : NULL;
+}
+
+PAF_EXPORT int paf_flow_read_start(paf_flow *flow, paf_flow_read_handler_t handler,
+                                   void *userdata) {
+        if (!flow || !handler)
+                return -EINVAL;
+        if (flow->closing)
+                return -ESHUTDOWN;
+        flow->read_handler = handler;
+        flow->read_userdata = userdata;
+        if (flow->reading)
+                return 0;
+        flow->reading = true;
+        if (OPS_HAS(flow->ops, read_start)) {
+                int r = flow->ops->read_start(flow);
+                if (r < 0) {
+                        flow->reading = false;
+                        return r;
+                }
+        }
+        return 0;
+}
+
+PAF_EXPORT int paf_flow_read_stop(paf_flow *flow) {
+        if (!flow)
+                return -EINVAL;
+        if (!flow->reading || flow->closing)
+                return 0;
+        flow->reading = false;
+        if (OPS_HAS(flow->ops, read_stop))
+                return flow->ops->read_stop(flow);
+        return 0;
+}
+
+PAF_EXPORT bool paf_flow_is_reading(paf_flow *flow) {
+        return flow && flow->reading && !flow->closing;
+}
+
+PAF_EXPORT void paf_flow_deliver(paf_flow *flow, const void *data, size_t len, int error) {
+        if (!flow)
+                return;
+        if (!flow->reading || flow->closing || flow->read_ended) {
+                /* A well-behaved implementation does not get here; dropping
+                 * is all that can be done without breaking the contract. */
+                if (!flow->closing)
+                        paf_log(PAF_LOG_DEBUG, "flow %s: dropped a delivery while not reading",
+                                flow->peer);
+                return;
+        }
+        if (error > 0)
+                error = -error;
+        if (error < 0)
+                len = 0;
+        else if (len > 0 && !data)
+                return;
+        if (error < 0 || len == 0)
+                flow->read_ended = true;
+
+        flow_ref(flow);
+        flow->impl_depth++;
+        flow->read_handler(flow, len > 0 ? data : NULL, len, error, flow->read_userdata);
+        flow->impl_depth--;
+        flow_unref(flow);
+}
+
+PAF_EXPORT void paf_flow_write_done(paf_flow *flow, int error) {
+        if (!flow || !flow->in_flight)
+                return; /* cancelled by paf_flow_close(), or a confused implementation */
+        flow_req *q = flow->in_flight;
+        flow->in_flight = NULL;
+        if (error > 0)
+                error = -error;
+        if (error < 0)
+                flow->write_error = error;
+        flow_complete(flow, q, error);
+        flow_pump(flow);
+}
+
+static int flow_enqueue(paf_flow *flow, flow_req *q) {
+        list_append(&flow->queue, q);
+        flow->queue_size += q->size;
+        flow_pump(flow);
+        return 0;
+}
+
+PAF_EXPORT int paf_flow_write(paf_flow *flow, const struct iovec *iov, size_t n_iov,
+                              paf_flow_write_handler_t handler, void *userdata) {
+        if (!flow || (n_iov > 0 && !iov))
+                return -EINVAL;
+        if (flow->closing)
+                return -ESHUTDOWN;
+        if (flow->shutdown_queued)
+                return -EPIPE;
+
+        size_t size = 0;
+        for (size_t i = 0; i < n_iov; i++) {
+                if (iov[i].iov_len > 0 && !iov[i].iov_base)
+                        return -EINVAL;
+                if (size + iov[i].iov_len < size)
+                        return -EINVAL;
+                size += iov[i].iov_len;
+        }
+        if (n_iov > (SIZE_MAX - sizeof(flow_req)) / sizeof(struct iovec))
+                return -EINVAL;
+
+        flow_req *q = malloc(sizeof(*q) + n_iov * sizeof(struct iovec));
+        if (!q)
+                return -ENOMEM;
+        *q = (flow_req){
+                .kind = REQ_WRITE,
+                .size = size,
+                .handler = handler,
+                .userdata = userdata,
+                .n_iov = n_iov,
+        };
+        if (n_iov > 0)
+                memcpy(q->iov, iov, n_iov * sizeof(struct iovec));
+        return flow_enqueue(flow, q);
+}
+
+PAF_EXPORT int paf_flow_shutdown(paf_flow *flow, paf_flow_write_handler_t handler, void *userdata) {
+        if (!flow)
+                return -EINVAL;
+        if (flow->closing)
+                return -ESHUTDOWN;
+        if (flow->shutdown_queued)
+                return -EALREADY;
+
+        flow_req *q = malloc(sizeof(*q));
+        if (!q)
+                return -ENOMEM;
+        *q = (flow_req){
+                .kind = REQ_SHUTDOWN,
+                .handler = handler,
+                .userdata = userdata,
+        };
+        flow->shutdown_queued = true;
+        return flow_enqueue(flow, q);
+}
+
+PAF_EXPORT void paf_flow_close(paf_flow *flow, paf_flow_close_handler_t handler, void *userdata) {
+        if (!flow || flow->closing)
+                return;
+        flow->closing = true;
+        flow->close_handler = handler;
+        flow->close_userdata = userdata;
+        flow->reading = false;
+
+        /* Cancel in queue order so that completions still run in order. */
+        if (flow->in_flight) {
+                flow_req *q = flow->in_flight;
+                flow->in_flight = NULL;
+                flow_complete(flow, q, -ECANCELED);
+        }
+        flow_req *q;
+        while ((q = list_pop(&flow->queue)))
+                flow_complete(flow, q, -ECANCELED);
+
+        /* Closed from inside the read handler, the implementation is still
+         * on the stack below us: it is closed from the loop instead. */
+        if (flow->impl_depth == 0)
+                flow_close_impl(flow);
+
+        if (flow_close_finished(flow) && !handler) {
+                /* Nobody to call back: release now rather than on the next
+                 * iteration, so a consumer that closes and stops the loop
+                 * does not leak. */
+                flow->close_notified = true;
+                flow_unref(flow);
+                return;
+        }
+        flow_schedule(flow);
+}
+
+PAF_EXPORT size_t paf_flow_get_write_queue_size(paf_flow *flow) {
+        return flow ? flow->queue_size : 0;
+}
+
+PAF_EXPORT sd_event *paf_flow_get_event(paf_flow *flow) {
+        return flow ? flow->event : NULL;
+}
+
+PAF_EXPORT const char *paf_flow_get_peer(paf_flow *flow) {
+        return flow ? flow->peer : "?";
+}
+
+PAF_EXPORT const char *paf_flow_get_local(paf_flow *flow) {
+        return flow ? flow->local : "?";
+}
+
+PAF_EXPORT const char *paf_flow_get_protocol(paf_flow *flow) {
+        return flow ? flow->protocol : "?";
+}
+
+PAF_EXPORT int paf_flow_query(paf_flow *flow, int what, void *ret, size_t size) {
+        if (!flow || !ret || size == 0)
+                return -EINVAL;
+        if (flow->impl_closed)
+                return -ESHUTDOWN;
+        if (!OPS_HAS(flow->ops, query))
+                return -EOPNOTSUPP;
+        return flow->ops->query(flow, what, ret, size);
+}
+
+PAF_EXPORT int paf_flow_get_peer_credentials(paf_flow *flow, struct ucred *ret) {
+        if (!flow || !ret)
+                return -EINVAL;
+        struct ucred cred;
+        int r = paf_flow_query(flow, PAF_FLOW_QUERY_PEER_CRED, &cred, sizeof(cred));
+        if (r < 0)
+                return r;
+        *ret = cred;
+        return 0;
+}
+
+PAF_EXPORT void paf_flow_set_userdata(paf_flow *flow, void *userdata) {
+        if (flow)
+                flow->userdata = userdata;
+}
+
+PAF_EXPORT void *paf_flow_get_userdata(paf_flow *flow) {
+        return flow ? flow->userdata : NULL;
+}

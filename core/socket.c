@@ -1,0 +1,798 @@
+/* core/socket.c — flows, listeners and connects for stream sockets of any family. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <linux/vm_sockets.h>
+
+#include "paf-internal.h"
+
+#define READ_BUFFER_SIZE (64 * 1024)
+/* Reads per wakeup: enough to drain a busy socket, few enough that one
+ * connection cannot starve the others on the loop. */
+#define READS_PER_WAKEUP 16
+/* iovecs per sendmsg(); the rest go on the next round. */
+#define IOV_PER_SEND 64
+/* Accepts per wakeup, for the same fairness reason. */
+#define ACCEPTS_PER_WAKEUP 64
+/* How long accepting pauses when out of file descriptors or memory. */
+#define ACCEPT_PAUSE_USEC (100 * 1000)
+
+static void close_fd(int fd) {
+        if (fd >= 0) {
+                int saved = errno;
+                (void)close(fd);
+                errno = saved;
+        }
+}
+
+static int fd_set_nonblock_cloexec(int fd) {
+        int flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0))
+                return -errno;
+        flags = fcntl(fd, F_GETFD);
+        if (flags < 0 || (!(flags & FD_CLOEXEC) && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0))
+                return -errno;
+        return 0;
+}
+
+/* SOCK_STREAM, or a negative errno saying why not. */
+static int fd_check_stream(int fd) {
+        int type = 0;
+        socklen_t len = sizeof(type);
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+                return -errno;
+        return type == SOCK_STREAM ? 0 : -EPROTOTYPE;
+}
+
+static const char *family_protocol(int family) {
+        switch (family) {
+        case AF_INET:
+        case AF_INET6:
+                return "tcp";
+        case AF_UNIX:
+                return "unix";
+        case AF_VSOCK:
+                return "vsock";
+        default:
+                return "socket";
+        }
+}
+
+/* ---- address text ---- */
+
+static int format_into(char *buf, size_t size, const char *format, ...) PAF_PRINTF(3, 4);
+static int format_into(char *buf, size_t size, const char *format, ...) {
+        va_list ap;
+        va_start(ap, format);
+        int n = vsnprintf(buf, size, format, ap);
+        va_end(ap);
+        if (n < 0)
+                return -EINVAL;
+        return (size_t)n >= size ? -ENOBUFS : 0;
+}
+
+PAF_EXPORT int paf_sockaddr_format(const struct sockaddr *sa, socklen_t len, char *buf,
+                                   size_t size) {
+        if (!sa || !buf || size == 0 || len < (socklen_t)sizeof(sa_family_t))
+                return -EINVAL;
+        buf[0] = '\0';
+
+        switch (sa->sa_family) {
+        case AF_INET: {
+                if (len < (socklen_t)sizeof(struct sockaddr_in))
+                        return -EINVAL;
+                const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+                char host[INET_ADDRSTRLEN];
+                if (!inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host)))
+                        return -errno;
+                return format_into(buf, size, "%s:%u", host, ntohs(in->sin_port));
+        }
+        case AF_INET6: {
+                if (len < (socklen_t)sizeof(struct sockaddr_in6))
+                        return -EINVAL;
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+                char host[INET6_ADDRSTRLEN];
+                if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+                        /* A v4 peer on a dual-stack socket: print it as the
+                         * v4 address it is, as it shows on the wire. */
+                        if (!inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof(host)))
+                                return -errno;
+                        return format_into(buf, size, "%s:%u", host, ntohs(in6->sin6_port));
+                }
+                if (!inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host)))
+                        return -errno;
+                char scope[IF_NAMESIZE + 2] = "";
+                if (in6->sin6_scope_id != 0) {
+                        char ifname[IF_NAMESIZE];
+                        if (if_indextoname(in6->sin6_scope_id, ifname))
+                                snprintf(scope, sizeof(scope), "%%%s", ifname);
+                        else
+                                snprintf(scope, sizeof(scope), "%%%u", in6->sin6_scope_id);
+                }
+                return format_into(buf, size, "[%s%s]:%u", host, scope, ntohs(in6->sin6_port));
+        }
+        case AF_UNIX: {
+                const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+                size_t off = offsetof(struct sockaddr_un, sun_path);
+                if (len <= (socklen_t)off)
+                        return format_into(buf, size, "unix:unnamed");
+                size_t n = (size_t)len - off;
+                if (n > sizeof(un->sun_path))
+                        n = sizeof(un->sun_path);
+                if (un->sun_path[0] != '\0')
+                        return format_into(buf, size, "%.*s", (int)strnlen(un->sun_path, n),
+                                           un->sun_path);
+                /* Abstract: the name is every byte after the leading NUL, NULs
+                 * included; show those as '@' like ss(8) does. */
+                char name[sizeof(un->sun_path)];
+                for (size_t i = 1; i < n; i++)
+                        name[i - 1] = un->sun_path[i] ? un->sun_path[i] : '@';
+                return format_into(buf, size, "@%.*s", (int)(n - 1), name);
+        }
+        case AF_VSOCK: {
+                if (len < (socklen_t)sizeof(struct sockaddr_vm))
+                        return -EINVAL;
+                const struct sockaddr_vm *vm = (const struct sockaddr_vm *)sa;
+                return format_into(buf, size, "vsock:%u:%u", vm->svm_cid, vm->svm_port);
+        }
+        default:
+                return -EAFNOSUPPORT;
+        }
+}
+
+static void sockaddr_text(const struct sockaddr_storage *ss, socklen_t len, char *buf,
+                          size_t size) {
+        if (len == 0 || paf_sockaddr_format((const struct sockaddr *)ss, len, buf, size) < 0)
+                snprintf(buf, size, "?");
+}
+
+/* ---- the socket flow ---- */
+
+typedef struct socket_flow {
+        paf_flow *flow;
+        int fd;
+        int family;
+        sd_event_source *io;
+
+        bool reading;    /* the consumer wants data */
+        bool read_ended; /* EOF or an error was seen: stop polling for input */
+        uint8_t *buffer; /* READ_BUFFER_SIZE, allocated on first read */
+
+        /* The write in progress: the core keeps the iovec array alive until
+         * paf_flow_write_done(); we only track how far we got. */
+        bool writing;
+        const struct iovec *iov;
+        size_t n_iov, index, offset;
+
+        bool in_handler; /* close() from in there leaves the free to the handler */
+        bool closed;
+
+        struct sockaddr_storage peer, local;
+        socklen_t peer_len, local_len;
+} socket_flow;
+
+static void socket_flow_update_events(socket_flow *sf) {
+        if (sf->closed)
+                return;
+        uint32_t events = 0;
+        if (sf->reading && !sf->read_ended)
+                events |= EPOLLIN;
+        if (sf->writing)
+                events |= EPOLLOUT;
+        /* epoll reports EPOLLHUP/EPOLLERR even for an empty mask: with nothing
+         * to do, the source must be off or a hung-up peer makes us spin. */
+        if (events == 0) {
+                (void)sd_event_source_set_enabled(sf->io, SD_EVENT_OFF);
+                return;
+        }
+        int r = sd_event_source_set_io_events(sf->io, events);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(sf->io, SD_EVENT_ON);
+        if (r < 0)
+                paf_log(PAF_LOG_ERR, "flow %s: cannot watch the socket: %s",
+                        paf_flow_get_peer(sf->flow), strerror(-r));
+}
+
+static void socket_flow_write_finish(socket_flow *sf, int error) {
+        sf->writing = false;
+        sf->iov = NULL;
+        sf->n_iov = sf->index = sf->offset = 0;
+        socket_flow_update_events(sf);
+        /* Last: the core may hand us the next write from in there. */
+        paf_flow_write_done(sf->flow, error);
+}
+
+static void socket_flow_push(socket_flow *sf) {
+        while (sf->writing && !sf->closed) {
+                struct iovec v[IOV_PER_SEND];
+                size_t n = 0;
+                for (size_t i = sf->index; i < sf->n_iov && n < IOV_PER_SEND; i++) {
+                        size_t skip = i == sf->index ? sf->offset : 0;
+                        if (sf->iov[i].iov_len == skip)
+                                continue;
+                        v[n].iov_base = (uint8_t *)sf->iov[i].iov_base + skip;
+                        v[n].iov_len = sf->iov[i].iov_len - skip;
+                        n++;
+                }
+                if (n == 0) {
+                        socket_flow_write_finish(sf, 0);
+                        return;
+                }
+
+                struct msghdr m = {.msg_iov = v, .msg_iovlen = n};
+                ssize_t k = sendmsg(sf->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return; /* EPOLLOUT brings us back */
+                        socket_flow_write_finish(sf, -errno);
+                        return;
+                }
+
+                size_t left = (size_t)k;
+                while (left > 0 && sf->index < sf->n_iov) {
+                        size_t avail = sf->iov[sf->index].iov_len - sf->offset;
+                        if (left < avail) {
+                                sf->offset += left;
+                                left = 0;
+                        } else {
+                                left -= avail;
+                                sf->index++;
+                                sf->offset = 0;
+                        }
+                }
+        }
+}
+
+static void socket_flow_pull(socket_flow *sf) {
+        if (!sf->buffer) {
+                sf->buffer = malloc(READ_BUFFER_SIZE);
+                if (!sf->buffer) {
+                        sf->read_ended = true;
+                        paf_flow_deliver(sf->flow, NULL, 0, -ENOMEM);
+                        return;
+                }
+        }
+
+        for (unsigned i = 0; i < READS_PER_WAKEUP; i++) {
+                if (sf->closed || sf->read_ended || !sf->reading || !paf_flow_is_reading(sf->flow))
+                        return;
+                ssize_t n = recv(sf->fd, sf->buffer, READ_BUFFER_SIZE, MSG_DONTWAIT);
+                if (n > 0) {
+                        paf_flow_deliver(sf->flow, sf->buffer, (size_t)n, 0);
+                        if (n < READ_BUFFER_SIZE)
+                                return; /* most likely drained; epoll tells otherwise */
+                        continue;
+                }
+                if (n == 0) {
+                        sf->read_ended = true;
+                        paf_flow_deliver(sf->flow, NULL, 0, 0);
+                        return;
+                }
+                if (errno == EINTR)
+                        continue;
+                if (errno == EAGAIN)
+                        return;
+                sf->read_ended = true;
+                paf_flow_deliver(sf->flow, NULL, 0, -errno);
+                return;
+        }
+}
+
+static void socket_flow_free(socket_flow *sf) {
+        free(sf->buffer);
+        free(sf);
+}
+
+static int socket_flow_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        (void)s;
+        (void)fd;
+        socket_flow *sf = userdata;
+
+        sf->in_handler = true;
+        if (sf->writing && (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+                socket_flow_push(sf);
+        if (!sf->closed && (revents & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+                socket_flow_pull(sf);
+        sf->in_handler = false;
+
+        if (sf->closed)
+                socket_flow_free(sf);
+        else
+                socket_flow_update_events(sf);
+        return 0;
+}
+
+static int socket_flow_read_start(paf_flow *flow) {
+        socket_flow *sf = paf_flow_get_impl(flow);
+        sf->reading = true;
+        socket_flow_update_events(sf);
+        return 0;
+}
+
+static int socket_flow_read_stop(paf_flow *flow) {
+        socket_flow *sf = paf_flow_get_impl(flow);
+        /* Not polling for input leaves the data in the kernel, whose full
+         * receive buffer closes the TCP window: that is the backpressure. */
+        sf->reading = false;
+        socket_flow_update_events(sf);
+        return 0;
+}
+
+static int socket_flow_write(paf_flow *flow, const struct iovec *iov, size_t n_iov) {
+        socket_flow *sf = paf_flow_get_impl(flow);
+        assert(!sf->writing);
+        sf->writing = true;
+        sf->iov = iov;
+        sf->n_iov = n_iov;
+        sf->index = sf->offset = 0;
+        /* Try at once: most writes fit in the socket buffer. */
+        socket_flow_push(sf);
+        if (sf->writing)
+                socket_flow_update_events(sf);
+        return 0;
+}
+
+static int socket_flow_shutdown(paf_flow *flow) {
+        socket_flow *sf = paf_flow_get_impl(flow);
+        if (shutdown(sf->fd, SHUT_WR) < 0)
+                return -errno;
+        return 0;
+}
+
+static void socket_flow_close(paf_flow *flow) {
+        socket_flow *sf = paf_flow_get_impl(flow);
+        sf->io = sd_event_source_disable_unref(sf->io);
+        close_fd(sf->fd);
+        sf->fd = -1;
+        sf->closed = true;
+        if (!sf->in_handler)
+                socket_flow_free(sf);
+}
+
+static int socket_flow_query(paf_flow *flow, int what, void *ret, size_t size) {
+        socket_flow *sf = paf_flow_get_impl(flow);
+        switch (what) {
+        case PAF_FLOW_QUERY_FD:
+                if (size < sizeof(int))
+                        return -EINVAL;
+                *(int *)ret = sf->fd;
+                return 0;
+        case PAF_FLOW_QUERY_PEER_CRED: {
+                if (size < sizeof(struct ucred))
+                        return -EINVAL;
+                if (sf->family != AF_UNIX)
+                        return -EOPNOTSUPP;
+                struct ucred cred;
+                socklen_t len = sizeof(cred);
+                if (getsockopt(sf->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                        return -errno;
+                memcpy(ret, &cred, sizeof(cred));
+                return 0;
+        }
+        case PAF_FLOW_QUERY_PEER_SOCKADDR:
+        case PAF_FLOW_QUERY_LOCAL_SOCKADDR: {
+                bool peer = what == PAF_FLOW_QUERY_PEER_SOCKADDR;
+                if (size < sizeof(struct sockaddr_storage))
+                        return -EINVAL;
+                if ((peer ? sf->peer_len : sf->local_len) == 0)
+                        return -ENOTCONN;
+                memcpy(ret, peer ? &sf->peer : &sf->local, sizeof(struct sockaddr_storage));
+                /* The length is useful for unix addresses, where it matters. */
+                return (int)(peer ? sf->peer_len : sf->local_len);
+        }
+        default:
+                return -EOPNOTSUPP;
+        }
+}
+
+static const paf_flow_ops socket_flow_ops = {
+        .struct_size = sizeof(paf_flow_ops),
+        .read_start = socket_flow_read_start,
+        .read_stop = socket_flow_read_stop,
+        .write = socket_flow_write,
+        .shutdown = socket_flow_shutdown,
+        .close = socket_flow_close,
+        .query = socket_flow_query,
+};
+
+PAF_EXPORT int paf_socket_flow_new(sd_event *event, int fd, const char *protocol, paf_flow **ret) {
+        if (fd < 0)
+                return -EINVAL;
+        if (!event || !ret) {
+                close_fd(fd);
+                return -EINVAL;
+        }
+        int r = fd_check_stream(fd);
+        if (r >= 0)
+                r = fd_set_nonblock_cloexec(fd);
+        if (r < 0) {
+                close_fd(fd);
+                return r;
+        }
+
+        socket_flow *sf = calloc(1, sizeof(*sf));
+        if (!sf) {
+                close_fd(fd);
+                return -ENOMEM;
+        }
+        sf->fd = fd;
+
+        sf->local_len = sizeof(sf->local);
+        if (getsockname(fd, (struct sockaddr *)&sf->local, &sf->local_len) < 0)
+                sf->local_len = 0;
+        /* A peer that already went (reset before we got here) is not an
+         * error yet: the first read reports it. */
+        sf->peer_len = sizeof(sf->peer);
+        if (getpeername(fd, (struct sockaddr *)&sf->peer, &sf->peer_len) < 0)
+                sf->peer_len = 0;
+        if (sf->local_len > 0)
+                sf->family = sf->local.ss_family;
+        else {
+                socklen_t len = sizeof(sf->family);
+                if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &sf->family, &len) < 0)
+                        sf->family = AF_UNSPEC;
+        }
+
+        if (sf->family == AF_INET || sf->family == AF_INET6) {
+                /* paf writes whole messages; Nagle would only add latency.
+                 * Failure (not TCP, e.g. SCTP) is harmless. */
+                int one = 1;
+                (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+
+        char peer[256], local[256];
+        sockaddr_text(&sf->peer, sf->peer_len, peer, sizeof(peer));
+        sockaddr_text(&sf->local, sf->local_len, local, sizeof(local));
+
+        r = sd_event_add_io(event, &sf->io, fd, EPOLLIN, socket_flow_on_io, sf);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(sf->io, SD_EVENT_OFF);
+        if (r >= 0) {
+                (void)sd_event_source_set_description(sf->io, "paf-socket-flow");
+                r = paf_flow_new(event, &socket_flow_ops, sf,
+                                 protocol ?: family_protocol(sf->family), peer, local, &sf->flow);
+        }
+        if (r < 0) {
+                sd_event_source_disable_unref(sf->io);
+                close_fd(fd);
+                socket_flow_free(sf);
+                return r;
+        }
+        *ret = sf->flow;
+        return 0;
+}
+
+/* ---- the socket listener ---- */
+
+typedef struct socket_listener {
+        paf_listener *listener;
+        int fd;
+        char *protocol;
+        sd_event_source *io;
+        /* Made up front: when out of fds, the loop could not make the timerfd. */
+        sd_event_source *pause;
+        bool paused; /* for lack of resources */
+        bool started;
+        bool warned; /* the resource shortage was logged once */
+        bool in_handler;
+        bool closed;
+} socket_listener;
+
+static void socket_listener_free(socket_listener *sl) {
+        free(sl->protocol);
+        free(sl);
+}
+
+static void socket_listener_update(socket_listener *sl) {
+        if (sl->closed)
+                return;
+        int r = sd_event_source_set_enabled(sl->io, sl->started && !sl->paused ? SD_EVENT_ON
+                                                                               : SD_EVENT_OFF);
+        if (r < 0)
+                paf_log(PAF_LOG_ERR, "listener %s: cannot watch the socket: %s",
+                        paf_listener_get_address(sl->listener), strerror(-r));
+}
+
+static int socket_listener_on_pause_end(sd_event_source *s, uint64_t usec, void *userdata) {
+        (void)s;
+        (void)usec;
+        socket_listener *sl = userdata;
+        sl->paused = false;
+        socket_listener_update(sl);
+        return 0;
+}
+
+/* Out of fds or memory: the pending connection stays in the backlog and the
+ * socket stays readable, so retrying at once would spin. Wait a little. */
+static void socket_listener_pause(socket_listener *sl, int error) {
+        const char *address = paf_listener_get_address(sl->listener);
+        paf_log(sl->warned ? PAF_LOG_DEBUG : PAF_LOG_WARNING,
+                "listener %s: accept: %s; pausing accepting for %u ms", address, strerror(error),
+                ACCEPT_PAUSE_USEC / 1000);
+        sl->warned = true;
+        if (sl->paused)
+                return;
+        int r = sd_event_source_set_time_relative(sl->pause, ACCEPT_PAUSE_USEC);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(sl->pause, SD_EVENT_ONESHOT);
+        if (r < 0) {
+                /* Without a timer, keep accepting: a busy loop beats a dead
+                 * listener. */
+                paf_log(PAF_LOG_ERR, "listener %s: cannot pause accepting: %s", address,
+                        strerror(-r));
+                return;
+        }
+        sl->paused = true;
+        socket_listener_update(sl);
+}
+
+static int socket_listener_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        (void)s;
+        (void)fd;
+        (void)revents;
+        socket_listener *sl = userdata;
+        sd_event *event = paf_listener_get_event(sl->listener);
+
+        sl->in_handler = true;
+        for (unsigned i = 0; i < ACCEPTS_PER_WAKEUP && sl->started && !sl->closed; i++) {
+                int cfd = accept4(sl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        int e = errno;
+                        if (e == EAGAIN)
+                                break;
+                        if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                                socket_listener_pause(sl, e);
+                                break;
+                        }
+                        /* ECONNABORTED, EINTR, EPROTO and the network errors
+                         * accept(2) passes on concern one connection only. */
+                        if (e != ECONNABORTED && e != EINTR && e != EPROTO && e != EPERM &&
+                            e != ENETDOWN && e != ENOPROTOOPT && e != EHOSTDOWN && e != ENONET &&
+                            e != EHOSTUNREACH && e != EOPNOTSUPP && e != ENETUNREACH) {
+                                /* Unexpected: do not spin on it either. */
+                                socket_listener_pause(sl, e);
+                                break;
+                        }
+                        continue;
+                }
+                paf_flow *flow;
+                int r = paf_socket_flow_new(event, cfd, sl->protocol, &flow);
+                if (r < 0) {
+                        paf_log(PAF_LOG_WARNING, "listener %s: cannot set up a connection: %s",
+                                paf_listener_get_address(sl->listener), strerror(-r));
+                        continue;
+                }
+                paf_listener_deliver(sl->listener, flow);
+        }
+        sl->in_handler = false;
+
+        if (sl->closed)
+                socket_listener_free(sl);
+        return 0;
+}
+
+static int socket_listener_start(paf_listener *l) {
+        socket_listener *sl = paf_listener_get_impl(l);
+        sl->started = true;
+        socket_listener_update(sl);
+        return 0;
+}
+
+static int socket_listener_stop(paf_listener *l) {
+        socket_listener *sl = paf_listener_get_impl(l);
+        sl->started = false;
+        socket_listener_update(sl);
+        return 0;
+}
+
+static void socket_listener_close(paf_listener *l) {
+        socket_listener *sl = paf_listener_get_impl(l);
+        sl->io = sd_event_source_disable_unref(sl->io);
+        sl->pause = sd_event_source_disable_unref(sl->pause);
+        close_fd(sl->fd);
+        sl->fd = -1;
+        sl->closed = true;
+        if (!sl->in_handler)
+                socket_listener_free(sl);
+}
+
+static int socket_listener_get_fd(paf_listener *l) {
+        socket_listener *sl = paf_listener_get_impl(l);
+        return sl->fd;
+}
+
+static const paf_listener_ops socket_listener_ops = {
+        .struct_size = sizeof(paf_listener_ops),
+        .start = socket_listener_start,
+        .stop = socket_listener_stop,
+        .close = socket_listener_close,
+        .get_fd = socket_listener_get_fd,
+};
+
+PAF_EXPORT int paf_socket_listener_new(sd_event *event, int fd, const char *protocol,
+                                       paf_listener **ret) {
+        if (fd < 0)
+                return -EINVAL;
+        if (!event || !ret) {
+                close_fd(fd);
+                return -EINVAL;
+        }
+        int r = fd_check_stream(fd);
+        if (r >= 0) {
+                int listening = 0;
+                socklen_t len = sizeof(listening);
+                if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+                        r = -errno;
+                else if (!listening)
+                        r = -EINVAL;
+        }
+        if (r >= 0)
+                r = fd_set_nonblock_cloexec(fd);
+        if (r < 0) {
+                close_fd(fd);
+                return r;
+        }
+
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+                len = 0;
+        char address[256];
+        sockaddr_text(&ss, len, address, sizeof(address));
+        if (!protocol)
+                protocol = len > 0 ? family_protocol(ss.ss_family) : "socket";
+
+        socket_listener *sl = calloc(1, sizeof(*sl));
+        if (!sl || !(sl->protocol = strdup(protocol))) {
+                free(sl);
+                close_fd(fd);
+                return -ENOMEM;
+        }
+        sl->fd = fd;
+        r = sd_event_add_io(event, &sl->io, fd, EPOLLIN, socket_listener_on_io, sl);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(sl->io, SD_EVENT_OFF);
+        if (r >= 0)
+                r = sd_event_add_time_relative(event, &sl->pause, CLOCK_MONOTONIC,
+                                               ACCEPT_PAUSE_USEC, 0, socket_listener_on_pause_end,
+                                               sl);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(sl->pause, SD_EVENT_OFF);
+        if (r >= 0) {
+                (void)sd_event_source_set_description(sl->io, "paf-socket-listener");
+                r = paf_listener_new(event, &socket_listener_ops, sl, protocol, address,
+                                     &sl->listener);
+        }
+        if (r < 0) {
+                sd_event_source_disable_unref(sl->io);
+                sd_event_source_disable_unref(sl->pause);
+                close_fd(fd);
+                socket_listener_free(sl);
+                return r;
+        }
+        *ret = sl->listener;
+        return 0;
+}
+
+/* ---- non-blocking connect ---- */
+
+struct paf_socket_connect {
+        sd_event *event;
+        int fd;
+        int error;              /* an immediate connect() failure, reported from the loop */
+        sd_event_source *io;    /* EPOLLOUT: the connect finished */
+        sd_event_source *defer; /* connect() finished at once */
+        char *protocol;
+        paf_socket_connect_handler_t handler;
+        void *userdata;
+        bool in_handler;
+};
+
+static void socket_connect_free(paf_socket_connect *c) {
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->defer);
+        close_fd(c->fd);
+        sd_event_unref(c->event);
+        free(c->protocol);
+        free(c);
+}
+
+static void socket_connect_finish(paf_socket_connect *c, int error) {
+        paf_flow *flow = NULL;
+        /* First: the flow registers the same fd with the loop. */
+        c->io = sd_event_source_disable_unref(c->io);
+        c->defer = sd_event_source_disable_unref(c->defer);
+        if (error == 0) {
+                int fd = c->fd;
+                c->fd = -1; /* the flow owns it now, also on failure */
+                error = paf_socket_flow_new(c->event, fd, c->protocol, &flow);
+        }
+        close_fd(c->fd);
+        c->fd = -1;
+
+        c->in_handler = true;
+        c->handler(flow, error < 0 ? error : 0, c->userdata);
+        socket_connect_free(c);
+}
+
+static int socket_connect_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        (void)s;
+        (void)revents;
+        paf_socket_connect *c = userdata;
+        int error = 0;
+        socklen_t len = sizeof(error);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
+                error = errno;
+        socket_connect_finish(c, -error);
+        return 0;
+}
+
+static int socket_connect_on_defer(sd_event_source *s, void *userdata) {
+        (void)s;
+        paf_socket_connect *c = userdata;
+        socket_connect_finish(c, c->error);
+        return 0;
+}
+
+PAF_EXPORT int paf_socket_connect_start(sd_event *event, const struct sockaddr *sa, socklen_t len,
+                                        const char *protocol, paf_socket_connect_handler_t handler,
+                                        void *userdata, paf_socket_connect **ret) {
+        if (!event || !sa || len < (socklen_t)sizeof(sa_family_t) || !handler)
+                return -EINVAL;
+
+        paf_socket_connect *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->fd = -1;
+        c->event = sd_event_ref(event);
+        c->handler = handler;
+        c->userdata = userdata;
+        c->protocol = strdup(protocol ?: family_protocol(sa->sa_family));
+        if (!c->protocol) {
+                socket_connect_free(c);
+                return -ENOMEM;
+        }
+
+        c->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c->fd < 0) {
+                int r = -errno;
+                socket_connect_free(c);
+                return r;
+        }
+
+        int r;
+        if (connect(c->fd, sa, len) >= 0)
+                r = sd_event_add_defer(event, &c->defer, socket_connect_on_defer, c);
+        else if (errno == EINPROGRESS || errno == EINTR)
+                r = sd_event_add_io(event, &c->io, c->fd, EPOLLOUT, socket_connect_on_io, c);
+        else {
+                /* Refused at once (typical for unix sockets): still the
+                 * connection's result, so it goes to the handler, from the loop. */
+                c->error = -errno;
+                r = sd_event_add_defer(event, &c->defer, socket_connect_on_defer, c);
+        }
+        if (r < 0) {
+                socket_connect_free(c);
+                return r;
+        }
+        if (ret)
+                *ret = c;
+        return 0;
+}
+
+PAF_EXPORT void paf_socket_connect_cancel(paf_socket_connect *c) {
+        /* From inside its own handler the connect is already over, and it
+         * frees itself when the handler returns. */
+        if (!c || c->in_handler)
+                return;
+        socket_connect_free(c);
+}

@@ -68,8 +68,8 @@ PAF_EXPORT const char *paf_flow_get_protocol(paf_flow *flow);
 typedef enum paf_flow_query_t {
         PAF_FLOW_QUERY_FD = 1,          /* int: the socket fd, if any */
         PAF_FLOW_QUERY_PEER_CRED = 2,   /* struct ucred: unix socket peer */
-        PAF_FLOW_QUERY_PEER_SOCKADDR,   /* struct sockaddr_storage */
-        PAF_FLOW_QUERY_LOCAL_SOCKADDR,  /* struct sockaddr_storage */
+        PAF_FLOW_QUERY_PEER_SOCKADDR,   /* struct sockaddr_storage; returns its length */
+        PAF_FLOW_QUERY_LOCAL_SOCKADDR,  /* struct sockaddr_storage; returns its length */
         PAF_FLOW_QUERY_USER = 0x10000,  /* first value free for plugins */
 } paf_flow_query_t;
 
@@ -90,9 +90,12 @@ PAF_EXPORT void *paf_flow_get_userdata(paf_flow *flow);
  *   read_start/read_stop  deliver with paf_flow_deliver() while started;
  *   write                 one request at a time; call paf_flow_write_done()
  *                         once all of it was taken (may be called from write);
+ *                         the iovec array stays valid until then;
  *   shutdown              shut the write side (no write is pending);
  *   close                 release everything; the implementation must not
- *                         call into the flow afterwards;
+ *                         call into the flow afterwards. Never called from
+ *                         inside the implementation's own paf_flow_deliver()
+ *                         (the core defers it to the loop);
  *   query                 optional.
  * Members may be appended in later minor versions; NULL means "default".
  */

@@ -161,7 +161,7 @@ typedef struct paf_listener_ops {
         size_t struct_size;
         int (*start)(paf_listener *l);
         int (*stop)(paf_listener *l);
-        void (*close)(paf_listener *l);
+        void (*close)(paf_listener *l); /* may run inside paf_listener_deliver() */
         int (*get_fd)(paf_listener *l); /* optional */
 } paf_listener_ops;
 
@@ -181,7 +181,8 @@ PAF_EXPORT int paf_socket_listener_new(sd_event *event, int fd, const char *prot
 /*
  * Non-blocking connect for socket plugins: connects a new socket of the
  * address's family and calls the handler with a socket flow or an error.
- * The returned handle cancels (the handler is then not called).
+ * The returned handle cancels (the handler is then not called); it is freed
+ * once the handler has run.
  */
 typedef struct paf_socket_connect paf_socket_connect;
 typedef void (*paf_socket_connect_handler_t)(paf_flow *flow, int error, void *userdata);
