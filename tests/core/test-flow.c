@@ -23,41 +23,12 @@
 
 #include <paf.h>
 
+#include "../common/paf-test.h"
+
 /* ---- helpers ---- */
 
-static uint64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Run the loop until *done or timeout_ms passed; returns whether done. */
-static bool run_until(sd_event *e, const bool *done, unsigned timeout_ms) {
-        uint64_t end = now_ms() + timeout_ms;
-        while (!*done && now_ms() < end)
-                assert_true(sd_event_run(e, 10 * 1000) >= 0);
-        return *done;
-}
-
 /* Run the loop for a while, whatever happens. */
-static void run_for(sd_event *e, unsigned ms) {
-        uint64_t end = now_ms() + ms;
-        while (now_ms() < end)
-                assert_true(sd_event_run(e, 5 * 1000) >= 0);
-}
-
-static int count_fds(void) {
-        DIR *d = opendir("/proc/self/fd");
-        assert_non_null(d);
-        int n = 0;
-        struct dirent *de;
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n;
-}
-
 typedef struct fixture {
         sd_event *event;
         int fds_before;
@@ -138,22 +109,7 @@ static void on_write(paf_flow *flow, int error, void *userdata) {
         c->done = true;
 }
 
-static void on_close(paf_flow *flow, void *userdata) {
-        (void)flow;
-        (*(unsigned *)userdata)++;
-}
-
 /* Close and wait for the close handler. */
-static void close_and_wait(sd_event *e, paf_flow *flow) {
-        unsigned closed = 0;
-        paf_flow_close(flow, on_close, &closed);
-        assert_int_equal(closed, 0);
-        uint64_t end = now_ms() + 2000;
-        while (closed == 0 && now_ms() < end)
-                assert_true(sd_event_run(e, 10 * 1000) >= 0);
-        assert_int_equal(closed, 1);
-}
-
 static void unix_pair(sd_event *e, paf_flow **a, paf_flow **b) {
         int sv[2];
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);

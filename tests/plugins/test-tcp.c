@@ -22,38 +22,9 @@
 
 #include <paf.h>
 
+#include "../common/paf-test.h"
+
 /* ---- helpers ---- */
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static bool run_until(sd_event *e, const bool *done, unsigned timeout_ms) {
-        uint64_t end = now_ms() + timeout_ms;
-        while (!*done && now_ms() < end)
-                assert_true(sd_event_run(e, 10 * 1000) >= 0);
-        return *done;
-}
-
-static void run_for(sd_event *e, unsigned ms) {
-        uint64_t end = now_ms() + ms;
-        while (now_ms() < end)
-                assert_true(sd_event_run(e, 5 * 1000) >= 0);
-}
-
-static int count_fds(void) {
-        DIR *d = opendir("/proc/self/fd");
-        assert_non_null(d);
-        int n = 0;
-        struct dirent *de;
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n;
-}
 
 static bool have_ipv6(void) {
         int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -112,20 +83,6 @@ static int setup(void **state) {
         assert_non_null(paf_registry_find_protocol(v->reg, "tcp"));
         *state = v;
         return 0;
-}
-
-static void on_closed(paf_flow *flow, void *userdata) {
-        (void)flow;
-        (*(unsigned *)userdata)++;
-}
-
-static void close_and_wait(sd_event *e, paf_flow *flow) {
-        unsigned closed = 0;
-        paf_flow_close(flow, on_closed, &closed);
-        uint64_t end = now_ms() + 2000;
-        while (!closed && now_ms() < end)
-                assert_true(sd_event_run(e, 10 * 1000) >= 0);
-        assert_int_equal(closed, 1);
 }
 
 static int teardown(void **state) {
@@ -332,130 +289,6 @@ static void test_listen_port_only_is_dual_stack(void **state) {
 }
 
 /* ---- a large transfer with backpressure ---- */
-
-#define TRANSFER_SIZE ((size_t)64 * 1024 * 1024)
-#define CHUNK_SIZE ((size_t)256 * 1024)
-#define PAUSE_AT ((size_t)1024 * 1024)
-#define BUFFERING_LIMIT ((size_t)16 * 1024 * 1024)
-
-static uint8_t pattern(size_t i) {
-        return (uint8_t)(i ^ (i >> 8) ^ (i >> 17) ^ 0x5a);
-}
-
-typedef struct transfer {
-        sd_event *event;
-        paf_flow *writer, *reader;
-        uint8_t *chunk;
-        size_t written;   /* handed to paf_flow_write */
-        size_t completed; /* completion callbacks run */
-        int write_error;
-        size_t received;
-        bool corrupt;
-        bool paused_once;
-        bool paused;
-        bool eof;
-        int read_error;
-} transfer;
-
-static void transfer_write_next(transfer *t);
-
-static void on_chunk_written(paf_flow *flow, int error, void *userdata) {
-        (void)flow;
-        transfer *t = userdata;
-        if (error < 0) {
-                t->write_error = error;
-                return;
-        }
-        t->completed = t->written;
-        transfer_write_next(t);
-}
-
-/* One chunk in flight at a time: the writer buffers at most one chunk. */
-static void transfer_write_next(transfer *t) {
-        if (t->written == TRANSFER_SIZE) {
-                assert_int_equal(paf_flow_shutdown(t->writer, NULL, NULL), 0);
-                return;
-        }
-        size_t n =
-                TRANSFER_SIZE - t->written < CHUNK_SIZE ? TRANSFER_SIZE - t->written : CHUNK_SIZE;
-        for (size_t i = 0; i < n; i++)
-                t->chunk[i] = pattern(t->written + i);
-        struct iovec iov = {t->chunk, n};
-        t->written += n;
-        assert_int_equal(paf_flow_write(t->writer, &iov, 1, on_chunk_written, t), 0);
-}
-
-static void on_transfer_read(paf_flow *flow, const void *data, size_t len, int error,
-                             void *userdata) {
-        transfer *t = userdata;
-        if (error < 0) {
-                t->read_error = error;
-                return;
-        }
-        if (len == 0) {
-                t->eof = true;
-                return;
-        }
-        const uint8_t *p = data;
-        for (size_t i = 0; i < len; i++)
-                if (p[i] != pattern(t->received + i)) {
-                        t->corrupt = true;
-                        break;
-                }
-        t->received += len;
-        if (!t->paused_once && t->received >= PAUSE_AT) {
-                t->paused_once = t->paused = true;
-                assert_int_equal(paf_flow_read_stop(flow), 0);
-        }
-}
-
-static void big_transfer(sd_event *event, paf_flow *writer, paf_flow *reader_flow) {
-        transfer t = {.event = event, .writer = writer, .reader = reader_flow};
-        t.chunk = malloc(CHUNK_SIZE);
-        assert_non_null(t.chunk);
-        assert_int_equal(paf_flow_read_start(reader_flow, on_transfer_read, &t), 0);
-        transfer_write_next(&t);
-
-        /* Until the reader pauses. */
-        uint64_t end = now_ms() + 20000;
-        while (!t.paused && now_ms() < end)
-                assert_true(sd_event_run(event, 10 * 1000) >= 0);
-        assert_true(t.paused);
-
-        /* The writer fills the transport's buffers, then stops advancing. */
-        size_t last = t.completed;
-        uint64_t still_since = now_ms();
-        end = now_ms() + 5000;
-        while (now_ms() - still_since < 200 && now_ms() < end) {
-                assert_true(sd_event_run(event, 10 * 1000) >= 0);
-                if (t.completed != last) {
-                        last = t.completed;
-                        still_since = now_ms();
-                }
-        }
-        assert_true(now_ms() - still_since >= 200);
-        size_t stalled = t.completed;
-        run_for(event, 100);
-        assert_int_equal(t.completed, stalled); /* not growing while nobody reads */
-        assert_true(stalled < BUFFERING_LIMIT);
-        assert_true(paf_flow_get_write_queue_size(writer) <= CHUNK_SIZE);
-        assert_true(t.received < BUFFERING_LIMIT);
-        assert_int_equal(t.write_error, 0);
-
-        /* Resume: everything arrives, intact and in order. */
-        t.paused = false;
-        assert_int_equal(paf_flow_read_start(reader_flow, on_transfer_read, &t), 0);
-        end = now_ms() + 120000;
-        while (!t.eof && t.read_error == 0 && now_ms() < end)
-                assert_true(sd_event_run(event, 10 * 1000) >= 0);
-        assert_true(t.eof);
-        assert_int_equal(t.read_error, 0);
-        assert_int_equal(t.write_error, 0);
-        assert_int_equal(t.received, TRANSFER_SIZE);
-        assert_int_equal(t.completed, TRANSFER_SIZE);
-        assert_false(t.corrupt);
-        free(t.chunk);
-}
 
 static void test_big_transfer_with_backpressure(void **state) {
         env *v = *state;

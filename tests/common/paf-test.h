@@ -1,0 +1,184 @@
+/* tests/common/paf-test.h — helpers the cmocka suites share: running the
+ * event loop with a bound, counting fds, closing a flow, and the 64 MiB
+ * transfer that shows a transport's backpressure. Include after <cmocka.h>. */
+#pragma once
+
+#include <dirent.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <paf.h>
+
+#define PAF_TEST_UNUSED __attribute__((unused))
+
+static PAF_TEST_UNUSED uint64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Run the loop until *done, for at most timeout_ms; returns *done. */
+static PAF_TEST_UNUSED bool run_until(sd_event *e, const bool *done, unsigned timeout_ms) {
+        uint64_t end = now_ms() + timeout_ms;
+        while (!*done && now_ms() < end)
+                assert_true(sd_event_run(e, 10 * 1000) >= 0);
+        return *done;
+}
+
+static PAF_TEST_UNUSED void run_for(sd_event *e, unsigned ms) {
+        uint64_t end = now_ms() + ms;
+        while (now_ms() < end)
+                assert_true(sd_event_run(e, 5 * 1000) >= 0);
+}
+
+static PAF_TEST_UNUSED int count_fds(void) {
+        DIR *d = opendir("/proc/self/fd");
+        assert_non_null(d);
+        int n = 0;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n;
+}
+
+static PAF_TEST_UNUSED void paf_test_on_closed(paf_flow *flow, void *userdata) {
+        (void)flow;
+        (*(unsigned *)userdata)++;
+}
+
+/* Close and wait for the close handler, which never runs inside the call. */
+static PAF_TEST_UNUSED void close_and_wait(sd_event *e, paf_flow *flow) {
+        unsigned closed = 0;
+        paf_flow_close(flow, paf_test_on_closed, &closed);
+        assert_int_equal(closed, 0);
+        uint64_t end = now_ms() + 2000;
+        while (!closed && now_ms() < end)
+                assert_true(sd_event_run(e, 10 * 1000) >= 0);
+        assert_int_equal(closed, 1);
+}
+
+/* ---- a large transfer with backpressure ---- */
+
+#define TRANSFER_SIZE ((size_t)64 * 1024 * 1024)
+#define CHUNK_SIZE ((size_t)256 * 1024)
+#define PAUSE_AT ((size_t)1024 * 1024)
+#define BUFFERING_LIMIT ((size_t)16 * 1024 * 1024)
+
+static PAF_TEST_UNUSED uint8_t transfer_pattern(size_t i) {
+        return (uint8_t)(i ^ (i >> 8) ^ (i >> 17) ^ 0x5a);
+}
+
+typedef struct transfer {
+        paf_flow *writer;
+        uint8_t *chunk;
+        size_t written;   /* handed to paf_flow_write */
+        size_t completed; /* completion callbacks run */
+        size_t received;
+        int write_error, read_error;
+        bool corrupt, paused_once, paused, eof;
+} transfer;
+
+static PAF_TEST_UNUSED void transfer_write_next(transfer *t);
+
+static PAF_TEST_UNUSED void transfer_on_written(paf_flow *flow, int error, void *userdata) {
+        (void)flow;
+        transfer *t = userdata;
+        if (error < 0) {
+                t->write_error = error;
+                return;
+        }
+        t->completed = t->written;
+        transfer_write_next(t);
+}
+
+/* One chunk in flight at a time: the writer buffers at most one chunk. */
+static PAF_TEST_UNUSED void transfer_write_next(transfer *t) {
+        if (t->written == TRANSFER_SIZE) {
+                assert_int_equal(paf_flow_shutdown(t->writer, NULL, NULL), 0);
+                return;
+        }
+        size_t n =
+                TRANSFER_SIZE - t->written < CHUNK_SIZE ? TRANSFER_SIZE - t->written : CHUNK_SIZE;
+        for (size_t i = 0; i < n; i++)
+                t->chunk[i] = transfer_pattern(t->written + i);
+        struct iovec iov = {t->chunk, n};
+        t->written += n;
+        assert_int_equal(paf_flow_write(t->writer, &iov, 1, transfer_on_written, t), 0);
+}
+
+static PAF_TEST_UNUSED void transfer_on_read(paf_flow *flow, const void *data, size_t len,
+                                             int error, void *userdata) {
+        transfer *t = userdata;
+        if (error < 0) {
+                t->read_error = error;
+                return;
+        }
+        if (len == 0) {
+                t->eof = true;
+                return;
+        }
+        const uint8_t *p = data;
+        for (size_t i = 0; i < len; i++)
+                if (p[i] != transfer_pattern(t->received + i)) {
+                        t->corrupt = true;
+                        break;
+                }
+        t->received += len;
+        if (!t->paused_once && t->received >= PAUSE_AT) {
+                t->paused_once = t->paused = true;
+                assert_int_equal(paf_flow_read_stop(flow), 0);
+        }
+}
+
+/*
+ * Send TRANSFER_SIZE bytes from writer to reader. The reader stops reading
+ * after PAUSE_AT bytes: the writer's completions must then stop advancing
+ * well below BUFFERING_LIMIT (backpressure), and once reading resumes every
+ * byte arrives, intact and in order, followed by EOF.
+ */
+static PAF_TEST_UNUSED void big_transfer(sd_event *event, paf_flow *writer, paf_flow *reader) {
+        transfer t = {.writer = writer};
+        t.chunk = malloc(CHUNK_SIZE);
+        assert_non_null(t.chunk);
+        assert_int_equal(paf_flow_read_start(reader, transfer_on_read, &t), 0);
+        transfer_write_next(&t);
+
+        assert_true(run_until(event, &t.paused, 20000));
+
+        /* The writer fills the transport's buffers, then stops advancing. */
+        size_t last = t.completed;
+        uint64_t still_since = now_ms();
+        uint64_t end = now_ms() + 5000;
+        while (now_ms() - still_since < 200 && now_ms() < end) {
+                assert_true(sd_event_run(event, 10 * 1000) >= 0);
+                if (t.completed != last) {
+                        last = t.completed;
+                        still_since = now_ms();
+                }
+        }
+        assert_true(now_ms() - still_since >= 200);
+        size_t stalled = t.completed;
+        run_for(event, 100);
+        assert_int_equal(t.completed, stalled); /* not growing while nobody reads */
+        assert_true(stalled < BUFFERING_LIMIT);
+        assert_true(paf_flow_get_write_queue_size(writer) <= CHUNK_SIZE);
+        assert_true(t.received < BUFFERING_LIMIT);
+        assert_int_equal(t.write_error, 0);
+
+        /* Resume: everything arrives, intact and in order. */
+        t.paused = false;
+        assert_int_equal(paf_flow_read_start(reader, transfer_on_read, &t), 0);
+        end = now_ms() + 120000;
+        while (!t.eof && t.read_error == 0 && now_ms() < end)
+                assert_true(sd_event_run(event, 10 * 1000) >= 0);
+        assert_true(t.eof);
+        assert_int_equal(t.read_error, 0);
+        assert_int_equal(t.write_error, 0);
+        assert_int_equal(t.received, TRANSFER_SIZE);
+        assert_int_equal(t.completed, TRANSFER_SIZE);
+        assert_false(t.corrupt);
+        free(t.chunk);
+}
