@@ -412,10 +412,27 @@ static const core_option paf_section_options[] = {
         {},
 };
 
-/* Sections that belong to libpaf itself. A new one ([http] …) is one more
- * line here and its option table. */
+/* [http]: the HTTP engine's limits and timeouts (paf_http_limits_load()). */
+static const core_option http_section_options[] = {
+        {{"max-header-bytes", PAF_TYPE_INT, "16384",
+          "Request line and headers, in bytes; beyond: 431"}},
+        {{"max-headers", PAF_TYPE_INT, "100", "Header fields in a request; beyond: 431"}},
+        {{"max-body", PAF_TYPE_INT, "67108864", "Request body, in bytes; beyond: 413"}},
+        {{"max-connections", PAF_TYPE_INT, "1024",
+          "Open connections; accepting pauses at this many"}},
+        {{"header-timeout", PAF_TYPE_INT, "10",
+          "Seconds to receive a request's headers (slowloris)"}},
+        {{"idle-timeout", PAF_TYPE_INT, "60", "Seconds a kept-alive connection may stay idle"}},
+        {{"body-timeout", PAF_TYPE_INT, "30", "Seconds between two pieces of a request body"}},
+        {{"write-timeout", PAF_TYPE_INT, "30", "Seconds a write may make no progress"}},
+        {},
+};
+
+/* Sections that belong to libpaf itself. A new one is one more line here and
+ * its option table. */
 static const core_section core_sections[] = {
         {"paf", paf_section_options},
+        {"http", http_section_options},
 };
 
 static const core_section *core_section_find(const char *name) {

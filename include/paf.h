@@ -5,6 +5,7 @@
 #include <paf/ctx.h>
 #include <paf/error.h>
 #include <paf/flow.h>
+#include <paf/http.h>
 #include <paf/plugin.h>
 #include <paf/protocol.h>
 #include <paf/registry.h>

@@ -5,7 +5,9 @@ set -euo pipefail
 packages=(
         # build
         gcc make meson ninja-build pkg-config
-        libsystemd-dev libinih-dev libcmocka-dev
+        libsystemd-dev libinih-dev libcmocka-dev node-llhttp
+        # real peers for the HTTP tests and benchmarks
+        curl nginx-light wrk python3
         # tests: private network namespaces, sanitizers' symbolizer, valgrind
         iproute2 util-linux valgrind binutils
 )

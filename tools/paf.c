@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "config.h"
-#include <paf.h>
+#include "paf-tool.h"
 
 static const char *program = "paf";
 
@@ -18,6 +18,7 @@ static void usage(FILE *f) {
                 "HTTP over pluggable transports.\n"
                 "\n"
                 "Commands:\n"
+                "  serve [OPTIONS]           Serve HTTP (see paf serve --help)\n"
                 "  plugins [--config FILE]   List loaded plugins and refused ones with the reason\n"
                 "  config check FILE         Check a paf.conf; print FILE:LINE: … on the first error\n"
                 "  help                      Show this help\n"
@@ -156,6 +157,8 @@ int main(int argc, char **argv) {
                 printf("paf %s (plugin ABI %d.%d)\n", PAF_VERSION, PAF_ABI_MAJOR, PAF_ABI_MINOR);
                 return 0;
         }
+        if (strcmp(cmd, "serve") == 0)
+                return cmd_serve(argc - 1, argv + 1);
         if (strcmp(cmd, "plugins") == 0)
                 return cmd_plugins(argc - 1, argv + 1);
         if (strcmp(cmd, "config") == 0)

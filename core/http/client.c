@@ -1,0 +1,1564 @@
+/* core/http/client.c — the HTTP/1.1 client: requests over pooled connections, llhttp-parsed
+ * responses. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include <llhttp.h>
+
+#include "core/paf-internal.h"
+#include <paf/http.h>
+
+#define USEC_PER_SEC UINT64_C(1000000)
+
+/* A response's header section beyond this is refused: a client must not let
+ * a server make it buffer without bound either. */
+#define MAX_RESPONSE_HEADER_BYTES (64 * 1024)
+#define MAX_RESPONSE_HEADERS 256
+
+/*
+ * How things live.
+ *
+ * A call has a reference count: the user's (dropped by paf_http_call_free()),
+ * one per write the flow has not completed (their completions run after the
+ * user may have freed the call), and a temporary one around every call into
+ * user code. A freed call only waits for those completions: its connect is
+ * cancelled, its connection closed, its sources gone, and nothing calls the
+ * user back any more.
+ *
+ * A connection has a reference count too: one while its flow is open, one
+ * per write in flight, and a temporary one while its read handler runs, so a
+ * user freeing the call (or the client) from inside a callback never frees
+ * the connection under the parser.
+ *
+ * The parser never calls the user. Its callbacks note one event (headers,
+ * a piece of body, the end) and pause llhttp; the read loop then acts on the
+ * event outside llhttp, and looks at what the user did before parsing on.
+ */
+
+typedef struct conn conn;
+typedef struct wreq wreq;
+
+struct paf_http_client {
+        paf_registry *reg;
+        sd_event *event;
+        paf_http_client_timeouts timeouts;
+        uint64_t n_connections;
+        conn *idle;           /* the pool, most recently used first */
+        paf_http_call *calls; /* every call the user has not freed */
+};
+
+typedef enum parse_event {
+        EV_NONE,
+        EV_HEADERS,
+        EV_BODY,
+        EV_COMPLETE,
+} parse_event;
+
+struct conn {
+        unsigned n_ref;
+        paf_http_client *client; /* NULL once closed */
+        conn *idle_next, *idle_prev;
+        bool in_pool;
+        bool closed;
+        bool reused; /* the current call is not its first */
+
+        paf_flow *flow;
+        char *key;      /* the pool key: the first candidate, "tcp 127.0.0.1:80" */
+        char *endpoint; /* the candidate that connected */
+        sd_event_source *idle_timer;
+        paf_http_call *call; /* the call it serves, NULL while idle */
+
+        llhttp_t parser;
+        parse_event event; /* what the parser paused on */
+        const char *body_at;
+        size_t body_len;
+        bool keep_alive;
+
+        /* Read but not parsed: the user paused. The flow is not read meanwhile. */
+        uint8_t *pending;
+        size_t n_pending;
+        bool stalled;
+};
+
+typedef enum wreq_kind {
+        WREQ_HEAD,
+        WREQ_BODY,
+        WREQ_FINISH,
+} wreq_kind;
+
+struct wreq {
+        wreq *next;
+        paf_http_call *call; /* referenced */
+        conn *conn;          /* referenced once submitted */
+        wreq_kind kind;
+        const void *data;
+        size_t len;
+        char *owned; /* the head: our copy, alive until the flow is done with it */
+        paf_http_call_write_handler_t handler;
+        void *userdata;
+        char line[24]; /* a chunk's size line */
+};
+
+typedef enum call_state {
+        CALL_CONNECTING,
+        CALL_ACTIVE, /* on a connection */
+        CALL_DONE,   /* the whole response was parsed */
+        CALL_FAILED,
+} call_state;
+
+struct paf_http_call {
+        unsigned n_ref;
+        paf_http_client *client; /* NULL once the client went */
+        paf_http_call *next, *prev;
+        bool freed;
+
+        char *label;       /* "GET /x", for messages */
+        char **candidates; /* "tcp 127.0.0.1:80" …, in the order connect tries them */
+        size_t n_candidates;
+        char *endpoint; /* what carries the call, once known */
+        paf_ctx *ctx;
+        char *head;
+        size_t head_len;
+        int64_t body_length;
+        uint64_t body_queued;
+        bool head_request;
+        bool retryable; /* idempotent and without a body */
+        bool retried;
+        bool close_requested;
+        bool head_submitted;
+        bool request_submitted; /* every byte of the request was handed to the flow */
+        bool finish_queued;
+
+        paf_http_response_handler_t handler;
+        void *userdata;
+        paf_http_call_body_handler_t body_handler;
+        void *body_userdata;
+        bool paused;
+
+        call_state state;
+        paf_connect *connect;
+        conn *conn;
+        sd_event_source *timer; /* connect, then response */
+        bool timer_armed;
+        sd_event_source *defer;   /* what is owed to the user outside the read path */
+        wreq *queue, *queue_tail; /* writes waiting for a connection */
+        unsigned n_in_flight;
+
+        /* The response. */
+        bool got_bytes;
+        bool interim; /* parsing a 1xx */
+        bool headers_complete;
+        bool headers_delivered;
+        int status;
+        paf_http_headers *headers;
+        char *field, *value;
+        size_t field_len, value_len, header_bytes;
+        bool in_value;
+        const char *parse_error; /* ours, when a callback refused */
+        int64_t content_length;  /* -1: not announced */
+        bool chunked;
+        uint64_t body_received;
+        uint8_t *held; /* a piece of body the user was not ready for */
+        size_t n_held;
+        bool end_pending;
+        bool end_delivered;
+        paf_error error;
+        bool error_delivered;
+};
+
+static void call_fail(paf_http_call *call, int code, const char *format, ...) PAF_PRINTF(3, 4);
+static void conn_feed(conn *cn, const uint8_t *data, size_t len, bool again);
+static void call_timer_update(paf_http_call *call, bool restart);
+static void call_kick(paf_http_call *call);
+static const llhttp_settings_t *parser_settings(void);
+
+/* ---- small helpers ---- */
+
+static void format_seconds(uint64_t usec, char *buf, size_t size) {
+        if (usec % USEC_PER_SEC == 0)
+                snprintf(buf, size, "%" PRIu64 " s", usec / USEC_PER_SEC);
+        else
+                snprintf(buf, size, "%.3g s", (double)usec / (double)USEC_PER_SEC);
+}
+
+static bool is_token(const char *s) {
+        if (!s || !*s)
+                return false;
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                      (*p >= '0' && *p <= '9') || strchr("!#$%&'*+-.^_`|~", *p)))
+                        return false;
+        return true;
+}
+
+/* A request target may not hold what would end the request line early. */
+static bool target_is_valid(const char *s) {
+        if (!s || !*s)
+                return false;
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+                if (*p <= 0x20 || *p == 0x7f)
+                        return false;
+        return true;
+}
+
+static bool method_is_idempotent(const char *m) {
+        static const char *const idempotent[] = {"GET",   "HEAD", "OPTIONS",
+                                                 "TRACE", "PUT",  "DELETE"};
+        for (size_t i = 0; i < ELEMENTSOF(idempotent); i++)
+                if (strcmp(m, idempotent[i]) == 0)
+                        return true;
+        return false;
+}
+
+static int append(char **buf, size_t *len, size_t *size, const char *s) {
+        size_t n = strlen(s);
+        if (*len + n + 1 > *size) {
+                size_t want = (*len + n + 1) * 2;
+                char *b = realloc(*buf, want);
+                if (!b)
+                        return -ENOMEM;
+                *buf = b;
+                *size = want;
+        }
+        memcpy(*buf + *len, s, n + 1);
+        *len += n;
+        return 0;
+}
+
+/* ---- connections ---- */
+
+static conn *conn_ref(conn *cn) {
+        cn->n_ref++;
+        return cn;
+}
+
+static void conn_unref(conn *cn) {
+        assert(cn->n_ref > 0);
+        if (--cn->n_ref > 0)
+                return;
+        assert(cn->closed && !cn->flow);
+        sd_event_source_disable_unref(cn->idle_timer);
+        free(cn->pending);
+        free(cn->key);
+        free(cn->endpoint);
+        free(cn);
+}
+
+static void pool_remove(conn *cn) {
+        if (!cn->in_pool)
+                return;
+        if (cn->idle_prev)
+                cn->idle_prev->idle_next = cn->idle_next;
+        else
+                cn->client->idle = cn->idle_next;
+        if (cn->idle_next)
+                cn->idle_next->idle_prev = cn->idle_prev;
+        cn->idle_next = cn->idle_prev = NULL;
+        cn->in_pool = false;
+        if (cn->idle_timer)
+                (void)sd_event_source_set_enabled(cn->idle_timer, SD_EVENT_OFF);
+}
+
+/* Close the transport; the connection goes once the writes in flight completed. */
+static void conn_close(conn *cn) {
+        if (cn->closed)
+                return;
+        pool_remove(cn);
+        cn->closed = true;
+        cn->client = NULL;
+        cn->call = NULL;
+        cn->idle_timer = sd_event_source_disable_unref(cn->idle_timer);
+        free(cn->pending);
+        cn->pending = NULL;
+        cn->n_pending = 0;
+        paf_flow_close(cn->flow, NULL, NULL);
+        cn->flow = NULL;
+        conn_unref(cn); /* the open flow's reference */
+}
+
+static int on_idle_timeout(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
+        conn *cn = userdata;
+        paf_log(PAF_LOG_DEBUG, "http client: %s: idle connection closed", cn->endpoint);
+        conn_close(cn);
+        return 0;
+}
+
+/* After a complete exchange: back to the pool, or closed. */
+static void conn_release(conn *cn, bool reusable) {
+        paf_http_client *c = cn->client;
+
+        cn->call = NULL;
+        if (!reusable || !c || c->timeouts.idle_usec == 0) {
+                conn_close(cn);
+                return;
+        }
+        int r;
+        if (!cn->idle_timer)
+                r = sd_event_add_time_relative(c->event, &cn->idle_timer, CLOCK_MONOTONIC,
+                                               c->timeouts.idle_usec, 0, on_idle_timeout, cn);
+        else {
+                r = sd_event_source_set_time_relative(cn->idle_timer, c->timeouts.idle_usec);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(cn->idle_timer, SD_EVENT_ONESHOT);
+        }
+        if (r < 0) {
+                conn_close(cn);
+                return;
+        }
+        (void)sd_event_source_set_description(cn->idle_timer, "paf-http-client-idle");
+        cn->idle_prev = NULL;
+        cn->idle_next = c->idle;
+        if (c->idle)
+                c->idle->idle_prev = cn;
+        c->idle = cn;
+        cn->in_pool = true;
+}
+
+static conn *pool_take(paf_http_client *c, const char *key) {
+        for (conn *cn = c->idle; cn; cn = cn->idle_next)
+                if (strcmp(cn->key, key) == 0) {
+                        pool_remove(cn);
+                        cn->reused = true;
+                        return cn;
+                }
+        return NULL;
+}
+
+/* Keep the rest for later and stop reading: the user is not ready. */
+static void conn_stall(conn *cn, const uint8_t *data, size_t len) {
+        assert(cn->n_pending == 0);
+        if (len > 0) {
+                cn->pending = malloc(len);
+                if (!cn->pending) {
+                        call_fail(cn->call, -ENOMEM, "out of memory");
+                        return;
+                }
+                memcpy(cn->pending, data, len);
+                cn->n_pending = len;
+        }
+        cn->stalled = true;
+        (void)paf_flow_read_stop(cn->flow);
+        call_timer_update(cn->call, false);
+}
+
+/* ---- calls ---- */
+
+static paf_http_call *call_ref(paf_http_call *call) {
+        call->n_ref++;
+        return call;
+}
+
+static void call_unref(paf_http_call *call) {
+        assert(call->n_ref > 0);
+        if (--call->n_ref > 0)
+                return;
+        assert(!call->conn && !call->connect && !call->queue);
+        sd_event_source_disable_unref(call->timer);
+        sd_event_source_disable_unref(call->defer);
+        for (size_t i = 0; i < call->n_candidates; i++)
+                free(call->candidates[i]);
+        free(call->candidates);
+        free(call->label);
+        free(call->endpoint);
+        free(call->head);
+        free(call->field);
+        free(call->value);
+        free(call->held);
+        paf_http_headers_free(call->headers);
+        paf_ctx_unref(call->ctx);
+        free(call);
+}
+
+/* Whether the user takes body now. */
+static bool call_ready(paf_http_call *call) {
+        return call->body_handler && !call->paused && !call->freed;
+}
+
+static const char *call_endpoint(paf_http_call *call) {
+        if (call->endpoint)
+                return call->endpoint;
+        return call->n_candidates > 0 ? call->candidates[0] : "?";
+}
+
+static void wreq_free(wreq *w) {
+        if (w->conn)
+                conn_unref(w->conn);
+        free(w->owned);
+        paf_http_call *call = w->call;
+        free(w);
+        call_unref(call);
+}
+
+/* Stop everything the call has going on the network. Nothing is called. */
+static void call_stop(paf_http_call *call) {
+        if (call->connect) {
+                paf_connect_cancel(call->connect);
+                call->connect = NULL;
+        }
+        if (call->conn) {
+                conn *cn = call->conn;
+                call->conn = NULL;
+                cn->call = NULL;
+                conn_close(cn);
+        }
+        call->timer_armed = false;
+        if (call->timer)
+                (void)sd_event_source_set_enabled(call->timer, SD_EVENT_OFF);
+}
+
+static void call_fail(paf_http_call *call, int code, const char *format, ...) {
+        if (call->state == CALL_FAILED || call->state == CALL_DONE)
+                return;
+        call->state = CALL_FAILED;
+        char reason[400];
+        va_list ap;
+        va_start(ap, format);
+        vsnprintf(reason, sizeof(reason), format, ap);
+        va_end(ap);
+        paf_error_set(&call->error, code < 0 ? code : -EIO, "%s: %s: %s", call->label,
+                      call_endpoint(call), reason);
+        paf_log(PAF_LOG_DEBUG, "http client: %s", call->error.message);
+        call_stop(call);
+        call_kick(call);
+}
+
+/* The attempts of a failed connect, as one line. */
+static void call_fail_connect(paf_http_call *call, const paf_attempt *attempts, size_t n) {
+        size_t n_tried = 0;
+        for (size_t i = 0; i < n; i++)
+                if (attempts[i].tried)
+                        n_tried++;
+        /* Only what was tried, unless nothing was: then why nothing could be. */
+        _cleanup_free_ paf_attempt *list = calloc(n + 1, sizeof(*list));
+        size_t k = 0;
+        for (size_t i = 0; list && i < n; i++)
+                if (n_tried == 0 || attempts[i].tried)
+                        list[k++] = attempts[i];
+        _cleanup_free_ char *text = list ? paf_attempts_format(list, k) : NULL;
+        int code = -EHOSTUNREACH;
+        for (size_t i = 0; i < k; i++)
+                if (list[i].error < 0) {
+                        code = list[i].error;
+                        break;
+                }
+        if (text) {
+                /* One line per attempt: joined, for a message on one line. */
+                size_t m = strlen(text);
+                while (m > 0 && text[m - 1] == '\n')
+                        text[--m] = '\0';
+                for (char *p = text; (p = strchr(p, '\n'));)
+                        *p = ';';
+        }
+        if (call->state == CALL_FAILED || call->state == CALL_DONE)
+                return;
+        call->state = CALL_FAILED;
+        if (k == 0 || !text)
+                paf_error_set(&call->error, code, "%s: no transport for this request", call->label);
+        else if (n_tried == 0)
+                paf_error_set(&call->error, code, "%s: no transport for this request: %s",
+                              call->label, text);
+        else
+                paf_error_set(&call->error, code, "%s: %s", call->label, text);
+        call_stop(call);
+        call_kick(call);
+}
+
+static void call_kick(paf_http_call *call) {
+        if (!call->defer || call->freed)
+                return;
+        int r = sd_event_source_set_enabled(call->defer, SD_EVENT_ONESHOT);
+        if (r < 0)
+                paf_log(PAF_LOG_ERR, "http client: %s: cannot schedule: %s", call->label,
+                        strerror(-r));
+}
+
+static void call_reset_response(paf_http_call *call) {
+        call->got_bytes = call->interim = call->headers_complete = false;
+        call->status = 0;
+        paf_http_headers_free(call->headers);
+        call->headers = NULL;
+        call->field_len = call->value_len = call->header_bytes = 0;
+        call->in_value = false;
+        call->parse_error = NULL;
+        call->content_length = -1;
+        call->chunked = false;
+        call->body_received = 0;
+}
+
+/* ---- writing the request ---- */
+
+static void on_wreq_done(paf_flow *flow, int error, void *userdata);
+static int call_start_connect(paf_http_call *call);
+
+/* Hand one write to the connection's flow. */
+static int conn_submit(conn *cn, wreq *w) {
+        paf_http_call *call = w->call;
+        struct iovec iov[3];
+        size_t n = 0;
+        bool chunked = call->body_length < 0;
+
+        switch (w->kind) {
+        case WREQ_HEAD:
+                iov[n++] = (struct iovec){w->owned, call->head_len};
+                break;
+        case WREQ_BODY:
+                if (w->len == 0)
+                        break; /* an empty chunk would end the body */
+                if (chunked) {
+                        snprintf(w->line, sizeof(w->line), "%zx\r\n", w->len);
+                        iov[n++] = (struct iovec){w->line, strlen(w->line)};
+                }
+                iov[n++] = (struct iovec){(void *)w->data, w->len};
+                if (chunked)
+                        iov[n++] = (struct iovec){(void *)"\r\n", 2};
+                break;
+        case WREQ_FINISH:
+                if (chunked)
+                        iov[n++] = (struct iovec){(void *)"0\r\n\r\n", 5};
+                break;
+        }
+        int r = paf_flow_write(cn->flow, iov, n, on_wreq_done, w);
+        if (r < 0)
+                return r;
+        w->conn = conn_ref(cn);
+        call->n_in_flight++;
+        return 0;
+}
+
+/* Send what is queued, head first. */
+static void call_pump(paf_http_call *call) {
+        conn *cn = call->conn;
+        if (!cn || call->state != CALL_ACTIVE)
+                return;
+        wreq *w;
+        while ((w = call->queue)) {
+                call->queue = w->next;
+                if (!call->queue)
+                        call->queue_tail = NULL;
+                w->next = NULL;
+                int r = conn_submit(cn, w);
+                if (r < 0) {
+                        /* Not taken: its handler learns it from the failure. */
+                        w->next = call->queue;
+                        call->queue = w;
+                        if (!call->queue_tail)
+                                call->queue_tail = w;
+                        call_fail(call, r, "cannot write: %s", strerror(-r));
+                        return;
+                }
+                if (w->kind == WREQ_HEAD)
+                        call->head_submitted = true;
+        }
+        if (call->head_submitted &&
+            (call->body_length == 0 || call->finish_queued ||
+             (call->body_length > 0 && call->body_queued == (uint64_t)call->body_length)))
+                call->request_submitted = true;
+        call_timer_update(call, false);
+}
+
+static void call_enqueue(paf_http_call *call, wreq *w) {
+        if (call->queue_tail)
+                call->queue_tail->next = w;
+        else
+                call->queue = w;
+        call->queue_tail = w;
+}
+
+static int call_queue_head(paf_http_call *call) {
+        wreq *w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->owned = malloc(call->head_len);
+        if (!w->owned) {
+                free(w);
+                return -ENOMEM;
+        }
+        memcpy(w->owned, call->head, call->head_len);
+        w->kind = WREQ_HEAD;
+        w->call = call_ref(call);
+        /* The head goes before any body the user already queued. */
+        w->next = call->queue;
+        call->queue = w;
+        if (!call->queue_tail)
+                call->queue_tail = w;
+        return 0;
+}
+
+/* Start the exchange on cn. */
+static void call_attach(paf_http_call *call, conn *cn) {
+        call->conn = cn;
+        cn->call = call;
+        call->state = CALL_ACTIVE;
+        free(call->endpoint);
+        call->endpoint = strdup(cn->endpoint);
+        llhttp_init(&cn->parser, HTTP_RESPONSE, parser_settings());
+        cn->parser.data = cn;
+        cn->event = EV_NONE;
+        cn->stalled = false;
+        call_reset_response(call);
+        int r = call_queue_head(call);
+        if (r < 0) {
+                call_fail(call, r, "out of memory");
+                return;
+        }
+        call_pump(call);
+        call_timer_update(call, true);
+}
+
+/* The connection went before the response began: on a connection the pool
+ * gave us, the server most likely closed it while idle, so an idempotent
+ * request without a body is sent again once, on a fresh connection. */
+static bool call_maybe_retry(paf_http_call *call, conn *cn) {
+        if (call->got_bytes || !cn->reused || !call->retryable || call->retried || !call->client)
+                return false;
+        paf_log(PAF_LOG_DEBUG, "http client: %s: %s: kept-alive connection went away, retrying",
+                call->label, cn->endpoint);
+        call->retried = true;
+        call->conn = NULL;
+        cn->call = NULL;
+        conn_close(cn);
+        call->head_submitted = call->request_submitted = false;
+        call->state = CALL_CONNECTING;
+        int r = call_start_connect(call);
+        if (r < 0)
+                call_fail(call, r, "cannot connect again: %s", strerror(-r));
+        return true;
+}
+
+static void on_wreq_done(paf_flow *flow _unused_, int error, void *userdata) {
+        wreq *w = userdata;
+        paf_http_call *call = w->call;
+        conn *cn = w->conn;
+
+        assert(call->n_in_flight > 0);
+        call->n_in_flight--;
+        if (error < 0 && call->conn == cn && call->state == CALL_ACTIVE) {
+                if (!call_maybe_retry(call, cn))
+                        call_fail(call, error, "cannot send the request: %s", strerror(-error));
+        } else if (error == 0 && call->conn == cn)
+                call_timer_update(call, true);
+
+        if (w->kind == WREQ_BODY && w->handler && !call->freed)
+                w->handler(call, error < 0 ? error : 0, w->userdata);
+        wreq_free(w);
+}
+
+/* ---- the request head ---- */
+
+static int host_from_ctx(paf_registry *reg, paf_ctx *ctx, char *buf, size_t size) {
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *l = NULL;
+        /* Through the plugins' rules: tcp.host may come from url.host. */
+        int r = paf_ctx_new_layered(ctx, reg->ctx, &l);
+        if (r < 0)
+                return r;
+
+        const char *s, *scheme = NULL;
+        int64_t port;
+        if (paf_ctx_get_string(l, "http.host", &s) >= 0 && *s) {
+                snprintf(buf, size, "%s", s);
+                return 0;
+        }
+        (void)paf_ctx_get_string(l, "url.scheme", &scheme);
+        bool https = scheme && strcmp(scheme, "https") == 0;
+        /* "http+unix" and friends carry a path or an address, not a host. */
+        bool other = scheme && strchr(scheme, '+');
+        if (!other && paf_ctx_get_string(l, "url.host", &s) >= 0 && *s) {
+                if (paf_ctx_get_int(l, "url.port", &port) >= 0)
+                        snprintf(buf, size, "%s:%" PRId64, s, port);
+                else
+                        snprintf(buf, size, "%s", s);
+                return 0;
+        }
+        if (!other && paf_ctx_get_string(l, "tcp.host", &s) >= 0 && *s) {
+                bool v6 = strchr(s, ':') && s[0] != '[';
+                if (paf_ctx_get_int(l, "tcp.port", &port) < 0 || port == (https ? 443 : 80))
+                        snprintf(buf, size, v6 ? "[%s]" : "%s", s);
+                else
+                        snprintf(buf, size, v6 ? "[%s]:%" PRId64 : "%s:%" PRId64, s, port);
+                return 0;
+        }
+        snprintf(buf, size, "localhost");
+        return 0;
+}
+
+static int build_head(paf_http_call *call, paf_registry *reg, paf_ctx *ctx, const char *method,
+                      const char *target, const paf_http_headers *headers) {
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0, size = 0;
+        char line[600];
+        int r;
+
+#define ADD(s)                                                                                     \
+        do {                                                                                       \
+                r = append(&buf, &len, &size, (s));                                                \
+                if (r < 0)                                                                         \
+                        return r;                                                                  \
+        } while (0)
+
+        ADD(method);
+        ADD(" ");
+        ADD(target);
+        ADD(" HTTP/1.1\r\nHost: ");
+        const char *host = paf_http_headers_get(headers, "Host");
+        if (host)
+                ADD(host);
+        else {
+                r = host_from_ctx(reg, ctx, line, sizeof(line));
+                if (r < 0)
+                        return r;
+                ADD(line);
+        }
+        ADD("\r\n");
+
+        bool have_agent = false;
+        size_t n = paf_http_headers_count(headers);
+        for (size_t i = 0; i < n; i++) {
+                const char *name, *value;
+                if (paf_http_headers_get_nth(headers, i, &name, &value) < 0)
+                        continue;
+                /* The framing is ours: body_length decides it. */
+                if (strcasecmp(name, "Host") == 0 || strcasecmp(name, "Content-Length") == 0 ||
+                    strcasecmp(name, "Transfer-Encoding") == 0)
+                        continue;
+                if (strcasecmp(name, "User-Agent") == 0)
+                        have_agent = true;
+                ADD(name);
+                ADD(": ");
+                ADD(value);
+                ADD("\r\n");
+        }
+        if (call->body_length > 0) {
+                snprintf(line, sizeof(line), "Content-Length: %" PRId64 "\r\n", call->body_length);
+                ADD(line);
+        } else if (call->body_length < 0)
+                ADD("Transfer-Encoding: chunked\r\n");
+        else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+                 strcmp(method, "PATCH") == 0)
+                /* RFC 9112 6.3: a method that defines content says there is none. */
+                ADD("Content-Length: 0\r\n");
+        if (!have_agent)
+                ADD("User-Agent: paf/" PAF_VERSION "\r\n");
+        ADD("\r\n");
+#undef ADD
+
+        call->head = buf;
+        call->head_len = len;
+        buf = NULL;
+        return 0;
+}
+
+/* ---- the response parser ---- */
+
+static int grow_append(char **buf, size_t *len, const char *at, size_t n) {
+        char *b = realloc(*buf, *len + n + 1);
+        if (!b)
+                return -ENOMEM;
+        memcpy(b + *len, at, n);
+        *len += n;
+        b[*len] = '\0';
+        *buf = b;
+        return 0;
+}
+
+static paf_http_call *parser_call(llhttp_t *p) {
+        conn *cn = p->data;
+        return cn->call;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+        paf_http_call *call = parser_call(p);
+        if (call->headers_complete)
+                return 0; /* trailers: not kept */
+        call->header_bytes += n;
+        if (call->header_bytes > MAX_RESPONSE_HEADER_BYTES) {
+                call->parse_error = "response headers too large";
+                return HPE_USER;
+        }
+        if (grow_append(&call->field, &call->field_len, at, n) < 0) {
+                call->parse_error = "out of memory";
+                return HPE_USER;
+        }
+        return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+        paf_http_call *call = parser_call(p);
+        if (call->headers_complete)
+                return 0;
+        call->header_bytes += n;
+        if (call->header_bytes > MAX_RESPONSE_HEADER_BYTES) {
+                call->parse_error = "response headers too large";
+                return HPE_USER;
+        }
+        call->in_value = true;
+        if (grow_append(&call->value, &call->value_len, at, n) < 0) {
+                call->parse_error = "out of memory";
+                return HPE_USER;
+        }
+        return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+        paf_http_call *call = parser_call(p);
+        if (call->headers_complete)
+                return 0;
+        const char *value = call->in_value ? call->value : "";
+        size_t m = call->in_value ? call->value_len : 0;
+        while (m > 0 && (value[m - 1] == ' ' || value[m - 1] == '\t'))
+                m--;
+        if (call->in_value)
+                call->value[m] = '\0';
+        if (!call->headers && paf_http_headers_new(&call->headers) < 0) {
+                call->parse_error = "out of memory";
+                return HPE_USER;
+        }
+        if (paf_http_headers_count(call->headers) >= MAX_RESPONSE_HEADERS) {
+                call->parse_error = "too many response header fields";
+                return HPE_USER;
+        }
+        int r = paf_http_headers_add(call->headers, call->field ? call->field : "", value);
+        if (r < 0) {
+                call->parse_error =
+                        r == -ENOMEM ? "out of memory" : "invalid response header field";
+                return HPE_USER;
+        }
+        call->field_len = call->value_len = 0;
+        call->in_value = false;
+        return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+        conn *cn = p->data;
+        paf_http_call *call = cn->call;
+        int status = p->status_code;
+
+        if (status >= 100 && status < 200) {
+                if (status == 101) {
+                        call->parse_error = "unexpected 101 Switching Protocols";
+                        return HPE_USER;
+                }
+                /* 100 Continue, 103 Early Hints …: not the response; skipped. */
+                call->interim = true;
+                paf_http_headers_free(call->headers);
+                call->headers = NULL;
+                p->flags |= F_SKIPBODY;
+                return 0;
+        }
+        call->headers_complete = true;
+        call->status = status;
+        /* llhttp cannot know the request was HEAD; 304 may announce the length
+         * of a body it does not carry. Setting the flag here is what returning
+         * 1 would do, which a pausing callback cannot return. */
+        if (call->head_request || status == 204 || status == 304)
+                p->flags |= F_SKIPBODY;
+        call->chunked = (p->flags & F_CHUNKED) != 0;
+        call->content_length =
+                (p->flags & F_CONTENT_LENGTH) && !call->chunked ? (int64_t)p->content_length : -1;
+        if (!call->headers && paf_http_headers_new(&call->headers) < 0) {
+                call->parse_error = "out of memory";
+                return HPE_USER;
+        }
+        cn->event = EV_HEADERS;
+        return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+        conn *cn = p->data;
+        /* llhttp flushes an open span at the end of every buffer, empty when
+         * the buffer ended where the span began: nothing to stop for. */
+        if (n == 0)
+                return 0;
+        cn->call->body_received += n;
+        cn->event = EV_BODY;
+        cn->body_at = at;
+        cn->body_len = n;
+        return HPE_PAUSED;
+}
+
+static int on_message_complete(llhttp_t *p) {
+        conn *cn = p->data;
+        paf_http_call *call = cn->call;
+        if (call->interim) {
+                call->interim = false;
+                call->field_len = call->value_len = call->header_bytes = 0;
+                call->in_value = false;
+                return 0;
+        }
+        cn->keep_alive = llhttp_should_keep_alive(p);
+        cn->event = EV_COMPLETE;
+        return HPE_PAUSED;
+}
+
+/* Const and zero-initialised otherwise: shared by every parser, any thread. */
+static const llhttp_settings_t settings = {
+        .on_header_field = on_header_field,
+        .on_header_value = on_header_value,
+        .on_header_value_complete = on_header_value_complete,
+        .on_headers_complete = on_headers_complete,
+        .on_body = on_body,
+        .on_message_complete = on_message_complete,
+};
+
+static const llhttp_settings_t *parser_settings(void) {
+        return &settings;
+}
+
+/* ---- reading the response ---- */
+
+/* The user freed the call or the client from a callback: stop. */
+static bool call_gone(paf_http_call *call) {
+        return call->freed || !call->client;
+}
+
+/* The parser paused on cn->event; act on it. `leftover`: bytes after it. */
+static void conn_dispatch(conn *cn, paf_http_call *call, bool leftover) {
+        parse_event ev = cn->event;
+        cn->event = EV_NONE;
+
+        switch (ev) {
+        case EV_HEADERS:
+                call->headers_delivered = true;
+                call_timer_update(call, true);
+                call->handler(call, call->status, call->headers, NULL, call->userdata);
+                break;
+
+        case EV_BODY:
+                if (cn->body_len == 0)
+                        break;
+                if (call_ready(call)) {
+                        call->body_handler(call, cn->body_at, cn->body_len, 0, call->body_userdata);
+                        break;
+                }
+                /* Not wanted yet: the parser has moved past it, so keep a copy. */
+                assert(!call->held);
+                call->held = malloc(cn->body_len);
+                if (!call->held) {
+                        call_fail(call, -ENOMEM, "out of memory");
+                        break;
+                }
+                memcpy(call->held, cn->body_at, cn->body_len);
+                call->n_held = cn->body_len;
+                break;
+
+        case EV_COMPLETE: {
+                bool reusable = cn->keep_alive && !leftover && call->request_submitted &&
+                                !call->close_requested;
+                call->state = CALL_DONE;
+                call->end_pending = true;
+                call->conn = NULL;
+                call_timer_update(call, false);
+                conn_release(cn, reusable);
+                if (call_ready(call) && !call->held) {
+                        call->end_delivered = true;
+                        call->body_handler(call, NULL, 0, 0, call->body_userdata);
+                }
+                break;
+        }
+
+        case EV_NONE:
+                break;
+        }
+}
+
+static void call_fail_parse(paf_http_call *call, conn *cn, llhttp_errno_t e) {
+        const char *why =
+                call->parse_error ? call->parse_error : llhttp_get_error_reason(&cn->parser);
+        if (!why || !*why)
+                why = llhttp_errno_name(e);
+        call_fail(call, -EBADMSG, "invalid response: %s", why);
+}
+
+/* Parse data for cn's call, as far as the user lets us. `again`: run the
+ * parser even without data (it may have steps left after a pause). */
+static void conn_feed(conn *cn, const uint8_t *data, size_t len, bool again) {
+        static const uint8_t empty[1];
+        paf_http_call *call = cn->call;
+
+        if (!data)
+                data = empty;
+        while (len > 0 || again) {
+                /* The call ended, or a new one took the connection from the
+                 * pool inside a callback: nothing here is for it. */
+                if (cn->closed || cn->call != call || !call || call->state != CALL_ACTIVE)
+                        return;
+                if (call->held || (call->headers_delivered && call->paused)) {
+                        conn_stall(cn, data, len);
+                        return;
+                }
+                again = false;
+                llhttp_errno_t e = llhttp_execute(&cn->parser, (const char *)data, len);
+                size_t used = len;
+                if (e == HPE_PAUSED) {
+                        used = (size_t)((const uint8_t *)llhttp_get_error_pos(&cn->parser) - data);
+                        llhttp_resume(&cn->parser);
+                        again = true;
+                } else if (e != HPE_OK) {
+                        call_fail_parse(call, cn, e);
+                        return;
+                }
+                data += used;
+                len -= used;
+                if (e == HPE_PAUSED) {
+                        call_ref(call);
+                        conn_dispatch(cn, call, len > 0);
+                        bool gone = call_gone(call);
+                        call_unref(call);
+                        if (gone)
+                                return;
+                }
+        }
+}
+
+/* The connection ended (EOF, error 0) or failed while a call was on it. */
+static void conn_lost(conn *cn, paf_http_call *call, int error) {
+        if (call_maybe_retry(call, cn))
+                return;
+        if (error < 0) {
+                if (call->body_received > 0)
+                        call_fail(call, error, "%s after %" PRIu64 " bytes of body",
+                                  strerror(-error), call->body_received);
+                else
+                        call_fail(call, error, "%s", strerror(-error));
+                return;
+        }
+
+        llhttp_errno_t e = llhttp_finish(&cn->parser);
+        if (e == HPE_PAUSED && cn->event == EV_COMPLETE) {
+                /* A body that ends with the connection. */
+                call_ref(call);
+                conn_dispatch(cn, call, false);
+                call_unref(call);
+                return;
+        }
+        if (!call->got_bytes)
+                call_fail(call, -EPIPE, "connection closed before a response");
+        else if (!call->headers_complete)
+                call_fail(call, -EPIPE, "connection closed in the response headers");
+        else if (call->content_length >= 0)
+                call_fail(call, -EPIPE, "connection closed after %" PRIu64 " of %" PRId64 " bytes",
+                          call->body_received, call->content_length);
+        else if (call->chunked)
+                call_fail(call, -EPIPE,
+                          "connection closed in a chunked body after %" PRIu64 " bytes",
+                          call->body_received);
+        else
+                call_fail(call, -EPIPE, "connection closed in the response");
+}
+
+static void conn_on_read(paf_flow *flow _unused_, const void *data, size_t len, int error,
+                         void *userdata) {
+        conn *cn = userdata;
+        paf_http_call *call = cn->call;
+
+        if (!call) {
+                /* Idle: the server closed it, or talks out of turn. Either way
+                 * it cannot carry another request. */
+                if (len > 0)
+                        paf_log(PAF_LOG_DEBUG,
+                                "http client: %s: %zu unexpected bytes on an idle connection",
+                                cn->endpoint, len);
+                conn_close(cn);
+                return;
+        }
+
+        conn_ref(cn);
+        call_ref(call);
+        if (len > 0) {
+                call->got_bytes = true;
+                call_timer_update(call, true);
+                conn_feed(cn, data, len, false);
+        } else
+                conn_lost(cn, call, error);
+        call_unref(call);
+        conn_unref(cn);
+}
+
+/* ---- timers and deferred work ---- */
+
+static int on_call_timer(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
+        paf_http_call *call = userdata;
+        paf_http_client *c = call->client;
+        char t[32];
+
+        call->timer_armed = false;
+        if (!c)
+                return 0;
+        call_ref(call);
+        if (call->state == CALL_CONNECTING) {
+                format_seconds(c->timeouts.connect_usec, t, sizeof(t));
+                call_fail(call, -ETIMEDOUT, "connect timeout after %s", t);
+        } else if (call->state == CALL_ACTIVE) {
+                format_seconds(c->timeouts.response_usec, t, sizeof(t));
+                if (!call->headers_complete)
+                        call_fail(call, -ETIMEDOUT, "no response within %s", t);
+                else
+                        call_fail(call, -ETIMEDOUT,
+                                  "response body stalled for %s after %" PRIu64 " bytes", t,
+                                  call->body_received);
+        }
+        call_unref(call);
+        return 0;
+}
+
+static int call_timer_arm(paf_http_call *call, uint64_t usec) {
+        if (!call->client || usec == 0)
+                return 0;
+        int r;
+        if (!call->timer) {
+                r = sd_event_add_time_relative(call->client->event, &call->timer, CLOCK_MONOTONIC,
+                                               usec, 0, on_call_timer, call);
+                if (r < 0)
+                        return r;
+                (void)sd_event_source_set_description(call->timer, "paf-http-call");
+        } else {
+                r = sd_event_source_set_time_relative(call->timer, usec);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(call->timer, SD_EVENT_ONESHOT);
+                if (r < 0)
+                        return r;
+        }
+        call->timer_armed = true;
+        return 0;
+}
+
+/*
+ * The response timeout runs only while the network owes us something: a
+ * write to complete, or response bytes. While the user holds things up
+ * (not writing the body yet, not reading, paused) it does not. `restart`:
+ * something moved, count from now.
+ */
+static void call_timer_update(paf_http_call *call, bool restart) {
+        if (!call->client || call->freed)
+                return;
+        bool want = call->state == CALL_ACTIVE &&
+                    (call->request_submitted || call->n_in_flight > 0) &&
+                    !(call->headers_delivered && !call_ready(call)) && !call->held;
+        if (!want) {
+                if (call->timer_armed && call->timer)
+                        (void)sd_event_source_set_enabled(call->timer, SD_EVENT_OFF);
+                call->timer_armed = false;
+                return;
+        }
+        if (call->timer_armed && !restart)
+                return;
+        int r = call_timer_arm(call, call->client->timeouts.response_usec);
+        if (r < 0)
+                call_fail(call, r, "cannot arm the response timer: %s", strerror(-r));
+}
+
+static int on_call_defer(sd_event_source *s _unused_, void *userdata) {
+        paf_http_call *call = userdata;
+        if (call_gone(call))
+                return 0;
+        call_ref(call);
+
+        if (call->state == CALL_FAILED) {
+                if (!call->error_delivered && !call->headers_delivered) {
+                        call->error_delivered = true;
+                        call->handler(call, 0, NULL, &call->error, call->userdata);
+                } else if (!call->error_delivered && call->body_handler) {
+                        call->error_delivered = true;
+                        call->body_handler(call, NULL, 0, call->error.code, call->body_userdata);
+                }
+                /* Writes that never reached a connection. */
+                wreq *w;
+                while (!call_gone(call) && (w = call->queue)) {
+                        call->queue = w->next;
+                        if (!call->queue)
+                                call->queue_tail = NULL;
+                        if (w->kind == WREQ_BODY && w->handler)
+                                w->handler(call, call->error.code, w->userdata);
+                        wreq_free(w);
+                }
+                goto out;
+        }
+
+        if (call->held && call_ready(call)) {
+                uint8_t *held = call->held;
+                size_t n = call->n_held;
+                call->held = NULL;
+                call->n_held = 0;
+                call->body_handler(call, held, n, 0, call->body_userdata);
+                free(held);
+                if (call_gone(call))
+                        goto out;
+        }
+        if (call->end_pending && !call->end_delivered && call_ready(call) && !call->held) {
+                call->end_delivered = true;
+                call->body_handler(call, NULL, 0, 0, call->body_userdata);
+                goto out;
+        }
+        conn *cn = call->conn;
+        if (cn && cn->stalled && call_ready(call) && !call->held) {
+                /* Parse what was kept, then read again. */
+                uint8_t *pending = cn->pending;
+                size_t n = cn->n_pending;
+                cn->pending = NULL;
+                cn->n_pending = 0;
+                cn->stalled = false;
+                conn_ref(cn);
+                int r = paf_flow_read_start(cn->flow, conn_on_read, cn);
+                if (r < 0)
+                        call_fail(call, r, "cannot read: %s", strerror(-r));
+                else {
+                        call_timer_update(call, true);
+                        conn_feed(cn, pending, n, true);
+                }
+                conn_unref(cn);
+                free(pending);
+        }
+out:
+        call_unref(call);
+        return 0;
+}
+
+/* ---- connecting ---- */
+
+static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n, void *userdata) {
+        paf_http_call *call = userdata;
+        paf_http_client *c = call->client;
+
+        call->connect = NULL;
+        if (!flow) {
+                call_fail_connect(call, attempts, n);
+                return;
+        }
+
+        /* Candidates are tried in order up to the first that connects, so the
+         * winner comes right after the failures. */
+        size_t failed = 0;
+        for (size_t i = 0; i < n; i++)
+                if (attempts[i].candidate && attempts[i].tried && attempts[i].error != 0)
+                        failed++;
+        const char *endpoint = failed < call->n_candidates ? call->candidates[failed]
+                                                           : paf_flow_get_protocol(flow);
+
+        conn *cn = calloc(1, sizeof(*cn));
+        if (!cn || !(cn->key = strdup(call->candidates[0])) || !(cn->endpoint = strdup(endpoint))) {
+                if (cn) {
+                        free(cn->key);
+                        free(cn);
+                }
+                paf_flow_close(flow, NULL, NULL);
+                call_fail(call, -ENOMEM, "out of memory");
+                return;
+        }
+        cn->n_ref = 1;
+        cn->client = c;
+        cn->flow = flow;
+        c->n_connections++;
+        int r = paf_flow_read_start(flow, conn_on_read, cn);
+        if (r < 0) {
+                conn_close(cn);
+                call_fail(call, r, "cannot read: %s", strerror(-r));
+                return;
+        }
+        if (call->timer)
+                (void)sd_event_source_set_enabled(call->timer, SD_EVENT_OFF);
+        call->timer_armed = false;
+        call_attach(call, cn);
+}
+
+static int call_start_connect(paf_http_call *call) {
+        paf_http_client *c = call->client;
+        int r = paf_registry_connect(c->reg, call->ctx, c->event, on_connected, call,
+                                     &call->connect);
+        if (r < 0)
+                return r;
+        r = call_timer_arm(call, c->timeouts.connect_usec);
+        if (r < 0) {
+                paf_connect_cancel(call->connect);
+                call->connect = NULL;
+                return r;
+        }
+        return 0;
+}
+
+/* ---- the public API ---- */
+
+PAF_EXPORT int paf_http_client_new(paf_registry *reg, sd_event *event, paf_http_client **ret) {
+        if (!reg || !event || !ret)
+                return -EINVAL;
+        paf_http_client *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->reg = paf_registry_ref(reg);
+        c->event = sd_event_ref(event);
+        c->timeouts = (paf_http_client_timeouts){
+                .connect_usec = 30 * USEC_PER_SEC,
+                .response_usec = 60 * USEC_PER_SEC,
+                .idle_usec = 30 * USEC_PER_SEC,
+        };
+        *ret = c;
+        return 0;
+}
+
+PAF_EXPORT paf_http_client *paf_http_client_free(paf_http_client *c) {
+        if (!c)
+                return NULL;
+        /* The calls stay the user's to free; they just fail quietly from now
+         * on, as they cannot be completed without the client. */
+        while (c->calls) {
+                paf_http_call *call = c->calls;
+                c->calls = call->next;
+                call->next = call->prev = NULL;
+                call_ref(call);
+                if (call->state != CALL_DONE && call->state != CALL_FAILED) {
+                        call->state = CALL_FAILED;
+                        paf_error_set(&call->error, -ECANCELED, "%s: %s: client freed", call->label,
+                                      call_endpoint(call));
+                        call->error_delivered = true;
+                }
+                call_stop(call);
+                call->client = NULL;
+                call->timer = sd_event_source_disable_unref(call->timer);
+                call->defer = sd_event_source_disable_unref(call->defer);
+                while (call->queue) {
+                        wreq *w = call->queue;
+                        call->queue = w->next;
+                        wreq_free(w);
+                }
+                call->queue_tail = NULL;
+                call_unref(call);
+        }
+        while (c->idle)
+                conn_close(c->idle);
+        paf_registry_unref(c->reg);
+        sd_event_unref(c->event);
+        free(c);
+        return NULL;
+}
+
+PAF_EXPORT int paf_http_client_set_timeouts(paf_http_client *c, const paf_http_client_timeouts *t) {
+        if (!c || !t)
+                return -EINVAL;
+        c->timeouts = *t;
+        return 0;
+}
+
+PAF_EXPORT uint64_t paf_http_client_get_n_connections(paf_http_client *c) {
+        return c ? c->n_connections : 0;
+}
+
+static int call_new(paf_http_client *c, paf_ctx *ctx, const char *method, const char *target,
+                    int64_t body_length, paf_http_response_handler_t handler, void *userdata,
+                    paf_http_call **ret) {
+        paf_http_call *call = calloc(1, sizeof(*call));
+        if (!call)
+                return -ENOMEM;
+        call->n_ref = 1;
+        call->client = c;
+        call->ctx = paf_ctx_ref(ctx);
+        call->body_length = body_length;
+        call->handler = handler;
+        call->userdata = userdata;
+        call->content_length = -1;
+        call->head_request = strcmp(method, "HEAD") == 0;
+        call->retryable = body_length == 0 && method_is_idempotent(method);
+        if (asprintf(&call->label, "%s %s", method, target) < 0) {
+                call->label = NULL;
+                call_unref(call);
+                return -ENOMEM;
+        }
+        int r = sd_event_add_defer(c->event, &call->defer, on_call_defer, call);
+        if (r < 0) {
+                call_unref(call);
+                return r;
+        }
+        (void)sd_event_source_set_enabled(call->defer, SD_EVENT_OFF);
+        (void)sd_event_source_set_description(call->defer, "paf-http-call");
+        *ret = call;
+        return 0;
+}
+
+static int call_resolve(paf_http_call *call, paf_registry *reg) {
+        _paf_cleanup_(paf_resolution_freep) paf_resolution *res = NULL;
+        int r = paf_registry_resolve(reg, call->ctx, &res);
+        if (r < 0)
+                return r;
+        size_t n = paf_resolution_get_n_candidates(res), n_attempts;
+        const paf_attempt *a = paf_resolution_get_attempts(res, &n_attempts);
+        call->candidates = calloc(n + 1, sizeof(char *));
+        if (!call->candidates)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                if (asprintf(&call->candidates[i], "%s %s", a[i].protocol,
+                             a[i].endpoint ? a[i].endpoint : "?") < 0)
+                        return -ENOMEM;
+                call->n_candidates++;
+        }
+        if (n == 0)
+                /* Not an argument error: the failure is reported like any
+                 * connect failure, with why each transport could not serve. */
+                call_fail_connect(call, a, n_attempts);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_client_request(paf_http_client *c, paf_ctx *ctx, const char *method,
+                                       const char *target, const paf_http_headers *headers,
+                                       int64_t body_length, paf_http_response_handler_t handler,
+                                       void *userdata, paf_http_call **ret) {
+        if (!c || !ctx || !is_token(method) || !target_is_valid(target) || !handler || !ret ||
+            body_length < -1)
+                return -EINVAL;
+
+        paf_http_call *call;
+        int r = call_new(c, ctx, method, target, body_length, handler, userdata, &call);
+        if (r < 0)
+                return r;
+        call->close_requested =
+                headers && paf_http_headers_has_token(headers, "Connection", "close");
+        r = build_head(call, c->reg, ctx, method, target, headers);
+        if (r >= 0)
+                r = call_resolve(call, c->reg);
+        if (r >= 0 && call->state == CALL_CONNECTING) {
+                conn *cn = pool_take(c, call->candidates[0]);
+                if (cn)
+                        call_attach(call, cn);
+                else
+                        r = call_start_connect(call);
+        }
+        if (r < 0) {
+                call->state = CALL_FAILED;
+                call_stop(call);
+                while (call->queue) {
+                        wreq *w = call->queue;
+                        call->queue = w->next;
+                        wreq_free(w);
+                }
+                call_unref(call);
+                return r;
+        }
+        call->next = c->calls;
+        if (c->calls)
+                c->calls->prev = call;
+        c->calls = call;
+        *ret = call;
+        return 0;
+}
+
+PAF_EXPORT int paf_http_call_write(paf_http_call *call, const void *data, size_t len,
+                                   paf_http_call_write_handler_t handler, void *userdata) {
+        if (!call || call->freed || (len > 0 && !data))
+                return -EINVAL;
+        if (call->body_length == 0 || call->finish_queued)
+                return -EINVAL;
+        if (call->body_length > 0 && len > (uint64_t)call->body_length - call->body_queued)
+                return -EINVAL; /* more than Content-Length announced */
+        if (call->state == CALL_FAILED)
+                return call->error.code < 0 ? call->error.code : -EIO;
+        if (call->state == CALL_DONE && !call->conn)
+                return -EPIPE; /* the server answered and the connection went */
+
+        wreq *w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->kind = WREQ_BODY;
+        w->data = data;
+        w->len = len;
+        w->handler = handler;
+        w->userdata = userdata;
+        w->call = call_ref(call);
+        call->body_queued += len;
+        call_enqueue(call, w);
+        if (call->head_submitted)
+                call_pump(call);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_call_finish(paf_http_call *call) {
+        if (!call || call->freed)
+                return -EINVAL;
+        if (call->body_length == 0 || call->finish_queued)
+                return 0;
+        if (call->body_length > 0) {
+                if (call->body_queued != (uint64_t)call->body_length)
+                        return -EINVAL; /* the server would wait for the rest */
+                call->finish_queued = true;
+                return 0;
+        }
+        if (call->state == CALL_FAILED)
+                return call->error.code < 0 ? call->error.code : -EIO;
+        wreq *w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->kind = WREQ_FINISH;
+        w->call = call_ref(call);
+        call->finish_queued = true;
+        call_enqueue(call, w);
+        if (call->head_submitted)
+                call_pump(call);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_call_read_body(paf_http_call *call, paf_http_call_body_handler_t handler,
+                                       void *userdata) {
+        if (!call || call->freed || !handler)
+                return -EINVAL;
+        call->body_handler = handler;
+        call->body_userdata = userdata;
+        call_timer_update(call, true);
+        call_kick(call);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_call_pause(paf_http_call *call) {
+        if (!call || call->freed)
+                return -EINVAL;
+        if (call->paused)
+                return 0;
+        call->paused = true;
+        conn *cn = call->conn;
+        /* From inside the body handler the read loop notices by itself. */
+        if (cn && !cn->stalled && call->headers_delivered) {
+                cn->stalled = true;
+                (void)paf_flow_read_stop(cn->flow);
+        }
+        call_timer_update(call, false);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_call_resume(paf_http_call *call) {
+        if (!call || call->freed)
+                return -EINVAL;
+        if (!call->paused)
+                return 0;
+        call->paused = false;
+        call_timer_update(call, true);
+        call_kick(call);
+        return 0;
+}
+
+PAF_EXPORT const char *paf_http_call_get_endpoint(paf_http_call *call) {
+        if (!call)
+                return NULL;
+        return call_endpoint(call);
+}
+
+PAF_EXPORT paf_http_call *paf_http_call_free(paf_http_call *call) {
+        if (!call || call->freed)
+                return NULL;
+        call->freed = true;
+        call_stop(call);
+        if (call->client) {
+                if (call->prev)
+                        call->prev->next = call->next;
+                else
+                        call->client->calls = call->next;
+                if (call->next)
+                        call->next->prev = call->prev;
+                call->next = call->prev = NULL;
+        }
+        call->timer = sd_event_source_disable_unref(call->timer);
+        call->defer = sd_event_source_disable_unref(call->defer);
+        while (call->queue) {
+                wreq *w = call->queue;
+                call->queue = w->next;
+                if (!call->queue)
+                        call->queue_tail = NULL;
+                wreq_free(w);
+        }
+        call_unref(call);
+        return NULL;
+}

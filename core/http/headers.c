@@ -1,0 +1,276 @@
+/* core/http/headers.c — header lists, dates, status reasons, limits. */
+#include <stdio.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/paf-internal.h"
+#include <paf/http.h>
+
+typedef struct field {
+        char *name;
+        char *value;
+} field;
+
+struct paf_http_headers {
+        field *fields;
+        size_t n, allocated;
+};
+
+PAF_EXPORT int paf_http_headers_new(paf_http_headers **ret) {
+        if (!ret)
+                return -EINVAL;
+        paf_http_headers *h = calloc(1, sizeof(*h));
+        if (!h)
+                return -ENOMEM;
+        *ret = h;
+        return 0;
+}
+
+PAF_EXPORT paf_http_headers *paf_http_headers_free(paf_http_headers *h) {
+        if (!h)
+                return NULL;
+        for (size_t i = 0; i < h->n; i++) {
+                free(h->fields[i].name);
+                free(h->fields[i].value);
+        }
+        free(h->fields);
+        free(h);
+        return NULL;
+}
+
+/* RFC 9110 token characters, for field names. */
+static bool is_tchar(unsigned char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static bool name_is_valid(const char *name) {
+        if (!name || !*name)
+                return false;
+        for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+                if (!is_tchar(*p))
+                        return false;
+        return true;
+}
+
+/* A field value may not hold CR, LF or NUL: that would split the message. */
+static bool value_is_valid(const char *value) {
+        if (!value)
+                return false;
+        for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+                if (*p == '\r' || *p == '\n' || (*p < 0x20 && *p != '\t') || *p == 0x7f)
+                        return false;
+        return true;
+}
+
+PAF_EXPORT int paf_http_headers_add(paf_http_headers *h, const char *name, const char *value) {
+        if (!h || !name_is_valid(name) || !value_is_valid(value))
+                return -EINVAL;
+        if (h->n == h->allocated) {
+                size_t n = h->allocated ? h->allocated * 2 : 8;
+                field *f = reallocarray(h->fields, n, sizeof(*f));
+                if (!f)
+                        return -ENOMEM;
+                h->fields = f;
+                h->allocated = n;
+        }
+        field f = {strdup(name), strdup(value)};
+        if (!f.name || !f.value) {
+                free(f.name);
+                free(f.value);
+                return -ENOMEM;
+        }
+        h->fields[h->n++] = f;
+        return 0;
+}
+
+PAF_EXPORT int paf_http_headers_remove(paf_http_headers *h, const char *name) {
+        if (!h || !name)
+                return -EINVAL;
+        size_t j = 0;
+        int removed = 0;
+        for (size_t i = 0; i < h->n; i++) {
+                if (strcasecmp(h->fields[i].name, name) == 0) {
+                        free(h->fields[i].name);
+                        free(h->fields[i].value);
+                        removed++;
+                } else
+                        h->fields[j++] = h->fields[i];
+        }
+        h->n = j;
+        return removed;
+}
+
+PAF_EXPORT int paf_http_headers_set(paf_http_headers *h, const char *name, const char *value) {
+        if (!h || !name_is_valid(name) || !value_is_valid(value))
+                return -EINVAL;
+        paf_http_headers_remove(h, name);
+        return paf_http_headers_add(h, name, value);
+}
+
+PAF_EXPORT const char *paf_http_headers_next(const paf_http_headers *h, const char *name,
+                                             size_t *iter) {
+        if (!h || !name || !iter)
+                return NULL;
+        for (size_t i = *iter; i < h->n; i++)
+                if (strcasecmp(h->fields[i].name, name) == 0) {
+                        *iter = i + 1;
+                        return h->fields[i].value;
+                }
+        *iter = h->n;
+        return NULL;
+}
+
+PAF_EXPORT const char *paf_http_headers_get(const paf_http_headers *h, const char *name) {
+        size_t iter = 0;
+        return paf_http_headers_next(h, name, &iter);
+}
+
+PAF_EXPORT size_t paf_http_headers_count(const paf_http_headers *h) {
+        return h ? h->n : 0;
+}
+
+PAF_EXPORT int paf_http_headers_get_nth(const paf_http_headers *h, size_t i, const char **name,
+                                        const char **value) {
+        if (!h || i >= h->n)
+                return -EINVAL;
+        if (name)
+                *name = h->fields[i].name;
+        if (value)
+                *value = h->fields[i].value;
+        return 0;
+}
+
+PAF_EXPORT bool paf_http_headers_has_token(const paf_http_headers *h, const char *name,
+                                           const char *token) {
+        if (!h || !name || !token)
+                return false;
+        size_t want = strlen(token), iter = 0;
+        for (const char *v; (v = paf_http_headers_next(h, name, &iter));) {
+                const char *p = v;
+                while (*p) {
+                        p += strspn(p, " \t,");
+                        size_t n = strcspn(p, ",");
+                        size_t m = n;
+                        while (m > 0 && (p[m - 1] == ' ' || p[m - 1] == '\t'))
+                                m--;
+                        if (m == want && strncasecmp(p, token, want) == 0)
+                                return true;
+                        p += n;
+                }
+        }
+        return false;
+}
+
+PAF_EXPORT int paf_http_format_date(int64_t unix_seconds, char *buf, size_t size) {
+        static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+        static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+        if (!buf || size < 30)
+                return -EINVAL;
+        time_t t = (time_t)unix_seconds;
+        struct tm tm;
+        if (!gmtime_r(&t, &tm))
+                return -ERANGE;
+        /* IMF-fixdate (RFC 9110 5.6.7), locale independent. */
+        snprintf(buf, size, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+                 months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        return 0;
+}
+
+PAF_EXPORT const char *paf_http_status_reason(int status) {
+        switch (status) {
+        case 100: return "Continue";
+        case 101: return "Switching Protocols";
+        case 200: return "OK";
+        case 201: return "Created";
+        case 202: return "Accepted";
+        case 204: return "No Content";
+        case 206: return "Partial Content";
+        case 301: return "Moved Permanently";
+        case 302: return "Found";
+        case 303: return "See Other";
+        case 304: return "Not Modified";
+        case 307: return "Temporary Redirect";
+        case 308: return "Permanent Redirect";
+        case 400: return "Bad Request";
+        case 401: return "Unauthorized";
+        case 403: return "Forbidden";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 408: return "Request Timeout";
+        case 411: return "Length Required";
+        case 412: return "Precondition Failed";
+        case 413: return "Content Too Large";
+        case 414: return "URI Too Long";
+        case 416: return "Range Not Satisfiable";
+        case 417: return "Expectation Failed";
+        case 426: return "Upgrade Required";
+        case 431: return "Request Header Fields Too Large";
+        case 500: return "Internal Server Error";
+        case 501: return "Not Implemented";
+        case 502: return "Bad Gateway";
+        case 503: return "Service Unavailable";
+        case 504: return "Gateway Timeout";
+        case 505: return "HTTP Version Not Supported";
+        }
+        if (status >= 100 && status < 200) return "Informational";
+        if (status >= 200 && status < 300) return "Success";
+        if (status >= 300 && status < 400) return "Redirection";
+        if (status >= 400 && status < 500) return "Client Error";
+        return "Server Error";
+}
+
+/* [http] in paf.conf; conf.c declares the keys and their defaults. */
+PAF_EXPORT int paf_http_limits_load(paf_http_limits *ret, paf_registry *reg) {
+        if (!ret)
+                return -EINVAL;
+        static const struct {
+                const char *key;
+                size_t offset;
+                int size; /* sizeof the member */
+                uint64_t scale; /* seconds to microseconds */
+        } keys[] = {
+                {"max-header-bytes", offsetof(paf_http_limits, max_header_bytes), sizeof(size_t), 1},
+                {"max-headers", offsetof(paf_http_limits, max_headers), sizeof(unsigned), 1},
+                {"max-body", offsetof(paf_http_limits, max_body), sizeof(uint64_t), 1},
+                {"max-connections", offsetof(paf_http_limits, max_connections), sizeof(unsigned), 1},
+                {"header-timeout", offsetof(paf_http_limits, header_timeout_usec), sizeof(uint64_t), 1000000},
+                {"idle-timeout", offsetof(paf_http_limits, idle_timeout_usec), sizeof(uint64_t), 1000000},
+                {"body-timeout", offsetof(paf_http_limits, body_timeout_usec), sizeof(uint64_t), 1000000},
+                {"write-timeout", offsetof(paf_http_limits, write_timeout_usec), sizeof(uint64_t), 1000000},
+        };
+        /* The defaults live in conf.c's table: a registry without a file
+         * still answers with them. */
+        paf_registry *own = NULL;
+        if (!reg) {
+                int r = paf_registry_new(&own);
+                if (r < 0)
+                        return r;
+                reg = own;
+        }
+        paf_http_limits l = {};
+        int r = 0;
+        for (size_t i = 0; i < ELEMENTSOF(keys) && r >= 0; i++) {
+                paf_value v;
+                r = paf_registry_get_option(reg, "http", keys[i].key, &v);
+                if (r < 0)
+                        break;
+                if (v.type != PAF_TYPE_INT || v.integer < 0) {
+                        r = -ERANGE;
+                        break;
+                }
+                uint64_t x = (uint64_t)v.integer * keys[i].scale;
+                char *dst = (char *)&l + keys[i].offset;
+                if (keys[i].size == sizeof(unsigned)) {
+                        unsigned u = x > UINT32_MAX ? UINT32_MAX : (unsigned)x;
+                        memcpy(dst, &u, sizeof(u));
+                } else
+                        memcpy(dst, &x, sizeof(x));
+        }
+        paf_registry_unref(own);
+        if (r < 0)
+                return r;
+        *ret = l;
+        return 0;
+}

@@ -1,0 +1,2246 @@
+/* core/http/server.c — the HTTP/1.1 server engine: connections, parsing, responses, limits. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <strings.h>
+#include <time.h>
+
+#include <llhttp.h>
+
+#include "core/paf-internal.h"
+#include <paf/http.h>
+
+/*
+ * How things live.
+ *
+ * A connection (conn) owns its flow, one timer, one read buffer and one
+ * request object, which is reset and reused for every request on it. Both
+ * are reference counted: the connection holds its request; the handler holds
+ * it from the call of the request handler until it ends the response
+ * (finish, respond, upgrade); every write queued on the flow holds it until
+ * its completion ran (the flow always runs it, with -ECANCELED after a close),
+ * so that the buffers a write points to stay valid.
+ *
+ * When the connection goes away first (peer gone, timeout, bad body, server
+ * freed), the request is detached (req->conn == NULL), the body reader gets
+ * the error and the abort handler runs. From then on the response calls fail
+ * with -ECONNRESET; finish (or respond, upgrade) still drops the handler's
+ * reference, which frees the request. A handler that was told about an abort
+ * must therefore still call paf_http_response_finish() once.
+ *
+ * One request at a time: llhttp is paused at the end of the headers (when a
+ * body follows), at every body piece and at the end of each message, so that
+ * every user callback runs from this file's driver, never from inside
+ * llhttp_execute(). Unparsed bytes stay where they are: in the flow's buffer
+ * during the read callback, copied into the connection's buffer only when the
+ * parser has to wait (pipelining, a handler answering later, a paused body).
+ * The next request is parsed only once the previous response was finished
+ * and all of it written, which keeps pipelined responses in order and the
+ * per-request buffers free for reuse.
+ */
+
+#define USEC_PER_SEC UINT64_C(1000000)
+/* Unparsed bytes kept while the parser waits; beyond, reading stops. */
+#define BACKLOG_MAX (64 * 1024)
+/* An unread request body at most this long is drained to keep the connection. */
+#define DISCARD_MAX (64 * 1024)
+/* After the last response and shutdown, input is drained this long at most,
+ * so that closing with unread data does not reset the connection (TCP RST
+ * would destroy the response before the client read it). */
+#define LINGER_USEC (2 * USEC_PER_SEC)
+#define TIMER_ACCURACY_USEC (10 * 1000)
+/* Parser steps per dispatch: a pipelining client cannot starve the loop. */
+#define STEPS_PER_RUN 64
+#define NO_OFFSET UINT32_MAX
+
+typedef struct conn conn;
+
+typedef struct field_ref {
+        uint32_t name, name_len;
+        uint32_t value, value_len;
+} field_ref;
+
+typedef enum resp_state {
+        RESP_NONE,
+        RESP_STARTED,
+        RESP_FINISHED,
+} resp_state;
+
+typedef enum framing {
+        FRAMING_NONE,    /* 204, 304 */
+        FRAMING_LENGTH,  /* Content-Length */
+        FRAMING_CHUNKED, /* HTTP/1.1, length unknown */
+        FRAMING_CLOSE,   /* HTTP/1.0, length unknown: ends with the connection */
+} framing;
+
+struct paf_http_request {
+        unsigned n_ref;
+        conn *conn; /* NULL once the connection is gone */
+        char *peer, *local;
+
+        /* The request as parsed: strings live in arena, NUL-terminated. */
+        const char *method;
+        int version;
+        bool head;
+        char *arena;
+        size_t arena_len, arena_size;
+        field_ref *fields;
+        size_t n_fields, fields_size;
+        size_t n_headers; /* fields past these are trailers */
+        uint32_t target;
+        int64_t content_length;
+        bool expect_continue, continue_sent;
+        bool body_complete;                   /* the parser reached the end of the message */
+        paf_http_headers *headers, *trailers; /* built on demand */
+        void *userdata;
+
+        bool handler_owned; /* the handler holds a reference */
+        bool aborted;
+        paf_http_abort_handler_t abort_handler;
+        void *abort_userdata;
+        paf_http_body_handler_t body_handler;
+        void *body_userdata;
+        bool body_paused, body_ended;
+
+        /* The response. */
+        resp_state resp;
+        framing framing;
+        bool no_body;   /* 204, 304 */
+        bool send_body; /* not for HEAD nor no_body */
+        uint64_t remaining;
+        bool head_pending; /* out holds the head, not written yet */
+        bool out_oom;
+        char *out; /* head (and respond()'s body) */
+        size_t out_len, out_size;
+        char *trail; /* chunked terminator with trailers */
+        size_t trail_len, trail_size;
+        char chunk_prefix[24];
+        paf_http_write_handler_t write_handler;
+        void *write_userdata;
+        bool user_write_pending;
+        unsigned n_writes;
+};
+
+typedef enum phase {
+        PHASE_IDLE,     /* between requests, nothing of the next one yet */
+        PHASE_HEADERS,  /* request line and headers */
+        PHASE_BODY,     /* the handler has the request, its body is not parsed to the end */
+        PHASE_COMPLETE, /* the request is parsed, its response not done */
+} phase;
+
+typedef enum parse_event {
+        EV_NONE,
+        EV_BODY,
+        EV_COMPLETE,
+} parse_event;
+
+typedef enum timeout_kind {
+        TIMEOUT_NONE,
+        TIMEOUT_HEADER,
+        TIMEOUT_IDLE,
+        TIMEOUT_BODY,
+        TIMEOUT_WRITE,
+        TIMEOUT_LINGER,
+} timeout_kind;
+
+struct conn {
+        unsigned n_ref;
+        paf_http_server *server; /* NULL once closed */
+        conn *prev, *next;
+        paf_flow *flow;
+        sd_event *event;
+        sd_event_source *timer, *kick;
+        uint64_t timer_at;
+        bool timer_armed;
+        llhttp_t parser;
+        paf_http_request *req;
+
+        /* Input: the flow's delivery being parsed in place, or our buffer. */
+        const char *in;
+        size_t in_len;
+        char *buf;
+        size_t buf_start, buf_end, buf_size;
+        const char *exec_start, *exec_end; /* the span given to llhttp_execute() */
+        bool reading, read_eof;
+        /* llhttp paused: it may have work left (a message end) without input. */
+        bool parser_owed;
+
+        /* Set by the llhttp callbacks for the driver. */
+        bool headers_ready;
+        parse_event ev;
+        const char *ev_data;
+        size_t ev_len;
+        bool field_open, value_at_end;
+        int err_status;
+        char err_reason[256];
+
+        phase phase;
+        bool request_bytes; /* the current request has begun */
+        size_t header_bytes;
+        uint64_t body_bytes;
+        uint64_t phase_at, body_at, write_at, linger_at;
+
+        bool close_after; /* close once the current response is written */
+        bool discarding;  /* the response is done; the rest of the body goes */
+        bool shutting_down, shutdown_pending, lingering;
+        bool closed, upgraded;
+        bool running, rerun;
+
+        char reject_buf[512];
+};
+
+struct paf_http_server {
+        sd_event *event;
+        paf_http_request_handler_t handler;
+        paf_http_error_handler_t error_handler;
+        void *userdata;
+        paf_http_limits limits;
+
+        paf_listener **listeners;
+        size_t n_listeners;
+        bool listeners_paused;
+
+        conn *conns;
+        unsigned n_conns;
+        uint64_t n_requests;
+
+        bool stopping, freeing, done_called;
+        paf_http_done_handler_t done;
+        void *done_userdata;
+        sd_event_source *done_defer;
+
+        char date[32];
+        uint64_t date_sec;
+};
+
+static void conn_run(conn *c);
+static void conn_close(conn *c, int error);
+static void conn_kick(conn *c);
+static void conn_update_reading(conn *c);
+static void conn_update_timer(conn *c);
+static void conn_on_read(paf_flow *flow, const void *data, size_t len, int error, void *userdata);
+
+/* ---- small helpers ---- */
+
+static uint64_t conn_now(conn *c) {
+        uint64_t t;
+        if (sd_event_now(c->event, CLOCK_MONOTONIC, &t) < 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                t = (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+        }
+        return t;
+}
+
+static size_t fmt_u64(char *buf, uint64_t v) {
+        char tmp[24];
+        size_t n = 0;
+        do {
+                tmp[n++] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v);
+        for (size_t i = 0; i < n; i++)
+                buf[i] = tmp[n - 1 - i];
+        return n;
+}
+
+static void fmt_duration(char *buf, size_t size, uint64_t usec) {
+        if (usec % USEC_PER_SEC == 0)
+                snprintf(buf, size, "%" PRIu64 " s", usec / USEC_PER_SEC);
+        else
+                snprintf(buf, size, "%" PRIu64 " ms", usec / 1000);
+}
+
+/* Whether a comma-separated field value holds token, case-insensitively. */
+static bool value_has_token(const char *v, const char *token) {
+        size_t want = strlen(token);
+        while (*v) {
+                v += strspn(v, " \t,");
+                size_t n = strcspn(v, ","), m = n;
+                while (m > 0 && (v[m - 1] == ' ' || v[m - 1] == '\t'))
+                        m--;
+                if (m == want && strncasecmp(v, token, want) == 0)
+                        return true;
+                v += n;
+        }
+        return false;
+}
+
+static const char *server_date(paf_http_server *s) {
+        uint64_t usec;
+        if (sd_event_now(s->event, CLOCK_REALTIME, &usec) < 0)
+                usec = (uint64_t)time(NULL) * USEC_PER_SEC;
+        uint64_t sec = usec / USEC_PER_SEC;
+        /* Formatting a date costs more than the rest of a small response. */
+        if (sec != s->date_sec || !s->date[0]) {
+                if (paf_http_format_date((int64_t)sec, s->date, sizeof(s->date)) < 0)
+                        snprintf(s->date, sizeof(s->date), "Thu, 01 Jan 1970 00:00:00 GMT");
+                s->date_sec = sec;
+        }
+        return s->date;
+}
+
+static void server_report(paf_http_server *s, conn *c, int status, const char *reason) {
+        if (s && s->error_handler)
+                s->error_handler(c->req ? c->req->peer : paf_flow_get_peer(c->flow), status, reason,
+                                 s->userdata);
+}
+
+/* ---- requests ---- */
+
+static paf_http_request *req_ref(paf_http_request *req) {
+        req->n_ref++;
+        return req;
+}
+
+static void req_free(paf_http_request *req) {
+        paf_http_headers_free(req->headers);
+        paf_http_headers_free(req->trailers);
+        free(req->arena);
+        free(req->fields);
+        free(req->out);
+        free(req->trail);
+        free(req->peer);
+        free(req->local);
+        free(req);
+}
+
+static void req_unref(paf_http_request *req) {
+        assert(req->n_ref > 0);
+        if (--req->n_ref == 0)
+                req_free(req);
+}
+
+static paf_http_request *req_new(conn *c) {
+        paf_http_request *req = calloc(1, sizeof(*req));
+        if (!req)
+                return NULL;
+        req->n_ref = 1;
+        req->conn = c;
+        req->target = NO_OFFSET;
+        req->peer = strdup(paf_flow_get_peer(c->flow));
+        req->local = strdup(paf_flow_get_local(c->flow));
+        if (!req->peer || !req->local) {
+                req_free(req);
+                return NULL;
+        }
+        return req;
+}
+
+/* Make the request ready for the next one on the same connection: buffers
+ * are kept, so a keep-alive connection allocates nothing per request. */
+static void req_reset(paf_http_request *req) {
+        req->headers = paf_http_headers_free(req->headers);
+        req->trailers = paf_http_headers_free(req->trailers);
+        req->method = NULL;
+        req->version = 0;
+        req->head = false;
+        req->arena_len = 0;
+        req->n_fields = req->n_headers = 0;
+        req->target = NO_OFFSET;
+        req->content_length = 0;
+        req->expect_continue = req->continue_sent = req->body_complete = false;
+        req->userdata = NULL;
+        req->handler_owned = req->aborted = false;
+        req->abort_handler = NULL;
+        req->abort_userdata = NULL;
+        req->body_handler = NULL;
+        req->body_userdata = NULL;
+        req->body_paused = req->body_ended = false;
+        req->resp = RESP_NONE;
+        req->framing = FRAMING_NONE;
+        req->no_body = req->send_body = false;
+        req->remaining = 0;
+        req->head_pending = req->out_oom = false;
+        req->out_len = req->trail_len = 0;
+        req->write_handler = NULL;
+        req->write_userdata = NULL;
+        req->user_write_pending = false;
+}
+
+static int arena_append(paf_http_request *req, const char *data, size_t len, size_t cap) {
+        if (len > cap || req->arena_len + 1 > cap - len)
+                return -E2BIG;
+        size_t need = req->arena_len + len + 1;
+        if (need > req->arena_size) {
+                size_t n = req->arena_size ? req->arena_size : 1024;
+                while (n < need)
+                        n *= 2;
+                if (n > cap)
+                        n = cap;
+                char *a = realloc(req->arena, n);
+                if (!a)
+                        return -ENOMEM;
+                req->arena = a;
+                req->arena_size = n;
+        }
+        memcpy(req->arena + req->arena_len, data, len);
+        req->arena_len += len;
+        return 0;
+}
+
+static void out_append(paf_http_request *req, const void *data, size_t len) {
+        if (req->out_size - req->out_len < len) {
+                size_t n = req->out_size ? req->out_size : 512;
+                while (n - req->out_len < len) {
+                        if (n > SIZE_MAX / 2) {
+                                req->out_oom = true;
+                                return;
+                        }
+                        n *= 2;
+                }
+                char *o = realloc(req->out, n);
+                if (!o) {
+                        req->out_oom = true;
+                        return;
+                }
+                req->out = o;
+                req->out_size = n;
+        }
+        memcpy(req->out + req->out_len, data, len);
+        req->out_len += len;
+}
+
+static void out_str(paf_http_request *req, const char *s) {
+        out_append(req, s, strlen(s));
+}
+
+#define OUT_LIT(req, s) out_append(req, s, sizeof(s) - 1)
+
+static void out_u64(paf_http_request *req, uint64_t v) {
+        char b[24];
+        out_append(req, b, fmt_u64(b, v));
+}
+
+static void out_field(paf_http_request *req, const char *name, const char *value) {
+        out_str(req, name);
+        OUT_LIT(req, ": ");
+        out_str(req, value);
+        OUT_LIT(req, "\r\n");
+}
+
+static const char *field_name(paf_http_request *req, size_t i) {
+        return req->arena + req->fields[i].name;
+}
+
+static const char *field_value(paf_http_request *req, size_t i) {
+        return req->arena + req->fields[i].value;
+}
+
+/* Detach the request from its connection; tell the handler if it still
+ * holds it with the response unfinished. */
+static void conn_orphan_request(conn *c, int error) {
+        paf_http_request *req = c->req;
+        if (!req)
+                return;
+        c->req = NULL;
+        req->conn = NULL;
+        if (req->handler_owned && !req->aborted) {
+                req->aborted = true;
+                req_ref(req);
+                if (req->body_handler && !req->body_ended) {
+                        req->body_ended = true;
+                        req->body_handler(req, NULL, 0, error, req->body_userdata);
+                }
+                if (req->abort_handler)
+                        req->abort_handler(req, error, req->abort_userdata);
+                req_unref(req);
+        }
+        req_unref(req);
+}
+
+/* The handler is done with the request. */
+static void req_release(paf_http_request *req) {
+        if (!req->handler_owned)
+                return;
+        req->handler_owned = false;
+        req_unref(req);
+}
+
+/* ---- connections: reference, buffers, reading ---- */
+
+static conn *conn_ref(conn *c) {
+        c->n_ref++;
+        return c;
+}
+
+static void conn_unref(conn *c) {
+        assert(c->n_ref > 0);
+        if (--c->n_ref > 0)
+                return;
+        assert(c->closed);
+        free(c->buf);
+        free(c);
+}
+
+static size_t conn_pending(conn *c) {
+        return (c->buf_end - c->buf_start) + c->in_len;
+}
+
+/* The bytes not parsed yet: the buffer first, it is older. */
+static void conn_input(conn *c, const char **p, size_t *n) {
+        if (c->buf_end > c->buf_start) {
+                *p = c->buf + c->buf_start;
+                *n = c->buf_end - c->buf_start;
+        } else {
+                *p = c->in;
+                *n = c->in_len;
+        }
+}
+
+static void conn_consume(conn *c, size_t n) {
+        if (c->buf_end > c->buf_start) {
+                assert(n <= c->buf_end - c->buf_start);
+                c->buf_start += n;
+                if (c->buf_start == c->buf_end)
+                        c->buf_start = c->buf_end = 0;
+        } else {
+                assert(n <= c->in_len);
+                c->in += n;
+                c->in_len -= n;
+        }
+}
+
+static int conn_buffer(conn *c, const char *data, size_t len) {
+        if (len == 0)
+                return 0;
+        if (c->buf_start > 0 && c->buf_size - c->buf_end < len) {
+                memmove(c->buf, c->buf + c->buf_start, c->buf_end - c->buf_start);
+                c->buf_end -= c->buf_start;
+                c->buf_start = 0;
+        }
+        if (c->buf_size - c->buf_end < len) {
+                size_t n = c->buf_size ? c->buf_size : 16 * 1024;
+                while (n - c->buf_end < len)
+                        n *= 2;
+                char *b = realloc(c->buf, n);
+                if (!b)
+                        return -ENOMEM;
+                c->buf = b;
+                c->buf_size = n;
+        }
+        memcpy(c->buf + c->buf_end, data, len);
+        c->buf_end += len;
+        return 0;
+}
+
+static void conn_update_reading(conn *c) {
+        if (c->closed || c->upgraded)
+                return;
+        bool want;
+        if (c->lingering)
+                want = true;
+        else if (c->shutting_down || c->read_eof)
+                want = false;
+        else if (c->phase == PHASE_BODY && !c->discarding && c->req && c->req->body_paused)
+                want = false; /* the reader asked for backpressure */
+        else
+                want = conn_pending(c) < BACKLOG_MAX;
+        if (want == c->reading)
+                return;
+        c->reading = want;
+        int r = want ? paf_flow_read_start(c->flow, conn_on_read, c) : paf_flow_read_stop(c->flow);
+        if (r < 0)
+                paf_log(PAF_LOG_DEBUG, "http %s: cannot %s reading: %s", paf_flow_get_peer(c->flow),
+                        want ? "start" : "stop", strerror(-r));
+}
+
+/* ---- writing ---- */
+
+static void on_write_done(paf_flow *flow, int error, void *userdata, bool user) {
+        (void)flow;
+        paf_http_request *req = userdata;
+        conn *c = req->conn;
+        if (c) {
+                conn_ref(c);
+                c->write_at = conn_now(c);
+        }
+        assert(req->n_writes > 0);
+        req->n_writes--;
+        if (user) {
+                paf_http_write_handler_t h = req->write_handler;
+                req->user_write_pending = false;
+                req->write_handler = NULL;
+                if (h)
+                        h(req, error, req->write_userdata);
+        }
+        if (c) {
+                if (error < 0 && error != -ECANCELED && !c->closed) {
+                        char reason[128];
+                        snprintf(reason, sizeof(reason), "write failed: %s", strerror(-error));
+                        server_report(c->server, c, 0, reason);
+                        conn_close(c, error);
+                } else
+                        conn_run(c);
+                conn_unref(c);
+        }
+        req_unref(req);
+}
+
+static void on_engine_write_done(paf_flow *flow, int error, void *userdata) {
+        on_write_done(flow, error, userdata, false);
+}
+
+static void on_user_write_done(paf_flow *flow, int error, void *userdata) {
+        on_write_done(flow, error, userdata, true);
+}
+
+static int conn_write(conn *c, paf_http_request *req, const struct iovec *iov, size_t n,
+                      bool user) {
+        int r = paf_flow_write(c->flow, iov, n, user ? on_user_write_done : on_engine_write_done,
+                               req);
+        if (r < 0)
+                return r;
+        req_ref(req);
+        if (req->n_writes++ == 0)
+                c->write_at = conn_now(c);
+        return 0;
+}
+
+/* ---- closing ---- */
+
+static void server_conn_gone(paf_http_server *s);
+
+static void conn_close(conn *c, int error) {
+        if (c->closed)
+                return;
+        c->closed = true;
+        conn_ref(c);
+
+        paf_http_server *s = c->server;
+        c->server = NULL;
+        if (s) {
+                if (c->prev)
+                        c->prev->next = c->next;
+                else
+                        s->conns = c->next;
+                if (c->next)
+                        c->next->prev = c->prev;
+                c->prev = c->next = NULL;
+                s->n_conns--;
+        }
+        c->timer = sd_event_source_disable_unref(c->timer);
+        c->kick = sd_event_source_disable_unref(c->kick);
+        if (!c->upgraded && c->flow)
+                paf_flow_close(c->flow, NULL, NULL);
+        c->flow = NULL;
+        c->in = NULL;
+        c->in_len = 0;
+        if (s)
+                server_conn_gone(s);
+
+        /* Last: user code runs in there (and may even free the server). */
+        conn_orphan_request(c, error < 0 ? error : -ECONNRESET);
+        conn_unref(c); /* the connection's own reference */
+        conn_unref(c);
+}
+
+static void on_shutdown_done(paf_flow *flow, int error, void *userdata) {
+        (void)flow;
+        conn *c = userdata;
+        c->shutdown_pending = false;
+        if (!c->closed) {
+                if (error < 0 || c->read_eof)
+                        /* Nothing to drain from a client that is gone. */
+                        conn_close(c, error < 0 ? error : 0);
+                else {
+                        c->lingering = true;
+                        c->linger_at = conn_now(c);
+                        conn_update_reading(c);
+                        conn_update_timer(c);
+                }
+        }
+        conn_unref(c);
+}
+
+/* The last response is queued: end the write side once it is written, then
+ * drain what the client still sends before closing. */
+static void conn_shutdown(conn *c) {
+        if (c->closed || c->shutting_down)
+                return;
+        c->shutting_down = true;
+        int r = paf_flow_shutdown(c->flow, on_shutdown_done, conn_ref(c));
+        if (r < 0) {
+                conn_unref(c);
+                conn_close(c, r);
+                return;
+        }
+        c->shutdown_pending = true;
+        c->write_at = conn_now(c);
+        conn_update_reading(c);
+        conn_update_timer(c);
+}
+
+static void on_reject_written(paf_flow *flow, int error, void *userdata) {
+        (void)flow;
+        (void)error;
+        conn_unref(userdata);
+}
+
+/* A request we refuse: tell, answer with status (unless the handler already
+ * began a response), close. */
+static void conn_reject(conn *c, int status, const char *reason) {
+        if (c->closed)
+                return;
+        conn_ref(c);
+        paf_http_server *s = c->server;
+        server_report(s, c, status, reason);
+
+        paf_http_request *req = c->req;
+        bool answered = req && req->resp != RESP_NONE;
+        if (!c->closed && req && req->handler_owned)
+                conn_orphan_request(c, status == 413 ? -EFBIG : -EBADMSG);
+        if (c->closed || !s) {
+                conn_unref(c);
+                return;
+        }
+        if (answered) {
+                conn_close(c, -EBADMSG);
+                conn_unref(c);
+                return;
+        }
+
+        const char *text = paf_http_status_reason(status);
+        int n = snprintf(c->reject_buf, sizeof(c->reject_buf),
+                         "HTTP/1.1 %d %s\r\n"
+                         "Date: %s\r\n"
+                         "Server: paf/" PAF_VERSION "\r\n"
+                         "Content-Type: text/plain\r\n"
+                         "Content-Length: %zu\r\n"
+                         "Connection: close\r\n"
+                         "\r\n"
+                         "%s\n",
+                         status, text, server_date(s), strlen(text) + 1, text);
+        assert(n > 0 && (size_t)n < sizeof(c->reject_buf));
+        struct iovec iov = {c->reject_buf, (size_t)n};
+        /* The write holds the connection: reject_buf must outlive it. */
+        int r = paf_flow_write(c->flow, &iov, 1, on_reject_written, conn_ref(c));
+        if (r < 0) {
+                conn_unref(c);
+                conn_close(c, r);
+        } else {
+                c->close_after = true;
+                conn_shutdown(c);
+        }
+        conn_unref(c);
+}
+
+static int parse_error(conn *c, int status, const char *format, ...) PAF_PRINTF(3, 4);
+static int parse_error(conn *c, int status, const char *format, ...) {
+        if (c->err_status == 0) {
+                va_list ap;
+                va_start(ap, format);
+                vsnprintf(c->err_reason, sizeof(c->err_reason), format, ap);
+                va_end(ap);
+                c->err_status = status;
+        }
+        return HPE_USER;
+}
+
+/* ---- llhttp callbacks: record, never call user code ---- */
+
+static size_t arena_cap(conn *c) {
+        size_t max = c->server->limits.max_header_bytes;
+        size_t cap = max > (UINT32_MAX - 4096) / 2 ? UINT32_MAX - 1 : 2 * max + 4096;
+        return cap;
+}
+
+static int header_overflow(conn *c) {
+        return parse_error(c, 431, "request header fields too large (more than %zu bytes)",
+                           c->server->limits.max_header_bytes);
+}
+
+static int on_message_begin(llhttp_t *p) {
+        conn *c = p->data;
+        if (c->phase == PHASE_IDLE) {
+                c->phase = PHASE_HEADERS;
+                c->phase_at = conn_now(c);
+        }
+        c->request_bytes = true;
+        return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+        conn *c = p->data;
+        paf_http_request *req = c->req;
+        for (size_t i = 0; i < len; i++) {
+                unsigned char ch = (unsigned char)at[i];
+                if (ch <= 0x20 || ch == 0x7f)
+                        return parse_error(c, 400,
+                                           "space or control character in the request target");
+        }
+        if (req->target == NO_OFFSET)
+                req->target = (uint32_t)req->arena_len;
+        if (arena_append(req, at, len, arena_cap(c)) < 0)
+                return header_overflow(c);
+        return 0;
+}
+
+static int on_url_complete(llhttp_t *p) {
+        conn *c = p->data;
+        if (c->req->target == NO_OFFSET)
+                c->req->target = (uint32_t)c->req->arena_len;
+        if (arena_append(c->req, "", 1, arena_cap(c)) < 0)
+                return header_overflow(c);
+        return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+        conn *c = p->data;
+        paf_http_request *req = c->req;
+        if (!c->field_open) {
+                unsigned max = c->server->limits.max_headers;
+                if (req->n_fields >= max)
+                        return parse_error(c, 431, "too many header fields (more than %u)", max);
+                if (req->n_fields == req->fields_size) {
+                        size_t n = req->fields_size ? req->fields_size * 2 : 16;
+                        field_ref *f = reallocarray(req->fields, n, sizeof(*f));
+                        if (!f)
+                                return parse_error(c, 500, "out of memory");
+                        req->fields = f;
+                        req->fields_size = n;
+                }
+                req->fields[req->n_fields++] = (field_ref){
+                        .name = (uint32_t)req->arena_len,
+                        .value = NO_OFFSET,
+                };
+                c->field_open = true;
+        }
+        if (arena_append(req, at, len, arena_cap(c)) < 0)
+                return header_overflow(c);
+        req->fields[req->n_fields - 1].name_len += (uint32_t)len;
+        return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+        conn *c = p->data;
+        if (!c->field_open || c->req->fields[c->req->n_fields - 1].name_len == 0)
+                return parse_error(c, 400, "empty header field name");
+        c->field_open = false;
+        if (arena_append(c->req, "", 1, arena_cap(c)) < 0)
+                return header_overflow(c);
+        return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+        conn *c = p->data;
+        paf_http_request *req = c->req;
+        field_ref *f = &req->fields[req->n_fields - 1];
+        if (f->value == NO_OFFSET)
+                f->value = (uint32_t)req->arena_len;
+        else if (!c->value_at_end || at != c->exec_start)
+                /* A second piece of one value that is not a buffer boundary:
+                 * llhttp let an obs-fold continuation line through. */
+                return parse_error(c, 400, "obsolete line folding in header field \"%s\"",
+                                   req->arena + f->name);
+        for (size_t i = 0; i < len; i++) {
+                unsigned char ch = (unsigned char)at[i];
+                if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+                        return parse_error(c, 400,
+                                           "control character 0x%02x in header field \"%s\"", ch,
+                                           req->arena + f->name);
+        }
+        if (arena_append(req, at, len, arena_cap(c)) < 0)
+                return header_overflow(c);
+        f->value_len += (uint32_t)len;
+        c->value_at_end = at + len == c->exec_end;
+        return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+        conn *c = p->data;
+        paf_http_request *req = c->req;
+        field_ref *f = &req->fields[req->n_fields - 1];
+        if (f->value == NO_OFFSET)
+                f->value = (uint32_t)req->arena_len;
+        while (f->value_len > 0 && (req->arena[f->value + f->value_len - 1] == ' ' ||
+                                    req->arena[f->value + f->value_len - 1] == '\t'))
+                f->value_len--;
+        req->arena_len = f->value + f->value_len;
+        c->value_at_end = false;
+        if (arena_append(req, "", 1, arena_cap(c)) < 0)
+                return header_overflow(c);
+        return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+        conn *c = p->data;
+        paf_http_request *req = c->req;
+        c->headers_ready = true;
+        req->n_headers = req->n_fields;
+        if (p->flags & F_CHUNKED)
+                req->content_length = -1;
+        else if (p->flags & F_CONTENT_LENGTH) {
+                if (p->content_length > INT64_MAX)
+                        return parse_error(c, 413, "request body too large (%" PRIu64 " bytes)",
+                                           p->content_length);
+                req->content_length = (int64_t)p->content_length;
+        } else
+                req->content_length = 0;
+        /* With a body, stop here: the handler decides whether to read it. */
+        return req->content_length != 0 ? HPE_PAUSED : 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+        conn *c = p->data;
+        if (len == 0)
+                return 0; /* a span restarted on an empty execute */
+        c->body_bytes += len;
+        uint64_t max = c->server->limits.max_body;
+        if (c->req->content_length < 0 && c->body_bytes > max)
+                return parse_error(c, 413, "request body too large (more than %" PRIu64 " bytes)",
+                                   max);
+        c->ev = EV_BODY;
+        c->ev_data = at;
+        c->ev_len = len;
+        return HPE_PAUSED;
+}
+
+static int on_message_complete(llhttp_t *p) {
+        conn *c = p->data;
+        c->ev = EV_COMPLETE;
+        return HPE_PAUSED;
+}
+
+static const llhttp_settings_t parser_settings = {
+        .on_message_begin = on_message_begin,
+        .on_url = on_url,
+        .on_url_complete = on_url_complete,
+        .on_header_field = on_header_field,
+        .on_header_field_complete = on_header_field_complete,
+        .on_header_value = on_header_value,
+        .on_header_value_complete = on_header_value_complete,
+        .on_headers_complete = on_headers_complete,
+        .on_body = on_body,
+        .on_message_complete = on_message_complete,
+};
+
+/* ---- the driver ---- */
+
+static void conn_deliver_body(conn *c, const void *data, size_t len) {
+        paf_http_request *req = c->req;
+        if (!req || !req->handler_owned || !req->body_handler || req->body_ended)
+                return;
+        if (len == 0)
+                req->body_ended = true;
+        req_ref(req);
+        req->body_handler(req, data, len, 0, req->body_userdata);
+        req_unref(req);
+}
+
+/* The headers are complete: check what llhttp does not, then hand the
+ * request to the handler. Returns whether the connection goes on. */
+static bool conn_dispatch(conn *c) {
+        paf_http_server *s = c->server;
+        paf_http_request *req = c->req;
+        llhttp_t *p = &c->parser;
+        char reason[256];
+
+        if (p->http_major != 1 || p->http_minor > 1) {
+                snprintf(reason, sizeof(reason), "HTTP version not supported (HTTP/%u.%u)",
+                         p->http_major, p->http_minor);
+                conn_reject(c, 505, reason);
+                return false;
+        }
+        req->version = p->http_major * 10 + p->http_minor;
+        req->method = llhttp_method_name(p->method);
+        req->head = p->method == HTTP_HEAD;
+
+        unsigned hosts = 0, lengths = 0, encodings = 0;
+        bool want_close = false, keep_alive = false;
+        for (size_t i = 0; i < req->n_headers; i++) {
+                const char *name = field_name(req, i), *value = field_value(req, i);
+                switch (req->fields[i].name_len) {
+                case 4:
+                        if (strcasecmp(name, "host") == 0)
+                                hosts++;
+                        break;
+                case 6:
+                        if (strcasecmp(name, "expect") == 0 &&
+                            value_has_token(value, "100-continue"))
+                                req->expect_continue = true;
+                        break;
+                case 10:
+                        if (strcasecmp(name, "connection") == 0) {
+                                want_close = want_close || value_has_token(value, "close");
+                                keep_alive = keep_alive || value_has_token(value, "keep-alive");
+                        }
+                        break;
+                case 14:
+                        if (strcasecmp(name, "content-length") == 0)
+                                lengths++;
+                        break;
+                case 17:
+                        if (strcasecmp(name, "transfer-encoding") == 0)
+                                encodings++;
+                        break;
+                }
+        }
+
+        const char *bad = NULL;
+        if (hosts == 0 && req->version == 11)
+                bad = "missing Host header";
+        else if (hosts > 1)
+                bad = "more than one Host header";
+        else if (lengths > 0 && encodings > 0)
+                bad = "Content-Length with Transfer-Encoding";
+        else if (lengths > 1)
+                bad = "repeated Content-Length";
+        else if (encodings > 0 && req->version == 10)
+                bad = "Transfer-Encoding in an HTTP/1.0 request";
+        if (bad) {
+                conn_reject(c, 400, bad);
+                return false;
+        }
+        if (req->content_length > 0 && (uint64_t)req->content_length > s->limits.max_body) {
+                snprintf(reason, sizeof(reason),
+                         "request body too large (%" PRId64 " bytes > %" PRIu64 ")",
+                         req->content_length, s->limits.max_body);
+                conn_reject(c, 413, reason);
+                return false;
+        }
+        if (req->version == 10)
+                req->expect_continue = false;
+
+        if (req->version == 11 ? want_close : !keep_alive)
+                c->close_after = true;
+        if (s->stopping || p->method == HTTP_CONNECT)
+                c->close_after = true;
+
+        if (c->ev == EV_COMPLETE) {
+                c->ev = EV_NONE;
+                c->phase = PHASE_COMPLETE;
+                req->body_complete = true;
+        } else
+                c->phase = PHASE_BODY;
+        c->body_at = conn_now(c);
+        s->n_requests++;
+
+        req->handler_owned = true;
+        req_ref(req);
+        req_ref(req);
+        s->handler(req, s->userdata);
+        req_unref(req);
+        return !c->closed && !c->upgraded;
+}
+
+static bool conn_parser_runnable(conn *c) {
+        switch (c->phase) {
+        case PHASE_IDLE:
+        case PHASE_HEADERS:
+                return true;
+        case PHASE_BODY:
+                return c->discarding ||
+                       (c->req->body_handler && !c->req->body_paused && !c->req->body_ended);
+        case PHASE_COMPLETE:
+                return false;
+        }
+        return false;
+}
+
+static bool conn_parse(conn *c) {
+        const char *data;
+        size_t len;
+        conn_input(c, &data, &len);
+        if (len == 0)
+                data = "";
+
+        phase before = c->phase;
+        c->exec_start = data;
+        c->exec_end = data + len;
+        c->ev = EV_NONE;
+        c->headers_ready = false;
+        c->err_status = 0;
+
+        llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+        size_t used = len;
+        c->parser_owed = err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE;
+        if (c->parser_owed) {
+                used = (size_t)(llhttp_get_error_pos(&c->parser) - data);
+                if (err == HPE_PAUSED)
+                        llhttp_resume(&c->parser);
+                else
+                        /* An Upgrade the handler declined: HTTP goes on. */
+                        llhttp_resume_after_upgrade(&c->parser);
+        } else if (err != HPE_OK) {
+                int status = c->err_status;
+                char reason[300];
+                if (status)
+                        snprintf(reason, sizeof(reason), "%s", c->err_reason);
+                else if (err == HPE_INVALID_VERSION) {
+                        status = 505;
+                        snprintf(reason, sizeof(reason), "HTTP version not supported");
+                } else {
+                        status = 400;
+                        snprintf(reason, sizeof(reason), "malformed request%s: %s",
+                                 before == PHASE_BODY ? " body" : "",
+                                 llhttp_get_error_reason(&c->parser) ?: llhttp_errno_name(err));
+                }
+                conn_reject(c, status, reason);
+                return false;
+        }
+        conn_consume(c, used);
+
+        if (before == PHASE_IDLE || before == PHASE_HEADERS) {
+                c->header_bytes += used;
+                size_t max = c->server->limits.max_header_bytes;
+                if (c->header_bytes > max) {
+                        char reason[128];
+                        snprintf(reason, sizeof(reason),
+                                 "request header fields too large (%zu bytes > %zu)",
+                                 c->header_bytes, max);
+                        conn_reject(c, 431, reason);
+                        return false;
+                }
+        }
+
+        if (c->headers_ready && !conn_dispatch(c))
+                return false;
+
+        switch (c->ev) {
+        case EV_BODY:
+                c->body_at = conn_now(c);
+                if (!c->discarding)
+                        conn_deliver_body(c, c->ev_data, c->ev_len);
+                break;
+        case EV_COMPLETE:
+                c->phase = PHASE_COMPLETE;
+                c->req->body_complete = true;
+                if (c->discarding)
+                        c->discarding = false;
+                else
+                        conn_deliver_body(c, NULL, 0);
+                break;
+        case EV_NONE:
+                break;
+        }
+        return !c->closed && !c->upgraded;
+}
+
+/* The response went out: on to the next request. */
+static void conn_next_request(conn *c) {
+        paf_http_request *req = c->req;
+        if (req->n_ref == 1)
+                req_reset(req);
+        else {
+                /* Someone still holds it (cannot happen with a well-behaved
+                 * handler): leave it to them rather than reuse it. */
+                paf_http_request *n = req_new(c);
+                if (!n) {
+                        conn_close(c, -ENOMEM);
+                        return;
+                }
+                c->req = n;
+                req->conn = NULL;
+                req_unref(req);
+        }
+        c->phase = PHASE_IDLE;
+        c->phase_at = conn_now(c);
+        c->request_bytes = false;
+        c->header_bytes = 0;
+        c->body_bytes = 0;
+        c->discarding = false;
+}
+
+/* EOF with nothing left to parse. */
+static void conn_on_eof(conn *c) {
+        paf_http_server *s = c->server;
+        switch (c->phase) {
+        case PHASE_IDLE:
+                conn_close(c, 0);
+                return;
+        case PHASE_HEADERS:
+                if (c->request_bytes)
+                        server_report(s, c, 0,
+                                      "connection closed before the end of the request headers");
+                conn_close(c, 0);
+                return;
+        case PHASE_BODY:
+                if (!c->discarding)
+                        server_report(s, c, 0,
+                                      "connection closed before the end of the request body");
+                conn_close(c, -EPIPE);
+                return;
+        case PHASE_COMPLETE:
+                break;
+        }
+}
+
+/* One step forward; false when there is nothing to do until an event. */
+static bool conn_step(conn *c) {
+        if (c->closed || c->upgraded || c->shutting_down)
+                return false;
+        paf_http_request *req = c->req;
+        paf_http_server *s = c->server;
+
+        if (req->handler_owned && req->body_handler && req->body_complete && !req->body_ended &&
+            !req->body_paused) {
+                conn_deliver_body(c, NULL, 0);
+                return true;
+        }
+
+        if (c->phase == PHASE_BODY || c->phase == PHASE_COMPLETE) {
+                if (req->resp == RESP_FINISHED && req->n_writes == 0) {
+                        if (c->close_after) {
+                                conn_shutdown(c);
+                                return false;
+                        }
+                        if (c->phase == PHASE_COMPLETE) {
+                                conn_next_request(c);
+                                return true;
+                        }
+                        if (!c->discarding) {
+                                c->discarding = true;
+                                c->body_at = conn_now(c);
+                        }
+                } else if (c->phase == PHASE_COMPLETE) {
+                        if (c->read_eof && req->handler_owned && conn_pending(c) == 0) {
+                                /* The client went away while the handler works
+                                 * (like nginx's 499). */
+                                conn_close(c, -ECONNRESET);
+                        }
+                        return false;
+                }
+        }
+
+        if (c->phase == PHASE_IDLE && s->stopping) {
+                conn_close(c, 0);
+                return false;
+        }
+        if (!conn_parser_runnable(c))
+                return false;
+        if (conn_pending(c) == 0 && !c->parser_owed) {
+                if (c->read_eof)
+                        conn_on_eof(c);
+                return false;
+        }
+        return conn_parse(c);
+}
+
+static void conn_run(conn *c) {
+        if (c->closed)
+                return;
+        if (c->running) {
+                c->rerun = true;
+                return;
+        }
+        conn_ref(c);
+        c->running = true;
+        unsigned steps = 0;
+        do {
+                c->rerun = false;
+                while (steps < STEPS_PER_RUN && conn_step(c))
+                        steps++;
+        } while (c->rerun && steps < STEPS_PER_RUN && !c->closed);
+        c->running = false;
+        if (steps >= STEPS_PER_RUN)
+                conn_kick(c);
+        conn_update_reading(c);
+        conn_update_timer(c);
+        conn_unref(c);
+}
+
+static int on_kick(sd_event_source *source, void *userdata) {
+        (void)source;
+        conn_run(userdata);
+        return 0;
+}
+
+/* Run the driver from the loop: API calls never call back from inside. */
+static void conn_kick(conn *c) {
+        if (c->closed)
+                return;
+        if (c->running) {
+                c->rerun = true;
+                return;
+        }
+        int r = 0;
+        if (!c->kick) {
+                r = sd_event_add_defer(c->event, &c->kick, on_kick, c);
+                if (r >= 0)
+                        (void)sd_event_source_set_description(c->kick, "paf-http-conn");
+        }
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->kick, SD_EVENT_ONESHOT);
+        if (r < 0)
+                paf_log(PAF_LOG_ERR, "http %s: cannot schedule work: %s",
+                        paf_flow_get_peer(c->flow), strerror(-r));
+}
+
+static void conn_on_read(paf_flow *flow, const void *data, size_t len, int error, void *userdata) {
+        (void)flow;
+        conn *c = userdata;
+        if (c->closed || c->upgraded)
+                return;
+        if (c->lingering) {
+                if (error < 0 || len == 0)
+                        conn_close(c, 0);
+                return;
+        }
+        conn_ref(c);
+        if (error < 0) {
+                if (c->request_bytes || (c->req && c->req->handler_owned)) {
+                        char reason[128];
+                        snprintf(reason, sizeof(reason), "read failed: %s", strerror(-error));
+                        server_report(c->server, c, 0, reason);
+                }
+                conn_close(c, error);
+        } else if (len == 0) {
+                c->read_eof = true;
+                c->reading = false;
+                conn_run(c);
+        } else {
+                int r = 0;
+                if (conn_pending(c) > 0 || c->running)
+                        r = conn_buffer(c, data, len);
+                else {
+                        c->in = data;
+                        c->in_len = len;
+                }
+                if (r < 0)
+                        conn_close(c, r);
+                else
+                        conn_run(c);
+                /* What the parser left of the delivery must outlive it. */
+                if (!c->closed && !c->upgraded && c->in_len > 0) {
+                        r = conn_buffer(c, c->in, c->in_len);
+                        c->in = NULL;
+                        c->in_len = 0;
+                        if (r < 0)
+                                conn_close(c, r);
+                        else
+                                conn_update_reading(c);
+                }
+                c->in = NULL;
+                c->in_len = 0;
+        }
+        conn_unref(c);
+}
+
+/* ---- timeouts: one timer per connection, moved lazily ---- */
+
+static timeout_kind conn_timeout(conn *c, uint64_t *ret) {
+        if (c->closed || c->upgraded)
+                return TIMEOUT_NONE;
+        const paf_http_limits *l = &c->server->limits;
+        if (c->lingering) {
+                *ret = c->linger_at + LINGER_USEC;
+                return TIMEOUT_LINGER;
+        }
+        if (((c->req && c->req->n_writes > 0) || c->shutdown_pending) && l->write_timeout_usec) {
+                *ret = c->write_at + l->write_timeout_usec;
+                return TIMEOUT_WRITE;
+        }
+        if (c->shutting_down)
+                return TIMEOUT_NONE;
+        switch (c->phase) {
+        case PHASE_IDLE:
+                if (!l->idle_timeout_usec)
+                        return TIMEOUT_NONE;
+                *ret = c->phase_at + l->idle_timeout_usec;
+                return TIMEOUT_IDLE;
+        case PHASE_HEADERS:
+                if (!l->header_timeout_usec)
+                        return TIMEOUT_NONE;
+                *ret = c->phase_at + l->header_timeout_usec;
+                return TIMEOUT_HEADER;
+        case PHASE_BODY:
+                if (!l->body_timeout_usec || !conn_parser_runnable(c))
+                        return TIMEOUT_NONE;
+                *ret = c->body_at + l->body_timeout_usec;
+                return TIMEOUT_BODY;
+        case PHASE_COMPLETE:
+                return TIMEOUT_NONE;
+        }
+        return TIMEOUT_NONE;
+}
+
+static int on_timer(sd_event_source *source, uint64_t usec, void *userdata);
+
+static void conn_update_timer(conn *c) {
+        if (c->closed || c->upgraded)
+                return;
+        uint64_t deadline = 0;
+        timeout_kind kind = conn_timeout(c, &deadline);
+        if (kind == TIMEOUT_NONE) {
+                if (c->timer_armed) {
+                        (void)sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+                        c->timer_armed = false;
+                }
+                return;
+        }
+        /* An armed timer that fires no later than needed stays: it re-arms
+         * itself when it fires early, which spares a heap update per event. */
+        if (c->timer_armed && c->timer_at <= deadline)
+                return;
+        int r;
+        if (!c->timer) {
+                r = sd_event_add_time(c->event, &c->timer, CLOCK_MONOTONIC, deadline,
+                                      TIMER_ACCURACY_USEC, on_timer, c);
+                if (r >= 0)
+                        (void)sd_event_source_set_description(c->timer, "paf-http-timeout");
+        } else
+                r = sd_event_source_set_time(c->timer, deadline);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        if (r < 0) {
+                paf_log(PAF_LOG_ERR, "http %s: cannot arm the timeout: %s",
+                        paf_flow_get_peer(c->flow), strerror(-r));
+                return;
+        }
+        c->timer_at = deadline;
+        c->timer_armed = true;
+}
+
+static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        (void)source;
+        (void)usec;
+        conn *c = userdata;
+        c->timer_armed = false;
+        uint64_t deadline = 0;
+        timeout_kind kind = conn_timeout(c, &deadline);
+        if (kind == TIMEOUT_NONE || conn_now(c) < deadline) {
+                conn_update_timer(c);
+                return 0;
+        }
+        const paf_http_limits *l = &c->server->limits;
+        char reason[128], d[32];
+        int status = 0;
+        switch (kind) {
+        case TIMEOUT_HEADER:
+                fmt_duration(d, sizeof(d), l->header_timeout_usec);
+                snprintf(reason, sizeof(reason), "header timeout (%s)", d);
+                status = 408;
+                break;
+        case TIMEOUT_IDLE:
+                fmt_duration(d, sizeof(d), l->idle_timeout_usec);
+                snprintf(reason, sizeof(reason), "idle timeout (%s)", d);
+                break;
+        case TIMEOUT_BODY:
+                fmt_duration(d, sizeof(d), l->body_timeout_usec);
+                snprintf(reason, sizeof(reason), "body timeout (%s)", d);
+                status = 408;
+                break;
+        case TIMEOUT_WRITE:
+                fmt_duration(d, sizeof(d), l->write_timeout_usec);
+                snprintf(reason, sizeof(reason), "write timeout (%s)", d);
+                break;
+        case TIMEOUT_LINGER:
+        case TIMEOUT_NONE:
+                conn_close(c, 0);
+                return 0;
+        }
+        conn_ref(c);
+        server_report(c->server, c, status, reason);
+        conn_close(c, -ETIMEDOUT);
+        conn_unref(c);
+        return 0;
+}
+
+/* ---- the server ---- */
+
+static int on_done_defer(sd_event_source *source, void *userdata) {
+        (void)source;
+        paf_http_server *s = userdata;
+        if (s->done_called || s->n_conns > 0)
+                return 0;
+        s->done_called = true;
+        if (s->done)
+                s->done(s->done_userdata);
+        return 0;
+}
+
+static void server_update_listeners(paf_http_server *s) {
+        bool pause = s->limits.max_connections > 0 && s->n_conns >= s->limits.max_connections;
+        if (pause == s->listeners_paused)
+                return;
+        s->listeners_paused = pause;
+        for (size_t i = 0; i < s->n_listeners; i++) {
+                int r = pause ? paf_listener_stop(s->listeners[i])
+                              : paf_listener_start(s->listeners[i]);
+                if (r < 0)
+                        paf_log(PAF_LOG_WARNING, "http: listener %s: cannot %s accepting: %s",
+                                paf_listener_get_address(s->listeners[i]),
+                                pause ? "pause" : "resume", strerror(-r));
+        }
+}
+
+static void server_conn_gone(paf_http_server *s) {
+        if (s->freeing)
+                return;
+        server_update_listeners(s);
+        if (s->stopping && s->n_conns == 0 && s->done_defer && !s->done_called)
+                (void)sd_event_source_set_enabled(s->done_defer, SD_EVENT_ONESHOT);
+}
+
+PAF_EXPORT int paf_http_server_new(sd_event *event, paf_http_request_handler_t handler,
+                                   paf_http_error_handler_t error_handler, void *userdata,
+                                   paf_http_server **ret) {
+        if (!event || !handler || !ret)
+                return -EINVAL;
+        paf_http_server *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        int r = paf_http_limits_load(&s->limits, NULL);
+        if (r < 0) {
+                free(s);
+                return r;
+        }
+        s->event = sd_event_ref(event);
+        s->handler = handler;
+        s->error_handler = error_handler;
+        s->userdata = userdata;
+        *ret = s;
+        return 0;
+}
+
+PAF_EXPORT paf_http_server *paf_http_server_free(paf_http_server *s) {
+        if (!s || s->freeing)
+                return NULL;
+        s->freeing = true;
+        for (size_t i = 0; i < s->n_listeners; i++)
+                paf_listener_free(s->listeners[i]);
+        free(s->listeners);
+        s->listeners = NULL;
+        s->n_listeners = 0;
+        while (s->conns)
+                conn_close(s->conns, -ECANCELED);
+        sd_event_source_disable_unref(s->done_defer);
+        sd_event_unref(s->event);
+        free(s);
+        return NULL;
+}
+
+PAF_EXPORT int paf_http_server_set_limits(paf_http_server *s, const paf_http_limits *limits) {
+        if (!s || !limits || limits->max_header_bytes == 0 || limits->max_headers == 0)
+                return -EINVAL;
+        s->limits = *limits;
+        server_update_listeners(s);
+        return 0;
+}
+
+static void server_on_accept(paf_listener *l, paf_flow *flow, void *userdata) {
+        (void)l;
+        paf_http_server *s = userdata;
+        int r = paf_http_server_add_flow(s, flow);
+        if (r < 0)
+                paf_log(PAF_LOG_WARNING, "http: cannot serve a connection: %s", strerror(-r));
+}
+
+PAF_EXPORT int paf_http_server_add_listener(paf_http_server *s, paf_listener *l) {
+        if (!s || !l)
+                return -EINVAL;
+        if (s->stopping || s->freeing) {
+                paf_listener_free(l);
+                return -ESHUTDOWN;
+        }
+        paf_listener **a = reallocarray(s->listeners, s->n_listeners + 1, sizeof(*a));
+        if (!a) {
+                paf_listener_free(l);
+                return -ENOMEM;
+        }
+        s->listeners = a;
+        s->listeners[s->n_listeners++] = l;
+        int r = paf_listener_set_accept_handler(l, server_on_accept, s);
+        if (r >= 0 && s->listeners_paused)
+                r = paf_listener_stop(l);
+        return r < 0 ? r : 0;
+}
+
+PAF_EXPORT int paf_http_server_add_flow(paf_http_server *s, paf_flow *flow) {
+        if (!flow)
+                return -EINVAL;
+        if (!s) {
+                paf_flow_close(flow, NULL, NULL);
+                return -EINVAL;
+        }
+        if (s->stopping || s->freeing) {
+                paf_flow_close(flow, NULL, NULL);
+                return -ESHUTDOWN;
+        }
+        conn *c = calloc(1, sizeof(*c));
+        if (!c) {
+                paf_flow_close(flow, NULL, NULL);
+                return -ENOMEM;
+        }
+        c->n_ref = 1;
+        c->flow = flow;
+        c->event = s->event;
+        c->req = req_new(c);
+        if (!c->req) {
+                paf_flow_close(flow, NULL, NULL);
+                free(c);
+                return -ENOMEM;
+        }
+        llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
+        c->parser.data = c;
+        c->server = s;
+        c->next = s->conns;
+        if (s->conns)
+                s->conns->prev = c;
+        s->conns = c;
+        s->n_conns++;
+        /* The header timeout runs from the accept: a silent client is a
+         * slow one. */
+        c->phase = PHASE_HEADERS;
+        c->phase_at = conn_now(c);
+
+        c->reading = true;
+        int r = paf_flow_read_start(flow, conn_on_read, c);
+        if (r < 0) {
+                conn_close(c, r);
+                return r;
+        }
+        conn_update_timer(c);
+        server_update_listeners(s);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_server_stop(paf_http_server *s, paf_http_done_handler_t done,
+                                    void *userdata) {
+        if (!s)
+                return -EINVAL;
+        if (s->stopping)
+                return -EALREADY;
+        int r = sd_event_add_defer(s->event, &s->done_defer, on_done_defer, s);
+        if (r < 0)
+                return r;
+        (void)sd_event_source_set_enabled(s->done_defer, SD_EVENT_OFF);
+        s->stopping = true;
+        s->done = done;
+        s->done_userdata = userdata;
+
+        for (size_t i = 0; i < s->n_listeners; i++)
+                paf_listener_free(s->listeners[i]);
+        free(s->listeners);
+        s->listeners = NULL;
+        s->n_listeners = 0;
+
+        /* Idle connections go now, busy ones after their response. Closing
+         * an idle connection runs no user code, so the list stays sound. */
+        for (conn *c = s->conns, *next; c; c = next) {
+                next = c->next;
+                bool idle = !c->shutting_down && (c->phase == PHASE_IDLE ||
+                                                  (c->phase == PHASE_HEADERS && !c->request_bytes));
+                if (idle)
+                        conn_close(c, 0);
+                else
+                        c->close_after = true;
+        }
+        if (s->n_conns == 0)
+                (void)sd_event_source_set_enabled(s->done_defer, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+PAF_EXPORT unsigned paf_http_server_get_n_connections(paf_http_server *s) {
+        return s ? s->n_conns : 0;
+}
+
+PAF_EXPORT uint64_t paf_http_server_get_n_requests(paf_http_server *s) {
+        return s ? s->n_requests : 0;
+}
+
+/* ---- request accessors ---- */
+
+PAF_EXPORT const char *paf_http_request_get_method(paf_http_request *req) {
+        return req ? req->method : NULL;
+}
+
+PAF_EXPORT const char *paf_http_request_get_target(paf_http_request *req) {
+        return req && req->target != NO_OFFSET ? req->arena + req->target : NULL;
+}
+
+PAF_EXPORT int paf_http_request_get_version(paf_http_request *req) {
+        return req ? req->version : -EINVAL;
+}
+
+static paf_http_headers *build_headers(paf_http_request *req, size_t from, size_t to) {
+        paf_http_headers *h;
+        if (paf_http_headers_new(&h) < 0)
+                return NULL;
+        for (size_t i = from; i < to; i++)
+                if (paf_http_headers_add(h, field_name(req, i), field_value(req, i)) < 0) {
+                        /* llhttp checked the name, we checked the value:
+                         * only memory can fail here. */
+                        return paf_http_headers_free(h);
+                }
+        return h;
+}
+
+PAF_EXPORT const paf_http_headers *paf_http_request_get_headers(paf_http_request *req) {
+        if (!req || !req->method)
+                return NULL;
+        /* Built on demand: most handlers never ask, and the engine reads its
+         * own fields from the arena. */
+        if (!req->headers)
+                req->headers = build_headers(req, 0, req->n_headers);
+        return req->headers;
+}
+
+PAF_EXPORT const paf_http_headers *paf_http_request_get_trailers(paf_http_request *req) {
+        if (!req || !req->body_complete || req->n_fields == req->n_headers)
+                return NULL;
+        if (!req->trailers)
+                req->trailers = build_headers(req, req->n_headers, req->n_fields);
+        return req->trailers;
+}
+
+PAF_EXPORT const char *paf_http_request_get_peer(paf_http_request *req) {
+        return req ? req->peer : NULL;
+}
+
+PAF_EXPORT const char *paf_http_request_get_local(paf_http_request *req) {
+        return req ? req->local : NULL;
+}
+
+PAF_EXPORT paf_flow *paf_http_request_get_flow(paf_http_request *req) {
+        return req && req->conn ? req->conn->flow : NULL;
+}
+
+PAF_EXPORT int64_t paf_http_request_get_content_length(paf_http_request *req) {
+        return req ? req->content_length : 0;
+}
+
+PAF_EXPORT void paf_http_request_set_userdata(paf_http_request *req, void *userdata) {
+        if (req)
+                req->userdata = userdata;
+}
+
+PAF_EXPORT void *paf_http_request_get_userdata(paf_http_request *req) {
+        return req ? req->userdata : NULL;
+}
+
+PAF_EXPORT void paf_http_request_set_abort_handler(paf_http_request *req,
+                                                   paf_http_abort_handler_t handler,
+                                                   void *userdata) {
+        if (!req)
+                return;
+        req->abort_handler = handler;
+        req->abort_userdata = userdata;
+}
+
+/* ---- request body ---- */
+
+static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+PAF_EXPORT int paf_http_request_read_body(paf_http_request *req, paf_http_body_handler_t handler,
+                                          void *userdata) {
+        if (!req || !handler || !req->handler_owned)
+                return -EINVAL;
+        conn *c = req->conn;
+        if (!c)
+                return -ECONNRESET;
+        bool first = !req->body_handler;
+        if (first && req->expect_continue && !req->continue_sent && !req->body_complete &&
+            req->resp == RESP_NONE) {
+                /* Only now: the client waits for it before sending the body. */
+                struct iovec iov = {(void *)continue_line, sizeof(continue_line) - 1};
+                int r = conn_write(c, req, &iov, 1, false);
+                if (r < 0)
+                        return r;
+                req->continue_sent = true;
+        }
+        req->body_handler = handler;
+        req->body_userdata = userdata;
+        c->body_at = conn_now(c);
+        conn_kick(c);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_request_pause_body(paf_http_request *req) {
+        if (!req)
+                return -EINVAL;
+        if (!req->conn)
+                return -ECONNRESET;
+        req->body_paused = true;
+        if (!req->conn->running) {
+                conn_update_reading(req->conn);
+                conn_update_timer(req->conn);
+        }
+        return 0;
+}
+
+PAF_EXPORT int paf_http_request_resume_body(paf_http_request *req) {
+        if (!req)
+                return -EINVAL;
+        if (!req->conn)
+                return -ECONNRESET;
+        if (!req->body_paused)
+                return 0;
+        req->body_paused = false;
+        req->conn->body_at = conn_now(req->conn);
+        conn_kick(req->conn);
+        return 0;
+}
+
+/* ---- responses ---- */
+
+static bool is_name(const char *name, const char *want) {
+        return strcasecmp(name, want) == 0;
+}
+
+static int resp_begin(paf_http_request *req, int status, const paf_http_headers *headers,
+                      const char *content_type, int64_t content_length) {
+        conn *c = req->conn;
+        if (status < 200 || status > 999 || content_length < -1)
+                return -EINVAL;
+        if (content_type && (!*content_type || strpbrk(content_type, "\r\n")))
+                return -EINVAL;
+        if (req->resp != RESP_NONE || !req->handler_owned)
+                return -EINVAL;
+
+        req->no_body = status == 204 || status == 304;
+        req->send_body = !req->no_body && !req->head;
+        if (req->no_body)
+                req->framing = FRAMING_NONE;
+        else if (content_length >= 0) {
+                req->framing = FRAMING_LENGTH;
+                req->remaining = (uint64_t)content_length;
+        } else if (req->version >= 11)
+                req->framing = FRAMING_CHUNKED;
+        else
+                req->framing = FRAMING_CLOSE;
+
+        if (req->framing == FRAMING_CLOSE && req->send_body)
+                c->close_after = true;
+        if (headers && paf_http_headers_has_token(headers, "Connection", "close"))
+                c->close_after = true;
+        if (c->phase == PHASE_BODY && !req->body_complete) {
+                /* The body will have to go: drain a small one, give up on a
+                 * large one, and on one the client may never send. */
+                if (req->expect_continue && !req->continue_sent)
+                        c->close_after = true;
+                else if (req->content_length >= 0 && c->parser.content_length > DISCARD_MAX)
+                        c->close_after = true;
+        }
+
+        paf_http_server *s = c->server;
+        req->out_len = 0;
+        req->out_oom = false;
+        char line[24];
+        OUT_LIT(req, "HTTP/1.1 ");
+        out_append(req, line, fmt_u64(line, (uint64_t)status));
+        OUT_LIT(req, " ");
+        out_str(req, paf_http_status_reason(status));
+        OUT_LIT(req, "\r\n");
+
+        bool has_date = false, has_server = false, has_connection = false;
+        size_t n = paf_http_headers_count(headers);
+        for (size_t i = 0; i < n; i++) {
+                const char *name, *value;
+                if (paf_http_headers_get_nth(headers, i, &name, &value) < 0)
+                        continue;
+                /* The engine owns the framing. HEAD keeps a Content-Length the
+                 * handler states: it describes the GET response. */
+                if (is_name(name, "Transfer-Encoding"))
+                        continue;
+                if (is_name(name, "Content-Length")) {
+                        if (!req->head || content_length >= 0)
+                                continue;
+                } else if (is_name(name, "Connection")) {
+                        if (c->close_after)
+                                continue;
+                        has_connection = true;
+                } else if (is_name(name, "Date"))
+                        has_date = true;
+                else if (is_name(name, "Server"))
+                        has_server = true;
+                else if (content_type && is_name(name, "Content-Type"))
+                        continue;
+                out_field(req, name, value);
+        }
+        if (content_type)
+                out_field(req, "Content-Type", content_type);
+        if (!has_date)
+                out_field(req, "Date", server_date(s));
+        if (!has_server)
+                OUT_LIT(req, "Server: paf/" PAF_VERSION "\r\n");
+        if (req->framing == FRAMING_LENGTH) {
+                OUT_LIT(req, "Content-Length: ");
+                out_u64(req, (uint64_t)content_length);
+                OUT_LIT(req, "\r\n");
+        } else if (req->framing == FRAMING_CHUNKED)
+                OUT_LIT(req, "Transfer-Encoding: chunked\r\n");
+        if (c->close_after)
+                OUT_LIT(req, "Connection: close\r\n");
+        else if (req->version == 10 && !has_connection)
+                OUT_LIT(req, "Connection: keep-alive\r\n");
+        OUT_LIT(req, "\r\n");
+        if (req->out_oom)
+                return -ENOMEM;
+        req->resp = RESP_STARTED;
+        req->head_pending = true;
+        return 0;
+}
+
+PAF_EXPORT int paf_http_response_start(paf_http_request *req, int status,
+                                       const paf_http_headers *headers, int64_t content_length) {
+        if (!req)
+                return -EINVAL;
+        if (!req->conn)
+                return -ECONNRESET;
+        return resp_begin(req, status, headers, NULL, content_length);
+}
+
+PAF_EXPORT int paf_http_response_write(paf_http_request *req, const void *data, size_t len,
+                                       paf_http_write_handler_t handler, void *userdata) {
+        if (!req || (len > 0 && !data))
+                return -EINVAL;
+        conn *c = req->conn;
+        if (!c)
+                return -ECONNRESET;
+        if (req->resp != RESP_STARTED)
+                return -EINVAL;
+        if (req->user_write_pending)
+                return -EBUSY;
+        if (req->no_body && len > 0)
+                return -EINVAL;
+        if (req->framing == FRAMING_LENGTH && len > req->remaining)
+                return -EINVAL;
+
+        struct iovec iov[4];
+        size_t n = 0;
+        if (req->head_pending)
+                iov[n++] = (struct iovec){req->out, req->out_len};
+        if (req->send_body && len > 0) {
+                if (req->framing == FRAMING_CHUNKED) {
+                        static const char hex[] = "0123456789abcdef";
+                        char tmp[20];
+                        size_t k = 0;
+                        for (size_t v = len; v; v >>= 4)
+                                tmp[k++] = hex[v & 0xf];
+                        size_t m = 0;
+                        while (k > 0)
+                                req->chunk_prefix[m++] = tmp[--k];
+                        req->chunk_prefix[m++] = '\r';
+                        req->chunk_prefix[m++] = '\n';
+                        iov[n++] = (struct iovec){req->chunk_prefix, m};
+                        iov[n++] = (struct iovec){(void *)data, len};
+                        iov[n++] = (struct iovec){(void *)"\r\n", 2};
+                } else
+                        iov[n++] = (struct iovec){(void *)data, len};
+        }
+        /* Nothing to send (HEAD) still goes through the flow: the completion
+         * then comes from the loop, in order with the others. */
+        int r = conn_write(c, req, iov, n, true);
+        if (r < 0)
+                return r;
+        req->head_pending = false;
+        if (req->framing == FRAMING_LENGTH)
+                req->remaining -= len;
+        req->user_write_pending = true;
+        req->write_handler = handler;
+        req->write_userdata = userdata;
+        return 0;
+}
+
+static void trail_append(paf_http_request *req, const char *s, size_t len) {
+        if (req->trail_size - req->trail_len < len) {
+                size_t n = req->trail_size ? req->trail_size : 128;
+                while (n - req->trail_len < len)
+                        n *= 2;
+                char *t = realloc(req->trail, n);
+                if (!t) {
+                        req->out_oom = true;
+                        return;
+                }
+                req->trail = t;
+                req->trail_size = n;
+        }
+        memcpy(req->trail + req->trail_len, s, len);
+        req->trail_len += len;
+}
+
+/* The response is complete on our side: the request goes back to the
+ * connection once its writes completed. */
+static void resp_finished(paf_http_request *req) {
+        conn *c = req->conn;
+        req->resp = RESP_FINISHED;
+        req->head_pending = false;
+        req_release(req);
+        if (req->n_writes == 0)
+                conn_kick(c);
+}
+
+PAF_EXPORT int paf_http_response_finish(paf_http_request *req, const paf_http_headers *trailers) {
+        if (!req)
+                return -EINVAL;
+        conn *c = req->conn;
+        if (!c) {
+                req_release(req);
+                return -ECONNRESET;
+        }
+        if (req->resp != RESP_STARTED)
+                return -EINVAL;
+
+        struct iovec iov[2];
+        size_t n = 0;
+        if (req->head_pending)
+                iov[n++] = (struct iovec){req->out, req->out_len};
+        if (req->framing == FRAMING_CHUNKED && req->send_body) {
+                req->trail_len = 0;
+                req->out_oom = false;
+                trail_append(req, "0\r\n", 3);
+                size_t count = paf_http_headers_count(trailers);
+                for (size_t i = 0; i < count; i++) {
+                        const char *name, *value;
+                        if (paf_http_headers_get_nth(trailers, i, &name, &value) < 0)
+                                continue;
+                        trail_append(req, name, strlen(name));
+                        trail_append(req, ": ", 2);
+                        trail_append(req, value, strlen(value));
+                        trail_append(req, "\r\n", 2);
+                }
+                trail_append(req, "\r\n", 2);
+                if (req->out_oom)
+                        return -ENOMEM;
+                iov[n++] = (struct iovec){req->trail, req->trail_len};
+        }
+        if (req->framing == FRAMING_LENGTH && req->remaining > 0 && req->send_body) {
+                /* The client waits for bytes that will not come: only closing
+                 * tells it. */
+                paf_log(PAF_LOG_WARNING,
+                        "http %s: response to %s %s ended %" PRIu64
+                        " bytes short of its Content-Length; closing",
+                        req->peer, req->method, paf_http_request_get_target(req), req->remaining);
+                c->close_after = true;
+        }
+        if (n > 0) {
+                int r = conn_write(c, req, iov, n, false);
+                if (r < 0) {
+                        req->resp = RESP_FINISHED;
+                        req_release(req);
+                        conn_close(c, r);
+                        return r;
+                }
+        }
+        resp_finished(req);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_respond(paf_http_request *req, int status, const char *content_type,
+                                const void *body, size_t len) {
+        if (!req || (len > 0 && !body))
+                return -EINVAL;
+        conn *c = req->conn;
+        if (!c) {
+                req_release(req);
+                return -ECONNRESET;
+        }
+        if ((status == 204 || status == 304) && len > 0)
+                return -EINVAL;
+        if (len > INT64_MAX)
+                return -EINVAL;
+        int r = resp_begin(req, status, NULL, content_type, (int64_t)len);
+        if (r < 0)
+                return r;
+        if (req->send_body)
+                out_append(req, body, len);
+        if (req->out_oom) {
+                req->resp = RESP_NONE;
+                return -ENOMEM;
+        }
+        /* Head and body in one buffer: one write, one syscall. */
+        struct iovec iov = {req->out, req->out_len};
+        r = conn_write(c, req, &iov, 1, false);
+        if (r < 0) {
+                req->resp = RESP_NONE;
+                return r;
+        }
+        req->remaining = 0;
+        resp_finished(req);
+        return 0;
+}
+
+/* ---- upgrade: a flow that first delivers the bytes read past the request ---- */
+
+typedef struct prefix_flow {
+        paf_flow *flow; /* ours, the one handed out */
+        paf_flow *inner;
+        char *data;
+        size_t len, pos;
+        sd_event_source *defer;
+        bool reading, closed;
+        bool detached; /* never handed out: closing leaves the inner flow alone */
+} prefix_flow;
+
+static void prefix_on_inner_read(paf_flow *inner, const void *data, size_t len, int error,
+                                 void *userdata) {
+        (void)inner;
+        prefix_flow *pf = userdata;
+        paf_flow_deliver(pf->flow, data, len, error);
+}
+
+static int prefix_on_defer(sd_event_source *source, void *userdata) {
+        (void)source;
+        prefix_flow *pf = userdata;
+        if (pf->closed || !pf->reading)
+                return 0;
+        if (pf->pos < pf->len) {
+                const char *p = pf->data + pf->pos;
+                size_t n = pf->len - pf->pos;
+                pf->pos = pf->len;
+                /* The core keeps the implementation alive during deliver. */
+                paf_flow_deliver(pf->flow, p, n, 0);
+        }
+        if (!pf->closed && pf->reading) {
+                int r = paf_flow_read_start(pf->inner, prefix_on_inner_read, pf);
+                if (r < 0)
+                        paf_flow_deliver(pf->flow, NULL, 0, r);
+        }
+        return 0;
+}
+
+static int prefix_read_start(paf_flow *flow) {
+        prefix_flow *pf = paf_flow_get_impl(flow);
+        pf->reading = true;
+        if (pf->pos < pf->len)
+                return sd_event_source_set_enabled(pf->defer, SD_EVENT_ONESHOT);
+        return paf_flow_read_start(pf->inner, prefix_on_inner_read, pf);
+}
+
+static int prefix_read_stop(paf_flow *flow) {
+        prefix_flow *pf = paf_flow_get_impl(flow);
+        pf->reading = false;
+        (void)sd_event_source_set_enabled(pf->defer, SD_EVENT_OFF);
+        return paf_flow_read_stop(pf->inner);
+}
+
+static void prefix_on_inner_write(paf_flow *inner, int error, void *userdata) {
+        (void)inner;
+        prefix_flow *pf = userdata;
+        if (!pf->closed)
+                paf_flow_write_done(pf->flow, error);
+}
+
+static int prefix_write(paf_flow *flow, const struct iovec *iov, size_t n_iov) {
+        prefix_flow *pf = paf_flow_get_impl(flow);
+        return paf_flow_write(pf->inner, iov, n_iov, prefix_on_inner_write, pf);
+}
+
+static int prefix_shutdown(paf_flow *flow) {
+        prefix_flow *pf = paf_flow_get_impl(flow);
+        return paf_flow_shutdown(pf->inner, NULL, NULL);
+}
+
+static void prefix_on_inner_closed(paf_flow *inner, void *userdata) {
+        (void)inner;
+        prefix_flow *pf = userdata;
+        free(pf->data);
+        free(pf);
+}
+
+static void prefix_close(paf_flow *flow) {
+        prefix_flow *pf = paf_flow_get_impl(flow);
+        pf->closed = true;
+        pf->defer = sd_event_source_disable_unref(pf->defer);
+        if (pf->detached) {
+                free(pf->data);
+                free(pf);
+                return;
+        }
+        /* Freed once the inner flow ran its last completion (which points
+         * at pf). */
+        paf_flow_close(pf->inner, prefix_on_inner_closed, pf);
+}
+
+static int prefix_query(paf_flow *flow, int what, void *ret, size_t size) {
+        prefix_flow *pf = paf_flow_get_impl(flow);
+        return paf_flow_query(pf->inner, what, ret, size);
+}
+
+static const paf_flow_ops prefix_flow_ops = {
+        .struct_size = sizeof(paf_flow_ops),
+        .read_start = prefix_read_start,
+        .read_stop = prefix_read_stop,
+        .write = prefix_write,
+        .shutdown = prefix_shutdown,
+        .close = prefix_close,
+        .query = prefix_query,
+};
+
+static int prefix_flow_new(paf_flow *inner, const char *data, size_t len, paf_flow **ret) {
+        prefix_flow *pf = calloc(1, sizeof(*pf));
+        if (!pf)
+                return -ENOMEM;
+        pf->inner = inner;
+        pf->data = malloc(len);
+        if (!pf->data) {
+                free(pf);
+                return -ENOMEM;
+        }
+        memcpy(pf->data, data, len);
+        pf->len = len;
+        sd_event *event = paf_flow_get_event(inner);
+        int r = sd_event_add_defer(event, &pf->defer, prefix_on_defer, pf);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(pf->defer, SD_EVENT_OFF);
+        if (r >= 0)
+                r = paf_flow_new(event, &prefix_flow_ops, pf, paf_flow_get_protocol(inner),
+                                 paf_flow_get_peer(inner), paf_flow_get_local(inner), &pf->flow);
+        if (r < 0) {
+                sd_event_source_disable_unref(pf->defer);
+                free(pf->data);
+                free(pf);
+                return r;
+        }
+        *ret = pf->flow;
+        return 0;
+}
+
+PAF_EXPORT int paf_http_request_upgrade(paf_http_request *req, const paf_http_headers *headers,
+                                        paf_flow **ret) {
+        if (!req || !ret)
+                return -EINVAL;
+        conn *c = req->conn;
+        if (!c) {
+                req_release(req);
+                return -ECONNRESET;
+        }
+        if (req->resp != RESP_NONE || !req->handler_owned)
+                return -EINVAL;
+        if (c->phase != PHASE_COMPLETE)
+                return -EBUSY; /* the request body is still coming */
+
+        req->out_len = 0;
+        req->out_oom = false;
+        OUT_LIT(req, "HTTP/1.1 101 Switching Protocols\r\n");
+        size_t n = paf_http_headers_count(headers);
+        for (size_t i = 0; i < n; i++) {
+                const char *name, *value;
+                if (paf_http_headers_get_nth(headers, i, &name, &value) >= 0)
+                        out_field(req, name, value);
+        }
+        OUT_LIT(req, "\r\n");
+        if (req->out_oom)
+                return -ENOMEM;
+
+        paf_flow *flow = c->flow, *out = flow;
+        const char *rest;
+        size_t rest_len;
+        conn_input(c, &rest, &rest_len);
+        if (rest_len > 0) {
+                int r = prefix_flow_new(flow, rest, rest_len, &out);
+                if (r < 0)
+                        return r;
+        }
+        struct iovec iov = {req->out, req->out_len};
+        int r = conn_write(c, req, &iov, 1, false);
+        if (r < 0) {
+                if (out != flow) {
+                        prefix_flow *pf = paf_flow_get_impl(out);
+                        pf->detached = true;
+                        paf_flow_close(out, NULL, NULL);
+                }
+                return r;
+        }
+        (void)paf_flow_read_stop(flow);
+        c->upgraded = true;
+        c->buf_start = c->buf_end = 0;
+        c->in = NULL;
+        c->in_len = 0;
+        req->resp = RESP_FINISHED;
+        req_release(req);
+        conn_close(c, 0);
+        *ret = out;
+        return 0;
+}
