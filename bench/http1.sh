@@ -33,7 +33,7 @@ done
 # A release build of our own, so that a debug build/ does not skew the figures.
 # werror off: a new compiler's warning must not stop a measurement.
 if [ ! -f "$build/build.ninja" ]; then
-        meson setup "$build" --buildtype=release -Dwerror=false -Dtests=false >/dev/null
+        meson setup "$build" --buildtype=release -Dtests=false >/dev/null
 fi
 if ! out=$(ninja -C "$build" 2>&1); then
         echo "$out" >&2

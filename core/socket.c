@@ -161,6 +161,16 @@ typedef struct socket_flow {
         int family;
         sd_event_source *io;
 
+        /* Edge-triggered epoll (EPOLLET): the fd is registered once for
+         * input and output, and these remember what the last edges said
+         * until a read or write finds the socket drained or full. Level
+         * triggering would have the kernel re-poll every ready socket on
+         * every epoll_wait, which costs more than the requests themselves. */
+        sd_event_source *resume; /* reads left over when an edge outlives a wakeup */
+        bool can_read;   /* data or EOF may be waiting */
+        bool eof_seen;   /* EPOLLRDHUP/HUP: a short read does not mean drained */
+        bool can_write;  /* the last send did not hit EAGAIN */
+
         bool reading;    /* the consumer wants data */
         bool read_ended; /* EOF or an error was seen: stop polling for input */
         uint8_t *buffer; /* READ_BUFFER_SIZE, allocated on first read */
@@ -178,25 +188,15 @@ typedef struct socket_flow {
         socklen_t peer_len, local_len;
 } socket_flow;
 
+/* No edge will come for input that was already announced: when the
+ * consumer wants data that may be waiting, read it from the loop. */
 static void socket_flow_update_events(socket_flow *sf) {
         if (sf->closed)
                 return;
-        uint32_t events = 0;
-        if (sf->reading && !sf->read_ended)
-                events |= EPOLLIN;
-        if (sf->writing)
-                events |= EPOLLOUT;
-        /* epoll reports EPOLLHUP/EPOLLERR even for an empty mask: with nothing
-         * to do, the source must be off or a hung-up peer makes us spin. */
-        if (events == 0) {
-                (void)sd_event_source_set_enabled(sf->io, SD_EVENT_OFF);
-                return;
-        }
-        int r = sd_event_source_set_io_events(sf->io, events);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(sf->io, SD_EVENT_ON);
+        bool want = sf->reading && sf->can_read && !sf->read_ended;
+        int r = sd_event_source_set_enabled(sf->resume, want ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
         if (r < 0)
-                paf_log(PAF_LOG_ERR, "flow %s: cannot watch the socket: %s",
+                paf_log(PAF_LOG_ERR, "flow %s: cannot schedule a read: %s",
                         paf_flow_get_peer(sf->flow), strerror(-r));
 }
 
@@ -231,8 +231,10 @@ static void socket_flow_push(socket_flow *sf) {
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
-                        if (errno == EAGAIN)
-                                return; /* EPOLLOUT brings us back */
+                        if (errno == EAGAIN) {
+                                sf->can_write = false;
+                                return; /* the next EPOLLOUT edge brings us back */
+                        }
                         socket_flow_write_finish(sf, -errno);
                         return;
                 }
@@ -267,9 +269,13 @@ static void socket_flow_pull(socket_flow *sf) {
                         return;
                 ssize_t n = recv(sf->fd, sf->buffer, READ_BUFFER_SIZE, MSG_DONTWAIT);
                 if (n > 0) {
+                        /* A short read drained the socket (new data brings a
+                         * new edge), unless the peer's EOF is still to read. */
+                        if (n < READ_BUFFER_SIZE && !sf->eof_seen)
+                                sf->can_read = false;
                         paf_flow_deliver(sf->flow, sf->buffer, (size_t)n, 0);
-                        if (n < READ_BUFFER_SIZE)
-                                return; /* most likely drained; epoll tells otherwise */
+                        if (!sf->can_read)
+                                return;
                         continue;
                 }
                 if (n == 0) {
@@ -279,12 +285,15 @@ static void socket_flow_pull(socket_flow *sf) {
                 }
                 if (errno == EINTR)
                         continue;
-                if (errno == EAGAIN)
+                if (errno == EAGAIN) {
+                        sf->can_read = false;
                         return;
+                }
                 sf->read_ended = true;
                 paf_flow_deliver(sf->flow, NULL, 0, -errno);
                 return;
         }
+        /* READS_PER_WAKEUP reached with data left: update_events resumes. */
 }
 
 static void socket_flow_free(socket_flow *sf) {
@@ -297,13 +306,33 @@ static int socket_flow_on_io(sd_event_source *s, int fd, uint32_t revents, void 
         (void)fd;
         socket_flow *sf = userdata;
 
+        if (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+                sf->can_write = true;
+        if (revents & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+                sf->can_read = true;
+        if (revents & (EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+                sf->eof_seen = true;
+
         sf->in_handler = true;
-        if (sf->writing && (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        if (sf->writing && sf->can_write)
                 socket_flow_push(sf);
-        if (!sf->closed && (revents & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+        if (!sf->closed && sf->can_read)
                 socket_flow_pull(sf);
         sf->in_handler = false;
 
+        if (sf->closed)
+                socket_flow_free(sf);
+        else
+                socket_flow_update_events(sf);
+        return 0;
+}
+
+static int socket_flow_on_resume(sd_event_source *s, void *userdata) {
+        (void)s;
+        socket_flow *sf = userdata;
+        sf->in_handler = true;
+        socket_flow_pull(sf);
+        sf->in_handler = false;
         if (sf->closed)
                 socket_flow_free(sf);
         else
@@ -320,8 +349,8 @@ static int socket_flow_read_start(paf_flow *flow) {
 
 static int socket_flow_read_stop(paf_flow *flow) {
         socket_flow *sf = paf_flow_get_impl(flow);
-        /* Not polling for input leaves the data in the kernel, whose full
-         * receive buffer closes the TCP window: that is the backpressure. */
+        /* Not reading leaves the data in the kernel, whose full receive
+         * buffer closes the TCP window: that is the backpressure. */
         sf->reading = false;
         socket_flow_update_events(sf);
         return 0;
@@ -335,9 +364,8 @@ static int socket_flow_write(paf_flow *flow, const struct iovec *iov, size_t n_i
         sf->n_iov = n_iov;
         sf->index = sf->offset = 0;
         /* Try at once: most writes fit in the socket buffer. */
-        socket_flow_push(sf);
-        if (sf->writing)
-                socket_flow_update_events(sf);
+        if (sf->can_write)
+                socket_flow_push(sf);
         return 0;
 }
 
@@ -351,6 +379,7 @@ static int socket_flow_shutdown(paf_flow *flow) {
 static void socket_flow_close(paf_flow *flow) {
         socket_flow *sf = paf_flow_get_impl(flow);
         sf->io = sd_event_source_disable_unref(sf->io);
+        sf->resume = sd_event_source_disable_unref(sf->resume);
         close_fd(sf->fd);
         sf->fd = -1;
         sf->closed = true;
@@ -425,6 +454,7 @@ PAF_EXPORT int paf_socket_flow_new(sd_event *event, int fd, const char *protocol
                 return -ENOMEM;
         }
         sf->fd = fd;
+        sf->can_write = true; /* a new socket has room; EAGAIN will say otherwise */
 
         sf->local_len = sizeof(sf->local);
         if (getsockname(fd, (struct sockaddr *)&sf->local, &sf->local_len) < 0)
@@ -453,9 +483,12 @@ PAF_EXPORT int paf_socket_flow_new(sd_event *event, int fd, const char *protocol
         sockaddr_text(&sf->peer, sf->peer_len, peer, sizeof(peer));
         sockaddr_text(&sf->local, sf->local_len, local, sizeof(local));
 
-        r = sd_event_add_io(event, &sf->io, fd, EPOLLIN, socket_flow_on_io, sf);
+        r = sd_event_add_io(event, &sf->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                            socket_flow_on_io, sf);
         if (r >= 0)
-                r = sd_event_source_set_enabled(sf->io, SD_EVENT_OFF);
+                r = sd_event_add_defer(event, &sf->resume, socket_flow_on_resume, sf);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(sf->resume, SD_EVENT_OFF);
         if (r >= 0) {
                 (void)sd_event_source_set_description(sf->io, "paf-socket-flow");
                 r = paf_flow_new(event, &socket_flow_ops, sf,
@@ -463,6 +496,7 @@ PAF_EXPORT int paf_socket_flow_new(sd_event *event, int fd, const char *protocol
         }
         if (r < 0) {
                 sd_event_source_disable_unref(sf->io);
+                sd_event_source_disable_unref(sf->resume);
                 close_fd(fd);
                 socket_flow_free(sf);
                 return r;

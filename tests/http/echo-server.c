@@ -217,11 +217,12 @@ static void sink_body(paf_http_request *req, const void *data, size_t len, int e
         char text[32];
         snprintf(text, sizeof(text), "%" PRIu64 "\n", *n);
         free(n);
+        paf_http_request_set_abort_handler(req, NULL, NULL);
         respond_text(req, 200, text);
 }
 
 static void sink_abort(paf_http_request *req, int error, void *userdata) {
-        (void)error;
+        fprintf(stderr, "echo-server: /sink aborted: %s\n", strerror(-error));
         free(userdata);
         (void)paf_http_response_finish(req, NULL);
 }
@@ -263,8 +264,8 @@ static int slow_fire(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static void slow_abort(paf_http_request *req, int error, void *userdata) {
-        (void)error;
         slow *sl = userdata;
+        fprintf(stderr, "echo-server: /slow aborted: %s\n", strerror(-error));
         sd_event_source_unref(sl->timer);
         free(sl);
         (void)paf_http_response_finish(req, NULL);

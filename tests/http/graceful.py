@@ -5,6 +5,7 @@ Usage: graceful.py ADDR PID   (sends SIGTERM to PID itself, at the right moment)
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -49,6 +50,51 @@ def client(i):
     finally:
         c.close()
 
+
+# First, clients that go away in the middle: the server's abort paths run
+# (the exit status under ASan tells whether they leaked).
+def rst_close(conn):
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+aborts = 0
+for close in (Conn.close, rst_close):
+    c = Conn(addr)  # a huge stream, left after 64 KiB
+    c.send(b"GET /stream?bytes=1073741824 HTTP/1.1\r\nHost: t\r\n\r\n")
+    got = 0
+    while got < 65536:
+        data = c.sock.recv(65536)  # bounded by the socket's timeout
+        if not data:
+            break
+        got += len(data)
+    close(c)
+    c = Conn(addr)  # an echo whose response the client never reads
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 16777216\r\n\r\n")
+    c.sock.settimeout(0.5)
+    try:
+        for _ in range(64):
+            c.sock.sendall(b"x" * 65536)
+    except (socket.timeout, TimeoutError):
+        pass  # backpressure all the way to us: the server stopped reading
+    close(c)
+    c = Conn(addr)  # a chunked echo cut in the middle of the body
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    time.sleep(0.05)
+    close(c)
+    c = Conn(addr)  # a sink cut short
+    c.send(b"POST /sink HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nabc")
+    time.sleep(0.05)
+    close(c)
+    c = Conn(addr)  # a slow answer nobody waits for
+    c.send(b"GET /slow?ms=200 HTTP/1.1\r\nHost: t\r\n\r\n")
+    close(c)
+    aborts += 5
+time.sleep(0.5)
+c = Conn(addr)
+c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+check(c.read_response().body == b"hello\n", "%d clients gone mid-request, the server still answers" % aborts)
+c.close()
 
 # An idle kept-alive connection: graceful stop closes it.
 idle = Conn(addr, timeout=5)

@@ -134,7 +134,8 @@ class GoodClient:
     def _run(self, tx):
         conn = None
         start = time.monotonic()
-        while not self.stop.is_set():
+        # Bounded even if the parent died without telling it to stop.
+        while not self.stop.is_set() and time.monotonic() - start < 60:
             try:
                 t0 = time.monotonic()
                 if conn is None or self.sent % 25 == 0:

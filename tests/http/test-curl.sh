@@ -58,6 +58,10 @@ for transport in tcp unix; do
         cmp "$tmp/3m" "$tmp/out" || fail "$transport: chunked 3 MiB upload not echoed byte-exact"
         ok "$transport: chunked 3 MiB upload echoed"
 
+        out=$(c "$@" -H 'Expect:' --data-binary "@$tmp/3m" "$url/sink") || fail "$transport: POST /sink"
+        [ "$out" = 3145728 ] || fail "$transport: /sink counted '$out' bytes of 3145728"
+        ok "$transport: 3 MiB read to the end before the answer"
+
         c "$@" -v -H 'Expect: 100-continue' --data-binary "@$tmp/100k" -o "$tmp/out" \
                 "$url/echo" 2>"$tmp/verbose" || fail "$transport: 100-continue POST"
         grep -q '^< HTTP/1.1 100 Continue' "$tmp/verbose" || fail "$transport: no 100 Continue: $(cat "$tmp/verbose")"
