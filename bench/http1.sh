@@ -1,29 +1,35 @@
 #!/usr/bin/env bash
 # bench/http1.sh — HTTP/1.1 server CPU per request: examples/hello vs nginx, and paf serve vs nginx on a static file, under wrk (keep-alive, then pipelined 16 deep).
 #
-#   bench/http1.sh [--quick] [--duration SECS] [--build DIR]
+#   bench/http1.sh [--quick] [--duration SECS] [--rounds N] [--build DIR]
 #
 # Each row: a server on 127.0.0.1, a 1 s warm-up, then a measured wrk run;
 # the server's CPU is utime+stime from /proc/PID/stat before and after,
 # divided by CLK_TCK. nginx runs as one process (master_process off), with
-# access_log off, like paf serve --quiet. Run by hand, not by test.sh.
+# access_log off, like paf serve --quiet. wrk runs one thread so that on a
+# 2-core machine it and the server each have a core; every row is measured
+# in several rounds alternating paf and nginx, and the median is compared,
+# since one run on a shared machine can be off by a third. Run by hand, not
+# by test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 duration=10
+rounds=3
 build=build-bench
 while [ $# -gt 0 ]; do
         case $1 in
-        --quick) duration=3 ;;
+        --quick) duration=3 rounds=1 ;;
+        --rounds) rounds=$2; shift ;;
         --duration) duration=$2; shift ;;
         --build) build=$2; shift ;;
-        -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "http1.sh: unknown option $1" >&2; exit 2 ;;
         esac
         shift
 done
 connections=50
-threads=2
+threads=1
 depth=16
 
 for tool in wrk nginx; do
@@ -31,7 +37,6 @@ for tool in wrk nginx; do
 done
 
 # A release build of our own, so that a debug build/ does not skew the figures.
-# werror off: a new compiler's warning must not stop a measurement.
 if [ ! -f "$build/build.ninja" ]; then
         meson setup "$build" --buildtype=release -Dtests=false >/dev/null
 fi
@@ -198,8 +203,8 @@ fi
 
 # ---- the rows ----
 
-rows=()
-# measure LABEL SERVER PID URL MODE
+# measure LABEL SERVER PID URL MODE: one measured run; prints its line and
+# sets $us (CPU us per request) and $rps.
 measure() {
         local label=$1 server=$2 pid=$3 url=$4 mode=$5
         run_wrk "$url" "$mode" 1 >/dev/null # warm-up
@@ -209,38 +214,55 @@ measure() {
         t1=$(cpu_ticks "$pid")
         requests=$(( ${res%%|*} * scale ))
         errors=${res#*|}
-        local cpu us rps
+        local cpu
         cpu=$(echo "scale=3; ($t1 - $t0) / $clk_tck" | bc)
         us=$(echo "scale=2; ($t1 - $t0) * 1000000 / $clk_tck / $requests" | bc)
         rps=$(( requests / duration ))
         printf '%-28s %-12s %12d %10d %9.2f %9.2f %s\n' "$label" "$server" "$requests" "$rps" \
                 "$cpu" "$us" "${errors:+  ($errors)}"
-        rows+=("$label|$server|$requests|$rps|$cpu|$us")
+}
+
+median() {
+        printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+rows=()
+# row LABEL PAF_NAME PAF_PID PAF_URL NGINX_URL MODE: rounds alternating paf
+# and nginx; keeps the medians.
+row() {
+        local label=$1 name=$2 pid=$3 purl=$4 nurl=$5 mode=$6 r
+        local pus=() prps=() nus=() nrps=()
+        for ((r = 0; r < rounds; r++)); do
+                measure "$label" "$name" "$pid" "$purl" "$mode"
+                pus+=("$us") prps+=("$rps")
+                measure "$label" "nginx" "$nginx_pid" "$nurl" "$mode"
+                nus+=("$us") nrps+=("$rps")
+        done
+        rows+=("$label|$(median "${pus[@]}")|$(median "${nus[@]}")|$(median "${prps[@]}")|$(median "${nrps[@]}")")
 }
 
 echo
-echo "wrk -t$threads -c$connections -d${duration}s; pipelined: $depth requests per write"
+echo "wrk -t$threads -c$connections -d${duration}s, $rounds round(s) per row; pipelined: $depth requests per write"
 printf '%-28s %-12s %12s %10s %9s %9s\n' "row" "server" "requests" "req/s" "cpu s" "cpu us/req"
 for mode in keep-alive pipelined; do
-        measure "hello, $mode" "paf hello" $hello_pid "http://$hello_addr/" $mode
-        measure "hello, $mode" "nginx" $nginx_pid "http://127.0.0.1:$nginx_hello_port/" $mode
+        row "hello, $mode" "paf hello" $hello_pid "http://$hello_addr/" \
+                "http://127.0.0.1:$nginx_hello_port/" $mode
 done
 for mode in keep-alive pipelined; do
-        measure "static 4 KiB, $mode" "paf serve" $paf_pid "http://$paf_addr/index.html" $mode
-        measure "static 4 KiB, $mode" "nginx" $nginx_pid "http://127.0.0.1:$nginx_static_port/index.html" $mode
+        row "static 4 KiB, $mode" "paf serve" $paf_pid "http://$paf_addr/index.html" \
+                "http://127.0.0.1:$nginx_static_port/index.html" $mode
 done
 
 # ---- the table: paf against nginx, row by row ----
 echo
 printf '%-28s %14s %14s %10s %12s %12s %10s\n' "row" "paf us/req" "nginx us/req" "cpu ratio" \
         "paf req/s" "nginx req/s" "rps ratio"
-for ((i = 0; i < ${#rows[@]}; i += 2)); do
-        IFS='|' read -r label _ _ prps _ pus <<<"${rows[i]}"
-        IFS='|' read -r _ _ _ nrps _ nus <<<"${rows[i + 1]}"
+for entry in "${rows[@]}"; do
+        IFS='|' read -r label pus nus prps nrps <<<"$entry"
         ratio=$(printf "%.2f" "$(echo "scale=4; $pus / $nus" | bc)")
         rratio=$(printf "%.2f" "$(echo "scale=4; $prps / $nrps" | bc)")
         printf '%-28s %14s %14s %10s %12s %12s %10s\n' "$label" "$pus" "$nus" "$ratio" "$prps" \
                 "$nrps" "$rratio"
 done
 echo
-echo "cpu ratio = paf CPU us per request / nginx's (lower is better for paf)"
+echo "medians of $rounds round(s); cpu ratio = paf CPU us per request / nginx's (lower is better for paf)"

@@ -96,6 +96,9 @@ static flow_req *list_pop(req_list *l) {
         return q;
 }
 
+/* Completion batches run right after a delivery (see paf_flow_deliver()). */
+#define INLINE_COMPLETION_ROUNDS 32
+
 static paf_flow *flow_ref(paf_flow *f) {
         f->n_ref++;
         return f;
@@ -325,7 +328,13 @@ PAF_EXPORT void paf_flow_deliver(paf_flow *flow, const void *data, size_t len, i
          * loop iteration per exchange; a closing flow keeps the deferred
          * path, which also releases the implementation. */
         if (flow->impl_depth == 0 && !flow->closing && flow->done.head) {
-                flow_run_completions(flow);
+                /* A few rounds: answering pipelined requests, each
+                 * completion leads to the next response. Bounded, so that
+                 * one busy connection cannot starve the others. */
+                for (unsigned i = 0; i < INLINE_COMPLETION_ROUNDS && flow->done.head &&
+                                     !flow->closing;
+                     i++)
+                        flow_run_completions(flow);
                 if (!flow->done.head && !flow->closing)
                         (void)sd_event_source_set_enabled(flow->defer, SD_EVENT_OFF);
         }

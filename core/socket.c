@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -153,13 +154,93 @@ static void sockaddr_text(const struct sockaddr_storage *ss, socklen_t len, char
                 snprintf(buf, size, "?");
 }
 
+/* ---- the poller ----
+ *
+ * The socket flows of an event loop share one epoll set of their own, which
+ * the loop watches as a single source. sd-event dispatches one source per
+ * iteration and asks the kernel again every time; with many busy
+ * connections that is an epoll_wait per request. Here one wakeup hands out
+ * the events of up to POLLER_BATCH connections.
+ *
+ * A flow closed while a batch runs may still have an event further down the
+ * batch: it is freed only when the batch is over (the graveyard).
+ */
+
+#define POLLER_BATCH 64
+
+typedef struct socket_flow socket_flow;
+typedef struct poller poller;
+struct poller {
+        sd_event *event; /* the loop holds us through io; flows hold the loop */
+        int epfd;
+        sd_event_source *io;
+        unsigned n_ref; /* one per flow, and one while a batch runs */
+        bool dispatching;
+        socket_flow *graveyard;
+        poller *next;
+};
+
+/* Event loops are used from one thread each. */
+static _Thread_local poller *pollers;
+
+static void socket_flow_handle(socket_flow *sf, uint32_t revents);
+static void socket_flow_free(socket_flow *sf);
+
+static void poller_unref(poller *p) {
+        assert(p->n_ref > 0);
+        if (--p->n_ref > 0)
+                return;
+        for (poller **i = &pollers; *i; i = &(*i)->next)
+                if (*i == p) {
+                        *i = p->next;
+                        break;
+                }
+        sd_event_source_disable_unref(p->io);
+        close_fd(p->epfd);
+        free(p);
+}
+
+static int poller_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+static int poller_get(sd_event *event, poller **ret) {
+        for (poller *p = pollers; p; p = p->next)
+                if (p->event == event) {
+                        p->n_ref++;
+                        *ret = p;
+                        return 0;
+                }
+        poller *p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->event = event;
+        p->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (p->epfd < 0) {
+                int r = -errno;
+                free(p);
+                return r;
+        }
+        int r = sd_event_add_io(event, &p->io, p->epfd, EPOLLIN, poller_on_io, p);
+        if (r < 0) {
+                close_fd(p->epfd);
+                free(p);
+                return r;
+        }
+        (void)sd_event_source_set_description(p->io, "paf-socket-poller");
+        p->n_ref = 1;
+        p->next = pollers;
+        pollers = p;
+        *ret = p;
+        return 0;
+}
+
 /* ---- the socket flow ---- */
 
-typedef struct socket_flow {
+struct socket_flow {
         paf_flow *flow;
         int fd;
         int family;
-        sd_event_source *io;
+        poller *poller;
+        socket_flow *grave_next;
 
         /* Edge-triggered epoll (EPOLLET): the fd is registered once for
          * input and output, and these remember what the last edges said
@@ -186,7 +267,7 @@ typedef struct socket_flow {
 
         struct sockaddr_storage peer, local;
         socklen_t peer_len, local_len;
-} socket_flow;
+};
 
 /* No edge will come for input that was already announced: when the
  * consumer wants data that may be waiting, read it from the loop. */
@@ -297,15 +378,51 @@ static void socket_flow_pull(socket_flow *sf) {
 }
 
 static void socket_flow_free(socket_flow *sf) {
+        poller *p = sf->poller;
         free(sf->buffer);
         free(sf);
+        if (p)
+                poller_unref(p);
 }
 
-static int socket_flow_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        (void)s;
-        (void)fd;
-        socket_flow *sf = userdata;
+/* A closed flow goes now, or after the batch that may still name it. */
+static void socket_flow_release(socket_flow *sf) {
+        if (sf->poller && sf->poller->dispatching) {
+                sf->grave_next = sf->poller->graveyard;
+                sf->poller->graveyard = sf;
+        } else
+                socket_flow_free(sf);
+}
 
+static int poller_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        (void)s;
+        (void)revents;
+        poller *p = userdata;
+        struct epoll_event ev[POLLER_BATCH];
+        int n = epoll_wait(fd, ev, POLLER_BATCH, 0);
+        if (n < 0) {
+                if (errno != EINTR)
+                        paf_log(PAF_LOG_ERR, "socket poller: epoll_wait: %m");
+                return 0;
+        }
+        p->n_ref++;
+        p->dispatching = true;
+        for (int i = 0; i < n; i++) {
+                socket_flow *sf = ev[i].data.ptr;
+                if (!sf->closed)
+                        socket_flow_handle(sf, ev[i].events);
+        }
+        p->dispatching = false;
+        while (p->graveyard) {
+                socket_flow *sf = p->graveyard;
+                p->graveyard = sf->grave_next;
+                socket_flow_free(sf);
+        }
+        poller_unref(p);
+        return 0;
+}
+
+static void socket_flow_handle(socket_flow *sf, uint32_t revents) {
         if (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))
                 sf->can_write = true;
         if (revents & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
@@ -321,10 +438,9 @@ static int socket_flow_on_io(sd_event_source *s, int fd, uint32_t revents, void 
         sf->in_handler = false;
 
         if (sf->closed)
-                socket_flow_free(sf);
+                socket_flow_release(sf);
         else
                 socket_flow_update_events(sf);
-        return 0;
 }
 
 static int socket_flow_on_resume(sd_event_source *s, void *userdata) {
@@ -334,7 +450,7 @@ static int socket_flow_on_resume(sd_event_source *s, void *userdata) {
         socket_flow_pull(sf);
         sf->in_handler = false;
         if (sf->closed)
-                socket_flow_free(sf);
+                socket_flow_release(sf);
         else
                 socket_flow_update_events(sf);
         return 0;
@@ -378,13 +494,14 @@ static int socket_flow_shutdown(paf_flow *flow) {
 
 static void socket_flow_close(paf_flow *flow) {
         socket_flow *sf = paf_flow_get_impl(flow);
-        sf->io = sd_event_source_disable_unref(sf->io);
+        if (sf->fd >= 0)
+                (void)epoll_ctl(sf->poller->epfd, EPOLL_CTL_DEL, sf->fd, NULL);
         sf->resume = sd_event_source_disable_unref(sf->resume);
         close_fd(sf->fd);
         sf->fd = -1;
         sf->closed = true;
         if (!sf->in_handler)
-                socket_flow_free(sf);
+                socket_flow_release(sf);
 }
 
 static int socket_flow_query(paf_flow *flow, int what, void *ret, size_t size) {
@@ -483,21 +600,26 @@ PAF_EXPORT int paf_socket_flow_new(sd_event *event, int fd, const char *protocol
         sockaddr_text(&sf->peer, sf->peer_len, peer, sizeof(peer));
         sockaddr_text(&sf->local, sf->local_len, local, sizeof(local));
 
-        r = sd_event_add_io(event, &sf->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                            socket_flow_on_io, sf);
+        r = poller_get(event, &sf->poller);
+        if (r >= 0) {
+                struct epoll_event ev = {
+                        .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                        .data.ptr = sf,
+                };
+                if (epoll_ctl(sf->poller->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+                        r = -errno;
+        }
         if (r >= 0)
                 r = sd_event_add_defer(event, &sf->resume, socket_flow_on_resume, sf);
         if (r >= 0)
                 r = sd_event_source_set_enabled(sf->resume, SD_EVENT_OFF);
         if (r >= 0) {
-                (void)sd_event_source_set_description(sf->io, "paf-socket-flow");
                 r = paf_flow_new(event, &socket_flow_ops, sf,
                                  protocol ?: family_protocol(sf->family), peer, local, &sf->flow);
         }
         if (r < 0) {
-                sd_event_source_disable_unref(sf->io);
                 sd_event_source_disable_unref(sf->resume);
-                close_fd(fd);
+                close_fd(fd); /* leaves the epoll set with it */
                 socket_flow_free(sf);
                 return r;
         }

@@ -772,8 +772,9 @@ static void test_idle_timeout_closes(void **state) {
         result_done(&r);
         int fds = count_fds();
         run_for(v->event, 300);
-        /* Our idle timer closed it. */
-        assert_int_equal(count_fds(), fds - 1);
+        /* Our idle timer closed it (and with the loop's last socket flow,
+         * the socket poller went too). */
+        assert_int_equal(count_fds(), fds - 2);
         get_ok(v, ctx, "/length", &r);
         result_done(&r);
         assert_int_equal(paf_http_client_get_n_connections(v->client), 2);
