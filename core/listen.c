@@ -47,8 +47,22 @@ PAF_EXPORT int paf_registry_listen(paf_registry *reg, paf_ctx *ctx, sd_event *ev
         if (!reg || !ctx || !event || !ret)
                 return paf_error_set(error, -EINVAL, "paf_registry_listen: invalid argument");
 
+        /* A layer (TLS) among the candidates wraps what the protocols
+         * under it listen on. */
+        _paf_cleanup_(paf_resolution_freep) paf_resolution *top = NULL;
+        int r = paf_registry_resolve(reg, ctx, &top);
+        if (r < 0)
+                return paf_error_set(error, r, "cannot resolve the endpoint to listen on: %s",
+                                     strerror(-r));
+        const char *layer = NULL;
+        for (size_t i = 0; i < paf_resolution_get_n_candidates(top) && !layer; i++) {
+                const paf_protocol *p = paf_resolution_get_protocol(top, i);
+                if (paf_protocol_is_layer(p))
+                        layer = p->ops->name;
+        }
+
         _paf_cleanup_(paf_resolution_freep) paf_resolution *res = NULL;
-        int r = paf_registry_resolve(reg, ctx, &res);
+        r = paf_registry_resolve_inner(reg, ctx, &res);
         if (r < 0)
                 return paf_error_set(error, r, "cannot resolve the endpoint to listen on: %s",
                                      strerror(-r));
@@ -74,6 +88,12 @@ PAF_EXPORT int paf_registry_listen(paf_registry *reg, paf_ctx *ctx, sd_event *ev
                 r = protocol_listen(p, layered, event, a->endpoint ?: what, &l, error);
                 if (r < 0)
                         return r;
+                if (layer) {
+                        paf_listener *inner = l;
+                        r = paf_registry_wrap_listener(reg, layer, inner, ctx, &l, error);
+                        if (r < 0)
+                                return r;
+                }
                 return listener_finish(reg, l, handler, userdata, ret, error);
         }
 
@@ -239,4 +259,48 @@ PAF_EXPORT int paf_registry_listen_fd(paf_registry *reg, int fd, sd_event *event
 fail:
         (void)close(fd);
         return r;
+}
+
+PAF_EXPORT int paf_registry_wrap_listener(paf_registry *reg, const char *protocol,
+                                          paf_listener *inner, paf_ctx *ctx, paf_listener **ret,
+                                          paf_error *error) {
+        if (!reg || !protocol || !inner || !ret) {
+                paf_listener_free(inner);
+                return paf_error_set(error, -EINVAL, "paf_registry_wrap_listener: invalid argument");
+        }
+        const paf_protocol *p = paf_registry_find_protocol(reg, protocol);
+        if (!p || p->ops->struct_size < offsetof(paf_protocol_ops, wrap_listener) +
+                                                sizeof(p->ops->wrap_listener) ||
+            !p->ops->wrap_listener) {
+                int r = paf_error_set(error, p ? -EOPNOTSUPP : -ENOENT,
+                                      "%s: %s", paf_listener_get_address(inner),
+                                      p ? "this protocol cannot wrap a listener"
+                                        : "no such protocol (is its plugin loaded?)");
+                if (!p)
+                        paf_error_prefix(error, "%s", protocol);
+                paf_listener_free(inner);
+                return r;
+        }
+        /* The layer reads its configuration through the plugins' rules too. */
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *layered = NULL;
+        int r = paf_ctx_new_layered(ctx, paf_registry_get_ctx(reg), &layered);
+        if (r < 0) {
+                paf_listener_free(inner);
+                return paf_error_set(error, r, "cannot wrap a listener: %s", strerror(-r));
+        }
+        char address[512];
+        snprintf(address, sizeof(address), "%s", paf_listener_get_address(inner));
+        paf_error e = PAF_ERROR_NULL;
+        paf_listener *l = NULL;
+        r = p->ops->wrap_listener(inner, layered, &l, &e, p->userdata);
+        if (r >= 0 && !l)
+                r = paf_error_set(&e, -EIO, "protocol %s wrapped without a listener", protocol);
+        if (r < 0) {
+                if (e.message[0] == '\0')
+                        return paf_error_set(error, r, "%s %s: %s", protocol, address, strerror(-r));
+                return paf_error_set(error, r, "%s", e.message);
+        }
+        paf_listener_hold_registry(l, reg);
+        *ret = l;
+        return 0;
 }

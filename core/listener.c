@@ -153,3 +153,12 @@ PAF_EXPORT void *paf_listener_get_impl(paf_listener *l) {
 PAF_EXPORT sd_event *paf_listener_get_event(paf_listener *l) {
         return l ? l->event : NULL;
 }
+
+PAF_EXPORT int paf_listener_reload(paf_listener *l, paf_ctx *ctx, paf_error *error) {
+        if (!l)
+                return paf_error_set(error, -EINVAL, "no listener");
+        if (!OPS_HAS(l->ops, reload))
+                return paf_error_set(error, -EOPNOTSUPP, "%s: nothing to reload",
+                                     paf_listener_get_address(l));
+        return l->ops->reload(l, ctx, error);
+}

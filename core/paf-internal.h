@@ -94,3 +94,7 @@ const paf_option *paf_plugin_get_options_internal(paf_plugin *plugin);
  * goes (ctx.c). Values it replaced are not restored. */
 unsigned paf_ctx_mark(paf_ctx *ctx);
 void paf_ctx_drop_since(paf_ctx *ctx, unsigned mark);
+
+/* Resolution without layer protocols: what a layer runs over (resolve.c). */
+int paf_registry_resolve_inner(paf_registry *reg, paf_ctx *ctx, paf_resolution **ret);
+bool paf_protocol_is_layer(const paf_protocol *p);

@@ -50,7 +50,21 @@ static int protocol_check(const paf_protocol *p, paf_ctx *ctx, char **ret_reason
         return 1;
 }
 
-static int resolution_new(paf_registry *reg, paf_ctx *ctx, paf_resolution **ret) {
+bool paf_protocol_is_layer(const paf_protocol *p) {
+        return p->ops->struct_size >= offsetof(paf_protocol_ops, flags) + sizeof(p->ops->flags) &&
+               (p->ops->flags & PAF_PROTOCOL_LAYER);
+}
+
+/* Which protocols a resolution may use: all of them at the top (with
+ * layers taking over from what they run over), or, under a layer, only
+ * protocols that are not layers. */
+typedef enum resolve_mode {
+        RESOLVE_TOP,
+        RESOLVE_INNER,
+} resolve_mode;
+
+static int resolution_new(paf_registry *reg, paf_ctx *ctx, resolve_mode mode,
+                          paf_resolution **ret) {
         _cleanup_free_ const paf_protocol **order = NULL;
         _cleanup_free_ int *status = NULL;
         _cleanup_free_ char **reasons = NULL;
@@ -84,13 +98,33 @@ static int resolution_new(paf_registry *reg, paf_ctx *ctx, paf_resolution **ret)
          * reports read the same way every time. */
         qsort(order, n, sizeof(*order), protocol_compare);
 
+        const char *layer = NULL;
         for (size_t i = 0; i < n; i++) {
-                status[i] = protocol_check(order[i], res->ctx, &reasons[i]);
-                if (status[i] == -ENOMEM) {
+                if (mode == RESOLVE_INNER && paf_protocol_is_layer(order[i])) {
+                        status[i] = -ENOENT;
+                        reasons[i] = strdup("a layer: not used under another layer");
+                } else {
+                        status[i] = protocol_check(order[i], res->ctx, &reasons[i]);
+                        if (status[i] == 1 && !layer && paf_protocol_is_layer(order[i]))
+                                layer = order[i]->ops->name;
+                }
+                if (status[i] == -ENOMEM || (status[i] != 1 && !reasons[i])) {
                         r = -ENOMEM;
                         goto fail;
                 }
         }
+        /* What a layer runs over is reached through it, never on its own:
+         * a failed TLS connection must not turn into a plain one. */
+        for (size_t i = 0; layer && i < n; i++)
+                if (status[i] == 1 && !paf_protocol_is_layer(order[i])) {
+                        status[i] = -ENOENT;
+                        if (asprintf(&reasons[i], "carried by %s, not tried on its own", layer) <
+                            0) {
+                                reasons[i] = NULL;
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                }
 
         for (size_t i = 0; i < n; i++) {
                 if (status[i] != 1)
@@ -136,10 +170,16 @@ fail:
         return r;
 }
 
+int paf_registry_resolve_inner(paf_registry *reg, paf_ctx *ctx, paf_resolution **ret) {
+        if (!reg || !ret)
+                return -EINVAL;
+        return resolution_new(reg, ctx, RESOLVE_INNER, ret);
+}
+
 PAF_EXPORT int paf_registry_resolve(paf_registry *reg, paf_ctx *ctx, paf_resolution **ret) {
         if (!reg || !ret)
                 return -EINVAL;
-        return resolution_new(reg, ctx, ret);
+        return resolution_new(reg, ctx, RESOLVE_TOP, ret);
 }
 
 PAF_EXPORT const paf_attempt *paf_resolution_get_attempts(paf_resolution *r, size_t *ret_n) {
@@ -474,9 +514,8 @@ static int on_connect_step(sd_event_source *s _unused_, void *userdata) {
         return 0;
 }
 
-PAF_EXPORT int paf_registry_connect(paf_registry *reg, paf_ctx *ctx, sd_event *event,
-                                    paf_connect_handler_t handler, void *userdata,
-                                    paf_connect **ret) {
+static int connect_new(paf_registry *reg, paf_ctx *ctx, resolve_mode mode, sd_event *event,
+                       paf_connect_handler_t handler, void *userdata, paf_connect **ret) {
         if (!reg || !event || !handler)
                 return -EINVAL;
 
@@ -488,7 +527,7 @@ PAF_EXPORT int paf_registry_connect(paf_registry *reg, paf_ctx *ctx, sd_event *e
         c->handler = handler;
         c->userdata = userdata;
 
-        int r = paf_registry_resolve(reg, ctx, &c->res);
+        int r = resolution_new(reg, ctx, mode, &c->res);
         if (r < 0)
                 goto fail;
         c->report = calloc(c->res->n_attempts + 1, sizeof(*c->report));
@@ -509,6 +548,20 @@ PAF_EXPORT int paf_registry_connect(paf_registry *reg, paf_ctx *ctx, sd_event *e
 fail:
         connect_free(c);
         return r;
+}
+
+PAF_EXPORT int paf_registry_connect(paf_registry *reg, paf_ctx *ctx, sd_event *event,
+                                    paf_connect_handler_t handler, void *userdata,
+                                    paf_connect **ret) {
+        return connect_new(reg, ctx, RESOLVE_TOP, event, handler, userdata, ret);
+}
+
+PAF_EXPORT int paf_connect_request_connect_inner(paf_connect_request *req,
+                                                 paf_connect_handler_t handler, void *userdata,
+                                                 paf_connect **ret) {
+        if (!req)
+                return -EINVAL;
+        return connect_new(req->reg, req->ctx, RESOLVE_INNER, req->event, handler, userdata, ret);
 }
 
 /*

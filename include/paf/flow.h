@@ -70,6 +70,11 @@ typedef enum paf_flow_query_t {
         PAF_FLOW_QUERY_PEER_CRED = 2,   /* struct ucred: unix socket peer */
         PAF_FLOW_QUERY_PEER_SOCKADDR,   /* struct sockaddr_storage; returns its length */
         PAF_FLOW_QUERY_LOCAL_SOCKADDR,  /* struct sockaddr_storage; returns its length */
+        /* TLS (answered by a TLS layer, ABI 1.1), into a char buffer: */
+        PAF_FLOW_QUERY_TLS_ALPN = 16,        /* negotiated protocol, "" if none */
+        PAF_FLOW_QUERY_TLS_SERVER_NAME = 17, /* SNI sent or received */
+        PAF_FLOW_QUERY_TLS_PEER_DN = 18,     /* verified peer certificate's subject DN */
+        PAF_FLOW_QUERY_TLS_VERSION = 19,     /* "TLS1.3" … */
         PAF_FLOW_QUERY_USER = 0x10000,  /* first value free for plugins */
 } paf_flow_query_t;
 

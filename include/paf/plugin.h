@@ -12,7 +12,7 @@ extern "C" {
 /* The ABI this header describes. A host loads plugins of the same major and
  * of a minor not newer than its own. */
 #define PAF_ABI_MAJOR 1
-#define PAF_ABI_MINOR 0
+#define PAF_ABI_MINOR 1 /* 1.1: protocol layers (flags, wrap_listener), listener reload */
 
 /* The symbol every plugin exports (PAF_PLUGIN_DEFINE defines it). */
 #define PAF_PLUGIN_SYMBOL "paf_plugin_entry"

@@ -52,7 +52,25 @@ typedef struct paf_protocol_ops {
          * endpoint keys in ctx. Returns 1 if it took the address, 0 if the
          * address is not of this protocol's form, < 0 if it is but is invalid. */
         int (*parse_address)(const char *address, paf_ctx *ctx, paf_error *error, void *userdata);
+
+        /* ---- ABI 1.1 ---- */
+
+        unsigned flags; /* PAF_PROTOCOL_* */
+        /* Optional, for layers: serve the flows of inner (which the wrapper
+         * now owns, also on failure) through this protocol, configured from
+         * ctx. TLS wraps any listener this way. */
+        int (*wrap_listener)(paf_listener *inner, paf_ctx *ctx, paf_listener **ret,
+                             paf_error *error, void *userdata);
 } paf_protocol_ops;
+
+/*
+ * A layer runs over another protocol's flow (TLS over tcp, unix, vsock …):
+ * its connect asks for the inner flow with paf_connect_request_connect_inner(),
+ * which resolves the same context without layers. When a layer is a
+ * candidate, the protocols it runs over are not tried on their own: a TLS
+ * connection that fails must never fall back to plain text.
+ */
+#define PAF_PROTOCOL_LAYER (1u << 0)
 
 PAF_EXPORT const char *paf_protocol_get_name(const paf_protocol *p);
 PAF_EXPORT int paf_protocol_get_priority(const paf_protocol *p);
@@ -122,6 +140,14 @@ PAF_EXPORT int paf_registry_connect(paf_registry *reg, paf_ctx *ctx, sd_event *e
 /* Stop a connect: its handler will not be called. NULL is fine. */
 PAF_EXPORT void paf_connect_cancel(paf_connect *c);
 
+/* For layers (ABI 1.1): connect to the inner endpoint of the request's
+ * context, trying only protocols that are not layers. Same contract as
+ * paf_registry_connect(); cancel the returned handle from the layer's
+ * cancel op. */
+PAF_EXPORT int paf_connect_request_connect_inner(paf_connect_request *req,
+                                                 paf_connect_handler_t handler, void *userdata,
+                                                 paf_connect **ret);
+
 /* ---- listeners ---- */
 
 /* Called with each accepted flow, which the handler now owns. */
@@ -142,6 +168,12 @@ PAF_EXPORT int paf_registry_listen_fd(paf_registry *reg, int fd, sd_event *event
                                       paf_accept_handler_t handler, void *userdata,
                                       paf_listener **ret, paf_error *error);
 
+/* Serve a listener's flows through a layer protocol ("tls"), configured from
+ * ctx (ABI 1.1). Takes ownership of inner, also on failure. */
+PAF_EXPORT int paf_registry_wrap_listener(paf_registry *reg, const char *protocol,
+                                          paf_listener *inner, paf_ctx *ctx, paf_listener **ret,
+                                          paf_error *error);
+
 /* Stop accepting and release the listener. NULL is fine; returns NULL. */
 PAF_EXPORT paf_listener *paf_listener_free(paf_listener *l);
 PAF_DEFINE_TRIVIAL_CLEANUP_FUNC(paf_listener *, paf_listener_free)
@@ -154,6 +186,10 @@ PAF_EXPORT const char *paf_listener_get_address(paf_listener *l);
 PAF_EXPORT const char *paf_listener_get_protocol(paf_listener *l);
 /* Listening fd, or -EOPNOTSUPP for transports without one. */
 PAF_EXPORT int paf_listener_get_fd(paf_listener *l);
+/* Apply a new configuration (new certificates, say) to what is accepted
+ * from now on; established flows go on unchanged. -EOPNOTSUPP when the
+ * listener has nothing to reload (ABI 1.1). */
+PAF_EXPORT int paf_listener_reload(paf_listener *l, paf_ctx *ctx, paf_error *error);
 
 /* ---- implementing a listener (plugins) ---- */
 
@@ -163,6 +199,8 @@ typedef struct paf_listener_ops {
         int (*stop)(paf_listener *l);
         void (*close)(paf_listener *l); /* may run inside paf_listener_deliver() */
         int (*get_fd)(paf_listener *l); /* optional */
+        /* ---- ABI 1.1 ---- */
+        int (*reload)(paf_listener *l, paf_ctx *ctx, paf_error *error); /* optional */
 } paf_listener_ops;
 
 PAF_EXPORT int paf_listener_new(sd_event *event, const paf_listener_ops *ops, void *impl,

@@ -16,6 +16,16 @@
 #include "config.h"
 #include <paf.h>
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+/* PAF_ABI_MINOR + 1, spelt out: the preprocessor cannot add in a string. */
+#if PAF_ABI_MINOR == 1
+#define MINOR_AHEAD "2"
+#else
+#error "spell out PAF_ABI_MINOR + 1 as MINOR_AHEAD"
+#endif
+#define MINOR_HOST STR(PAF_ABI_MINOR)
+
 #define assert_contains(haystack, needle)                                                          \
         do {                                                                                       \
                 const char *h_ = (haystack), *n_ = (needle);                                       \
@@ -173,7 +183,8 @@ static const struct {
         const char *reason;
 } refusals[] = {
         {"abi-major", "ABI major 2, this host supports 1"},
-        {"abi-minor", "ABI minor 1 is newer than this host's 1.0"},
+        /* The fixture is built one minor ahead of this host, whatever it is. */
+        {"abi-minor", "ABI minor " MINOR_AHEAD " is newer than this host's 1." MINOR_HOST},
         {"no-descriptor", "no plugin descriptor (symbol paf_plugin_entry not found)"},
         {"bad-name", "invalid plugin name \"Bad Name\""},
         {"wrong-name", "plugin name \"other\" does not match the file name \"wrong-name.so\""},

@@ -741,6 +741,126 @@ static void test_attempts_format(void **state) {
         assert_null(paf_attempts_format(NULL, 2));
 }
 
+/* ---- layers ---- */
+
+/* A layer: connects through whatever the context reaches without layers,
+ * and hands that flow on (a real one would wrap it). */
+typedef struct layer {
+        paf_protocol_ops ops;
+        const char *keys[2];
+        paf_connect_request *req;
+        int n_connect;
+} layer;
+
+static void on_inner(paf_flow *flow, const paf_attempt *attempts, size_t n, void *userdata) {
+        layer *l = userdata;
+        paf_connect_request *req = l->req;
+        l->req = NULL;
+        if (flow) {
+                paf_connect_request_done(req, flow);
+                return;
+        }
+        char *why = paf_attempts_format(attempts, n);
+        paf_connect_request_fail(req, n > 0 ? attempts[0].error : -ENOENT, "inner: %s",
+                                 why ? why : "?");
+        free(why);
+}
+
+static int layer_connect(paf_connect_request *req, void *userdata) {
+        layer *l = userdata;
+        l->n_connect++;
+        l->req = req;
+        return paf_connect_request_connect_inner(req, on_inner, l, NULL);
+}
+
+static int layer_describe(paf_ctx *ctx, char *buf, size_t size, void *userdata) {
+        (void)ctx;
+        (void)userdata;
+        snprintf(buf, size, "over the inner endpoint");
+        return 0;
+}
+
+static void layer_init(layer *l) {
+        *l = (layer){0};
+        l->keys[0] = "wrap.on";
+        l->ops = (paf_protocol_ops){
+                .struct_size = sizeof(paf_protocol_ops),
+                .name = "wrap",
+                .priority = 10,
+                .endpoint_keys = l->keys,
+                .describe = layer_describe,
+                .connect = layer_connect,
+                .flags = PAF_PROTOCOL_LAYER,
+        };
+}
+
+static void test_layer_never_falls_back(void **state) {
+        (void)state;
+        paf_registry *reg = NULL;
+        paf_ctx *ctx = NULL;
+        sd_event *e = new_event();
+        fake plain;
+        layer wrap;
+        assert_int_equal(paf_registry_new(&reg), 0);
+        assert_int_equal(paf_ctx_new(&ctx), 0);
+        fake_init(&plain, "plain", 50, "t.host", SYNC_FAIL, -ECONNREFUSED);
+        layer_init(&wrap);
+        fake_add(reg, &plain);
+        assert_int_equal(paf_registry_add_protocol(reg, &wrap.ops, &wrap), 0);
+        assert_int_equal(paf_ctx_set_string(ctx, "t.host", "127.0.0.1"), 0);
+
+        /* Without the layer's key, the plain protocol is the candidate. */
+        paf_resolution *res = NULL;
+        assert_int_equal(paf_registry_resolve(reg, ctx, &res), 0);
+        assert_int_equal(paf_resolution_get_n_candidates(res), 1);
+        assert_string_equal(paf_protocol_get_name(paf_resolution_get_protocol(res, 0)), "plain");
+        paf_resolution_free(res);
+
+        /* With it, only the layer is; what it runs over says why not. */
+        assert_int_equal(paf_ctx_set_bool(ctx, "wrap.on", true), 0);
+        assert_int_equal(paf_registry_resolve(reg, ctx, &res), 0);
+        assert_int_equal(paf_resolution_get_n_candidates(res), 1);
+        assert_string_equal(paf_protocol_get_name(paf_resolution_get_protocol(res, 0)), "wrap");
+        size_t n;
+        const paf_attempt *a = paf_resolution_get_attempts(res, &n);
+        assert_int_equal(n, 2);
+        assert_string_equal(a[1].protocol, "plain");
+        assert_false(a[1].candidate);
+        assert_string_equal(a[1].reason, "carried by wrap, not tried on its own");
+        paf_resolution_free(res);
+
+        /* The inner connection fails: the whole connect fails, through the
+         * layer, and the plain protocol is tried once (under the layer),
+         * never again on its own. */
+        result r = {0};
+        assert_int_equal(paf_registry_connect(reg, ctx, e, on_connected, &r, NULL), 0);
+        run_until(e, &r.called);
+        drain(e);
+        assert_null(r.flow);
+        assert_int_equal(wrap.n_connect, 1);
+        assert_int_equal(plain.n_connect, 1);
+        assert_string_equal(r.attempts[0].protocol, "wrap");
+        assert_true(r.attempts[0].tried);
+        assert_int_equal(r.attempts[0].error, -ECONNREFUSED);
+        assert_non_null(strstr(r.attempts[0].reason, "plain 127.0.0.1:plain: fake plain refused"));
+        free(r.text);
+
+        /* The inner connection works: the layer hands out a flow. */
+        plain.mode = SYNC_OK;
+        r = (result){0};
+        assert_int_equal(paf_registry_connect(reg, ctx, e, on_connected, &r, NULL), 0);
+        run_until(e, &r.called);
+        assert_non_null(r.flow);
+        assert_int_equal(plain.n_connect, 2);
+        close_flow(e, r.flow);
+        free(r.text);
+
+        paf_ctx_unref(ctx);
+        paf_registry_unref(reg);
+        drain(e);
+        sd_event_unref(e);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_resolve_order),
@@ -754,6 +874,7 @@ int main(void) {
                 cmocka_unit_test(test_cancel_abandons),
                 cmocka_unit_test(test_cancel_after_done),
                 cmocka_unit_test(test_attempts_format),
+                cmocka_unit_test(test_layer_never_falls_back),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

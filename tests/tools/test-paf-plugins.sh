@@ -28,7 +28,7 @@ expect_refused() {
         echo "$out" | grep -E "^$1 +$2: .*$3" >/dev/null || fail "$1: expected refusal \"$3\""
 }
 expect_refused abi-major "$tmp/p/abi-major.so" "ABI major 2"
-expect_refused abi-minor "$tmp/p/abi-minor.so" "ABI minor 1 is newer"
+expect_refused abi-minor "$tmp/p/abi-minor.so" "is newer than this host.s"
 expect_refused no-descriptor "$tmp/p/no-descriptor.so" "no plugin descriptor"
 expect_refused bad-name "$tmp/p/bad-name.so" "invalid plugin name"
 expect_refused wrong-name "$tmp/p/wrong-name.so" "does not match the file name"
