@@ -7,7 +7,8 @@ packages=(
         gcc make meson ninja-build pkg-config
         libsystemd-dev libinih-dev libcmocka-dev node-llhttp
         # real peers for the HTTP tests and benchmarks
-        curl nginx-light wrk python3
+        libgnutls28-dev
+        curl nginx-light wrk python3 gnutls-bin
         # tests: private network namespaces, sanitizers' symbolizer, valgrind
         iproute2 util-linux valgrind binutils
 )
