@@ -25,42 +25,13 @@
 #include <paf.h>
 #include <paf/http.h>
 
+#include "../common/paf-test.h"
+
 #define NGINX "/usr/sbin/nginx"
 #define FILE_SIZE (300 * 1024 + 17)
 #define BIG_SIZE (4 * 1024 * 1024)
 
 /* ---- helpers ---- */
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static bool run_until(sd_event *e, const bool *done, unsigned timeout_ms) {
-        uint64_t end = now_ms() + timeout_ms;
-        while (!*done && now_ms() < end)
-                assert_true(sd_event_run(e, 10 * 1000) >= 0);
-        return *done;
-}
-
-static void run_for(sd_event *e, unsigned ms) {
-        uint64_t end = now_ms() + ms;
-        while (now_ms() < end)
-                assert_true(sd_event_run(e, 5 * 1000) >= 0);
-}
-
-static int count_fds(void) {
-        DIR *d = opendir("/proc/self/fd");
-        assert_non_null(d);
-        int n = 0;
-        struct dirent *de;
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n;
-}
 
 static void write_file(const char *path, const void *data, size_t len) {
         FILE *f = fopen(path, "we");

@@ -22,25 +22,9 @@
 #include <paf.h>
 #include <paf/http.h>
 
+#include "../common/paf-test.h"
+
 /* ---- helpers ---- */
-
-static uint64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int count_fds(void) {
-        DIR *d = opendir("/proc/self/fd");
-        assert_non_null(d);
-        int n = 0;
-        struct dirent *de;
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n;
-}
 
 #define MAX_CLIENTS 48
 #define CLIENT_BUF (1024 * 1024)
@@ -259,7 +243,7 @@ static int setup(void **state) {
         return 0;
 }
 
-static void run_for(env *v, unsigned ms);
+static void run_env_for(env *v, unsigned ms);
 
 static int teardown(void **state) {
         env *v = *state;
@@ -278,7 +262,7 @@ static int teardown(void **state) {
                 free(v->clients[i]);
         }
         v->n_clients = 0;
-        run_for(v, 20);
+        run_env_for(v, 20);
         sd_event_unref(v->event);
         assert_int_equal(count_fds(), v->fds_before);
         free(v);
@@ -331,7 +315,7 @@ static void pump_all(env *v) {
                 client_pump(v->clients[i]);
 }
 
-static void run_for(env *v, unsigned ms) {
+static void run_env_for(env *v, unsigned ms) {
         uint64_t end = now_ms() + ms;
         while (now_ms() < end) {
                 assert_true(sd_event_run(v->event, 2 * 1000) >= 0);
@@ -523,7 +507,7 @@ static void test_get(void **state) {
         assert_null(field(r.head, "Transfer-Encoding", val, sizeof(val)));
         assert_int_equal(count_fields(r.head, "Date"), 1);
         assert_int_equal(count_fields(r.head, "Server"), 1);
-        run_for(v, 20);
+        run_env_for(v, 20);
         assert_false(c->eof);
         assert_int_equal(paf_http_server_get_n_connections(v->server), 1);
         assert_int_equal(paf_http_server_get_n_requests(v->server), 1);
@@ -574,7 +558,7 @@ static void test_pipelining(void **state) {
         client_send(c, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n"
                        "GET /second HTTP/1.1\r\nHost: x\r\n\r\n"
                        "GET /third HTTP/1.1\r\nHost: x\r\n\r\n");
-        run_for(v, 30);
+        run_env_for(v, 30);
         /* Nothing may overtake the late answer. */
         assert_int_equal(c->len, 0);
         assert_int_equal(v->n_handled, 1);
@@ -615,7 +599,7 @@ static void test_head(void **state) {
         client_send(c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
         next_resp(v, c, false, &get);
         assert_body(&get, "/after");
-        run_for(v, 20);
+        run_env_for(v, 20);
         assert_int_equal(c->len, c->off);
         /* 204: no body, no framing. */
         client_send(c, "GET /nocontent HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -630,7 +614,7 @@ static void test_post_length(void **state) {
         env *v = *state;
         client *c = client_new(v);
         client_send(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello");
-        run_for(v, 20);
+        run_env_for(v, 20);
         client_send(c, " world");
         resp r;
         next_resp(v, c, false, &r);
@@ -647,7 +631,7 @@ static void test_post_chunked(void **state) {
         client *c = client_new(v);
         client_send(c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                        "5\r\nhello\r\n");
-        run_for(v, 20);
+        run_env_for(v, 20);
         client_send(c, "6;ext=1\r\n world\r\n0\r\nX-Sum: 42\r\nX-Other: b\r\n\r\n");
         resp r;
         next_resp(v, c, false, &r);
@@ -743,7 +727,7 @@ static void test_continue(void **state) {
         v->late_read_body = true;
         client_send(e, "POST /late HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                        "Content-Length: 2\r\n\r\n");
-        run_for(v, 50);
+        run_env_for(v, 50);
         assert_non_null(v->held);
         assert_int_equal(e->len, 0);
         paf_http_request *req = v->held;
@@ -795,7 +779,7 @@ static void test_http10(void **state) {
         client_send(k, "GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
         next_resp(v, k, false, &r);
         assert_body(&r, "/b");
-        run_for(v, 20);
+        run_env_for(v, 20);
         assert_false(k->eof);
 
         /* Streaming to HTTP/1.0: no chunks, the close ends the body. */
@@ -822,7 +806,7 @@ static void test_connection_close(void **state) {
         assert_int_equal(v->n_handled, 1);
         close(c->fd);
         c->fd = -1;
-        run_for(v, 20);
+        run_env_for(v, 20);
         assert_int_equal(paf_http_server_get_n_connections(v->server), 0);
 }
 
@@ -866,18 +850,18 @@ static void test_upgrade(void **state) {
         assert_non_null(v->upgraded);
         assert_int_equal(paf_http_server_get_n_connections(v->server), 0);
         assert_int_equal(paf_flow_read_start(v->upgraded, on_up_read, v), 0);
-        run_for(v, 30);
+        run_env_for(v, 30);
         client_send(c, "+MORE");
         uint64_t end = now_ms() + 2000;
         while (v->up_len < 10 && now_ms() < end)
-                run_for(v, 5);
+                run_env_for(v, 5);
         assert_int_equal(v->up_len, 10);
         assert_memory_equal(v->up_data, "EARLY+MORE", 10);
         struct iovec iov = {(void *)"PONG", 4};
         assert_int_equal(paf_flow_write(v->upgraded, &iov, 1, NULL, NULL), 0);
         end = now_ms() + 2000;
         while (c->len - c->off < 4 && now_ms() < end)
-                run_for(v, 5);
+                run_env_for(v, 5);
         assert_memory_equal(c->buf + c->off, "PONG", 4);
 
         /* Without early bytes: the very flow. */
@@ -942,7 +926,7 @@ static void test_limits(void **state) {
                 client_send(d, line);
                 client_send_n(d, chunk, 60);
                 client_send(d, "\r\n");
-                run_for(v, 5);
+                run_env_for(v, 5);
         }
         expect_rejected(v, d, 413);
         /* The handler's reader learned it. */
@@ -982,7 +966,7 @@ static void test_timeouts(void **state) {
                 char b[2] = {req[i], 0};
                 if (write(a->fd, b, 1) < 0)
                         break;
-                run_for(v, 40);
+                run_env_for(v, 40);
         }
         assert_true(wait_eof(v, a, 2000));
         uint64_t took = now_ms() - start;
@@ -997,7 +981,7 @@ static void test_timeouts(void **state) {
         resp r;
         next_resp(v, b, false, &r);
         start = now_ms();
-        run_for(v, 150);
+        run_env_for(v, 150);
         assert_false(b->eof);
         assert_true(wait_eof(v, b, 2000));
         took = now_ms() - start;
@@ -1028,7 +1012,7 @@ static void test_timeouts(void **state) {
         client *d = client_new(v);
         assert_true(wait_eof(v, d, 2000));
         assert_int_equal(v->reports[4].status, 408);
-        run_for(v, 20);
+        run_env_for(v, 20);
         assert_int_equal(paf_http_server_get_n_connections(v->server), 0);
 }
 
@@ -1132,7 +1116,7 @@ static void test_malformed(void **state) {
                 while (!used && now_ms() < end) {
                         used = parse_resp(c->buf, c->len, false, c->eof, &r);
                         if (!used)
-                                run_for(v, 2);
+                                run_env_for(v, 2);
                 }
                 if (!used)
                         fail_msg("%s: no response", bc->what);
@@ -1159,7 +1143,7 @@ static void test_malformed(void **state) {
         /* The good ones, and the 3 bad bodies behind good headers. */
         assert_int_equal(v->n_handled, ELEMENTSOF_CASES + 3);
         assert_false(good->eof);
-        run_for(v, 20);
+        run_env_for(v, 20);
         assert_int_equal(paf_http_server_get_n_connections(v->server), 1);
 }
 
@@ -1177,7 +1161,7 @@ static void test_graceful_stop(void **state) {
         client *fresh = client_new(v);
         client *busy = client_new(v);
         client_send(busy, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
-        run_for(v, 20);
+        run_env_for(v, 20);
         assert_non_null(v->held);
         assert_int_equal(paf_http_server_get_n_connections(v->server), 3);
 
@@ -1204,7 +1188,7 @@ static void test_graceful_stop(void **state) {
         /* The server drains until the client closes too. */
         close(busy->fd);
         busy->fd = -1;
-        run_for(v, 30);
+        run_env_for(v, 30);
         assert_int_equal(v->n_done, 1);
         assert_int_equal(paf_http_server_get_n_connections(v->server), 0);
 }
@@ -1213,7 +1197,7 @@ static void test_stop_empty(void **state) {
         env *v = *state;
         assert_int_equal(paf_http_server_stop(v->server, on_done, v), 0);
         assert_int_equal(v->n_done, 0); /* from the loop, not from inside */
-        run_for(v, 20);
+        run_env_for(v, 20);
         assert_int_equal(v->n_done, 1);
 }
 
@@ -1223,11 +1207,11 @@ static void test_abort(void **state) {
         v->finish_in_abort = true;
         client *c = client_new(v);
         client_send(c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
-        run_for(v, 20);
+        run_env_for(v, 20);
         assert_non_null(v->held);
         close(c->fd);
         c->fd = -1;
-        run_for(v, 50);
+        run_env_for(v, 50);
         assert_int_equal(v->n_aborts, 1);
         assert_null(v->held);
         assert_int_equal(paf_http_server_get_n_connections(v->server), 0);
@@ -1236,11 +1220,11 @@ static void test_abort(void **state) {
         v->finish_in_abort = false;
         client *d = client_new(v);
         client_send(d, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
-        run_for(v, 20);
+        run_env_for(v, 20);
         paf_http_request *req = v->held;
         assert_non_null(req);
         assert_int_equal(shutdown(d->fd, SHUT_RDWR), 0);
-        run_for(v, 50);
+        run_env_for(v, 50);
         assert_int_equal(v->n_aborts, 2);
         assert_string_equal(paf_http_request_get_target(req), "/hold");
         assert_int_equal(paf_http_response_start(req, 200, NULL, 1), -ECONNRESET);
@@ -1250,7 +1234,7 @@ static void test_abort(void **state) {
         /* Freeing the server with a request in a handler aborts it. */
         client *e = client_new(v);
         client_send(e, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
-        run_for(v, 20);
+        run_env_for(v, 20);
         req = v->held;
         assert_non_null(req);
         v->server = paf_http_server_free(v->server);
@@ -1292,7 +1276,7 @@ static void test_listener(void **state) {
                 client_send(cs[i], "GET /l HTTP/1.1\r\nHost: x\r\n\r\n");
         }
         resp r;
-        run_for(v, 50);
+        run_env_for(v, 50);
         assert_int_equal(paf_http_server_get_n_connections(v->server), 1);
         int first = cs[0]->len > 0 ? 0 : 1;
         next_resp(v, cs[first], false, &r);
