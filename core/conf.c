@@ -40,6 +40,8 @@ struct paf_config {
         size_t n_load;
         bool has_load;
         int log_level; /* -1: not set */
+        char **listen; /* [listen.NAME] section names, in file order */
+        size_t n_listen;
 };
 
 /* ---- reading ---- */
@@ -274,6 +276,7 @@ static paf_config *config_free(paf_config *c) {
         free(c->sections);
         strv_free(c->plugin_path, c->n_plugin_path);
         strv_free(c->load, c->n_load);
+        strv_free(c->listen, c->n_listen);
         free(c->file);
         free(c);
         return NULL;
@@ -428,6 +431,22 @@ static const core_option http_section_options[] = {
         {},
 };
 
+/* [listen.NAME]: a listener of `paf serve`. NAME is what systemd's
+ * FileDescriptorName= would call it. Whether the section is complete
+ * (address; certificate and key for TLS) is checked once it was read whole. */
+static const core_option listen_section_options[] = {
+        {{"address", PAF_TYPE_STRING, NULL,
+          "Where to listen: PORT, HOST:PORT, [V6]:PORT, /path.sock, @abstract (required)"}},
+        {{"tls", PAF_TYPE_BOOL, "no", "Serve HTTPS: wrap the listener in the tls layer"}},
+        {{"certificate", PAF_TYPE_STRING, NULL, "PEM certificate chain (with tls)"}},
+        {{"key", PAF_TYPE_STRING, NULL, "PEM private key of the certificate (with tls)"}},
+        {{"client-ca", PAF_TYPE_STRING, NULL,
+          "PEM CA certificates: require and verify client certificates (mutual TLS)"}},
+        {},
+};
+
+#define LISTEN_PREFIX "listen."
+
 /* Sections that belong to libpaf itself. A new one is one more line here and
  * its option table. */
 static const core_section core_sections[] = {
@@ -435,10 +454,24 @@ static const core_section core_sections[] = {
         {"http", http_section_options},
 };
 
+/* A family of sections: every [PREFIXNAME] with NAME [a-z0-9_-]+. */
+static const core_section core_families[] = {
+        {LISTEN_PREFIX, listen_section_options},
+};
+
+static bool is_listen_section(const char *name) {
+        return name && strncmp(name, LISTEN_PREFIX, strlen(LISTEN_PREFIX)) == 0;
+}
+
 static const core_section *core_section_find(const char *name) {
         for (size_t i = 0; i < ELEMENTSOF(core_sections); i++)
                 if (strcmp(core_sections[i].name, name) == 0)
                         return &core_sections[i];
+        for (size_t i = 0; i < ELEMENTSOF(core_families); i++) {
+                size_t len = strlen(core_families[i].name);
+                if (strncmp(name, core_families[i].name, len) == 0 && paf_name_is_valid(name + len))
+                        return &core_families[i];
+        }
         return NULL;
 }
 
@@ -472,6 +505,19 @@ static int open_section(parser *p, const char *name, size_t len) {
         if (!a[c->n_sections].name)
                 return -ENOMEM;
         p->section = (ssize_t)c->n_sections++;
+
+        const char *full = a[p->section].name;
+        if (is_listen_section(full)) {
+                /* The name becomes a listener's and a socket unit's name: no
+                 * quoting games, whatever the file says. */
+                if (!core_section_find(full))
+                        return parser_error(p, -EINVAL,
+                                            "[%s]: \"%s\" is not a valid listener name "
+                                            "([a-z0-9_-]+, at most 64 characters)",
+                                            full, full + strlen(LISTEN_PREFIX));
+                if (strv_push(&c->listen, &c->n_listen, full, strlen(full)) < 0)
+                        return -ENOMEM;
+        }
         return 0;
 }
 
@@ -548,7 +594,7 @@ static char *reader(char *str, int num, void *stream) {
         memcpy(str, s, len);
         str[len] = '\0';
         if (classify(p, str) < 0) {
-                parser_error(p, -ENOMEM, "out of memory");
+                parser_error(p, -ENOMEM, "out of memory"); /* keeps an earlier error */
                 return NULL;
         }
         return str;
@@ -662,6 +708,49 @@ static int handler(void *user, const char *section, const char *key, const char 
         return 1;
 }
 
+/* What [listen.NAME] needs can only be known once the section was read
+ * whole: it may be spread over the file. */
+static int check_listen_sections(paf_config *c, paf_error *error) {
+        for (size_t i = 0; i < c->n_listen; i++) {
+                conf_section *s = config_find_section(c, c->listen[i]);
+                assert(s);
+                conf_entry *address = section_find_entry(s, "address"),
+                           *tls = section_find_entry(s, "tls"),
+                           *cert = section_find_entry(s, "certificate"),
+                           *key = section_find_entry(s, "key"),
+                           *client_ca = section_find_entry(s, "client-ca");
+                paf_value v = PAF_VALUE_BOOL(false);
+                char reason[128]; /* checked as it was read: cannot fail here */
+                if (tls)
+                        (void)paf_option_parse(PAF_TYPE_BOOL, tls->value, &v, reason,
+                                               sizeof(reason));
+                bool on = v.boolean;
+
+                if (!address || !*address->value)
+                        return paf_error_set(error, -EINVAL,
+                                             "%s:%u: [%s] key \"address\": required (where to "
+                                             "listen)",
+                                             c->file, address ? address->line : s->line, s->name);
+                if (on && (!cert || !*cert->value))
+                        return paf_error_set(error, -EINVAL,
+                                             "%s:%u: [%s] key \"certificate\": required with tls",
+                                             c->file, tls->line, s->name);
+                if (on && (!key || !*key->value))
+                        return paf_error_set(error, -EINVAL,
+                                             "%s:%u: [%s] key \"key\": required with tls", c->file,
+                                             tls->line, s->name);
+                /* Keys that would be silently ignored are a mistake waiting to
+                 * serve plain text. */
+                conf_entry *stray = !on ? (cert ? cert : key ? key : client_ca) : NULL;
+                if (stray)
+                        return paf_error_set(error, -EINVAL,
+                                             "%s:%u: [%s] key \"%s\": only used with \"tls = "
+                                             "yes\"",
+                                             c->file, stray->line, s->name, stray->key);
+        }
+        return 0;
+}
+
 static int parse(paf_registry *reg, const char *name, const char *dir, FILE *f, const char *text,
                  paf_error *error) {
         parser p = {.dir = dir, .file = f, .text = text, .section = -1, .entry = -1};
@@ -691,7 +780,7 @@ static int parse(paf_registry *reg, const char *name, const char *dir, FILE *f, 
                 r = paf_error_set(error, -EINVAL, "%s:%u: line too long (more than %d characters)",
                                   name, p.long_line, p.long_limit);
         else
-                r = 0;
+                r = check_listen_sections(p.config, error);
         if (r < 0) {
                 config_free(p.config);
                 return r;
@@ -819,6 +908,14 @@ int paf_config_check_sections(paf_registry *reg, paf_error *error, unsigned *ret
 }
 
 /* ---- reading options ---- */
+
+PAF_EXPORT const char *const *paf_registry_get_listen_sections(paf_registry *reg, size_t *ret_n) {
+        static const char *const none[] = {NULL};
+        size_t n = reg && reg->config ? reg->config->n_listen : 0;
+        if (ret_n)
+                *ret_n = n;
+        return n > 0 ? (const char *const *)reg->config->listen : none;
+}
 
 PAF_EXPORT int paf_registry_get_option(paf_registry *reg, const char *section, const char *key,
                                        paf_value *ret) {

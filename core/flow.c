@@ -321,13 +321,14 @@ PAF_EXPORT void paf_flow_deliver(paf_flow *flow, const void *data, size_t len, i
         flow_ref(flow);
         flow->impl_depth++;
         flow->read_handler(flow, len > 0 ? data : NULL, len, error, flow->read_userdata);
-        flow->impl_depth--;
         /* A consumer answering what it just read (a request, say) usually
          * finds its write completed at once. The read handler has returned,
          * so telling it now is still "from the loop" and saves an event
-         * loop iteration per exchange; a closing flow keeps the deferred
-         * path, which also releases the implementation. */
-        if (flow->impl_depth == 0 && !flow->closing && flow->done.head) {
+         * loop iteration per exchange. The delivery still counts as running
+         * (impl_depth), so a completion that closes the flow leaves the
+         * implementation's close to the loop, as flow.h promises; a closing
+         * flow keeps the deferred path. */
+        if (flow->impl_depth == 1 && !flow->closing && flow->done.head) {
                 /* A few rounds: answering pipelined requests, each
                  * completion leads to the next response. Bounded, so that
                  * one busy connection cannot starve the others. */
@@ -338,6 +339,7 @@ PAF_EXPORT void paf_flow_deliver(paf_flow *flow, const void *data, size_t len, i
                 if (!flow->done.head && !flow->closing)
                         (void)sd_event_source_set_enabled(flow->defer, SD_EVENT_OFF);
         }
+        flow->impl_depth--;
         flow_unref(flow);
 }
 

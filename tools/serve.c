@@ -1,4 +1,5 @@
-/* tools/serve.c — `paf serve`: static files on every listener the plugins offer, access log. */
+/* tools/serve.c — `paf serve`: static files on every listener the plugins offer, HTTPS through the
+ * tls layer, access log. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -6,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,11 +16,29 @@
 
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 #define MAX_LISTEN 64
+#define MAX_CERTS 16 /* what the tls layer takes: tls.cert-file, tls.cert-file.2 … .16 */
+
+/* What a TLS listener serves; the files are read again on SIGHUP. */
+typedef struct tls_config {
+        char *cert[MAX_CERTS]; /* the first is the default, the others go by SNI */
+        char *key[MAX_CERTS];
+        size_t n_certs;
+        char *client_ca; /* NULL: no client certificates asked for */
+} tls_config;
+
+typedef struct tls_listener {
+        paf_listener *listener; /* owned by the server */
+        char *label;            /* "https://127.0.0.1:8443", for messages */
+        tls_config config;
+} tls_listener;
 
 typedef struct serve {
         sd_event *event;
+        paf_registry *reg;
         paf_http_server *server;
         static_root *root;
+        tls_listener *tls;
+        size_t n_tls;
         bool quiet;
         bool stopping;
 } serve;
@@ -28,12 +48,19 @@ static void usage(FILE *f) {
                    "\n"
                    "Serve the files of a directory over HTTP/1.1.\n"
                    "\n"
-                   "  --listen ADDR   Listen on ADDR (repeatable): PORT, HOST:PORT, [V6]:PORT,\n"
-                   "                  /path.sock or @abstract (default " DEFAULT_LISTEN ")\n"
-                   "  --root DIR      Serve DIR (default: the current directory)\n"
-                   "  --config FILE   paf.conf: plugins and the [http] limits\n"
-                   "  --quiet         No access log\n"
-                   "  --help          Show this help\n");
+                   "  --listen ADDR      Listen on ADDR (repeatable): PORT, HOST:PORT, [V6]:PORT,\n"
+                   "                     /path.sock or @abstract (default " DEFAULT_LISTEN ")\n"
+                   "  --listen-tls ADDR  Serve HTTPS on ADDR (repeatable), with --cert and --key\n"
+                   "  --cert FILE        PEM certificate chain; repeat with --key for more names:\n"
+                   "                     the first pair is the default, the others go by SNI\n"
+                   "  --key FILE         PEM private key of the --cert before it\n"
+                   "  --client-ca FILE   Require client certificates signed by these CAs (mTLS)\n"
+                   "  --root DIR         Serve DIR (default: the current directory)\n"
+                   "  --config FILE      paf.conf: plugins, [http] limits, [tls], [listen.NAME]\n"
+                   "  --quiet            No access log\n"
+                   "  --help             Show this help\n"
+                   "\n"
+                   "SIGHUP reads the certificates and keys again; on error the old ones stay.\n");
 }
 
 /* ---- access log: combined format, one write(2) per line ---- */
@@ -82,16 +109,27 @@ static const char *log_time(void) {
         return buf;
 }
 
+/* Whether the peer is an IP address with a port, also under a layer (TLS
+ * over TCP), which forwards the query to the socket. */
+static bool peer_is_inet(paf_flow *flow, const char *proto) {
+        if (proto && strcmp(proto, "tcp") == 0)
+                return true;
+        struct sockaddr_storage ss = {};
+        int r = paf_flow_query(flow, PAF_FLOW_QUERY_PEER_SOCKADDR, &ss, sizeof(ss));
+        return r > 0 && (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+}
+
 /* The peer's host for TCP ("127.0.0.1", "::1"); the transport's text otherwise. */
 static void log_peer(paf_http_request *req, char *buf, size_t size) {
+        paf_flow *flow = paf_http_request_get_flow(req);
         const char *peer = paf_http_request_get_peer(req);
-        const char *proto = paf_flow_get_protocol(paf_http_request_get_flow(req));
+        const char *proto = paf_flow_get_protocol(flow);
         if (!peer || !*peer || strcmp(peer, "?") == 0) {
                 snprintf(buf, size, "%s", proto && *proto ? proto : "-");
                 return;
         }
         size_t len = strlen(peer);
-        if (proto && strcmp(proto, "tcp") == 0) {
+        if (peer_is_inet(flow, proto)) {
                 if (peer[0] == '[') {
                         const char *end = strchr(peer, ']');
                         if (end) {
@@ -112,10 +150,34 @@ static void log_peer(paf_http_request *req, char *buf, size_t size) {
         log_escape(buf, size, tmp);
 }
 
+/* The verified client certificate's subject (mutual TLS) as the log's user
+ * field, like Apache's SSLUserName: one field, so blanks are escaped. */
+static void log_user(paf_http_request *req, char *buf, size_t size) {
+        char dn[1024];
+        int r = paf_flow_query(paf_http_request_get_flow(req), PAF_FLOW_QUERY_TLS_PEER_DN, dn,
+                               sizeof(dn));
+        if (r < 0 || !dn[0]) {
+                snprintf(buf, size, "-");
+                return;
+        }
+        dn[sizeof(dn) - 1] = '\0';
+        char tmp[1024];
+        log_escape(tmp, sizeof(tmp), dn);
+        size_t n = 0;
+        for (const char *p = tmp; *p && n + 5 < size; p++)
+                if (*p == ' ') {
+                        memcpy(buf + n, "\\x20", 4);
+                        n += 4;
+                } else
+                        buf[n++] = *p;
+        buf[n] = '\0';
+}
+
 static access_entry *access_begin(paf_http_request *req) {
         const paf_http_headers *h = paf_http_request_get_headers(req);
-        char peer[256], method[64], target[2048], referer[1024], agent[1024];
+        char peer[256], user[1200], method[64], target[2048], referer[1024], agent[1024];
         log_peer(req, peer, sizeof(peer));
+        log_user(req, user, sizeof(user));
         log_escape(method, sizeof(method), paf_http_request_get_method(req));
         log_escape(target, sizeof(target), paf_http_request_get_target(req));
         log_escape(referer, sizeof(referer), paf_http_headers_get(h, "Referer"));
@@ -123,8 +185,8 @@ static access_entry *access_begin(paf_http_request *req) {
         int version = paf_http_request_get_version(req);
 
         char prefix[4096], suffix[2100];
-        int p = snprintf(prefix, sizeof(prefix), "%s - - %s \"%s %s HTTP/%d.%d\"", peer, log_time(),
-                         method, target, version / 10, version % 10);
+        int p = snprintf(prefix, sizeof(prefix), "%s - %s %s \"%s %s HTTP/%d.%d\"", peer, user,
+                         log_time(), method, target, version / 10, version % 10);
         int s = snprintf(suffix, sizeof(suffix), "\"%s\" \"%s\"", referer, agent);
         if (p < 0 || s < 0)
                 return NULL;
@@ -197,16 +259,6 @@ static int on_signal(sd_event_source *source, const struct signalfd_siginfo *si,
         return 0;
 }
 
-/* "http://127.0.0.1:8080", "unix:/run/paf.sock", "vsock:…" */
-static void print_listener(paf_listener *l) {
-        const char *proto = paf_listener_get_protocol(l);
-        const char *address = paf_listener_get_address(l);
-        if (proto && strcmp(proto, "tcp") == 0)
-                fprintf(stderr, "paf: listening on http://%s\n", address);
-        else
-                fprintf(stderr, "paf: listening on %s:%s\n", proto ? proto : "?", address);
-}
-
 static int load_registry(const char *config, paf_registry **ret) {
         paf_registry *reg = NULL;
         paf_error error = PAF_ERROR_NULL;
@@ -239,25 +291,311 @@ static int load_registry(const char *config, paf_registry **ret) {
         return 0;
 }
 
+/* "http://127.0.0.1:8080", "unix:/run/paf.sock", "https://127.0.0.1:8443",
+ * "https+unix:/run/paf.sock": inner is the transport under TLS, or NULL. */
+static char *listener_label(paf_listener *l, const char *inner_protocol) {
+        const char *proto = inner_protocol ? inner_protocol : paf_listener_get_protocol(l);
+        const char *address = paf_listener_get_address(l);
+        const char *scheme = inner_protocol ? "https" : "http";
+        char *label;
+        int r;
+        if (proto && strcmp(proto, "tcp") == 0)
+                r = asprintf(&label, "%s://%s", scheme, address ? address : "?");
+        else if (inner_protocol)
+                r = asprintf(&label, "https+%s:%s", proto ? proto : "?", address ? address : "?");
+        else
+                r = asprintf(&label, "%s:%s", proto ? proto : "?", address ? address : "?");
+        return r < 0 ? NULL : label;
+}
+
+/* ---- TLS ---- */
+
+static void tls_config_done(tls_config *c) {
+        for (size_t i = 0; i < c->n_certs; i++) {
+                free(c->cert[i]);
+                free(c->key[i]);
+        }
+        free(c->client_ca);
+        *c = (tls_config){};
+}
+
+/* A copy of path; a relative one is taken from dir (the config file's), if any. */
+static char *path_from(const char *dir, const char *path) {
+        char *ret;
+        if (!dir || path[0] == '/')
+                return strdup(path);
+        return asprintf(&ret, "%s/%s", dir, path) < 0 ? NULL : ret;
+}
+
+static int tls_config_add_cert(tls_config *c, const char *dir, const char *cert, const char *key) {
+        if (c->n_certs == MAX_CERTS)
+                return -E2BIG;
+        char *a = path_from(dir, cert), *b = path_from(dir, key);
+        if (!a || !b) {
+                free(a);
+                free(b);
+                return -ENOMEM;
+        }
+        c->cert[c->n_certs] = a;
+        c->key[c->n_certs++] = b;
+        return 0;
+}
+
+static int tls_config_copy(tls_config *dst, const tls_config *src) {
+        *dst = (tls_config){};
+        for (size_t i = 0; i < src->n_certs; i++)
+                if (tls_config_add_cert(dst, NULL, src->cert[i], src->key[i]) < 0)
+                        goto fail;
+        if (src->client_ca && !(dst->client_ca = strdup(src->client_ca)))
+                goto fail;
+        return 0;
+fail:
+        tls_config_done(dst);
+        return -ENOMEM;
+}
+
+/* The tls layer's context: the files (read by the layer, so a reload sees
+ * what is on disk now), ALPN, and the [tls] options of paf.conf. */
+static int tls_ctx_new(paf_registry *reg, const tls_config *c, paf_ctx **ret) {
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *ctx = NULL;
+        int r = paf_ctx_new(&ctx);
+        for (size_t i = 0; r >= 0 && i < c->n_certs; i++) {
+                char cert_key[48] = "tls.cert-file", key_key[48] = "tls.key-file";
+                if (i > 0) {
+                        snprintf(cert_key, sizeof(cert_key), "tls.cert-file.%zu", i + 1);
+                        snprintf(key_key, sizeof(key_key), "tls.key-file.%zu", i + 1);
+                }
+                r = paf_ctx_set_string(ctx, cert_key, c->cert[i]);
+                if (r >= 0)
+                        r = paf_ctx_set_string(ctx, key_key, c->key[i]);
+        }
+        if (r >= 0 && c->client_ca) {
+                r = paf_ctx_set_string(ctx, "tls.client-ca-file", c->client_ca);
+                if (r >= 0)
+                        r = paf_ctx_set_bool(ctx, "tls.require-client-cert", true);
+        }
+        if (r >= 0)
+                r = paf_ctx_set_string(ctx, "tls.alpn", "http/1.1");
+        /* Absent when the tls plugin declares no such option: the layer's
+         * own defaults apply. */
+        paf_value v;
+        if (r >= 0 && paf_registry_get_option(reg, "tls", "priority", &v) >= 0 &&
+            v.type == PAF_TYPE_STRING)
+                r = paf_ctx_set_string(ctx, "tls.priority", v.string);
+        if (r >= 0 && paf_registry_get_option(reg, "tls", "handshake-timeout", &v) >= 0 &&
+            v.type == PAF_TYPE_INT)
+                r = paf_ctx_set_int(ctx, "tls.handshake-timeout", v.integer);
+        if (r < 0)
+                return r;
+        *ret = ctx;
+        ctx = NULL;
+        return 0;
+}
+
+/* SIGHUP: new certificates for new connections; established ones go on. */
+static int on_reload(sd_event_source *source, const struct signalfd_siginfo *si, void *userdata) {
+        serve *s = userdata;
+        (void)source;
+        (void)si;
+        if (s->stopping)
+                return 0; /* the listeners are gone */
+        if (s->n_tls == 0)
+                fprintf(stderr, "paf: SIGHUP: no TLS listener, nothing to reload\n");
+        for (size_t i = 0; i < s->n_tls; i++) {
+                tls_listener *t = &s->tls[i];
+                paf_ctx *ctx = NULL;
+                paf_error error = PAF_ERROR_NULL;
+                int r = tls_ctx_new(s->reg, &t->config, &ctx);
+                if (r >= 0)
+                        r = paf_listener_reload(t->listener, ctx, &error);
+                paf_ctx_unref(ctx);
+                if (r < 0)
+                        fprintf(stderr,
+                                "paf: %s: reload failed, keeping the old certificates: %s\n",
+                                t->label, error.message[0] ? error.message : strerror(-r));
+                else
+                        fprintf(stderr, "paf: %s: certificates reloaded\n", t->label);
+        }
+        return 0;
+}
+
+/* ---- listening ---- */
+
+/*
+ * Listen on address (what: "--listen \"8080\"", "[listen.web]" for messages),
+ * through TLS when tls is not NULL, and hand the listener to the server.
+ */
+static int serve_listen(serve *s, const char *what, const char *address, const tls_config *tls) {
+        paf_listener *l = NULL;
+        paf_error error = PAF_ERROR_NULL;
+        int r = paf_registry_listen_address(s->reg, address, s->event, NULL, NULL, &l, &error);
+        if (r < 0) {
+                /* The plugins' messages usually start with the address already. */
+                char quoted[512];
+                snprintf(quoted, sizeof(quoted), "\"%s\"", address);
+                if (strncmp(error.message, quoted, strlen(quoted)) == 0 && strstr(what, quoted))
+                        fprintf(stderr, "paf: %.*s%s\n", (int)(strstr(what, quoted) - what), what,
+                                error.message);
+                else
+                        fprintf(stderr, "paf: %s: %s\n", what,
+                                error.message[0] ? error.message : strerror(-r));
+                return r;
+        }
+
+        char *inner = NULL;
+        tls_listener t = {};
+        if (tls) {
+                inner = strdup(paf_listener_get_protocol(l) ? paf_listener_get_protocol(l) : "?");
+                paf_ctx *ctx = NULL;
+                r = !inner ? -ENOMEM : tls_ctx_new(s->reg, tls, &ctx);
+                if (r < 0) {
+                        paf_listener_free(l);
+                        free(inner);
+                        fprintf(stderr, "paf: %s: %s\n", what, strerror(-r));
+                        return r;
+                }
+                /* The layer owns the inner listener from here, also on failure. */
+                paf_listener *inner_l = l;
+                l = NULL;
+                r = paf_registry_wrap_listener(s->reg, "tls", inner_l, ctx, &l, &error);
+                paf_ctx_unref(ctx);
+                if (r < 0) {
+                        free(inner);
+                        fprintf(stderr, "paf: %s: TLS: %s\n", what,
+                                error.message[0] ? error.message : strerror(-r));
+                        return r;
+                }
+                r = tls_config_copy(&t.config, tls);
+                if (r >= 0) {
+                        tls_listener *a = reallocarray(s->tls, s->n_tls + 1, sizeof(*a));
+                        if (a)
+                                s->tls = a;
+                        else
+                                r = -ENOMEM;
+                }
+                if (r < 0) {
+                        tls_config_done(&t.config);
+                        paf_listener_free(l);
+                        free(inner);
+                        fprintf(stderr, "paf: %s: %s\n", what, strerror(-r));
+                        return r;
+                }
+        }
+
+        char *label = listener_label(l, inner);
+        free(inner);
+        /* The server owns l from here, also when this fails. */
+        r = paf_http_server_add_listener(s->server, l);
+        if (r < 0 || !label) {
+                fprintf(stderr, "paf: %s: %s\n", what, strerror(r < 0 ? -r : ENOMEM));
+                tls_config_done(&t.config);
+                free(label);
+                return r < 0 ? r : -ENOMEM;
+        }
+        fprintf(stderr, "paf: listening on %s\n", label);
+        if (tls) {
+                t.listener = l;
+                t.label = label;
+                s->tls[s->n_tls++] = t;
+        } else
+                free(label);
+        return 0;
+}
+
+/* Every [listen.NAME] of the configuration; relative files are taken from
+ * the configuration's directory, as plugin-path is. */
+static int listen_config(serve *s, const char *config) {
+        size_t n;
+        const char *const *names = paf_registry_get_listen_sections(s->reg, &n);
+        char *dir = NULL;
+        const char *slash = config ? strrchr(config, '/') : NULL;
+        if (slash && !(dir = strndup(config, slash > config ? (size_t)(slash - config) : 1)))
+                return -ENOMEM;
+        int r = 0;
+
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                char what[256];
+                snprintf(what, sizeof(what), "%s: [%s]", config, names[i]);
+                paf_value address, tls, v;
+                r = paf_registry_get_option(s->reg, names[i], "address", &address);
+                if (r >= 0)
+                        r = paf_registry_get_option(s->reg, names[i], "tls", &tls);
+                if (r < 0) {
+                        fprintf(stderr, "paf: %s: %s\n", what, strerror(-r));
+                        break;
+                }
+                if (!tls.boolean) {
+                        r = serve_listen(s, what, address.string, NULL);
+                        continue;
+                }
+                /* The configuration checked that both are there. */
+                paf_value cert, key;
+                tls_config c = {};
+                r = paf_registry_get_option(s->reg, names[i], "certificate", &cert);
+                if (r >= 0)
+                        r = paf_registry_get_option(s->reg, names[i], "key", &key);
+                if (r >= 0)
+                        r = tls_config_add_cert(&c, dir, cert.string, key.string);
+                if (r >= 0 && paf_registry_get_option(s->reg, names[i], "client-ca", &v) >= 0 &&
+                    !(c.client_ca = path_from(dir, v.string)))
+                        r = -ENOMEM;
+                if (r >= 0)
+                        r = serve_listen(s, what, address.string, &c);
+                else
+                        fprintf(stderr, "paf: %s: %s\n", what, strerror(-r));
+                tls_config_done(&c);
+        }
+        free(dir);
+        return r;
+}
+
 int cmd_serve(int argc, char **argv) {
+        enum { OPT_LISTEN_TLS = 256, OPT_CERT, OPT_KEY, OPT_CLIENT_CA };
         static const struct option options[] = {
-                {"listen", required_argument, NULL, 'l'}, {"root", required_argument, NULL, 'r'},
-                {"config", required_argument, NULL, 'c'}, {"quiet", no_argument, NULL, 'q'},
-                {"help", no_argument, NULL, 'h'},         {},
+                {"listen", required_argument, NULL, 'l'},
+                {"listen-tls", required_argument, NULL, OPT_LISTEN_TLS},
+                {"cert", required_argument, NULL, OPT_CERT},
+                {"key", required_argument, NULL, OPT_KEY},
+                {"client-ca", required_argument, NULL, OPT_CLIENT_CA},
+                {"root", required_argument, NULL, 'r'},
+                {"config", required_argument, NULL, 'c'},
+                {"quiet", no_argument, NULL, 'q'},
+                {"help", no_argument, NULL, 'h'},
+                {},
         };
-        const char *listen[MAX_LISTEN];
-        size_t n_listen = 0;
-        const char *root_path = ".", *config = NULL;
+        const char *listen[MAX_LISTEN], *listen_tls[MAX_LISTEN];
+        const char *certs[MAX_CERTS], *keys[MAX_CERTS];
+        size_t n_listen = 0, n_listen_tls = 0, n_certs = 0, n_keys = 0;
+        const char *root_path = ".", *config = NULL, *client_ca = NULL;
         bool quiet = false;
         int c;
         while ((c = getopt_long(argc, argv, "l:r:c:qh", options, NULL)) >= 0) {
                 switch (c) {
                 case 'l':
-                        if (n_listen == MAX_LISTEN) {
-                                fprintf(stderr, "paf serve: more than %d --listen\n", MAX_LISTEN);
+                case OPT_LISTEN_TLS:
+                        if (n_listen + n_listen_tls == MAX_LISTEN) {
+                                fprintf(stderr, "paf serve: more than %d listeners\n", MAX_LISTEN);
                                 return 2;
                         }
-                        listen[n_listen++] = optarg;
+                        if (c == 'l')
+                                listen[n_listen++] = optarg;
+                        else
+                                listen_tls[n_listen_tls++] = optarg;
+                        break;
+                case OPT_CERT:
+                case OPT_KEY:
+                        if ((c == OPT_CERT ? n_certs : n_keys) == MAX_CERTS) {
+                                fprintf(stderr, "paf serve: more than %d --%s\n", MAX_CERTS,
+                                        c == OPT_CERT ? "cert" : "key");
+                                return 2;
+                        }
+                        if (c == OPT_CERT)
+                                certs[n_certs++] = optarg;
+                        else
+                                keys[n_keys++] = optarg;
+                        break;
+                case OPT_CLIENT_CA:
+                        client_ca = optarg;
                         break;
                 case 'r':
                         root_path = optarg;
@@ -280,11 +618,22 @@ int cmd_serve(int argc, char **argv) {
                 fprintf(stderr, "paf serve: unexpected argument \"%s\"\n", argv[optind]);
                 return 2;
         }
-        if (n_listen == 0)
-                listen[n_listen++] = DEFAULT_LISTEN;
+        if (n_certs != n_keys) {
+                fprintf(stderr, "paf serve: %zu --cert but %zu --key: they go in pairs\n", n_certs,
+                        n_keys);
+                return 2;
+        }
+        if (n_listen_tls > 0 && n_certs == 0) {
+                fprintf(stderr, "paf serve: --listen-tls needs --cert and --key\n");
+                return 2;
+        }
+        if (n_listen_tls == 0 && (n_certs > 0 || client_ca)) {
+                fprintf(stderr, "paf serve: --cert, --key and --client-ca need --listen-tls\n");
+                return 2;
+        }
 
         serve s = {.quiet = quiet};
-        paf_registry *reg = NULL;
+        tls_config tls = {};
         int status = 1;
 
         int r = static_root_new(root_path, &s.root);
@@ -292,22 +641,34 @@ int cmd_serve(int argc, char **argv) {
                 fprintf(stderr, "paf: --root \"%s\": %s\n", root_path, strerror(-r));
                 return 1;
         }
-        if (load_registry(config, &reg) < 0)
+        if (load_registry(config, &s.reg) < 0)
                 goto out;
 
         paf_http_limits limits;
-        r = paf_http_limits_load(&limits, reg);
+        r = paf_http_limits_load(&limits, s.reg);
         if (r < 0) {
                 fprintf(stderr, "paf: %s: [http]: %s\n", config ? config : "default configuration",
                         strerror(-r));
                 goto out;
         }
+        size_t n_sections;
+        paf_registry_get_listen_sections(s.reg, &n_sections);
+        if (n_listen + n_listen_tls + n_sections == 0)
+                listen[n_listen++] = DEFAULT_LISTEN;
 
-        /* Signals arrive through the loop, so stopping runs between requests. */
+        for (size_t i = 0; i < n_certs; i++)
+                if (tls_config_add_cert(&tls, NULL, certs[i], keys[i]) < 0)
+                        goto oom;
+        if (client_ca && !(tls.client_ca = strdup(client_ca)))
+                goto oom;
+
+        /* Signals arrive through the loop, so stopping and reloading run
+         * between requests. */
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
 
@@ -317,6 +678,8 @@ int cmd_serve(int argc, char **argv) {
         if (r >= 0)
                 r = sd_event_add_signal(s.event, NULL, SIGINT, on_signal, &s);
         if (r >= 0)
+                r = sd_event_add_signal(s.event, NULL, SIGHUP, on_reload, &s);
+        if (r >= 0)
                 r = paf_http_server_new(s.event, on_request, on_error, &s, &s.server);
         if (r >= 0)
                 r = paf_http_server_set_limits(s.server, &limits);
@@ -325,39 +688,35 @@ int cmd_serve(int argc, char **argv) {
                 goto out;
         }
 
-        for (size_t i = 0; i < n_listen; i++) {
-                paf_listener *l = NULL;
-                paf_error error = PAF_ERROR_NULL;
-                r = paf_registry_listen_address(reg, listen[i], s.event, NULL, NULL, &l, &error);
-                if (r < 0) {
-                        /* The plugins' messages usually start with the address already. */
-                        char quoted[512];
-                        snprintf(quoted, sizeof(quoted), "\"%s\"", listen[i]);
-                        if (strncmp(error.message, quoted, strlen(quoted)) == 0)
-                                fprintf(stderr, "paf: --listen %s\n", error.message);
-                        else
-                                fprintf(stderr, "paf: --listen \"%s\": %s\n", listen[i],
-                                        error.message[0] ? error.message : strerror(-r));
+        for (size_t i = 0; i < n_listen + n_listen_tls; i++) {
+                bool secure = i >= n_listen;
+                const char *address = secure ? listen_tls[i - n_listen] : listen[i];
+                char what[512];
+                snprintf(what, sizeof(what), "--listen%s \"%s\"", secure ? "-tls" : "", address);
+                if (serve_listen(&s, what, address, secure ? &tls : NULL) < 0)
                         goto out;
-                }
-                /* The server owns l from here, also when this fails. */
-                r = paf_http_server_add_listener(s.server, l);
-                if (r < 0) {
-                        fprintf(stderr, "paf: --listen \"%s\": %s\n", listen[i], strerror(-r));
-                        goto out;
-                }
-                print_listener(l);
         }
+        if (listen_config(&s, config) < 0)
+                goto out;
 
         r = sd_event_loop(s.event);
         if (r < 0)
                 fprintf(stderr, "paf: event loop: %s\n", strerror(-r));
         else
                 status = 0;
+        goto out;
+oom:
+        fprintf(stderr, "paf: %s\n", strerror(ENOMEM));
 out:
         paf_http_server_free(s.server);
         sd_event_unref(s.event);
-        paf_registry_unref(reg);
+        for (size_t i = 0; i < s.n_tls; i++) {
+                tls_config_done(&s.tls[i].config);
+                free(s.tls[i].label);
+        }
+        free(s.tls);
+        tls_config_done(&tls);
+        paf_registry_unref(s.reg);
         static_root_free(s.root);
         return status;
 }

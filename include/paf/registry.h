@@ -46,6 +46,14 @@ PAF_EXPORT int paf_registry_load_config_string(paf_registry *reg, const char *na
 PAF_EXPORT int paf_registry_get_option(paf_registry *reg, const char *section, const char *key,
                                        paf_value *ret);
 
+/* The [listen.NAME] sections of paf.conf ("listen.web" …), in file order, as
+ * a NULL-terminated array owned by reg and valid until the next load of the
+ * configuration; *ret_n (may be NULL) gets their number. Read their keys
+ * (address, tls, certificate, key, client-ca) with paf_registry_get_option().
+ * The configuration checked that each has an address, and a certificate and
+ * key when tls is on. */
+PAF_EXPORT const char *const *paf_registry_get_listen_sections(paf_registry *reg, size_t *ret_n);
+
 /*
  * ---- plugins ----
  *

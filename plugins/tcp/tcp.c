@@ -551,6 +551,10 @@ static int tcp_parse_address(const char *address, paf_ctx *ctx, paf_error *error
         if (*port_text == '\0' || strspn(port_text, "0123456789") != strlen(port_text)) {
                 if (!host_start)
                         return 0; /* not a port: not ours ("foo", "/x") */
+                /* "loop:x": a word before a non-numeric port is another
+                 * protocol's prefix, not an IPv4 address with a bad port. */
+                if (address[0] != '[' && strspn(address, "0123456789.") != host_len)
+                        return 0;
                 return paf_error_set(error, -EINVAL, "\"%s\": invalid port \"%s\"", address,
                                      port_text);
         }

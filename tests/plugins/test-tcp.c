@@ -662,6 +662,16 @@ static void test_listen_errors(void **state) {
                 -EAFNOSUPPORT);
         assert_string_equal(err.message, "\"nonsense\": no protocol understands this address");
 
+        /* Another protocol's address is left to it, a bad port is ours. */
+        err = PAF_ERROR_NULL;
+        assert_int_equal(
+                paf_registry_listen_address(v->reg, "loop:x", v->event, on_accept, v, &l, &err),
+                -EAFNOSUPPORT);
+        err = PAF_ERROR_NULL;
+        assert_true(paf_registry_listen_address(v->reg, "127.0.0.1:x", v->event, on_accept, v, &l,
+                                                &err) < 0);
+        assert_non_null(strstr(err.message, "invalid port"));
+
         err = PAF_ERROR_NULL;
         assert_true(paf_registry_listen_address(v->reg, "70000", v->event, on_accept, v, &l, &err) <
                     0);
