@@ -14,59 +14,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-duration=10
-rounds=3
-build=build-bench
-while [ $# -gt 0 ]; do
-        case $1 in
-        --quick) duration=3 rounds=1 ;;
-        --rounds) rounds=$2; shift ;;
-        --duration) duration=$2; shift ;;
-        --build) build=$2; shift ;;
-        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
-        *) echo "http1.sh: unknown option $1" >&2; exit 2 ;;
-        esac
-        shift
-done
-connections=50
-threads=1
+name=http1.sh
+tools="wrk nginx curl bc python3"
+# shellcheck source=lib.sh
+. bench/lib.sh
+bench_init "$@"
 depth=16
 
-for tool in wrk nginx; do
-        command -v $tool >/dev/null || { echo "http1.sh: $tool not found (apt-get install wrk nginx-light)" >&2; exit 1; }
-done
-
-# A release build of our own, so that a debug build/ does not skew the figures.
-if [ ! -f "$build/build.ninja" ]; then
-        meson setup "$build" --buildtype=release -Dtests=false >/dev/null
-fi
-if ! out=$(ninja -C "$build" 2>&1); then
-        echo "$out" >&2
-        echo "http1.sh: build failed in $build" >&2
-        exit 1
-fi
-build=$(cd "$build" && pwd)
-export PAF_PLUGIN_PATH=$build/plugins
 hello_bin=$build/examples/hello
 paf_bin=$build/tools/paf
-
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-        for p in "${pids[@]}"; do
-                kill "$p" 2>/dev/null || true
-        done
-        for p in "${pids[@]}"; do
-                wait "$p" 2>/dev/null || true
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-clk_tck=$(getconf CLK_TCK)
-free_port() {
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # The static file: 4 KiB of HTML.
 mkdir -p "$tmp/www"
@@ -149,11 +105,6 @@ done
 cmp -s <(curl -s "http://$paf_addr/index.html") "$tmp/www/index.html" || { echo "paf serve: wrong file" >&2; exit 1; }
 cmp -s <(curl -s "http://127.0.0.1:$nginx_static_port/index.html") "$tmp/www/index.html" || { echo "nginx: wrong file" >&2; exit 1; }
 
-cpu_ticks() {
-        # Fields after the command name: utime and stime are the 12th and 13th.
-        sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
-
 # run_wrk URL MODE SECS: prints "requests errors".
 run_wrk() {
         local url=$1 mode=$2 secs=$3 out
@@ -203,66 +154,13 @@ fi
 
 # ---- the rows ----
 
-# measure LABEL SERVER PID URL MODE: one measured run; prints its line and
-# sets $us (CPU us per request) and $rps.
-measure() {
-        local label=$1 server=$2 pid=$3 url=$4 mode=$5
-        run_wrk "$url" "$mode" 1 >/dev/null # warm-up
-        local t0 t1 res requests errors
-        t0=$(cpu_ticks "$pid")
-        res=$(run_wrk "$url" "$mode" "$duration")
-        t1=$(cpu_ticks "$pid")
-        requests=$(( ${res%%|*} * scale ))
-        errors=${res#*|}
-        local cpu
-        cpu=$(echo "scale=3; ($t1 - $t0) / $clk_tck" | bc)
-        us=$(echo "scale=2; ($t1 - $t0) * 1000000 / $clk_tck / $requests" | bc)
-        rps=$(( requests / duration ))
-        printf '%-28s %-12s %12d %10d %9.2f %9.2f %s\n' "$label" "$server" "$requests" "$rps" \
-                "$cpu" "$us" "${errors:+  ($errors)}"
-}
-
-median() {
-        printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-
-rows=()
-# row LABEL PAF_NAME PAF_PID PAF_URL NGINX_URL MODE: rounds alternating paf
-# and nginx; keeps the medians.
-row() {
-        local label=$1 name=$2 pid=$3 purl=$4 nurl=$5 mode=$6 r
-        local pus=() prps=() nus=() nrps=()
-        for ((r = 0; r < rounds; r++)); do
-                measure "$label" "$name" "$pid" "$purl" "$mode"
-                pus+=("$us") prps+=("$rps")
-                measure "$label" "nginx" "$nginx_pid" "$nurl" "$mode"
-                nus+=("$us") nrps+=("$rps")
-        done
-        rows+=("$label|$(median "${pus[@]}")|$(median "${nus[@]}")|$(median "${prps[@]}")|$(median "${nrps[@]}")")
-}
-
-echo
-echo "wrk -t$threads -c$connections -d${duration}s, $rounds round(s) per row; pipelined: $depth requests per write"
-printf '%-28s %-12s %12s %10s %9s %9s\n' "row" "server" "requests" "req/s" "cpu s" "cpu us/req"
+bench_header "pipelined: $depth requests per write"
 for mode in keep-alive pipelined; do
-        row "hello, $mode" "paf hello" $hello_pid "http://$hello_addr/" \
-                "http://127.0.0.1:$nginx_hello_port/" $mode
+        bench_row "hello, $mode" "paf hello" $hello_pid "http://$hello_addr/" \
+                $nginx_pid "http://127.0.0.1:$nginx_hello_port/" $mode
 done
 for mode in keep-alive pipelined; do
-        row "static 4 KiB, $mode" "paf serve" $paf_pid "http://$paf_addr/index.html" \
-                "http://127.0.0.1:$nginx_static_port/index.html" $mode
+        bench_row "static 4 KiB, $mode" "paf serve" $paf_pid "http://$paf_addr/index.html" \
+                $nginx_pid "http://127.0.0.1:$nginx_static_port/index.html" $mode
 done
-
-# ---- the table: paf against nginx, row by row ----
-echo
-printf '%-28s %14s %14s %10s %12s %12s %10s\n' "row" "paf us/req" "nginx us/req" "cpu ratio" \
-        "paf req/s" "nginx req/s" "rps ratio"
-for entry in "${rows[@]}"; do
-        IFS='|' read -r label pus nus prps nrps <<<"$entry"
-        ratio=$(printf "%.2f" "$(echo "scale=4; $pus / $nus" | bc)")
-        rratio=$(printf "%.2f" "$(echo "scale=4; $prps / $nrps" | bc)")
-        printf '%-28s %14s %14s %10s %12s %12s %10s\n' "$label" "$pus" "$nus" "$ratio" "$prps" \
-                "$nrps" "$rratio"
-done
-echo
-echo "medians of $rounds round(s); cpu ratio = paf CPU us per request / nginx's (lower is better for paf)"
+bench_table

@@ -14,59 +14,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-duration=10
-rounds=3
-build=build-bench
-while [ $# -gt 0 ]; do
-        case $1 in
-        --quick) duration=3 rounds=1 ;;
-        --rounds) rounds=$2; shift ;;
-        --duration) duration=$2; shift ;;
-        --build) build=$2; shift ;;
-        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
-        *) echo "https.sh: unknown option $1" >&2; exit 2 ;;
-        esac
-        shift
-done
-connections=50
-threads=1
+name=https.sh
+tools="wrk nginx certtool curl bc python3"
+# shellcheck source=lib.sh
+. bench/lib.sh
+bench_init "$@"
 
-for tool in wrk nginx certtool curl bc python3; do
-        command -v $tool >/dev/null || { echo "https.sh: $tool not found (apt-get install wrk nginx-light gnutls-bin curl bc)" >&2; exit 1; }
-done
-
-# A release build of our own, so that a debug build/ does not skew the figures.
-if [ ! -f "$build/build.ninja" ]; then
-        meson setup "$build" --buildtype=release -Dtests=false >/dev/null
-fi
-if ! out=$(ninja -C "$build" 2>&1); then
-        echo "$out" >&2
-        echo "https.sh: build failed in $build" >&2
-        exit 1
-fi
-build=$(cd "$build" && pwd)
 [ -f "$build/plugins/tls.so" ] || { echo "https.sh: no tls.so in $build/plugins" >&2; exit 1; }
-export PAF_PLUGIN_PATH=$build/plugins
 paf_bin=$build/tools/paf
-
-tmp=$(mktemp -d)
-chmod 0755 "$tmp"
-pids=()
-cleanup() {
-        for p in "${pids[@]}"; do
-                kill "$p" 2>/dev/null || true
-        done
-        for p in "${pids[@]}"; do
-                wait "$p" 2>/dev/null || true
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-clk_tck=$(getconf CLK_TCK)
-free_port() {
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # ---- certificates and files ----
 # shellcheck source=../tests/http/https-certs.sh
@@ -153,10 +108,6 @@ for addr in "$paf_addr" "$nginx_addr"; do
         echo "https://$addr: $v"
 done
 
-cpu_ticks() {
-        sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
-
 # run_wrk URL MODE SECS: prints "requests|errors".
 run_wrk() {
         local url=$1 mode=$2 secs=$3 out
@@ -172,57 +123,14 @@ run_wrk() {
         echo "$requests|$errors"
 }
 
-# measure LABEL SERVER PID URL MODE: one measured run; sets $us and $rps.
-measure() {
-        local label=$1 server=$2 pid=$3 url=$4 mode=$5
-        run_wrk "$url" "$mode" 1 >/dev/null # warm-up
-        local t0 t1 res requests errors cpu
-        t0=$(cpu_ticks "$pid")
-        res=$(run_wrk "$url" "$mode" "$duration")
-        t1=$(cpu_ticks "$pid")
-        requests=${res%%|*}
-        errors=${res#*|}
-        cpu=$(echo "scale=3; ($t1 - $t0) / $clk_tck" | bc)
-        us=$(echo "scale=2; ($t1 - $t0) * 1000000 / $clk_tck / $requests" | bc)
-        rps=$((requests / duration))
-        printf '%-34s %-10s %10d %9d %8.2f %10.2f %s\n' "$label" "$server" "$requests" "$rps" \
-                "$cpu" "$us" "${errors:+  ($errors)}"
-}
-
-median() {
-        printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-
-rows=()
 row() {
-        local label=$1 path=$2 mode=$3 r
-        local pus=() prps=() nus=() nrps=()
-        for ((r = 0; r < rounds; r++)); do
-                measure "$label" "paf serve" "$paf_pid" "https://$paf_addr$path" "$mode"
-                pus+=("$us") prps+=("$rps")
-                measure "$label" "nginx" "$nginx_pid" "https://$nginx_addr$path" "$mode"
-                nus+=("$us") nrps+=("$rps")
-        done
-        rows+=("$label|$(median "${pus[@]}")|$(median "${nus[@]}")|$(median "${prps[@]}")|$(median "${nrps[@]}")")
+        bench_row "$1" "paf serve" "$paf_pid" "https://$paf_addr$2" "$nginx_pid" \
+                "https://$nginx_addr$2" "$3"
 }
-
-echo
-echo "wrk -t$threads -c$connections -d${duration}s, $rounds round(s) per row"
-printf '%-34s %-10s %10s %9s %8s %10s\n' "row" "server" "requests" "req/s" "cpu s" "cpu us/req"
+bench_header
 row "hello 13 B, keep-alive" /hello.txt keep-alive
 row "static 4 KiB, keep-alive" /index.html keep-alive
 row "new TLS connection per request" /hello.txt new-connection
 
-echo
-printf '%-34s %12s %12s %9s %11s %11s %9s\n' "row" "paf us/req" "nginx us/req" "cpu ratio" \
-        "paf req/s" "nginx req/s" "rps ratio"
-for entry in "${rows[@]}"; do
-        IFS='|' read -r label pus nus prps nrps <<<"$entry"
-        ratio=$(printf "%.2f" "$(echo "scale=4; $pus / $nus" | bc)")
-        rratio=$(printf "%.2f" "$(echo "scale=4; $prps / $nrps" | bc)")
-        printf '%-34s %12s %12s %9s %11s %11s %9s\n' "$label" "$pus" "$nus" "$ratio" "$prps" \
-                "$nrps" "$rratio"
-done
-echo
-echo "medians of $rounds round(s); cpu ratio = paf CPU us per request / nginx's (lower is better for paf)."
+bench_table
 echo "In the last row each request is a full TLS 1.3 handshake: req/s = handshakes/s, us/req = CPU per handshake."

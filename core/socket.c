@@ -141,6 +141,9 @@ PAF_EXPORT int paf_sockaddr_format(const struct sockaddr *sa, socklen_t len, cha
                 if (len < (socklen_t)sizeof(struct sockaddr_vm))
                         return -EINVAL;
                 const struct sockaddr_vm *vm = (const struct sockaddr_vm *)sa;
+                /* "Any CID" as systemd's ListenStream= writes it. */
+                if (vm->svm_cid == VMADDR_CID_ANY)
+                        return format_into(buf, size, "vsock::%u", vm->svm_port);
                 return format_into(buf, size, "vsock:%u:%u", vm->svm_cid, vm->svm_port);
         }
         default:

@@ -9,3 +9,4 @@
 #include <paf/plugin.h>
 #include <paf/protocol.h>
 #include <paf/registry.h>
+#include <paf/systemd.h>

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 #define MAX_LISTEN 64
+#define STATUS_INTERVAL_USEC (1000 * 1000ULL)
 #define MAX_CERTS 16 /* what the tls layer takes: tls.cert-file, tls.cert-file.2 … .16 */
 
 /* What a TLS listener serves; the files are read again on SIGHUP. */
@@ -41,6 +43,10 @@ typedef struct serve {
         size_t n_tls;
         bool quiet;
         bool stopping;
+        /* What STATUS= last said. */
+        unsigned status_conns;
+        uint64_t status_reqs;
+        uint64_t watchdog_usec; /* 0: no WatchdogSec= */
 } serve;
 
 static void usage(FILE *f) {
@@ -60,7 +66,12 @@ static void usage(FILE *f) {
                    "  --quiet            No access log\n"
                    "  --help             Show this help\n"
                    "\n"
-                   "SIGHUP reads the certificates and keys again; on error the old ones stay.\n");
+                   "SIGHUP reads the certificates and keys again; on error the old ones stay.\n"
+                   "\n"
+                   "Under systemd: the sockets of socket activation are served too (only them\n"
+                   "when nothing else is configured); one whose FileDescriptorName= is NAME\n"
+                   "takes [listen.NAME]'s settings instead of its address. Type=notify and\n"
+                   "WatchdogSec= are supported.\n");
 }
 
 /* ---- access log: combined format, one write(2) per line ---- */
@@ -236,6 +247,8 @@ static void on_error(const char *peer, int status, const char *reason, void *use
                 fprintf(stderr, "paf: %s: %s\n", peer ? peer : "-", reason ? reason : "error");
 }
 
+static void notify_status(serve *s, const char *extra);
+
 static void on_stopped(void *userdata) {
         serve *s = userdata;
         sd_event_exit(s->event, 0);
@@ -251,6 +264,7 @@ static int on_signal(sd_event_source *source, const struct signalfd_siginfo *si,
                 return 0;
         }
         s->stopping = true;
+        notify_status(s, "STOPPING=1\n");
         int r = paf_http_server_stop(s->server, on_stopped, s);
         if (r < 0) {
                 fprintf(stderr, "paf: cannot stop gracefully: %s\n", strerror(-r));
@@ -299,12 +313,18 @@ static char *listener_label(paf_listener *l, const char *inner_protocol) {
         const char *scheme = inner_protocol ? "https" : "http";
         char *label;
         int r;
-        if (proto && strcmp(proto, "tcp") == 0)
-                r = asprintf(&label, "%s://%s", scheme, address ? address : "?");
-        else if (inner_protocol)
-                r = asprintf(&label, "https+%s:%s", proto ? proto : "?", address ? address : "?");
+        if (!proto)
+                proto = "?";
+        if (!address)
+                address = "?";
+        /* Addresses that already say their protocol ("vsock:3:80") keep it once. */
+        size_t n = strlen(proto);
+        bool prefixed = strncmp(address, proto, n) == 0 && address[n] == ':';
+        if (strcmp(proto, "tcp") == 0)
+                r = asprintf(&label, "%s://%s", scheme, address);
         else
-                r = asprintf(&label, "%s:%s", proto ? proto : "?", address ? address : "?");
+                r = asprintf(&label, "%s%s%s%s", inner_protocol ? "https+" : "",
+                             prefixed ? "" : proto, prefixed ? "" : ":", address);
         return r < 0 ? NULL : label;
 }
 
@@ -399,6 +419,11 @@ static int on_reload(sd_event_source *source, const struct signalfd_siginfo *si,
         (void)si;
         if (s->stopping)
                 return 0; /* the listeners are gone */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64,
+                   (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000);
+        size_t failed = 0;
         if (s->n_tls == 0)
                 fprintf(stderr, "paf: SIGHUP: no TLS listener, nothing to reload\n");
         for (size_t i = 0; i < s->n_tls; i++) {
@@ -409,41 +434,37 @@ static int on_reload(sd_event_source *source, const struct signalfd_siginfo *si,
                 if (r >= 0)
                         r = paf_listener_reload(t->listener, ctx, &error);
                 paf_ctx_unref(ctx);
-                if (r < 0)
+                if (r < 0) {
                         fprintf(stderr,
                                 "paf: %s: reload failed, keeping the old certificates: %s\n",
                                 t->label, error.message[0] ? error.message : strerror(-r));
-                else
+                        failed++;
+                } else
                         fprintf(stderr, "paf: %s: certificates reloaded\n", t->label);
         }
+        /* Serving either way: a failed listener keeps its old certificates. */
+        notify_status(s, "READY=1\n");
+        if (failed > 0)
+                sd_notifyf(0,
+                           "STATUS=Serving, but %zu of %zu TLS listeners kept their old "
+                           "certificates (see the log)",
+                           failed, s->n_tls);
         return 0;
 }
 
 /* ---- listening ---- */
 
 /*
- * Listen on address (what: "--listen \"8080\"", "[listen.web]" for messages),
- * through TLS when tls is not NULL, and hand the listener to the server.
+ * Hand l to the server, through TLS when tls is not NULL (what names the
+ * listener in messages; how, if not NULL, is appended to "listening on").
+ * Takes l, also on failure.
  */
-static int serve_listen(serve *s, const char *what, const char *address, const tls_config *tls) {
-        paf_listener *l = NULL;
+static int serve_add(serve *s, const char *what, paf_listener *l, const tls_config *tls,
+                     const char *how) {
         paf_error error = PAF_ERROR_NULL;
-        int r = paf_registry_listen_address(s->reg, address, s->event, NULL, NULL, &l, &error);
-        if (r < 0) {
-                /* The plugins' messages usually start with the address already. */
-                char quoted[512];
-                snprintf(quoted, sizeof(quoted), "\"%s\"", address);
-                if (strncmp(error.message, quoted, strlen(quoted)) == 0 && strstr(what, quoted))
-                        fprintf(stderr, "paf: %.*s%s\n", (int)(strstr(what, quoted) - what), what,
-                                error.message);
-                else
-                        fprintf(stderr, "paf: %s: %s\n", what,
-                                error.message[0] ? error.message : strerror(-r));
-                return r;
-        }
-
         char *inner = NULL;
         tls_listener t = {};
+        int r;
         if (tls) {
                 inner = strdup(paf_listener_get_protocol(l) ? paf_listener_get_protocol(l) : "?");
                 paf_ctx *ctx = NULL;
@@ -492,7 +513,10 @@ static int serve_listen(serve *s, const char *what, const char *address, const t
                 free(label);
                 return r < 0 ? r : -ENOMEM;
         }
-        fprintf(stderr, "paf: listening on %s\n", label);
+        if (how)
+                fprintf(stderr, "paf: listening on %s (%s)\n", label, how);
+        else
+                fprintf(stderr, "paf: listening on %s\n", label);
         if (tls) {
                 t.listener = l;
                 t.label = label;
@@ -502,50 +526,204 @@ static int serve_listen(serve *s, const char *what, const char *address, const t
         return 0;
 }
 
-/* Every [listen.NAME] of the configuration; relative files are taken from
- * the configuration's directory, as plugin-path is. */
-static int listen_config(serve *s, const char *config) {
+/*
+ * Listen on address (what: "--listen \"8080\"", "[listen.web]" for messages),
+ * through TLS when tls is not NULL, and hand the listener to the server.
+ */
+static int serve_listen(serve *s, const char *what, const char *address, const tls_config *tls) {
+        paf_listener *l = NULL;
+        paf_error error = PAF_ERROR_NULL;
+        int r = paf_registry_listen_address(s->reg, address, s->event, NULL, NULL, &l, &error);
+        if (r < 0) {
+                /* The plugins' messages usually start with the address already. */
+                char quoted[512];
+                snprintf(quoted, sizeof(quoted), "\"%s\"", address);
+                if (strncmp(error.message, quoted, strlen(quoted)) == 0 && strstr(what, quoted))
+                        fprintf(stderr, "paf: %.*s%s\n", (int)(strstr(what, quoted) - what), what,
+                                error.message);
+                else
+                        fprintf(stderr, "paf: %s: %s\n", what,
+                                error.message[0] ? error.message : strerror(-r));
+                return r;
+        }
+        return serve_add(s, what, l, tls, NULL);
+}
+
+/* The directory of the configuration file, which relative files of
+ * [listen.NAME] are taken from, as plugin-path is; NULL for none. */
+static int config_dir(const char *config, char **ret) {
+        const char *slash = config ? strrchr(config, '/') : NULL;
+        *ret = NULL;
+        if (slash && !(*ret = strndup(config, slash > config ? (size_t)(slash - config) : 1)))
+                return -ENOMEM;
+        return 0;
+}
+
+/* [listen.NAME]'s TLS settings into *c (left empty when tls is off);
+ * *has_tls says which. */
+static int section_tls(serve *s, const char *section, const char *dir, tls_config *c,
+                       bool *has_tls) {
+        paf_value tls, cert, key, v;
+        *c = (tls_config){};
+        int r = paf_registry_get_option(s->reg, section, "tls", &tls);
+        if (r < 0)
+                return r;
+        *has_tls = tls.boolean;
+        if (!tls.boolean)
+                return 0;
+        /* The configuration checked that both are there. */
+        r = paf_registry_get_option(s->reg, section, "certificate", &cert);
+        if (r >= 0)
+                r = paf_registry_get_option(s->reg, section, "key", &key);
+        if (r >= 0)
+                r = tls_config_add_cert(c, dir, cert.string, key.string);
+        if (r >= 0 && paf_registry_get_option(s->reg, section, "client-ca", &v) >= 0 &&
+            !(c->client_ca = path_from(dir, v.string)))
+                r = -ENOMEM;
+        if (r < 0)
+                tls_config_done(c);
+        return r;
+}
+
+/* Whether an activated socket is named after [listen.NAME]: it then takes
+ * the section's place. */
+static bool section_activated(paf_activated *a, const char *section) {
+        const char *name = section + strlen("listen.");
+        for (size_t i = 0; i < paf_activated_get_n_listeners(a); i++)
+                if (strcmp(paf_activated_get_name(a, i), name) == 0)
+                        return true;
+        return false;
+}
+
+/* Every [listen.NAME] of the configuration not taken by an activated
+ * socket. */
+static int listen_config(serve *s, const char *config, paf_activated *activated) {
         size_t n;
         const char *const *names = paf_registry_get_listen_sections(s->reg, &n);
-        char *dir = NULL;
-        const char *slash = config ? strrchr(config, '/') : NULL;
-        if (slash && !(dir = strndup(config, slash > config ? (size_t)(slash - config) : 1)))
-                return -ENOMEM;
-        int r = 0;
+        char *dir;
+        int r = config_dir(config, &dir);
 
         for (size_t i = 0; r >= 0 && i < n; i++) {
+                if (section_activated(activated, names[i]))
+                        continue;
                 char what[256];
                 snprintf(what, sizeof(what), "%s: [%s]", config, names[i]);
-                paf_value address, tls, v;
+                paf_value address;
+                tls_config c;
+                bool has_tls = false;
                 r = paf_registry_get_option(s->reg, names[i], "address", &address);
                 if (r >= 0)
-                        r = paf_registry_get_option(s->reg, names[i], "tls", &tls);
+                        r = section_tls(s, names[i], dir, &c, &has_tls);
                 if (r < 0) {
                         fprintf(stderr, "paf: %s: %s\n", what, strerror(-r));
                         break;
                 }
-                if (!tls.boolean) {
-                        r = serve_listen(s, what, address.string, NULL);
-                        continue;
-                }
-                /* The configuration checked that both are there. */
-                paf_value cert, key;
-                tls_config c = {};
-                r = paf_registry_get_option(s->reg, names[i], "certificate", &cert);
-                if (r >= 0)
-                        r = paf_registry_get_option(s->reg, names[i], "key", &key);
-                if (r >= 0)
-                        r = tls_config_add_cert(&c, dir, cert.string, key.string);
-                if (r >= 0 && paf_registry_get_option(s->reg, names[i], "client-ca", &v) >= 0 &&
-                    !(c.client_ca = path_from(dir, v.string)))
-                        r = -ENOMEM;
-                if (r >= 0)
-                        r = serve_listen(s, what, address.string, &c);
-                else
-                        fprintf(stderr, "paf: %s: %s\n", what, strerror(-r));
+                r = serve_listen(s, what, address.string, has_tls ? &c : NULL);
                 tls_config_done(&c);
         }
         free(dir);
+        return r;
+}
+
+/*
+ * The sockets systemd passed (socket activation). One whose
+ * FileDescriptorName= names a [listen.NAME] section gets its settings (TLS);
+ * the others serve plain HTTP. *ret keeps the names for listen_config().
+ */
+static int listen_activated(serve *s, const char *config, paf_activated **ret) {
+        paf_error error = PAF_ERROR_NULL;
+        paf_activated *a = NULL;
+        int r = paf_registry_listen_activated(s->reg, s->event, NULL, NULL, &a, &error);
+        if (r < 0) {
+                fprintf(stderr, "paf: %s\n", error.message[0] ? error.message : strerror(-r));
+                return r;
+        }
+        *ret = a;
+        size_t n_sections;
+        const char *const *sections = paf_registry_get_listen_sections(s->reg, &n_sections);
+        char *dir;
+        r = config_dir(config, &dir);
+
+        for (size_t i = 0; r >= 0 && i < paf_activated_get_n_listeners(a); i++) {
+                const char *name = paf_activated_get_name(a, i);
+                const char *section = NULL;
+                for (size_t k = 0; k < n_sections && !section; k++)
+                        if (strcmp(sections[k] + strlen("listen."), name) == 0)
+                                section = sections[k];
+                char what[256], how[256];
+                snprintf(what, sizeof(what), "socket-activated fd %d (FileDescriptorName=%s)",
+                         paf_activated_get_fd(a, i), name);
+                if (section)
+                        snprintf(how, sizeof(how), "socket-activated \"%s\", %s: [%s]", name,
+                                 config, section);
+                else
+                        snprintf(how, sizeof(how), "socket-activated \"%s\"", name);
+                tls_config c = {};
+                bool has_tls = false;
+                if (section) {
+                        r = section_tls(s, section, dir, &c, &has_tls);
+                        if (r < 0) {
+                                fprintf(stderr, "paf: %s: %s: [%s]: %s\n", what, config, section,
+                                        strerror(-r));
+                                break;
+                        }
+                }
+                r = serve_add(s, what, paf_activated_steal_listener(a, i), has_tls ? &c : NULL,
+                              how);
+                tls_config_done(&c);
+        }
+        free(dir);
+        return r;
+}
+
+/* ---- systemd notifications (sd_notify: no-ops outside a Type=notify service) ---- */
+
+/* STATUS=, as systemctl status shows it. */
+static void notify_status(serve *s, const char *extra) {
+        unsigned conns = paf_http_server_get_n_connections(s->server);
+        uint64_t reqs = paf_http_server_get_n_requests(s->server);
+        s->status_conns = conns;
+        s->status_reqs = reqs;
+        sd_notifyf(0, "%sSTATUS=%s%u connection%s open, %" PRIu64 " request%s served",
+                   extra ? extra : "", s->stopping ? "Stopping: " : "Serving: ", conns,
+                   conns == 1 ? "" : "s", reqs, reqs == 1 ? "" : "s");
+}
+
+/* Once a second, when the numbers changed. */
+static int on_status_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        serve *s = userdata;
+        (void)usec;
+        if (paf_http_server_get_n_connections(s->server) != s->status_conns ||
+            paf_http_server_get_n_requests(s->server) != s->status_reqs)
+                notify_status(s, NULL);
+        int r = sd_event_source_set_time_relative(source, STATUS_INTERVAL_USEC);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(source, SD_EVENT_ONESHOT);
+        return r;
+}
+
+/* WatchdogSec=: ping at half the period, so a late wakeup does not kill us. */
+static int on_watchdog_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        serve *s = userdata;
+        (void)usec;
+        sd_notify(0, "WATCHDOG=1");
+        int r = sd_event_source_set_time_relative(source, s->watchdog_usec / 2);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(source, SD_EVENT_ONESHOT);
+        return r;
+}
+
+static int notify_setup(serve *s) {
+        int r = 0;
+        if (getenv("NOTIFY_SOCKET"))
+                r = sd_event_add_time_relative(s->event, NULL, CLOCK_MONOTONIC,
+                                               STATUS_INTERVAL_USEC, 0, on_status_timer, s);
+        if (r >= 0 && sd_watchdog_enabled(0, &s->watchdog_usec) > 0 && s->watchdog_usec >= 2)
+                /* Accuracy: the default (250 ms) could be most of a short
+                 * period. */
+                r = sd_event_add_time_relative(s->event, NULL, CLOCK_MONOTONIC,
+                                               s->watchdog_usec / 2, s->watchdog_usec / 20,
+                                               on_watchdog_timer, s);
         return r;
 }
 
@@ -634,6 +812,7 @@ int cmd_serve(int argc, char **argv) {
 
         serve s = {.quiet = quiet};
         tls_config tls = {};
+        paf_activated *activated = NULL;
         int status = 1;
 
         int r = static_root_new(root_path, &s.root);
@@ -651,11 +830,6 @@ int cmd_serve(int argc, char **argv) {
                         strerror(-r));
                 goto out;
         }
-        size_t n_sections;
-        paf_registry_get_listen_sections(s.reg, &n_sections);
-        if (n_listen + n_listen_tls + n_sections == 0)
-                listen[n_listen++] = DEFAULT_LISTEN;
-
         for (size_t i = 0; i < n_certs; i++)
                 if (tls_config_add_cert(&tls, NULL, certs[i], keys[i]) < 0)
                         goto oom;
@@ -683,10 +857,20 @@ int cmd_serve(int argc, char **argv) {
                 r = paf_http_server_new(s.event, on_request, on_error, &s, &s.server);
         if (r >= 0)
                 r = paf_http_server_set_limits(s.server, &limits);
+        if (r >= 0)
+                r = notify_setup(&s);
         if (r < 0) {
                 fprintf(stderr, "paf: cannot set up the server: %s\n", strerror(-r));
                 goto out;
         }
+
+        /* Socket activation first: it decides whether the default applies. */
+        if (listen_activated(&s, config, &activated) < 0)
+                goto out;
+        size_t n_sections;
+        paf_registry_get_listen_sections(s.reg, &n_sections);
+        if (n_listen + n_listen_tls + n_sections + paf_activated_get_n_listeners(activated) == 0)
+                listen[n_listen++] = DEFAULT_LISTEN;
 
         for (size_t i = 0; i < n_listen + n_listen_tls; i++) {
                 bool secure = i >= n_listen;
@@ -696,9 +880,13 @@ int cmd_serve(int argc, char **argv) {
                 if (serve_listen(&s, what, address, secure ? &tls : NULL) < 0)
                         goto out;
         }
-        if (listen_config(&s, config) < 0)
+        if (listen_config(&s, config, activated) < 0)
                 goto out;
+        activated = paf_activated_free(activated);
 
+        /* Every listener is listening: connections wait in its backlog until
+         * the loop runs. */
+        notify_status(&s, "READY=1\n");
         r = sd_event_loop(s.event);
         if (r < 0)
                 fprintf(stderr, "paf: event loop: %s\n", strerror(-r));
@@ -708,6 +896,7 @@ int cmd_serve(int argc, char **argv) {
 oom:
         fprintf(stderr, "paf: %s\n", strerror(ENOMEM));
 out:
+        paf_activated_free(activated);
         paf_http_server_free(s.server);
         sd_event_unref(s.event);
         for (size_t i = 0; i < s.n_tls; i++) {
