@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
         # build
         gcc make meson ninja-build pkg-config
-        libsystemd-dev libinih-dev libcmocka-dev node-llhttp
+        libsystemd-dev libinih-dev libcmocka-dev node-llhttp liburiparser-dev
         # real peers for the HTTP tests and benchmarks
         libgnutls28-dev
         curl nginx-light wrk python3 gnutls-bin systemd

@@ -6,3 +6,5 @@
 
 /* `paf serve …`: argv[0] is "serve". Returns the exit status. */
 int cmd_serve(int argc, char **argv);
+/* `paf get URL …`: argv[0] is "get". */
+int cmd_get(int argc, char **argv);

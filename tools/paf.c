@@ -18,6 +18,7 @@ static void usage(FILE *f) {
                 "HTTP over pluggable transports.\n"
                 "\n"
                 "Commands:\n"
+                "  get URL [OPTIONS]         Fetch a URL, curl-style (see paf get --help)\n"
                 "  serve [OPTIONS]           Serve HTTP (see paf serve --help)\n"
                 "  plugins [--config FILE]   List loaded plugins and refused ones with the reason\n"
                 "  config check FILE         Check a paf.conf; print FILE:LINE: … on the first error\n"
@@ -157,6 +158,8 @@ int main(int argc, char **argv) {
                 printf("paf %s (plugin ABI %d.%d)\n", PAF_VERSION, PAF_ABI_MAJOR, PAF_ABI_MINOR);
                 return 0;
         }
+        if (strcmp(cmd, "get") == 0)
+                return cmd_get(argc - 1, argv + 1);
         if (strcmp(cmd, "serve") == 0)
                 return cmd_serve(argc - 1, argv + 1);
         if (strcmp(cmd, "plugins") == 0)

@@ -1,0 +1,688 @@
+/* core/client.c — the simple client: a URL in, a response out, over one pooled HTTP client. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include <uriparser/Uri.h>
+
+#include "core/paf-internal.h"
+#include <paf/client.h>
+
+#define USEC_PER_SEC UINT64_C(1000000)
+
+typedef struct client_call client_call;
+
+struct paf_client {
+        paf_registry *reg;
+        sd_event *event;
+        paf_http_client *http;
+        paf_client_options options; /* its strings point at the copies below */
+        char *ca_file;
+        char *unix_socket;
+        client_call *calls; /* every call whose handler has not run */
+};
+
+/*
+ * A call walks hops (the request, then one per redirect). What is owed to
+ * the user — the next hop after a redirect's body, the final answer — runs
+ * from `defer`, so the handler never runs inside paf_client_send() and the
+ * HTTP call is always freed first.
+ */
+typedef enum call_step {
+        STEP_ACTIVE,   /* an HTTP call is under way */
+        STEP_NEXT_HOP, /* follow a redirect from the defer */
+        STEP_DONE,     /* deliver the response or the error from the defer */
+} call_step;
+
+struct client_call {
+        paf_client *client;
+        client_call *prev, *next;
+
+        char *method;
+        char *url; /* the current one: redirects replace it */
+        char *next_url;
+        paf_ctx *user_ctx;
+        paf_http_headers *headers;
+        void *body;
+        size_t body_size;
+        unsigned n_redirects;
+
+        paf_client_head_handler_t on_head;
+        paf_client_body_handler_t on_body;
+        paf_client_handler_t handler;
+        void *userdata;
+
+        paf_http_call *http;
+        sd_event_source *defer;
+        sd_event_source *timer;
+        call_step step;
+        char *report;
+        paf_response *response; /* the final one, being read */
+        size_t body_alloc;
+        paf_error error; /* code < 0: failed */
+};
+
+/* ---- small helpers ---- */
+
+static void format_seconds(uint64_t usec, char *buf, size_t size) {
+        if (usec % USEC_PER_SEC == 0)
+                snprintf(buf, size, "%" PRIu64 " s", usec / USEC_PER_SEC);
+        else
+                snprintf(buf, size, "%.3g s", (double)usec / (double)USEC_PER_SEC);
+}
+
+static int headers_copy(const paf_http_headers *from, paf_http_headers **ret) {
+        _paf_cleanup_(paf_http_headers_freep) paf_http_headers *h = NULL;
+        int r = paf_http_headers_new(&h);
+        if (r < 0)
+                return r;
+        size_t n = from ? paf_http_headers_count(from) : 0;
+        for (size_t i = 0; i < n; i++) {
+                const char *name, *value;
+                if (paf_http_headers_get_nth(from, i, &name, &value) < 0)
+                        continue;
+                r = paf_http_headers_add(h, name, value);
+                if (r < 0)
+                        return r;
+        }
+        *ret = h;
+        h = NULL;
+        return 0;
+}
+
+/* "https+unix" -> "https". */
+static char *scheme_base(const char *scheme) {
+        return strndup(scheme, strcspn(scheme, "+"));
+}
+
+/* Location, resolved against the URL it answered. */
+static int resolve_reference(const char *base, const char *ref, char **ret) {
+        UriUriA b, rel, abs;
+        int r = -EINVAL;
+        bool have_b = false, have_rel = false, have_abs = false;
+        if (uriParseSingleUriA(&b, base, NULL) != URI_SUCCESS)
+                goto out;
+        have_b = true;
+        if (uriParseSingleUriA(&rel, ref, NULL) != URI_SUCCESS)
+                goto out;
+        have_rel = true;
+        if (uriAddBaseUriA(&abs, &rel, &b) != URI_SUCCESS)
+                goto out;
+        have_abs = true;
+        int n = 0;
+        if (uriToStringCharsRequiredA(&abs, &n) != URI_SUCCESS)
+                goto out;
+        char *s = malloc((size_t)n + 1);
+        if (!s) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (uriToStringA(s, &abs, n + 1, NULL) != URI_SUCCESS) {
+                free(s);
+                goto out;
+        }
+        *ret = s;
+        r = 0;
+out:
+        if (have_abs)
+                uriFreeUriMembersA(&abs);
+        if (have_rel)
+                uriFreeUriMembersA(&rel);
+        if (have_b)
+                uriFreeUriMembersA(&b);
+        return r;
+}
+
+/* ---- the call's life ---- */
+
+static void call_free(client_call *cc) {
+        if (!cc)
+                return;
+        if (cc->client) {
+                if (cc->prev)
+                        cc->prev->next = cc->next;
+                else
+                        cc->client->calls = cc->next;
+                if (cc->next)
+                        cc->next->prev = cc->prev;
+        }
+        paf_http_call_free(cc->http);
+        sd_event_source_disable_unref(cc->defer);
+        sd_event_source_disable_unref(cc->timer);
+        paf_response_free(cc->response);
+        paf_http_headers_free(cc->headers);
+        paf_ctx_unref(cc->user_ctx);
+        free(cc->report);
+        free(cc->body);
+        free(cc->next_url);
+        free(cc->url);
+        free(cc->method);
+        free(cc);
+}
+
+static void call_schedule(client_call *cc, call_step step) {
+        cc->step = step;
+        int r = sd_event_source_set_enabled(cc->defer, SD_EVENT_ONESHOT);
+        /* A defer source only fails to enable when the loop is gone. */
+        assert(r >= 0);
+        (void)r;
+}
+
+/* End the call with an error, delivered from the defer. */
+static void call_fail(client_call *cc, int code, const char *format, ...) PAF_PRINTF(3, 4);
+static void call_fail(client_call *cc, int code, const char *format, ...) {
+        va_list ap;
+        va_start(ap, format);
+        paf_error_setv(&cc->error, code, format, ap);
+        va_end(ap);
+        cc->http = paf_http_call_free(cc->http);
+        cc->timer = sd_event_source_disable_unref(cc->timer);
+        call_schedule(cc, STEP_DONE);
+}
+
+static void call_finish(client_call *cc) {
+        cc->http = paf_http_call_free(cc->http);
+        cc->timer = sd_event_source_disable_unref(cc->timer);
+        call_schedule(cc, STEP_DONE);
+}
+
+static void on_response(paf_http_call *call, int status, const paf_http_headers *headers,
+                        const paf_error *error, void *userdata);
+
+/* The hop's context, top first: the URL's keys and the options, then the
+ * caller's context. The registry adds its plugins' rules under both. */
+static int hop_ctx(client_call *cc, paf_ctx **ret) {
+        paf_client *c = cc->client;
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *own = NULL;
+        _cleanup_free_ char *base = NULL, *scheme = NULL, *host = NULL, *authority = NULL;
+        int r = paf_ctx_new(&own);
+        if (r < 0)
+                return paf_error_set(&cc->error, r, "%s: out of memory", cc->url);
+        r = paf_ctx_set_url(own, cc->url, &cc->error);
+        if (r < 0)
+                return r;
+
+        const char *s;
+        int64_t port = -1;
+        if (paf_ctx_get_string(own, "url.scheme", &s) < 0 || !(scheme = strdup(s)) ||
+            paf_ctx_get_string(own, "url.host", &s) < 0 || !(host = strdup(s)) ||
+            !(base = scheme_base(scheme)))
+                return paf_error_set(&cc->error, -ENOMEM, "%s: out of memory", cc->url);
+        (void)paf_ctx_get_int(own, "url.port", &port);
+        bool https = strcmp(base, "https") == 0;
+        bool transport_in_scheme = strchr(scheme, '+') != NULL;
+
+        /* Host: the URL's authority; a socket path or a vsock address is no host. */
+        if (transport_in_scheme)
+                authority = strdup("localhost");
+        else {
+                bool v6 = strchr(host, ':') != NULL;
+                if (port >= 0 && port != (https ? 443 : 80))
+                        r = asprintf(&authority, v6 ? "[%s]:%" PRId64 : "%s:%" PRId64, host, port);
+                else
+                        r = asprintf(&authority, v6 ? "[%s]" : "%s", host);
+                if (r < 0)
+                        authority = NULL;
+        }
+        if (!authority)
+                return paf_error_set(&cc->error, -ENOMEM, "%s: out of memory", cc->url);
+
+        r = 0;
+        if (!paf_http_headers_get(cc->headers, "Host") &&
+            !(cc->user_ctx && paf_ctx_has(cc->user_ctx, "http.host") > 0))
+                r = paf_ctx_set_string(own, "http.host", authority);
+
+        if (r >= 0 && c->unix_socket) {
+                /* Like curl --unix-socket: whatever the URL names, connect
+                 * there. A "+unix" scheme makes the unix rule fire and tcp's
+                 * decline, so tcp is not a candidate. */
+                _cleanup_free_ char *unix_scheme = NULL;
+                if (asprintf(&unix_scheme, "%s+unix", base) < 0)
+                        return paf_error_set(&cc->error, -ENOMEM, "%s: out of memory", cc->url);
+                r = paf_ctx_set_string(own, "url.scheme", unix_scheme);
+                if (r >= 0)
+                        r = paf_ctx_set_string(own, "url.host", c->unix_socket);
+                if (r >= 0)
+                        r = paf_ctx_remove(own, "url.port");
+                if (r >= 0)
+                        r = paf_ctx_set_string(own, "unix.path", c->unix_socket);
+        }
+
+        if (r >= 0 && https) {
+                /* The tls rule only names the server for plain "https"; over
+                 * another transport it is the URL's host (--unix-socket) or,
+                 * when the URL holds no host, "localhost". */
+                if ((transport_in_scheme || c->unix_socket) &&
+                    !(cc->user_ctx && paf_ctx_has(cc->user_ctx, "tls.server-name") > 0))
+                        r = paf_ctx_set_string(own, "tls.server-name",
+                                               transport_in_scheme ? "localhost" : host);
+                if (r >= 0 && c->ca_file)
+                        r = paf_ctx_set_string(own, "tls.ca-file", c->ca_file);
+                if (r >= 0 && c->options.insecure)
+                        r = paf_ctx_set_bool(own, "tls.insecure", true);
+        }
+        if (r < 0)
+                return paf_error_set(&cc->error, r, "%s: %s", cc->url, strerror(-r));
+
+        r = paf_ctx_new_layered(own, cc->user_ctx, ret);
+        if (r < 0)
+                return paf_error_set(&cc->error, r, "%s: %s", cc->url, strerror(-r));
+        return 0;
+}
+
+/* The resolution, every transport considered and why, for `-v`. */
+static void hop_report(client_call *cc, paf_ctx *ctx) {
+        _paf_cleanup_(paf_resolution_freep) paf_resolution *res = NULL;
+        if (paf_registry_resolve(cc->client->reg, ctx, &res) < 0)
+                return;
+        size_t n;
+        const paf_attempt *a = paf_resolution_get_attempts(res, &n);
+        char *text = paf_attempts_format(a, n);
+        if (!text)
+                return;
+        free(cc->report);
+        cc->report = text;
+}
+
+/* Send the request for cc->url. On failure cc->error says why. */
+static int hop_start(client_call *cc) {
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *ctx = NULL;
+        int r = hop_ctx(cc, &ctx);
+        if (r < 0)
+                return r;
+        hop_report(cc, ctx);
+
+        const char *target;
+        r = paf_ctx_get_string(ctx, "url.path", &target);
+        if (r < 0)
+                return paf_error_set(&cc->error, r, "%s: no path", cc->url);
+        r = paf_http_client_request(cc->client->http, ctx, cc->method, target, cc->headers,
+                                    (int64_t)cc->body_size, on_response, cc, &cc->http);
+        if (r < 0)
+                return paf_error_set(&cc->error, r, "%s: %s %s: %s", cc->url, cc->method, target,
+                                     strerror(-r));
+        if (cc->body_size > 0) {
+                /* The body stays ours (cc->body) until the call is freed. */
+                r = paf_http_call_write(cc->http, cc->body, cc->body_size, NULL, NULL);
+                if (r >= 0)
+                        r = paf_http_call_finish(cc->http);
+                if (r < 0) {
+                        cc->http = paf_http_call_free(cc->http);
+                        return paf_error_set(&cc->error, r, "%s: cannot send the body: %s", cc->url,
+                                             strerror(-r));
+                }
+        }
+        cc->step = STEP_ACTIVE;
+        return 0;
+}
+
+static void on_redirect_body(paf_http_call *call _unused_, const void *data _unused_, size_t len,
+                             int error, void *userdata) {
+        client_call *cc = userdata;
+        if (error < 0) {
+                call_fail(cc, error, "%s: reading the redirect: %s", cc->url, strerror(-error));
+                return;
+        }
+        if (len > 0)
+                return;
+        /* Read to its end, the connection goes back to the pool for the next hop. */
+        cc->http = paf_http_call_free(cc->http);
+        free(cc->url);
+        cc->url = cc->next_url;
+        cc->next_url = NULL;
+        call_schedule(cc, STEP_NEXT_HOP);
+}
+
+static void on_final_body(paf_http_call *call _unused_, const void *data, size_t len, int error,
+                          void *userdata) {
+        client_call *cc = userdata;
+        paf_response *resp = cc->response;
+        if (error < 0) {
+                call_fail(cc, error, "%s: reading the body: %s", cc->url, strerror(-error));
+                return;
+        }
+        if (len == 0) {
+                call_finish(cc);
+                return;
+        }
+        if (cc->on_body) {
+                int r = cc->on_body(data, len, cc->userdata);
+                if (r < 0)
+                        call_fail(cc, r, "%s: body handler: %s", cc->url, strerror(-r));
+                return;
+        }
+        if (resp->body_size + len + 1 > cc->body_alloc) {
+                size_t want = cc->body_alloc ? cc->body_alloc : 4096;
+                while (want < resp->body_size + len + 1)
+                        want *= 2;
+                void *b = realloc(resp->body, want);
+                if (!b) {
+                        call_fail(cc, -ENOMEM, "%s: body: out of memory", cc->url);
+                        return;
+                }
+                resp->body = b;
+                cc->body_alloc = want;
+        }
+        memcpy((uint8_t *)resp->body + resp->body_size, data, len);
+        resp->body_size += len;
+        /* NUL-terminated for callers printing text; body_size excludes it. */
+        ((uint8_t *)resp->body)[resp->body_size] = 0;
+}
+
+static bool is_redirect(int status) {
+        return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* Follow a redirect: returns 1 when following, 0 to return the response, < 0 failed. */
+static int maybe_redirect(client_call *cc, int status, const paf_http_headers *headers) {
+        const char *location = paf_http_headers_get(headers, "Location");
+        if (!is_redirect(status) || !location || cc->client->options.max_redirects == 0)
+                return 0;
+        if (cc->n_redirects >= cc->client->options.max_redirects) {
+                call_fail(cc, -ELOOP, "%s: too many redirects (limit %u)", cc->url,
+                          cc->client->options.max_redirects);
+                return -ELOOP;
+        }
+        free(cc->next_url);
+        cc->next_url = NULL;
+        int r = resolve_reference(cc->url, location, &cc->next_url);
+        if (r < 0) {
+                call_fail(cc, r, "%s: %d redirect to a bad Location \"%s\"", cc->url, status,
+                          location);
+                return r;
+        }
+        cc->n_redirects++;
+        /* 301/302/303: as browsers and curl do, the next request is a GET
+         * without the body; 307/308 keep the method and the body. */
+        if (status <= 303 && strcmp(cc->method, "HEAD") != 0 && strcmp(cc->method, "GET") != 0) {
+                char *get = strdup("GET");
+                if (!get) {
+                        call_fail(cc, -ENOMEM, "%s: out of memory", cc->url);
+                        return -ENOMEM;
+                }
+                free(cc->method);
+                cc->method = get;
+                free(cc->body);
+                cc->body = NULL;
+                cc->body_size = 0;
+                (void)paf_http_headers_remove(cc->headers, "Content-Type");
+        }
+        r = paf_http_call_read_body(cc->http, on_redirect_body, cc);
+        if (r < 0) {
+                call_fail(cc, r, "%s: reading the redirect: %s", cc->url, strerror(-r));
+                return r;
+        }
+        return 1;
+}
+
+static void on_response(paf_http_call *call, int status, const paf_http_headers *headers,
+                        const paf_error *error, void *userdata) {
+        client_call *cc = userdata;
+        if (error) {
+                call_fail(cc, error->code < 0 ? error->code : -EIO, "%s: %s", cc->url,
+                          error->message);
+                return;
+        }
+        if (maybe_redirect(cc, status, headers) != 0)
+                return;
+
+        paf_response *resp = calloc(1, sizeof(*resp));
+        if (!resp) {
+                call_fail(cc, -ENOMEM, "%s: out of memory", cc->url);
+                return;
+        }
+        cc->response = resp;
+        resp->status = status;
+        const char *endpoint = paf_http_call_get_endpoint(call);
+        if (headers_copy(headers, &resp->headers) < 0 || !(resp->url = strdup(cc->url)) ||
+            !(resp->endpoint = strdup(endpoint ? endpoint : "")) ||
+            (cc->report && !(resp->report = strdup(cc->report)))) {
+                call_fail(cc, -ENOMEM, "%s: out of memory", cc->url);
+                return;
+        }
+        if (cc->on_head)
+                cc->on_head(status, resp->headers, cc->userdata);
+        int r = paf_http_call_read_body(call, on_final_body, cc);
+        if (r < 0)
+                call_fail(cc, r, "%s: reading the body: %s", cc->url, strerror(-r));
+}
+
+static int on_timer(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
+        client_call *cc = userdata;
+        char t[32];
+        format_seconds(cc->client->options.timeout_usec, t, sizeof(t));
+        paf_response_free(cc->response);
+        cc->response = NULL;
+        call_fail(cc, -ETIMEDOUT, "%s: timed out after %s", cc->url, t);
+        return 0;
+}
+
+static int on_defer(sd_event_source *s _unused_, void *userdata) {
+        client_call *cc = userdata;
+        if (cc->step == STEP_NEXT_HOP) {
+                if (hop_start(cc) < 0) {
+                        cc->timer = sd_event_source_disable_unref(cc->timer);
+                        call_schedule(cc, STEP_DONE);
+                }
+                return 0;
+        }
+        if (cc->step != STEP_DONE)
+                return 0;
+
+        /* The user may free the client from the handler: this call is out
+         * of its list first. */
+        if (cc->prev)
+                cc->prev->next = cc->next;
+        else
+                cc->client->calls = cc->next;
+        if (cc->next)
+                cc->next->prev = cc->prev;
+        cc->client = NULL;
+
+        if (cc->error.code < 0)
+                cc->handler(NULL, &cc->error, cc->userdata);
+        else {
+                paf_response *resp = cc->response;
+                cc->response = NULL;
+                cc->handler(resp, NULL, cc->userdata);
+        }
+        call_free(cc);
+        return 0;
+}
+
+/* ---- the public API ---- */
+
+PAF_EXPORT int paf_client_new(paf_registry *reg, sd_event *event, paf_client **ret) {
+        if (!reg || !event || !ret)
+                return -EINVAL;
+        paf_client *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        int r = paf_http_client_new(reg, event, &c->http);
+        if (r < 0) {
+                free(c);
+                return r;
+        }
+        c->reg = paf_registry_ref(reg);
+        c->event = sd_event_ref(event);
+        *ret = c;
+        return 0;
+}
+
+PAF_EXPORT paf_client *paf_client_free(paf_client *c) {
+        if (!c)
+                return NULL;
+        /* Calls in flight end quietly: their handlers are not called. */
+        while (c->calls) {
+                client_call *cc = c->calls;
+                c->calls = cc->next;
+                cc->client = NULL;
+                call_free(cc);
+        }
+        paf_http_client_free(c->http);
+        paf_registry_unref(c->reg);
+        sd_event_unref(c->event);
+        free(c->ca_file);
+        free(c->unix_socket);
+        free(c);
+        return NULL;
+}
+
+PAF_EXPORT int paf_client_set_options(paf_client *c, const paf_client_options *options) {
+        if (!c || !options)
+                return -EINVAL;
+        _cleanup_free_ char *ca = NULL, *sock = NULL;
+        if ((options->ca_file && !(ca = strdup(options->ca_file))) ||
+            (options->unix_socket && !(sock = strdup(options->unix_socket))))
+                return -ENOMEM;
+
+        /* The HTTP client's defaults, with our connect timeout. */
+        paf_http_client_timeouts t = {
+                .connect_usec = 30 * USEC_PER_SEC,
+                .response_usec = 60 * USEC_PER_SEC,
+                .idle_usec = 30 * USEC_PER_SEC,
+        };
+        if (options->connect_timeout_usec > 0)
+                t.connect_usec = options->connect_timeout_usec;
+        int r = paf_http_client_set_timeouts(c->http, &t);
+        if (r < 0)
+                return r;
+
+        free(c->ca_file);
+        free(c->unix_socket);
+        c->ca_file = ca;
+        c->unix_socket = sock;
+        ca = sock = NULL;
+        c->options = *options;
+        c->options.ca_file = c->ca_file;
+        c->options.unix_socket = c->unix_socket;
+        return 0;
+}
+
+PAF_EXPORT uint64_t paf_client_get_n_connections(paf_client *c) {
+        return c ? paf_http_client_get_n_connections(c->http) : 0;
+}
+
+PAF_EXPORT paf_response *paf_response_free(paf_response *r) {
+        if (!r)
+                return NULL;
+        paf_http_headers_free(r->headers);
+        free(r->body);
+        free(r->url);
+        free(r->endpoint);
+        free(r->report);
+        free(r);
+        return NULL;
+}
+
+/*
+ * Argument errors (-EINVAL) and running out of memory fail this call; every
+ * other failure — a bad URL included — reaches the handler with a message
+ * naming the URL, from the loop.
+ */
+PAF_EXPORT int paf_client_send(paf_client *c, const paf_client_request *request,
+                               paf_client_handler_t handler) {
+        if (!c || !request || !request->url || !request->method || !*request->method || !handler ||
+            (request->body_size > 0 && !request->body))
+                return -EINVAL;
+
+        client_call *cc = calloc(1, sizeof(*cc));
+        if (!cc)
+                return -ENOMEM;
+        cc->method = strdup(request->method);
+        cc->url = strdup(request->url);
+        cc->user_ctx = paf_ctx_ref(request->ctx);
+        cc->on_head = request->on_head;
+        cc->on_body = request->on_body;
+        cc->handler = handler;
+        cc->userdata = request->userdata;
+        int r = -ENOMEM;
+        if (!cc->method || !cc->url)
+                goto fail;
+        r = headers_copy(request->headers, &cc->headers);
+        if (r < 0)
+                goto fail;
+        if (request->body_size > 0) {
+                r = -ENOMEM;
+                cc->body = malloc(request->body_size);
+                if (!cc->body)
+                        goto fail;
+                memcpy(cc->body, request->body, request->body_size);
+                cc->body_size = request->body_size;
+        }
+        r = sd_event_add_defer(c->event, &cc->defer, on_defer, cc);
+        if (r < 0)
+                goto fail;
+        (void)sd_event_source_set_enabled(cc->defer, SD_EVENT_OFF);
+        (void)sd_event_source_set_description(cc->defer, "paf-client-call");
+        if (c->options.timeout_usec > 0) {
+                r = sd_event_add_time_relative(c->event, &cc->timer, CLOCK_MONOTONIC,
+                                               c->options.timeout_usec, 0, on_timer, cc);
+                if (r < 0)
+                        goto fail;
+                (void)sd_event_source_set_description(cc->timer, "paf-client-timeout");
+        }
+
+        cc->client = c;
+        cc->next = c->calls;
+        if (c->calls)
+                c->calls->prev = cc;
+        c->calls = cc;
+
+        if (hop_start(cc) < 0) {
+                cc->timer = sd_event_source_disable_unref(cc->timer);
+                call_schedule(cc, STEP_DONE);
+        }
+        return 0;
+
+fail:
+        call_free(cc);
+        return r;
+}
+
+static int send_simple(paf_client *c, const char *method, const char *url,
+                       const paf_http_headers *headers, const void *body, size_t size,
+                       paf_client_handler_t handler, void *userdata) {
+        paf_client_request req = {
+                .method = method,
+                .url = url,
+                .headers = headers,
+                .body = body,
+                .body_size = body ? size : 0,
+                .userdata = userdata,
+        };
+        return paf_client_send(c, &req, handler);
+}
+
+PAF_EXPORT int paf_client_get(paf_client *c, const char *url, const paf_http_headers *headers,
+                              paf_client_handler_t handler, void *userdata) {
+        return send_simple(c, "GET", url, headers, NULL, 0, handler, userdata);
+}
+
+PAF_EXPORT int paf_client_head(paf_client *c, const char *url, const paf_http_headers *headers,
+                               paf_client_handler_t handler, void *userdata) {
+        return send_simple(c, "HEAD", url, headers, NULL, 0, handler, userdata);
+}
+
+PAF_EXPORT int paf_client_delete(paf_client *c, const char *url, const paf_http_headers *headers,
+                                 paf_client_handler_t handler, void *userdata) {
+        return send_simple(c, "DELETE", url, headers, NULL, 0, handler, userdata);
+}
+
+PAF_EXPORT int paf_client_post(paf_client *c, const char *url, const paf_http_headers *headers,
+                               const void *body, size_t size, paf_client_handler_t handler,
+                               void *userdata) {
+        return send_simple(c, "POST", url, headers, body, size, handler, userdata);
+}
+
+PAF_EXPORT int paf_client_put(paf_client *c, const char *url, const paf_http_headers *headers,
+                              const void *body, size_t size, paf_client_handler_t handler,
+                              void *userdata) {
+        return send_simple(c, "PUT", url, headers, body, size, handler, userdata);
+}
+
+PAF_EXPORT int paf_client_patch(paf_client *c, const char *url, const paf_http_headers *headers,
+                                const void *body, size_t size, paf_client_handler_t handler,
+                                void *userdata) {
+        return send_simple(c, "PATCH", url, headers, body, size, handler, userdata);
+}

@@ -1,0 +1,105 @@
+/* paf/client.h — the simple client: get/post/… a URL, the context filled from it. */
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include <paf/common.h>
+#include <paf/ctx.h>
+#include <paf/error.h>
+#include <paf/http.h>
+#include <paf/registry.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * URLs. Schemes: http, https, http+unix, https+unix (the socket path
+ * percent-encoded as the authority: http+unix://%2Frun%2Fpaf.sock/path),
+ * http+vsock, https+vsock (http+vsock://CID:PORT/path); IPv6 literals in
+ * brackets. Sets url.scheme, url.host (decoded; the socket path for +unix),
+ * url.port (when given), url.path (path and query, "/" when empty). The
+ * plugins' rules turn these into their endpoint keys. An unknown scheme is
+ * -EPROTONOSUPPORT with a message naming it.
+ */
+PAF_EXPORT int paf_ctx_set_url(paf_ctx *ctx, const char *url, paf_error *error);
+
+typedef struct paf_client paf_client;
+
+typedef struct paf_client_options {
+        uint64_t timeout_usec;         /* the whole call, redirects included; 0: none */
+        uint64_t connect_timeout_usec; /* 0: the HTTP client's default */
+        unsigned max_redirects;        /* 0: redirects are returned, not followed */
+        const char *ca_file;           /* tls.ca-file: trust these CAs instead of the system's */
+        bool insecure;                 /* tls.insecure */
+        const char *unix_socket;       /* like curl --unix-socket: connect there, whatever the host */
+} paf_client_options;
+
+/* Calls share connections: keep-alive connections are reused across calls. */
+PAF_EXPORT int paf_client_new(paf_registry *reg, sd_event *event, paf_client **ret);
+PAF_EXPORT paf_client *paf_client_free(paf_client *c);
+PAF_DEFINE_TRIVIAL_CLEANUP_FUNC(paf_client *, paf_client_free)
+/* Strings are copied. */
+PAF_EXPORT int paf_client_set_options(paf_client *c, const paf_client_options *options);
+/* Connections opened so far (reuse shows as calls > connections). */
+PAF_EXPORT uint64_t paf_client_get_n_connections(paf_client *c);
+
+typedef struct paf_response {
+        int status;
+        paf_http_headers *headers;
+        void *body; /* NULL when streamed to a body handler or empty */
+        size_t body_size;
+        char *url;      /* the final URL, after redirects */
+        char *endpoint; /* the transport that carried it: "tcp 127.0.0.1:8080" */
+        char *report;   /* the resolution: every transport considered and why (paf_attempts_format) */
+} paf_response;
+
+PAF_EXPORT paf_response *paf_response_free(paf_response *r);
+PAF_DEFINE_TRIVIAL_CLEANUP_FUNC(paf_response *, paf_response_free)
+
+/* The call ended: a response (the handler owns it) or an error naming the
+ * URL and the reason — for a failed connect, every transport tried. */
+typedef void (*paf_client_handler_t)(paf_response *response, const paf_error *error,
+                                     void *userdata);
+/* Streamed body pieces (of the final response, after redirects); return < 0 to abort. */
+typedef int (*paf_client_body_handler_t)(const void *data, size_t len, void *userdata);
+/* The status and headers of the final response, before its body (optional). */
+typedef void (*paf_client_head_handler_t)(int status, const paf_http_headers *headers,
+                                          void *userdata);
+
+typedef struct paf_client_request {
+        const char *method;              /* "GET" … */
+        const char *url;
+        paf_ctx *ctx;                    /* optional: extra keys and protocols, read under the URL's */
+        const paf_http_headers *headers; /* optional */
+        const void *body;                /* optional, copied */
+        size_t body_size;
+        paf_client_head_handler_t on_head;     /* optional */
+        paf_client_body_handler_t on_body;     /* optional: stream instead of collecting */
+        void *userdata;                        /* for on_head, on_body and the handler */
+} paf_client_request;
+
+/* The handler is never called from inside this call. */
+PAF_EXPORT int paf_client_send(paf_client *c, const paf_client_request *request,
+                               paf_client_handler_t handler);
+
+/* Shorthands: body may be NULL. */
+PAF_EXPORT int paf_client_get(paf_client *c, const char *url, const paf_http_headers *headers,
+                              paf_client_handler_t handler, void *userdata);
+PAF_EXPORT int paf_client_head(paf_client *c, const char *url, const paf_http_headers *headers,
+                               paf_client_handler_t handler, void *userdata);
+PAF_EXPORT int paf_client_delete(paf_client *c, const char *url, const paf_http_headers *headers,
+                                 paf_client_handler_t handler, void *userdata);
+PAF_EXPORT int paf_client_post(paf_client *c, const char *url, const paf_http_headers *headers,
+                               const void *body, size_t size, paf_client_handler_t handler,
+                               void *userdata);
+PAF_EXPORT int paf_client_put(paf_client *c, const char *url, const paf_http_headers *headers,
+                              const void *body, size_t size, paf_client_handler_t handler,
+                              void *userdata);
+PAF_EXPORT int paf_client_patch(paf_client *c, const char *url, const paf_http_headers *headers,
+                                const void *body, size_t size, paf_client_handler_t handler,
+                                void *userdata);
+
+#ifdef __cplusplus
+}
+#endif
