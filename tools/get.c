@@ -427,26 +427,6 @@ static int parse_seconds(const char *s, uint64_t *ret) {
         return 0;
 }
 
-static int load_registry(const char *config, paf_registry **ret) {
-        paf_registry *reg = NULL;
-        paf_error error = PAF_ERROR_NULL;
-        int r = paf_registry_new(&reg);
-        if (r < 0) {
-                fprintf(stderr, "paf: cannot create registry: %s\n", strerror(-r));
-                return r;
-        }
-        r = paf_registry_load_config(reg, config, &error);
-        if (r >= 0)
-                r = paf_registry_load_plugins(reg, &error);
-        if (r < 0) {
-                fprintf(stderr, "paf: %s\n", error.message[0] ? error.message : strerror(-r));
-                paf_registry_unref(reg);
-                return r;
-        }
-        /* A refused plugin was already reported by the loader; the others may still do. */
-        *ret = reg;
-        return 0;
-}
 
 int cmd_get(int argc, char **argv) {
         enum {
@@ -595,7 +575,8 @@ int cmd_get(int argc, char **argv) {
         g.progress = !silent && !g.verbose && !g.head_only && isatty(STDERR_FILENO) &&
                      (g.output_path || !isatty(STDOUT_FILENO));
 
-        if (load_registry(config, &reg) < 0) {
+        /* A refused plugin was already reported by the loader; the others may still do. */
+        if (tool_load_registry(config, false, &reg) < 0) {
                 ret = EXIT_USAGE;
                 goto out;
         }

@@ -30,11 +30,7 @@ static void usage(FILE *f) {
                 program, PAF_PLUGINSDIR);
 }
 
-/* Read the config (NULL: the embedded default) and load its plugins.
- * Returns the number of requested plugins refused, or < 0 after printing the
- * configuration error. quiet: the caller lists refusals itself, so the
- * loader's warnings would only repeat them. */
-static int setup_registry(const char *config, bool quiet, paf_registry **ret) {
+int tool_load_registry(const char *config, bool quiet, paf_registry **ret) {
         paf_registry *reg = NULL;
         paf_error error = PAF_ERROR_NULL;
         int r = paf_registry_new(&reg);
@@ -57,6 +53,16 @@ static int setup_registry(const char *config, bool quiet, paf_registry **ret) {
         }
         *ret = reg;
         return r;
+}
+
+void tool_report_refused(paf_registry *reg, const char *what) {
+        size_t n;
+        const paf_plugin_info *info = paf_registry_get_plugins(reg, &n);
+        for (size_t i = 0; i < n; i++)
+                if (!info[i].loaded && info[i].requested)
+                        fprintf(stderr, "%s: %s%splugin \"%s\" refused: %s\n", program,
+                                what ? what : "", what ? ": " : "", info[i].name,
+                                info[i].reason ? info[i].reason : "unknown reason");
 }
 
 static int cmd_plugins(int argc, char **argv) {
@@ -85,7 +91,7 @@ static int cmd_plugins(int argc, char **argv) {
         }
 
         paf_registry *reg = NULL;
-        int refused = setup_registry(config, true, &reg);
+        int refused = tool_load_registry(config, true, &reg);
         if (refused < 0)
                 return 2;
 
@@ -125,17 +131,11 @@ static int cmd_config(int argc, char **argv) {
                 return 2;
         }
         paf_registry *reg = NULL;
-        int refused = setup_registry(argv[2], true, &reg);
+        int refused = tool_load_registry(argv[2], true, &reg);
         if (refused < 0)
                 return 1;
         if (refused > 0) {
-                size_t n;
-                const paf_plugin_info *info = paf_registry_get_plugins(reg, &n);
-                for (size_t i = 0; i < n; i++)
-                        if (!info[i].loaded && info[i].requested)
-                                fprintf(stderr, "%s: %s: plugin \"%s\" refused: %s\n", program,
-                                        argv[2], info[i].name,
-                                        info[i].reason ? info[i].reason : "unknown reason");
+                tool_report_refused(reg, argv[2]);
                 paf_registry_unref(reg);
                 return 1;
         }

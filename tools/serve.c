@@ -273,31 +273,15 @@ static int on_signal(sd_event_source *source, const struct signalfd_siginfo *si,
         return 0;
 }
 
+/* A plugin the configuration asks for and that was refused stops us:
+ * serving without it would silently drop a transport. */
 static int load_registry(const char *config, paf_registry **ret) {
         paf_registry *reg = NULL;
-        paf_error error = PAF_ERROR_NULL;
-        int r = paf_registry_new(&reg);
-        if (r < 0) {
-                fprintf(stderr, "paf: cannot create registry: %s\n", strerror(-r));
+        int r = tool_load_registry(config, false, &reg);
+        if (r < 0)
                 return r;
-        }
-        r = paf_registry_load_config(reg, config, &error);
-        if (r >= 0)
-                r = paf_registry_load_plugins(reg, &error);
-        if (r < 0) {
-                fprintf(stderr, "paf: %s\n", error.message[0] ? error.message : strerror(-r));
-                paf_registry_unref(reg);
-                return r;
-        }
         if (r > 0) {
-                /* The configuration asked for a plugin we could not load: serving
-                 * without it would silently drop a transport. */
-                size_t n;
-                const paf_plugin_info *info = paf_registry_get_plugins(reg, &n);
-                for (size_t i = 0; i < n; i++)
-                        if (!info[i].loaded && info[i].requested)
-                                fprintf(stderr, "paf: plugin \"%s\" refused: %s\n", info[i].name,
-                                        info[i].reason ? info[i].reason : "unknown reason");
+                tool_report_refused(reg, config);
                 paf_registry_unref(reg);
                 return -ENOENT;
         }
