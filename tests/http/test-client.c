@@ -25,9 +25,9 @@
 #include <paf.h>
 #include <paf/http.h>
 
+#include "../common/nginx.h"
 #include "../common/paf-test.h"
 
-#define NGINX "/usr/sbin/nginx"
 #define FILE_SIZE (300 * 1024 + 17)
 #define BIG_SIZE (4 * 1024 * 1024)
 
@@ -82,28 +82,6 @@ typedef struct nginx {
         char dir[256];
         char sock[PATH_MAX];
 } nginx;
-
-static int free_port(void) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        assert_int_equal(bind(fd, (struct sockaddr *)&in, sizeof(in)), 0);
-        socklen_t len = sizeof(in);
-        assert_int_equal(getsockname(fd, (struct sockaddr *)&in, &len), 0);
-        close(fd);
-        return ntohs(in.sin_port);
-}
-
-static bool port_accepts(int port) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        struct sockaddr_in in = {.sin_family = AF_INET,
-                                 .sin_port = htons(port),
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        bool ok = connect(fd, (struct sockaddr *)&in, sizeof(in)) == 0;
-        close(fd);
-        return ok;
-}
 
 static char *text_content(size_t *ret_len, bool replaced) {
         size_t size = 20000 * 40, len = 0;
@@ -185,28 +163,11 @@ static void nginx_write_tree(nginx *n) {
 }
 
 static void nginx_stop(nginx *n) {
-        if (n->pid <= 0)
-                return;
-        kill(n->pid, SIGTERM);
-        for (int i = 0; i < 300; i++) {
-                if (waitpid(n->pid, NULL, WNOHANG) == n->pid) {
-                        n->pid = 0;
-                        return;
-                }
-                usleep(10 * 1000);
-        }
-        kill(n->pid, SIGKILL);
-        waitpid(n->pid, NULL, 0);
-        n->pid = 0;
+        process_stop(&n->pid);
 }
 
 static void nginx_rm_tree(nginx *n) {
-        if (!n->dir[0])
-                return;
-        char cmd[PATH_MAX + 16];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", n->dir);
-        assert_int_equal(system(cmd), 0);
-        n->dir[0] = '\0';
+        remove_tree(n->dir);
 }
 
 /* Start nginx on a free port; false if it would not come up. */
@@ -214,9 +175,8 @@ static bool nginx_start(nginx *n) {
         *n = (nginx){0};
         snprintf(n->dir, sizeof(n->dir), "/tmp/paf-nginx-XXXXXX");
         assert_non_null(mkdtemp(n->dir));
-
         /* The port may be taken between our probe and nginx's bind: retry. */
-        for (int attempt = 0; attempt < 5; attempt++) {
+        for (int attempt = 0; attempt < 5 && n->pid <= 0; attempt++) {
                 if (attempt > 0) {
                         char cmd[PATH_MAX + 64];
                         snprintf(cmd, sizeof(cmd), "rm -rf '%s'/* ", n->dir);
@@ -226,29 +186,9 @@ static bool nginx_start(nginx *n) {
                 nginx_write_tree(n);
                 char conf[PATH_MAX + 16];
                 snprintf(conf, sizeof(conf), "%s/nginx.conf", n->dir);
-                pid_t pid = fork();
-                assert_true(pid >= 0);
-                if (pid == 0) {
-                        int null = open("/dev/null", O_RDWR);
-                        dup2(null, 0);
-                        dup2(null, 1);
-                        execl(NGINX, "nginx", "-p", n->dir, "-c", conf, "-e", "/dev/null",
-                              (char *)NULL);
-                        _exit(127);
-                }
-                n->pid = pid;
-                for (int i = 0; i < 500; i++) {
-                        if (port_accepts(n->port))
-                                return true;
-                        if (waitpid(pid, NULL, WNOHANG) == pid) {
-                                n->pid = 0;
-                                break;
-                        }
-                        usleep(10 * 1000);
-                }
-                nginx_stop(n);
+                n->pid = nginx_launch(n->dir, conf, &n->port, 1);
         }
-        return false;
+        return n->pid > 0;
 }
 
 /* ---- raw socket servers, in a child process ---- */

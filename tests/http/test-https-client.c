@@ -26,9 +26,9 @@
 #include <paf.h>
 #include <paf/http.h>
 
+#include "../common/nginx.h"
 #include "../common/paf-test.h"
 
-#define NGINX "/usr/sbin/nginx"
 #define FILE_SIZE (300 * 1024 + 17)
 
 /* ---- nginx with TLS, and its certificates ---- */
@@ -41,28 +41,6 @@ typedef struct nginx {
 } nginx;
 
 static nginx ngx;
-
-static int free_port(void) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        assert_int_equal(bind(fd, (struct sockaddr *)&in, sizeof(in)), 0);
-        socklen_t len = sizeof(in);
-        assert_int_equal(getsockname(fd, (struct sockaddr *)&in, &len), 0);
-        close(fd);
-        return ntohs(in.sin_port);
-}
-
-static bool port_accepts(int port) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        struct sockaddr_in in = {.sin_family = AF_INET,
-                                 .sin_port = htons(port),
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        bool ok = connect(fd, (struct sockaddr *)&in, sizeof(in)) == 0;
-        close(fd);
-        return ok;
-}
 
 static uint8_t *pattern(size_t len, uint32_t seed) {
         uint8_t *p = malloc(len);
@@ -148,19 +126,7 @@ static void write_tree(void) {
 }
 
 static void nginx_stop(void) {
-        if (ngx.pid <= 0)
-                return;
-        kill(ngx.pid, SIGTERM);
-        for (int i = 0; i < 300; i++) {
-                if (waitpid(ngx.pid, NULL, WNOHANG) == ngx.pid) {
-                        ngx.pid = 0;
-                        return;
-                }
-                usleep(10 * 1000);
-        }
-        kill(ngx.pid, SIGKILL);
-        waitpid(ngx.pid, NULL, 0);
-        ngx.pid = 0;
+        process_stop(&ngx.pid);
 }
 
 static bool nginx_start(void) {
@@ -173,27 +139,10 @@ static bool nginx_start(void) {
                 write_tree();
                 char conf[PATH_MAX];
                 path_in(conf, sizeof(conf), "nginx.conf");
-                pid_t pid = fork();
-                assert_true(pid >= 0);
-                if (pid == 0) {
-                        int null = open("/dev/null", O_RDWR);
-                        dup2(null, 0);
-                        dup2(null, 1);
-                        execl(NGINX, "nginx", "-p", ngx.dir, "-c", conf, "-e", "/dev/null",
-                              (char *)NULL);
-                        _exit(127);
-                }
-                ngx.pid = pid;
-                for (int i = 0; i < 500; i++) {
-                        if (port_accepts(ngx.port) && port_accepts(ngx.expired_port))
-                                return true;
-                        if (waitpid(pid, NULL, WNOHANG) == pid) {
-                                ngx.pid = 0;
-                                break;
-                        }
-                        usleep(10 * 1000);
-                }
-                nginx_stop();
+                int ports[] = {ngx.port, ngx.expired_port};
+                ngx.pid = nginx_launch(ngx.dir, conf, ports, 2);
+                if (ngx.pid > 0)
+                        return true;
                 char cmd[PATH_MAX + 64];
                 snprintf(cmd, sizeof(cmd), "rm -rf '%1$s/www' '%1$s/tmp' '%1$s/logs'", ngx.dir);
                 assert_int_equal(system(cmd), 0);

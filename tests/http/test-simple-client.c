@@ -23,9 +23,9 @@
 #include <paf.h>
 #include <paf/client.h>
 
+#include "../common/nginx.h"
 #include "../common/paf-test.h"
 
-#define NGINX "/usr/sbin/nginx"
 #define FILE_SIZE (200 * 1024 + 7)
 #define USEC_PER_MSEC UINT64_C(1000)
 
@@ -46,28 +46,6 @@ static uint8_t *pattern(size_t len) {
         for (size_t i = 0; i < len; i++)
                 p[i] = (uint8_t)(i * 7 + (i >> 9));
         return p;
-}
-
-static int free_port(void) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        assert_int_equal(bind(fd, (struct sockaddr *)&in, sizeof(in)), 0);
-        socklen_t len = sizeof(in);
-        assert_int_equal(getsockname(fd, (struct sockaddr *)&in, &len), 0);
-        close(fd);
-        return ntohs(in.sin_port);
-}
-
-static bool port_accepts(int port) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        struct sockaddr_in in = {.sin_family = AF_INET,
-                                 .sin_port = htons(port),
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        bool ok = connect(fd, (struct sockaddr *)&in, sizeof(in)) == 0;
-        close(fd);
-        return ok;
 }
 
 static void nginx_write_tree(nginx *n) {
@@ -132,36 +110,20 @@ static void nginx_write_tree(nginx *n) {
 }
 
 static void nginx_stop(nginx *n) {
-        if (n->pid <= 0)
-                return;
-        kill(n->pid, SIGTERM);
-        for (int i = 0; i < 300; i++) {
-                if (waitpid(n->pid, NULL, WNOHANG) == n->pid) {
-                        n->pid = 0;
-                        return;
-                }
-                usleep(10 * 1000);
-        }
-        kill(n->pid, SIGKILL);
-        waitpid(n->pid, NULL, 0);
-        n->pid = 0;
+        process_stop(&n->pid);
 }
 
 static void nginx_rm_tree(nginx *n) {
-        if (!n->dir[0])
-                return;
-        char cmd[PATH_MAX + 16];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", n->dir);
-        assert_int_equal(system(cmd), 0);
-        n->dir[0] = '\0';
+        remove_tree(n->dir);
 }
 
+/* Start nginx on a free port; false if it would not come up. */
 static bool nginx_start(nginx *n) {
         *n = (nginx){0};
         snprintf(n->dir, sizeof(n->dir), "/tmp/paf-nginx-XXXXXX");
         assert_non_null(mkdtemp(n->dir));
         /* The port may be taken between our probe and nginx's bind: retry. */
-        for (int attempt = 0; attempt < 5; attempt++) {
+        for (int attempt = 0; attempt < 5 && n->pid <= 0; attempt++) {
                 if (attempt > 0) {
                         char cmd[PATH_MAX + 64];
                         snprintf(cmd, sizeof(cmd), "rm -rf '%s'/* ", n->dir);
@@ -171,29 +133,9 @@ static bool nginx_start(nginx *n) {
                 nginx_write_tree(n);
                 char conf[PATH_MAX + 16];
                 snprintf(conf, sizeof(conf), "%s/nginx.conf", n->dir);
-                pid_t pid = fork();
-                assert_true(pid >= 0);
-                if (pid == 0) {
-                        int null = open("/dev/null", O_RDWR);
-                        dup2(null, 0);
-                        dup2(null, 1);
-                        execl(NGINX, "nginx", "-p", n->dir, "-c", conf, "-e", "/dev/null",
-                              (char *)NULL);
-                        _exit(127);
-                }
-                n->pid = pid;
-                for (int i = 0; i < 500; i++) {
-                        if (port_accepts(n->port))
-                                return true;
-                        if (waitpid(pid, NULL, WNOHANG) == pid) {
-                                n->pid = 0;
-                                break;
-                        }
-                        usleep(10 * 1000);
-                }
-                nginx_stop(n);
+                n->pid = nginx_launch(n->dir, conf, &n->port, 1);
         }
-        return false;
+        return n->pid > 0;
 }
 
 /* ---- the client under test ---- */
