@@ -4,6 +4,8 @@
 #pragma once
 
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -96,4 +98,44 @@ static PAF_TEST_UNUSED void remove_tree(char *dir) {
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
         assert_int_equal(system(cmd), 0);
         dir[0] = '\0';
+}
+
+/* One nginx in a fresh directory, listening on a free port and a unix socket. */
+typedef struct nginx {
+        pid_t pid;
+        int port;
+        char dir[256];
+        char sock[PATH_MAX];
+} nginx;
+
+typedef void (*nginx_write_tree_t)(nginx *n);
+
+static PAF_TEST_UNUSED void nginx_stop(nginx *n) {
+        process_stop(&n->pid);
+}
+
+static PAF_TEST_UNUSED void nginx_rm_tree(nginx *n) {
+        remove_tree(n->dir);
+}
+
+/* Start nginx on a free port with the configuration write_tree puts in
+ * n->dir (nginx.conf and its files); false if it would not come up. */
+static PAF_TEST_UNUSED bool nginx_start(nginx *n, nginx_write_tree_t write_tree) {
+        *n = (nginx){0};
+        snprintf(n->dir, sizeof(n->dir), "/tmp/paf-nginx-XXXXXX");
+        assert_non_null(mkdtemp(n->dir));
+        /* The port may be taken between our probe and nginx's bind: retry. */
+        for (int attempt = 0; attempt < 5 && n->pid <= 0; attempt++) {
+                if (attempt > 0) {
+                        char cmd[PATH_MAX + 64];
+                        snprintf(cmd, sizeof(cmd), "rm -rf '%s'/* ", n->dir);
+                        assert_int_equal(system(cmd), 0);
+                }
+                n->port = free_port();
+                write_tree(n);
+                char conf[PATH_MAX + 16];
+                snprintf(conf, sizeof(conf), "%s/nginx.conf", n->dir);
+                n->pid = nginx_launch(n->dir, conf, &n->port, 1);
+        }
+        return n->pid > 0;
 }

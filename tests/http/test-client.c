@@ -76,13 +76,6 @@ static uint8_t *pattern(size_t len, uint32_t seed) {
 
 /* ---- nginx, started by the test ---- */
 
-typedef struct nginx {
-        pid_t pid;
-        int port;
-        char dir[256];
-        char sock[PATH_MAX];
-} nginx;
-
 static char *text_content(size_t *ret_len, bool replaced) {
         size_t size = 20000 * 40, len = 0;
         char *t = malloc(size);
@@ -160,35 +153,6 @@ static void nginx_write_tree(nginx *n) {
                 n->dir, n->port);
         assert_int_equal(fclose(f), 0);
         snprintf(n->sock, sizeof(n->sock), "%s/nginx.sock", n->dir);
-}
-
-static void nginx_stop(nginx *n) {
-        process_stop(&n->pid);
-}
-
-static void nginx_rm_tree(nginx *n) {
-        remove_tree(n->dir);
-}
-
-/* Start nginx on a free port; false if it would not come up. */
-static bool nginx_start(nginx *n) {
-        *n = (nginx){0};
-        snprintf(n->dir, sizeof(n->dir), "/tmp/paf-nginx-XXXXXX");
-        assert_non_null(mkdtemp(n->dir));
-        /* The port may be taken between our probe and nginx's bind: retry. */
-        for (int attempt = 0; attempt < 5 && n->pid <= 0; attempt++) {
-                if (attempt > 0) {
-                        char cmd[PATH_MAX + 64];
-                        snprintf(cmd, sizeof(cmd), "rm -rf '%s'/* ", n->dir);
-                        assert_int_equal(system(cmd), 0);
-                }
-                n->port = free_port();
-                nginx_write_tree(n);
-                char conf[PATH_MAX + 16];
-                snprintf(conf, sizeof(conf), "%s/nginx.conf", n->dir);
-                n->pid = nginx_launch(n->dir, conf, &n->port, 1);
-        }
-        return n->pid > 0;
 }
 
 /* ---- raw socket servers, in a child process ---- */
@@ -796,7 +760,7 @@ static void test_unix_socket(void **state) {
 static void test_server_killed_mid_body(void **state) {
         env *v = *state;
         nginx own;
-        assert_true(nginx_start(&own));
+        assert_true(nginx_start(&own, nginx_write_tree));
         paf_ctx *ctx = tcp_ctx(own.port);
         result r = {0};
         assert_int_equal(paf_http_client_request(v->client, ctx, "GET", "/slow/big.bin", NULL, 0,
@@ -1011,7 +975,7 @@ static void test_bad_arguments(void **state) {
 
 static int nginx_group_setup(void **state) {
         (void)state;
-        if (!nginx_start(&ngx)) {
+        if (!nginx_start(&ngx, nginx_write_tree)) {
                 nginx_rm_tree(&ngx);
                 return -1;
         }

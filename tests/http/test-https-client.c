@@ -33,14 +33,14 @@
 
 /* ---- nginx with TLS, and its certificates ---- */
 
-typedef struct nginx {
+typedef struct tls_nginx {
         pid_t pid;
         int port;         /* the CA's certificate for localhost and 127.0.0.1 */
         int expired_port; /* an expired certificate for localhost */
         char dir[256];
-} nginx;
+} tls_nginx;
 
-static nginx ngx;
+static tls_nginx ngx;
 
 static uint8_t *pattern(size_t len, uint32_t seed) {
         uint8_t *p = malloc(len);
@@ -125,11 +125,11 @@ static void write_tree(void) {
         assert_int_equal(fclose(f), 0);
 }
 
-static void nginx_stop(void) {
+static void tls_nginx_stop(void) {
         process_stop(&ngx.pid);
 }
 
-static bool nginx_start(void) {
+static bool tls_nginx_start(void) {
         /* The ports may be taken between our probe and nginx's bind: retry. */
         for (int attempt = 0; attempt < 5; attempt++) {
                 ngx.port = free_port();
@@ -174,7 +174,7 @@ static int group_setup(void **state) {
         assert_non_null(mkdtemp(ngx.dir));
         assert_int_equal(chmod(ngx.dir, 0755), 0);
         make_certs();
-        if (!nginx_start()) {
+        if (!tls_nginx_start()) {
                 fprintf(stderr, "# nginx would not start\n");
                 return -1;
         }
@@ -185,7 +185,7 @@ static int group_teardown(void **state) {
         (void)state;
         if (gnutls_handle)
                 dlclose(gnutls_handle);
-        nginx_stop();
+        tls_nginx_stop();
         if (ngx.dir[0]) {
                 char cmd[PATH_MAX + 16];
                 snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ngx.dir);
