@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <paf.h>
@@ -58,6 +59,56 @@ static PAF_TEST_UNUSED void close_and_wait(sd_event *e, paf_flow *flow) {
         while (!closed && now_ms() < end)
                 assert_true(sd_event_run(e, 10 * 1000) >= 0);
         assert_int_equal(closed, 1);
+}
+
+/* ---- reading and writing a flow in a test ---- */
+
+/* Collects what a flow delivers, until its end or an error. */
+typedef struct reader {
+        uint8_t *data; /* the caller frees it */
+        size_t len;
+        bool eof, ended;
+        int error;
+} reader;
+
+static PAF_TEST_UNUSED void on_read(paf_flow *flow, const void *data, size_t len, int error,
+                                    void *userdata) {
+        (void)flow;
+        reader *r = userdata;
+        if (error < 0 || len == 0) {
+                r->error = error;
+                r->eof = error == 0;
+                r->ended = true;
+                return;
+        }
+        r->data = realloc(r->data, r->len + len);
+        assert_non_null(r->data);
+        memcpy(r->data + r->len, data, len);
+        r->len += len;
+}
+
+static PAF_TEST_UNUSED void on_written(paf_flow *flow, int error, void *userdata) {
+        (void)flow;
+        *(int *)userdata = error == 0 ? 1 : error;
+}
+
+/* Write text and wait (5 s at most) for the write to complete. */
+static PAF_TEST_UNUSED void write_and_wait(sd_event *e, paf_flow *flow, const char *text) {
+        int done = 0;
+        struct iovec iov = {(void *)text, strlen(text)};
+        assert_int_equal(paf_flow_write(flow, &iov, 1, on_written, &done), 0);
+        uint64_t end = now_ms() + 5000;
+        while (!done && now_ms() < end)
+                assert_true(sd_event_run(e, 10 * 1000) >= 0);
+        assert_int_equal(done, 1);
+}
+
+/* Run the loop (5 s at most) until r holds n bytes. */
+static PAF_TEST_UNUSED void read_exactly(sd_event *e, reader *r, size_t n) {
+        uint64_t end = now_ms() + 5000;
+        while (r->len < n && !r->ended && now_ms() < end)
+                assert_true(sd_event_run(e, 10 * 1000) >= 0);
+        assert_int_equal(r->len, n);
 }
 
 /* ---- a large transfer with backpressure ---- */
@@ -139,11 +190,11 @@ static PAF_TEST_UNUSED void transfer_on_read(paf_flow *flow, const void *data, s
  * well below BUFFERING_LIMIT (backpressure), and once reading resumes every
  * byte arrives, intact and in order, followed by EOF.
  */
-static PAF_TEST_UNUSED void big_transfer(sd_event *event, paf_flow *writer, paf_flow *reader) {
+static PAF_TEST_UNUSED void big_transfer(sd_event *event, paf_flow *writer, paf_flow *receiver) {
         transfer t = {.writer = writer};
         t.chunk = malloc(CHUNK_SIZE);
         assert_non_null(t.chunk);
-        assert_int_equal(paf_flow_read_start(reader, transfer_on_read, &t), 0);
+        assert_int_equal(paf_flow_read_start(receiver, transfer_on_read, &t), 0);
         transfer_write_next(&t);
 
         assert_true(run_until(event, &t.paused, 20000));
@@ -164,7 +215,7 @@ static PAF_TEST_UNUSED void big_transfer(sd_event *event, paf_flow *writer, paf_
 
         /* Resume: everything arrives, intact and in order. */
         t.paused = false;
-        assert_int_equal(paf_flow_read_start(reader, transfer_on_read, &t), 0);
+        assert_int_equal(paf_flow_read_start(receiver, transfer_on_read, &t), 0);
         uint64_t end = now_ms() + 120000;
         while (!t.eof && t.read_error == 0 && now_ms() < end)
                 assert_true(sd_event_run(event, 10 * 1000) >= 0);

@@ -53,8 +53,8 @@ static int teardown(void **state) {
         return 0;
 }
 
-/* A reader that records what it got. */
-typedef struct reader {
+/* A reader that records what it got, and can stop or close from inside. */
+typedef struct probe {
         uint8_t *data;
         size_t len, cap;
         unsigned calls;
@@ -64,15 +64,15 @@ typedef struct reader {
         size_t stop_after; /* read_stop once this many bytes arrived (0: never) */
         bool close_in_handler;
         bool close_done;
-} reader;
+} probe;
 
 static void reader_close_done(paf_flow *flow, void *userdata) {
         (void)flow;
-        ((reader *)userdata)->close_done = true;
+        ((probe *)userdata)->close_done = true;
 }
 
-static void on_read(paf_flow *flow, const void *data, size_t len, int error, void *userdata) {
-        reader *r = userdata;
+static void on_probe_read(paf_flow *flow, const void *data, size_t len, int error, void *userdata) {
+        probe *r = userdata;
         r->calls++;
         if (error < 0) {
                 r->error = error;
@@ -167,9 +167,9 @@ static void test_round_trip(void **state) {
         assert_string_equal(paf_flow_get_peer(a), "unix:unnamed");
         assert_string_equal(paf_flow_get_local(b), "unix:unnamed");
 
-        reader ra = {0}, rb = {0};
-        assert_int_equal(paf_flow_read_start(a, on_read, &ra), 0);
-        assert_int_equal(paf_flow_read_start(b, on_read, &rb), 0);
+        probe ra = {0}, rb = {0};
+        assert_int_equal(paf_flow_read_start(a, on_probe_read, &ra), 0);
+        assert_int_equal(paf_flow_read_start(b, on_probe_read, &rb), 0);
 
         static const char ping[] = "ping", pong[] = "pong!";
         completion c1 = {0}, c2 = {0};
@@ -274,8 +274,8 @@ static void test_writes_complete_in_order(void **state) {
         assert_int_equal(paf_flow_get_write_queue_size(a), total);
         assert_int_equal(log.next, 0);
 
-        reader rb = {0};
-        assert_int_equal(paf_flow_read_start(b, on_read, &rb), 0);
+        probe rb = {0};
+        assert_int_equal(paf_flow_read_start(b, on_probe_read, &rb), 0);
         assert_true(run_until(f->event, &log.done, 5000));
         assert_false(log.bad);
         uint64_t end = now_ms() + 5000;
@@ -357,8 +357,8 @@ static void test_peer_close_is_eof(void **state) {
         paf_flow *a, *b;
         unix_pair(f->event, &a, &b);
 
-        reader ra = {0};
-        assert_int_equal(paf_flow_read_start(a, on_read, &ra), 0);
+        probe ra = {0};
+        assert_int_equal(paf_flow_read_start(a, on_probe_read, &ra), 0);
         close_and_wait(f->event, b);
         assert_true(run_until(f->event, &ra.ended, 2000));
         assert_true(ra.eof);
@@ -375,9 +375,9 @@ static void test_shutdown_is_eof_and_half_open(void **state) {
         paf_flow *a, *b;
         unix_pair(f->event, &a, &b);
 
-        reader ra = {0}, rb = {0};
-        assert_int_equal(paf_flow_read_start(a, on_read, &ra), 0);
-        assert_int_equal(paf_flow_read_start(b, on_read, &rb), 0);
+        probe ra = {0}, rb = {0};
+        assert_int_equal(paf_flow_read_start(a, on_probe_read, &ra), 0);
+        assert_int_equal(paf_flow_read_start(b, on_probe_read, &rb), 0);
 
         /* The shutdown waits for the write before it. */
         completion w = {0}, s = {0};
@@ -409,8 +409,8 @@ static void test_reset_unix_unread_data(void **state) {
         paf_flow *a, *b;
         unix_pair(f->event, &a, &b);
 
-        reader ra = {0};
-        assert_int_equal(paf_flow_read_start(a, on_read, &ra), 0);
+        probe ra = {0};
+        assert_int_equal(paf_flow_read_start(a, on_probe_read, &ra), 0);
         completion c = {0};
         struct iovec v = {(void *)"unread", 6};
         assert_int_equal(paf_flow_write(a, &v, 1, on_write, &c), 0);
@@ -431,8 +431,8 @@ static void test_reset_tcp_linger(void **state) {
         assert_int_equal(paf_socket_flow_new(f->event, client, NULL, &a), 0);
         assert_string_equal(paf_flow_get_protocol(a), "tcp");
 
-        reader ra = {0};
-        assert_int_equal(paf_flow_read_start(a, on_read, &ra), 0);
+        probe ra = {0};
+        assert_int_equal(paf_flow_read_start(a, on_probe_read, &ra), 0);
         /* SO_LINGER 0 turns close() into a RST. */
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         assert_int_equal(setsockopt(server, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
@@ -490,8 +490,8 @@ static void test_read_stop_stops_delivery(void **state) {
         paf_flow *a, *b;
         unix_pair(f->event, &a, &b);
 
-        reader rb = {.stop_after = 1};
-        assert_int_equal(paf_flow_read_start(b, on_read, &rb), 0);
+        probe rb = {.stop_after = 1};
+        assert_int_equal(paf_flow_read_start(b, on_probe_read, &rb), 0);
         completion c1 = {0};
         struct iovec v = {(void *)"first", 5};
         assert_int_equal(paf_flow_write(a, &v, 1, on_write, &c1), 0);
@@ -516,7 +516,7 @@ static void test_read_stop_stops_delivery(void **state) {
         assert_int_equal(rb.calls, calls);
 
         rb.stop_after = 0;
-        assert_int_equal(paf_flow_read_start(b, on_read, &rb), 0);
+        assert_int_equal(paf_flow_read_start(b, on_probe_read, &rb), 0);
         assert_true(run_until(f->event, &rb.ended, 2000));
         assert_int_equal(rb.len, 11);
         assert_memory_equal(rb.data, "firstsecond", 11);
@@ -530,8 +530,8 @@ static void test_close_inside_read_handler(void **state) {
         paf_flow *a, *b;
         unix_pair(f->event, &a, &b);
 
-        reader rb = {.close_in_handler = true};
-        assert_int_equal(paf_flow_read_start(b, on_read, &rb), 0);
+        probe rb = {.close_in_handler = true};
+        assert_int_equal(paf_flow_read_start(b, on_probe_read, &rb), 0);
         /* More than one read's worth, so the transport has more to deliver
          * after the handler closed the flow. */
         size_t n = 256 * 1024;
@@ -581,8 +581,8 @@ static void test_reentrant_write_and_close(void **state) {
         assert_true(run_until(f->event, &re.closed, 2000));
         assert_int_equal(re.writes, 3);
 
-        reader rb = {0};
-        assert_int_equal(paf_flow_read_start(b, on_read, &rb), 0);
+        probe rb = {0};
+        assert_int_equal(paf_flow_read_start(b, on_probe_read, &rb), 0);
         assert_true(run_until(f->event, &rb.ended, 2000));
         assert_int_equal(rb.len, 15);
         assert_true(rb.eof);
@@ -1181,18 +1181,18 @@ static void test_generic_deliver_only_while_reading(void **state) {
         fixture *f = *state;
         fake fk = {0};
         assert_int_equal(paf_flow_new(f->event, &fake_ops, &fk, "fake", NULL, NULL, &fk.flow), 0);
-        reader r = {0};
+        probe r = {0};
 
         /* Not reading: dropped. */
         assert_false(paf_flow_is_reading(fk.flow));
         paf_flow_deliver(fk.flow, "zz", 2, 0);
         assert_int_equal(r.calls, 0);
 
-        assert_int_equal(paf_flow_read_start(fk.flow, on_read, &r), 0);
+        assert_int_equal(paf_flow_read_start(fk.flow, on_probe_read, &r), 0);
         assert_int_equal(fk.read_starts, 1);
         assert_true(paf_flow_is_reading(fk.flow));
         /* Starting again only changes the handler. */
-        assert_int_equal(paf_flow_read_start(fk.flow, on_read, &r), 0);
+        assert_int_equal(paf_flow_read_start(fk.flow, on_probe_read, &r), 0);
         assert_int_equal(fk.read_starts, 1);
         paf_flow_deliver(fk.flow, "ab", 2, 0);
         assert_int_equal(r.calls, 1);
@@ -1202,7 +1202,7 @@ static void test_generic_deliver_only_while_reading(void **state) {
         paf_flow_deliver(fk.flow, "cd", 2, 0);
         assert_int_equal(r.calls, 1);
 
-        assert_int_equal(paf_flow_read_start(fk.flow, on_read, &r), 0);
+        assert_int_equal(paf_flow_read_start(fk.flow, on_probe_read, &r), 0);
         paf_flow_deliver(fk.flow, NULL, 0, -ECONNRESET);
         assert_int_equal(r.calls, 2);
         assert_int_equal(r.error, -ECONNRESET);
@@ -1215,8 +1215,8 @@ static void test_generic_deliver_only_while_reading(void **state) {
          * it is closed from the loop, not under its feet. */
         fake fk2 = {0};
         assert_int_equal(paf_flow_new(f->event, &fake_ops, &fk2, "fake", NULL, NULL, &fk2.flow), 0);
-        reader r2 = {.close_in_handler = true};
-        assert_int_equal(paf_flow_read_start(fk2.flow, on_read, &r2), 0);
+        probe r2 = {.close_in_handler = true};
+        assert_int_equal(paf_flow_read_start(fk2.flow, on_probe_read, &r2), 0);
         paf_flow_deliver(fk2.flow, "x", 1, 0);
         assert_false(fk2.closed);
         assert_false(r2.close_done);

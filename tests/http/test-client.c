@@ -412,7 +412,7 @@ static paf_ctx *tcp_ctx(int port) {
         return ctx;
 }
 
-static void on_written(paf_http_call *call, int error, void *userdata) {
+static void on_call_written(paf_http_call *call, int error, void *userdata) {
         (void)call;
         unsigned *n = userdata;
         assert_int_equal(error, 0);
@@ -432,14 +432,14 @@ static void request(env *v, paf_ctx *ctx, const char *method, const char *target
         if (chunked) {
                 size_t a = len / 3, b = len / 3;
                 const uint8_t *p = body;
-                assert_int_equal(paf_http_call_write(r->call, p, a, on_written, &written), 0);
-                assert_int_equal(paf_http_call_write(r->call, p + a, b, on_written, &written), 0);
+                assert_int_equal(paf_http_call_write(r->call, p, a, on_call_written, &written), 0);
+                assert_int_equal(paf_http_call_write(r->call, p + a, b, on_call_written, &written), 0);
                 assert_int_equal(
-                        paf_http_call_write(r->call, p + a + b, len - a - b, on_written, &written),
+                        paf_http_call_write(r->call, p + a + b, len - a - b, on_call_written, &written),
                         0);
                 expected = 3;
         } else if (len > 0) {
-                assert_int_equal(paf_http_call_write(r->call, body, len, on_written, &written), 0);
+                assert_int_equal(paf_http_call_write(r->call, body, len, on_call_written, &written), 0);
                 expected = 1;
         }
         assert_int_equal(paf_http_call_finish(r->call), 0);

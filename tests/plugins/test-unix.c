@@ -144,51 +144,6 @@ static void wait_accepted(env *v, size_t n) {
         assert_int_equal(v->n_accepted, n);
 }
 
-typedef struct reader {
-        uint8_t *data;
-        size_t len;
-        bool eof;
-        int error;
-        bool ended;
-} reader;
-
-static void on_read(paf_flow *flow, const void *data, size_t len, int error, void *userdata) {
-        (void)flow;
-        reader *r = userdata;
-        if (error < 0 || len == 0) {
-                r->error = error;
-                r->eof = error == 0;
-                r->ended = true;
-                return;
-        }
-        r->data = realloc(r->data, r->len + len);
-        assert_non_null(r->data);
-        memcpy(r->data + r->len, data, len);
-        r->len += len;
-}
-
-static void on_written(paf_flow *flow, int error, void *userdata) {
-        (void)flow;
-        *(int *)userdata = error == 0 ? 1 : error;
-}
-
-static void write_and_wait(sd_event *e, paf_flow *flow, const char *text) {
-        int done = 0;
-        struct iovec iov = {(void *)text, strlen(text)};
-        assert_int_equal(paf_flow_write(flow, &iov, 1, on_written, &done), 0);
-        uint64_t end = now_ms() + 2000;
-        while (!done && now_ms() < end)
-                assert_true(sd_event_run(e, 10 * 1000) >= 0);
-        assert_int_equal(done, 1);
-}
-
-static void read_exactly(sd_event *e, reader *r, size_t n) {
-        uint64_t end = now_ms() + 2000;
-        while (r->len < n && !r->ended && now_ms() < end)
-                assert_true(sd_event_run(e, 10 * 1000) >= 0);
-        assert_int_equal(r->len, n);
-}
-
 static void round_trip(env *v, const char *path) {
         size_t before = v->n_accepted;
         connect_result c = {0};

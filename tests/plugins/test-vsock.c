@@ -148,46 +148,6 @@ static void connect_url(env *v, const char *host, int64_t port, connect_result *
         assert_true(run_until(v->event, &c->done, 10000));
 }
 
-typedef struct reader {
-        char data[64];
-        size_t len;
-        bool ended;
-} reader;
-
-static void on_read(paf_flow *flow, const void *data, size_t len, int error, void *userdata) {
-        (void)flow;
-        reader *r = userdata;
-        if (error < 0 || len == 0) {
-                r->ended = true;
-                return;
-        }
-        assert_true(r->len + len <= sizeof(r->data));
-        memcpy(r->data + r->len, data, len);
-        r->len += len;
-}
-
-static void on_written(paf_flow *flow, int error, void *userdata) {
-        (void)flow;
-        *(int *)userdata = error == 0 ? 1 : error;
-}
-
-static void write_and_wait(sd_event *e, paf_flow *flow, const char *text) {
-        int done = 0;
-        struct iovec iov = {(void *)text, strlen(text)};
-        assert_int_equal(paf_flow_write(flow, &iov, 1, on_written, &done), 0);
-        uint64_t end = now_ms() + 2000;
-        while (!done && now_ms() < end)
-                assert_true(sd_event_run(e, 10 * 1000) >= 0);
-        assert_int_equal(done, 1);
-}
-
-static void read_exactly(sd_event *e, reader *r, size_t n) {
-        uint64_t end = now_ms() + 2000;
-        while (r->len < n && !r->ended && now_ms() < end)
-                assert_true(sd_event_run(e, 10 * 1000) >= 0);
-        assert_int_equal(r->len, n);
-}
-
 /*
  * Whether a vsock connection to this machine (CID 1, VMADDR_CID_LOCAL)
  * completes: it needs the vsock_loopback transport. Without one the kernel
@@ -464,6 +424,8 @@ static void test_round_trip(void **state) {
 
         close_and_wait(v->event, c.flow);
         assert_true(run_until(v->event, &rs.ended, 2000));
+        free(rs.data);
+        free(rc.data);
         free(c.report);
 }
 
