@@ -1,4 +1,5 @@
 /* core/client.c — the simple client: a URL in, a response out, over one pooled HTTP client. */
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <strings.h>
@@ -12,6 +13,21 @@
 
 typedef struct client_call client_call;
 
+/* The schemes redirects may go to, by name: plugins bring schemes the core
+ * never heard of. */
+typedef struct scheme_set {
+        bool all;     /* every scheme but those in names; else only those */
+        char **names; /* lowercase */
+        size_t n_names;
+} scheme_set;
+
+/* What a URL's credentials belong to (RFC 6454): scheme, host and port. */
+typedef struct origin {
+        char *scheme; /* lowercase */
+        char *host;
+        int64_t port; /* the scheme's default when the URL gives none; -1: none */
+} origin;
+
 struct paf_client {
         paf_registry *reg;
         sd_event *event;
@@ -19,7 +35,9 @@ struct paf_client {
         paf_client_options options; /* its strings point at the copies below */
         char *ca_file;
         char *unix_socket;
-        client_call *calls; /* every call whose handler has not run */
+        char *redirect_schemes;
+        scheme_set redirect; /* redirect_schemes, parsed */
+        client_call *calls;  /* every call whose handler has not run */
 };
 
 /*
@@ -41,6 +59,7 @@ struct client_call {
         char *method;
         char *url; /* the current one: redirects replace it */
         char *next_url;
+        origin first; /* the requested URL's: credentials go there only */
         paf_ctx *user_ctx;
         paf_http_headers *headers;
         void *body;
@@ -95,6 +114,164 @@ static char *scheme_base(const char *scheme) {
         return strndup(scheme, strcspn(scheme, "+"));
 }
 
+/* ---- schemes allowed on redirects ---- */
+
+static void scheme_set_clear(scheme_set *set, bool all) {
+        for (size_t i = 0; i < set->n_names; i++)
+                free(set->names[i]);
+        free(set->names);
+        *set = (scheme_set){.all = all};
+}
+
+static bool scheme_set_has(const scheme_set *set, const char *name) {
+        for (size_t i = 0; i < set->n_names; i++)
+                if (strcmp(set->names[i], name) == 0)
+                        return true;
+        return false;
+}
+
+static bool scheme_set_allows(const scheme_set *set, const char *scheme) {
+        return set->all != scheme_set_has(set, scheme);
+}
+
+/* Allow or deny one scheme: names lists the allowed ones, or, under all, the denied ones. */
+static int scheme_set_change(scheme_set *set, const char *name, bool allow) {
+        bool listed = set->all ? !allow : allow;
+        if (listed == scheme_set_has(set, name))
+                return 0;
+        if (!listed) {
+                for (size_t i = 0; i < set->n_names; i++)
+                        if (strcmp(set->names[i], name) == 0) {
+                                free(set->names[i]);
+                                set->names[i] = set->names[--set->n_names];
+                                break;
+                        }
+                return 0;
+        }
+        char **v = realloc(set->names, (set->n_names + 1) * sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        set->names = v;
+        set->names[set->n_names] = strdup(name);
+        if (!set->names[set->n_names])
+                return -ENOMEM;
+        set->n_names++;
+        return 0;
+}
+
+/* RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), already lowercase. */
+static bool scheme_is_valid(const char *s) {
+        if (!(*s >= 'a' && *s <= 'z'))
+                return false;
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || strchr("+-.", *s)))
+                        return false;
+        return true;
+}
+
+/*
+ * curl's --proto-redir, from http and https: items read left to right, each
+ * a scheme or "all" after modifiers, "+" allowing it (the default), "-"
+ * denying it, "=" allowing it alone. A modifier cannot start a scheme, so
+ * "-http+unix" is "-" then "http+unix".
+ */
+static int scheme_set_parse(const char *spec, scheme_set *ret) {
+        scheme_set set = {};
+        int r = scheme_set_change(&set, "http", true);
+        if (r >= 0)
+                r = scheme_set_change(&set, "https", true);
+        _cleanup_free_ char *copy = spec ? strdup(spec) : NULL;
+        if (spec && !copy)
+                r = -ENOMEM;
+        char *save = NULL;
+        for (char *item = copy ? strtok_r(copy, ",", &save) : NULL; r >= 0 && item;
+             item = strtok_r(NULL, ",", &save)) {
+                char action = '+';
+                item += strspn(item, " \t");
+                for (; *item == '+' || *item == '-' || *item == '='; item++)
+                        action = *item;
+                for (size_t n = strlen(item); n > 0 && (item[n - 1] == ' ' || item[n - 1] == '\t');
+                     n--)
+                        item[n - 1] = '\0';
+                for (char *c = item; *c; c++)
+                        *c = (char)tolower((unsigned char)*c);
+                bool all = strcmp(item, "all") == 0;
+                if (!all && !scheme_is_valid(item)) {
+                        r = -EINVAL;
+                        break;
+                }
+                if (action == '=')
+                        scheme_set_clear(&set, false);
+                if (all)
+                        scheme_set_clear(&set, action != '-');
+                else
+                        r = scheme_set_change(&set, item, action != '-');
+        }
+        if (r < 0) {
+                scheme_set_clear(&set, false);
+                return r;
+        }
+        *ret = set;
+        return 0;
+}
+
+/* ---- origins ---- */
+
+static void origin_done(origin *o) {
+        free(o->scheme);
+        free(o->host);
+        *o = (origin){.port = -1};
+}
+
+/* From the url.* keys paf_ctx_set_url() set. Only http and https have a
+ * default port here: a "+unix" authority is a path, a "+vsock" one names
+ * its port. */
+static int origin_from_ctx(paf_ctx *ctx, origin *ret) {
+        const char *scheme, *host;
+        int64_t port = -1;
+        if (paf_ctx_get_string(ctx, "url.scheme", &scheme) < 0 ||
+            paf_ctx_get_string(ctx, "url.host", &host) < 0)
+                return -EINVAL;
+        (void)paf_ctx_get_int(ctx, "url.port", &port);
+        if (port < 0 && strcmp(scheme, "http") == 0)
+                port = 80;
+        else if (port < 0 && strcmp(scheme, "https") == 0)
+                port = 443;
+        origin o = {.scheme = strdup(scheme), .host = strdup(host), .port = port};
+        if (!o.scheme || !o.host) {
+                origin_done(&o);
+                return -ENOMEM;
+        }
+        *ret = o;
+        return 0;
+}
+
+static int origin_from_url(const char *url, origin *ret) {
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *ctx = NULL;
+        int r = paf_ctx_new(&ctx);
+        if (r < 0)
+                return r;
+        r = paf_ctx_set_url(ctx, url, NULL);
+        if (r < 0)
+                return r;
+        return origin_from_ctx(ctx, ret);
+}
+
+/* Hosts compare as written: "Example.com" and "example.com" differ, which
+ * only ever drops credentials, never sends them further. */
+static bool origin_equal(const origin *a, const origin *b) {
+        return a->scheme && b->scheme && strcmp(a->scheme, b->scheme) == 0 &&
+               strcmp(a->host, b->host) == 0 && a->port == b->port;
+}
+
+/* The scheme of an absolute URL, lowercase. */
+static char *url_scheme(const char *url) {
+        char *s = strndup(url, strcspn(url, ":"));
+        for (char *c = s; c && *c; c++)
+                *c = (char)tolower((unsigned char)*c);
+        return s;
+}
+
 /* Location, resolved against the URL it answered. */
 static int resolve_reference(const char *base, const char *ref, char **ret) {
         UriUriA b, rel, abs;
@@ -109,6 +286,18 @@ static int resolve_reference(const char *base, const char *ref, char **ret) {
         if (uriAddBaseUriA(&abs, &rel, &b) != URI_SUCCESS)
                 goto out;
         have_abs = true;
+        if (abs.hostData.ip6) {
+                /* uriToString writes an IPv6 literal from its parsed bytes,
+                 * fully expanded ("[0000:…:0001]"): the next hop's Host and
+                 * messages would not be what the server wrote. Its text as
+                 * written, between the brackets, is hostText; uriparser
+                 * writes an IPvFuture host as "[" its range "]", and keeps
+                 * that range in hostText too, so this is what its own parser
+                 * would have made of the literal as an IPvFuture. */
+                free(abs.hostData.ip6);
+                abs.hostData.ip6 = NULL;
+                abs.hostData.ipFuture = abs.hostText;
+        }
         int n = 0;
         if (uriToStringCharsRequiredA(&abs, &n) != URI_SUCCESS)
                 goto out;
@@ -152,6 +341,7 @@ static void call_free(client_call *cc) {
         paf_response_free(cc->response);
         paf_http_headers_free(cc->headers);
         paf_ctx_unref(cc->user_ctx);
+        origin_done(&cc->first);
         free(cc->report);
         free(cc->body);
         free(cc->next_url);
@@ -189,19 +379,45 @@ static void call_finish(client_call *cc) {
 static void on_response(paf_http_call *call, int status, const paf_http_headers *headers,
                         const paf_error *error, void *userdata);
 
-/* The hop's context, top first: the URL's keys and the options, then the
- * caller's context. The registry adds its plugins' rules under both. */
-static int hop_ctx(client_call *cc, paf_ctx **ret) {
-        paf_client *c = cc->client;
-        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *own = NULL;
-        _cleanup_free_ char *base = NULL, *scheme = NULL, *host = NULL, *authority = NULL;
-        int r = paf_ctx_new(&own);
-        if (r < 0)
-                return paf_error_set(&cc->error, r, "%s: out of memory", cc->url);
-        r = paf_ctx_set_url(own, cc->url, &cc->error);
+/* The headers of a hop: the caller's, but for another origin than the
+ * requested URL's without its credentials and its Host (as curl does).
+ * *ret is NULL when the caller's go as they are. */
+static int hop_headers(client_call *cc, paf_ctx *own, paf_http_headers **ret) {
+        static const char *const origin_bound[] = {"Authorization", "Cookie", "Proxy-Authorization",
+                                                   "Host"};
+        *ret = NULL;
+        if (cc->client->options.location_trusted)
+                return 0;
+        origin here = {.port = -1};
+        int r = origin_from_ctx(own, &here);
         if (r < 0)
                 return r;
+        bool same = origin_equal(&here, &cc->first);
+        origin_done(&here);
+        if (same)
+                return 0;
+        bool any = false;
+        for (size_t i = 0; i < ELEMENTSOF(origin_bound); i++)
+                any = any || paf_http_headers_get(cc->headers, origin_bound[i]);
+        if (!any)
+                return 0;
+        _paf_cleanup_(paf_http_headers_freep) paf_http_headers *h = NULL;
+        r = headers_copy(cc->headers, &h);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(origin_bound); i++)
+                (void)paf_http_headers_remove(h, origin_bound[i]);
+        *ret = h;
+        h = NULL;
+        return 0;
+}
 
+/* The hop's context, top first: the URL's keys (in own) and the options,
+ * then the caller's context. The registry adds its plugins' rules under both. */
+static int hop_ctx(client_call *cc, paf_ctx *own, const paf_http_headers *headers, paf_ctx **ret) {
+        paf_client *c = cc->client;
+        _cleanup_free_ char *base = NULL, *scheme = NULL, *host = NULL, *authority = NULL;
+        int r;
         const char *s;
         int64_t port = -1;
         if (paf_ctx_get_string(own, "url.scheme", &s) < 0 || !(scheme = strdup(s)) ||
@@ -228,7 +444,7 @@ static int hop_ctx(client_call *cc, paf_ctx **ret) {
                 return paf_error_set(&cc->error, -ENOMEM, "%s: out of memory", cc->url);
 
         r = 0;
-        if (!paf_http_headers_get(cc->headers, "Host") &&
+        if (!paf_http_headers_get(headers, "Host") &&
             !(cc->user_ctx && paf_ctx_has(cc->user_ctx, "http.host") > 0))
                 r = paf_ctx_set_string(own, "http.host", authority);
 
@@ -286,8 +502,19 @@ static void hop_report(client_call *cc, paf_ctx *ctx) {
 
 /* Send the request for cc->url. On failure cc->error says why. */
 static int hop_start(client_call *cc) {
-        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *ctx = NULL;
-        int r = hop_ctx(cc, &ctx);
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *own = NULL, *ctx = NULL;
+        _paf_cleanup_(paf_http_headers_freep) paf_http_headers *stripped = NULL;
+        int r = paf_ctx_new(&own);
+        if (r < 0)
+                return paf_error_set(&cc->error, r, "%s: out of memory", cc->url);
+        r = paf_ctx_set_url(own, cc->url, &cc->error);
+        if (r < 0)
+                return r;
+        r = hop_headers(cc, own, &stripped);
+        if (r < 0)
+                return paf_error_set(&cc->error, r, "%s: %s", cc->url, strerror(-r));
+        const paf_http_headers *headers = stripped ? stripped : cc->headers;
+        r = hop_ctx(cc, own, headers, &ctx);
         if (r < 0)
                 return r;
         hop_report(cc, ctx);
@@ -296,7 +523,7 @@ static int hop_start(client_call *cc) {
         r = paf_ctx_get_string(ctx, "url.path", &target);
         if (r < 0)
                 return paf_error_set(&cc->error, r, "%s: no path", cc->url);
-        r = paf_http_client_request(cc->client->http, ctx, cc->method, target, cc->headers,
+        r = paf_http_client_request(cc->client->http, ctx, cc->method, target, headers,
                                     (int64_t)cc->body_size, on_response, cc, &cc->http);
         if (r < 0)
                 return paf_error_set(&cc->error, r, "%s: %s %s: %s", cc->url, cc->method, target,
@@ -390,6 +617,28 @@ static int maybe_redirect(client_call *cc, int status, const paf_http_headers *h
                 call_fail(cc, r, "%s: %d redirect to a bad Location \"%s\"", cc->url, status,
                           location);
                 return r;
+        }
+        /* A server must not send the call where the caller would not: to a
+         * local socket (http+unix://%2Frun%2Fdocker.sock/…), a VM, or any
+         * scheme a plugin serves. Back to the requested URL's origin
+         * reaches nothing new, whatever its scheme. */
+        _cleanup_free_ char *scheme = url_scheme(cc->next_url);
+        if (!scheme) {
+                call_fail(cc, -ENOMEM, "%s: out of memory", cc->url);
+                return -ENOMEM;
+        }
+        if (!scheme_set_allows(&cc->client->redirect, scheme)) {
+                origin to = {.port = -1};
+                bool home =
+                        origin_from_url(cc->next_url, &to) >= 0 && origin_equal(&to, &cc->first);
+                origin_done(&to);
+                if (!home) {
+                        call_fail(cc, -EPROTONOSUPPORT,
+                                  "%s: %d redirect to %s refused: scheme \"%s\" is not allowed "
+                                  "for redirects",
+                                  cc->url, status, cc->next_url, scheme);
+                        return -EPROTONOSUPPORT;
+                }
         }
         cc->n_redirects++;
         /* 301/302/303: as browsers and curl do, the next request is a GET
@@ -503,6 +752,12 @@ PAF_EXPORT int paf_client_new(paf_registry *reg, sd_event *event, paf_client **r
                 free(c);
                 return r;
         }
+        r = scheme_set_parse(NULL, &c->redirect);
+        if (r < 0) {
+                paf_http_client_free(c->http);
+                free(c);
+                return r;
+        }
         c->reg = paf_registry_ref(reg);
         c->event = sd_event_ref(event);
         *ret = c;
@@ -524,6 +779,8 @@ PAF_EXPORT paf_client *paf_client_free(paf_client *c) {
         sd_event_unref(c->event);
         free(c->ca_file);
         free(c->unix_socket);
+        free(c->redirect_schemes);
+        scheme_set_clear(&c->redirect, false);
         free(c);
         return NULL;
 }
@@ -531,10 +788,15 @@ PAF_EXPORT paf_client *paf_client_free(paf_client *c) {
 PAF_EXPORT int paf_client_set_options(paf_client *c, const paf_client_options *options) {
         if (!c || !options)
                 return -EINVAL;
-        _cleanup_free_ char *ca = NULL, *sock = NULL;
+        _cleanup_free_ char *ca = NULL, *sock = NULL, *schemes = NULL;
         if ((options->ca_file && !(ca = strdup(options->ca_file))) ||
-            (options->unix_socket && !(sock = strdup(options->unix_socket))))
+            (options->unix_socket && !(sock = strdup(options->unix_socket))) ||
+            (options->redirect_schemes && !(schemes = strdup(options->redirect_schemes))))
                 return -ENOMEM;
+        scheme_set redirect;
+        int r = scheme_set_parse(options->redirect_schemes, &redirect);
+        if (r < 0)
+                return r;
 
         /* The HTTP client's defaults, with our connect timeout. */
         paf_http_client_timeouts t = {
@@ -544,18 +806,25 @@ PAF_EXPORT int paf_client_set_options(paf_client *c, const paf_client_options *o
         };
         if (options->connect_timeout_usec > 0)
                 t.connect_usec = options->connect_timeout_usec;
-        int r = paf_http_client_set_timeouts(c->http, &t);
-        if (r < 0)
+        r = paf_http_client_set_timeouts(c->http, &t);
+        if (r < 0) {
+                scheme_set_clear(&redirect, false);
                 return r;
+        }
 
         free(c->ca_file);
         free(c->unix_socket);
+        free(c->redirect_schemes);
+        scheme_set_clear(&c->redirect, false);
         c->ca_file = ca;
         c->unix_socket = sock;
-        ca = sock = NULL;
+        c->redirect_schemes = schemes;
+        c->redirect = redirect;
+        ca = sock = schemes = NULL;
         c->options = *options;
         c->options.ca_file = c->ca_file;
         c->options.unix_socket = c->unix_socket;
+        c->options.redirect_schemes = c->redirect_schemes;
         return 0;
 }
 
@@ -601,6 +870,11 @@ PAF_EXPORT int paf_client_send(paf_client *c, const paf_client_request *request,
                 goto fail;
         r = headers_copy(request->headers, &cc->headers);
         if (r < 0)
+                goto fail;
+        /* A bad URL is the first hop's to report, from the loop. */
+        cc->first.port = -1;
+        r = origin_from_url(cc->url, &cc->first);
+        if (r == -ENOMEM)
                 goto fail;
         if (request->body_size > 0) {
                 r = -ENOMEM;

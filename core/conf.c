@@ -2,6 +2,7 @@
  */
 #include <ctype.h>
 #include <ini.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <strings.h>
@@ -81,7 +82,7 @@ typedef struct parser {
 } parser;
 
 typedef struct core_option {
-        paf_option decl;
+        paf_option_spec decl;
         /* 0: a single value, a later line replaces it. Else a list: every
          * line adds items, and this joins them in the stored value. */
         char list_join;
@@ -223,6 +224,37 @@ int paf_option_parse(paf_type type, const char *s, paf_value *ret, char *reason,
                          paf_type_to_string(type));
                 return -EINVAL;
         }
+}
+
+/* "value out of range (MIN-MAX)": what every numeric option says, whether
+ * the number overflowed int64_t or only left the option's range. */
+static int out_of_range(const paf_option_spec *o, char *reason, size_t size) {
+        bool ranged = o->flags & PAF_OPTION_RANGE;
+        snprintf(reason, size, "value out of range (%" PRId64 "-%" PRId64 ")",
+                 ranged ? o->min : INT64_MIN, ranged ? o->max : INT64_MAX);
+        return -ERANGE;
+}
+
+int paf_option_check(const paf_option_spec *o, const char *s, paf_value *ret, char *reason,
+                     size_t size) {
+        char dummy[1];
+        if (!reason) {
+                reason = dummy;
+                size = sizeof(dummy);
+        }
+        if (!o || !s || !ret)
+                return -EINVAL;
+        paf_value v;
+        int r = paf_option_parse(o->type, s, &v, reason, size);
+        if (r == -ERANGE && o->type == PAF_TYPE_INT)
+                return out_of_range(o, reason, size);
+        if (r < 0)
+                return r;
+        if (o->type == PAF_TYPE_INT && (o->flags & PAF_OPTION_RANGE) &&
+            (v.integer < o->min || v.integer > o->max))
+                return out_of_range(o, reason, size);
+        *ret = v;
+        return 0;
 }
 
 /* ---- the config object ---- */
@@ -415,19 +447,35 @@ static const core_option paf_section_options[] = {
         {},
 };
 
-/* [http]: the HTTP engine's limits and timeouts (paf_http_limits_load()). */
+#define RANGE(lo, hi) PAF_OPTION_RANGE, (lo), (hi)
+
+/* The longest timeout paf.conf takes, in seconds: a day. Longer is a
+ * mistake, and 0 already says "never". */
+#define TIMEOUT_MAX 86400
+
+/* [http]: the HTTP engine's limits and timeouts (paf_http_limits_load()).
+ * The ranges keep every value meaningful once converted to what the
+ * engine counts in: a header block the request arena can hold (it grows to
+ * twice the limit within 32 bits), a field count and a connection count in
+ * an unsigned, timeouts in microseconds. 0 is "no limit" only where the
+ * engine reads it so: max-connections and the timeouts. */
 static const core_option http_section_options[] = {
         {{"max-header-bytes", PAF_TYPE_INT, "16384",
-          "Request line and headers, in bytes; beyond: 431"}},
-        {{"max-headers", PAF_TYPE_INT, "100", "Header fields in a request; beyond: 431"}},
-        {{"max-body", PAF_TYPE_INT, "67108864", "Request body, in bytes; beyond: 413"}},
+          "Request line and headers, in bytes; beyond: 431", RANGE(1, 16777216)}},
+        {{"max-headers", PAF_TYPE_INT, "100", "Header fields in a request; beyond: 431",
+          RANGE(1, 65536)}},
+        {{"max-body", PAF_TYPE_INT, "67108864", "Request body, in bytes; beyond: 413",
+          RANGE(0, INT64_MAX)}},
         {{"max-connections", PAF_TYPE_INT, "1024",
-          "Open connections; accepting pauses at this many"}},
+          "Open connections; accepting pauses at this many (0: no limit)", RANGE(0, 16777216)}},
         {{"header-timeout", PAF_TYPE_INT, "10",
-          "Seconds to receive a request's headers (slowloris)"}},
-        {{"idle-timeout", PAF_TYPE_INT, "60", "Seconds a kept-alive connection may stay idle"}},
-        {{"body-timeout", PAF_TYPE_INT, "30", "Seconds between two pieces of a request body"}},
-        {{"write-timeout", PAF_TYPE_INT, "30", "Seconds a write may make no progress"}},
+          "Seconds to receive a request's headers (slowloris; 0: none)", RANGE(0, TIMEOUT_MAX)}},
+        {{"idle-timeout", PAF_TYPE_INT, "60",
+          "Seconds a kept-alive connection may stay idle (0: no limit)", RANGE(0, TIMEOUT_MAX)}},
+        {{"body-timeout", PAF_TYPE_INT, "30",
+          "Seconds between two pieces of a request body (0: none)", RANGE(0, TIMEOUT_MAX)}},
+        {{"write-timeout", PAF_TYPE_INT, "30", "Seconds a write may make no progress (0: none)",
+          RANGE(0, TIMEOUT_MAX)}},
         {},
 };
 
@@ -673,10 +721,10 @@ static int core_key(parser *p, const core_section *cs, conf_section *s, const ch
                 const char *v = whole ? whole : old && !*value ? old->value : value;
                 char reason[256];
                 paf_value pv;
-                r = paf_option_parse(o->decl.type, v, &pv, reason, sizeof(reason));
+                r = paf_option_check(&o->decl, v, &pv, reason, sizeof(reason));
                 if (r < 0)
-                        return parser_error(p, -EINVAL, "[%s] key \"%s\": %s", s->name, key,
-                                            reason);
+                        return parser_error(p, r == -ERANGE ? r : -EINVAL, "[%s] key \"%s\": %s",
+                                            s->name, key, reason);
                 r = o->apply ? o->apply(p, s->name, key, v) : 0;
         }
         if (r < 0)
@@ -820,7 +868,7 @@ PAF_EXPORT int paf_registry_load_config(paf_registry *reg, const char *path, paf
 
 /* ---- checking plugin sections ---- */
 
-static int check_section(paf_config *c, conf_section *s, const paf_option *options,
+static int check_section(paf_config *c, conf_section *s, const paf_option_spec *options,
                          paf_error *error, unsigned *ret_line) {
         int code = 0;
         unsigned line = UINT_MAX;
@@ -828,24 +876,25 @@ static int check_section(paf_config *c, conf_section *s, const paf_option *optio
                 conf_entry *e = &s->entries[i];
                 if (e->line >= line)
                         continue; /* a problem earlier in the file is already known */
-                const paf_option *o = NULL;
-                for (const paf_option *x = options; x && x->name; x++)
+                const paf_option_spec *o = NULL;
+                for (const paf_option_spec *x = options; x && x->name; x++)
                         if (strcmp(x->name, e->key) == 0)
                                 o = x;
                 char reason[384];
                 paf_value v;
                 if (!o) {
                         suggestion sg = {.word = e->key};
-                        for (const paf_option *x = options; x && x->name; x++)
+                        for (const paf_option_spec *x = options; x && x->name; x++)
                                 suggest(&sg, x->name);
                         char buf[128];
                         snprintf(reason, sizeof(reason), "unknown option%s",
                                  suggestion_text(&sg, buf, sizeof(buf)));
                         code = -EINVAL;
                 } else {
-                        if (paf_option_parse(o->type, e->value, &v, reason, sizeof(reason)) >= 0)
+                        int r = paf_option_check(o, e->value, &v, reason, sizeof(reason));
+                        if (r >= 0)
                                 continue;
-                        code = -EINVAL;
+                        code = r == -ERANGE ? r : -EINVAL;
                 }
                 line = e->line;
                 paf_error_set(error, code, "%s:%u: [%s] key \"%s\": %s", c->file, e->line, s->name,
@@ -856,7 +905,7 @@ static int check_section(paf_config *c, conf_section *s, const paf_option *optio
         return code;
 }
 
-int paf_config_check_plugin(paf_registry *reg, const char *name, const paf_option *options,
+int paf_config_check_plugin(paf_registry *reg, const char *name, const paf_option_spec *options,
                             paf_error *error, unsigned *ret_line) {
         if (!reg || !name)
                 return -EINVAL;
@@ -922,15 +971,15 @@ PAF_EXPORT int paf_registry_get_option(paf_registry *reg, const char *section, c
         if (!reg || !section || !key || !ret)
                 return -EINVAL;
 
-        const paf_option *decl = NULL;
+        const paf_option_spec *decl = NULL;
         const core_section *cs = core_section_find(section);
         if (cs) {
                 const core_option *o = core_option_find(cs, key);
                 decl = o ? &o->decl : NULL;
         } else {
                 paf_plugin *plugin = paf_loader_find_plugin(reg, section);
-                for (const paf_option *o = paf_plugin_get_options_internal(plugin); o && o->name;
-                     o++)
+                for (const paf_option_spec *o = paf_plugin_get_options_internal(plugin);
+                     o && o->name; o++)
                         if (strcmp(o->name, key) == 0)
                                 decl = o;
         }
@@ -941,8 +990,10 @@ PAF_EXPORT int paf_registry_get_option(paf_registry *reg, const char *section, c
         const char *s = e ? e->value : decl->default_value;
         if (!s)
                 return -ENODATA;
+        /* Checked when the file was read, but a file read after the
+         * plugins were loaded has not met their checks yet. */
         paf_value v;
-        int r = paf_option_parse(decl->type, s, &v, NULL, 0);
+        int r = paf_option_check(decl, s, &v, NULL, 0);
         if (r < 0)
                 return r;
         *ret = v;

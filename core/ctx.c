@@ -788,3 +788,23 @@ void paf_ctx_drop_since(paf_ctx *ctx, unsigned mark) {
                 entries_free(dropped, NULL);
         }
 }
+
+int paf_ctx_foreach_key(paf_ctx *ctx, const char *prefix,
+                        int (*handler)(const char *key, void *userdata), void *userdata) {
+        if (!ctx)
+                return 0;
+        size_t n = prefix ? strlen(prefix) : 0;
+        for (size_t i = 0; i < ctx->n_slots; i++) {
+                const slot *s = ctx->slots[i];
+                /* A slot holding only a cached derivation is not a key of this layer. */
+                if (!s->entries || strncmp(s->name, prefix ? prefix : "", n) != 0)
+                        continue;
+                int r = handler(s->name, userdata);
+                if (r < 0)
+                        return r;
+        }
+        int r = paf_ctx_foreach_key(ctx->top, prefix, handler, userdata);
+        if (r < 0)
+                return r;
+        return paf_ctx_foreach_key(ctx->bottom, prefix, handler, userdata);
+}

@@ -1,4 +1,6 @@
 /* core/flow.c — the generic flow: consumer callbacks, write queue and dispatch. */
+#include <time.h>
+
 #include "paf-internal.h"
 
 /*
@@ -57,6 +59,11 @@ struct paf_flow {
         req_list done;       /* finished, completion callback not run yet */
         size_t queue_size;
         int write_error; /* sticky: once a write failed the stream is broken */
+        /* Write progress: bytes the transport took, of in_flight so far and
+         * in total, and when it last took any. */
+        size_t in_flight_taken;
+        uint64_t bytes_written;
+        uint64_t progress_usec;
         bool shutdown_queued;
         bool pumping;
 
@@ -137,6 +144,31 @@ static void flow_complete(paf_flow *f, flow_req *q, int error) {
         flow_schedule(f);
 }
 
+static uint64_t flow_now(paf_flow *f) {
+        uint64_t t;
+        /* The loop's time: what consumers compare it with (their timers). */
+        if (sd_event_now(f->event, CLOCK_MONOTONIC, &t) < 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                t = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+        }
+        return t;
+}
+
+/* n more bytes of the write in flight were taken; never more than its size,
+ * whatever unit a layered implementation counts in. */
+static void flow_progress(paf_flow *f, size_t n) {
+        flow_req *q = f->in_flight;
+        if (q) {
+                size_t left = q->size - f->in_flight_taken;
+                if (n > left)
+                        n = left;
+                f->in_flight_taken += n;
+                f->bytes_written += n;
+        }
+        f->progress_usec = flow_now(f);
+}
+
 static void flow_close_impl(paf_flow *f) {
         if (f->impl_closed)
                 return;
@@ -167,6 +199,7 @@ static void flow_pump(paf_flow *f) {
                         continue;
                 }
                 f->in_flight = q;
+                f->in_flight_taken = 0;
                 int r = f->ops->write(f, q->iov, q->n_iov);
                 /* If the implementation already called paf_flow_write_done(),
                  * that result stands. */
@@ -347,13 +380,23 @@ PAF_EXPORT void paf_flow_write_done(paf_flow *flow, int error) {
         if (!flow || !flow->in_flight)
                 return; /* cancelled by paf_flow_close(), or a confused implementation */
         flow_req *q = flow->in_flight;
-        flow->in_flight = NULL;
         if (error > 0)
                 error = -error;
         if (error < 0)
                 flow->write_error = error;
+        else
+                /* What the implementation did not report went too (all of
+                 * it, for one that reports nothing). */
+                flow_progress(flow, q->size);
+        flow->in_flight = NULL;
         flow_complete(flow, q, error);
         flow_pump(flow);
+}
+
+PAF_EXPORT void paf_flow_write_progress(paf_flow *flow, size_t n) {
+        if (!flow || flow->closing)
+                return;
+        flow_progress(flow, n);
 }
 
 static int flow_enqueue(paf_flow *flow, flow_req *q) {
@@ -421,6 +464,13 @@ PAF_EXPORT int paf_flow_shutdown(paf_flow *flow, paf_flow_write_handler_t handle
 PAF_EXPORT void paf_flow_close(paf_flow *flow, paf_flow_close_handler_t handler, void *userdata) {
         if (!flow || flow->closing)
                 return;
+        /* The implementation stops delivering now, not when its close runs
+         * (later, from the loop, when we are inside its delivery): until
+         * then it would keep scheduling reads nobody takes, and a deferred
+         * event that re-arms itself without progress starves every other
+         * source of the loop, its own deferred close included. */
+        if (flow->reading && OPS_HAS(flow->ops, read_stop))
+                (void)flow->ops->read_stop(flow);
         flow->closing = true;
         flow->close_handler = handler;
         flow->close_userdata = userdata;
@@ -456,6 +506,22 @@ PAF_EXPORT size_t paf_flow_get_write_queue_size(paf_flow *flow) {
         return flow ? flow->queue_size : 0;
 }
 
+PAF_EXPORT int paf_flow_get_write_progress(paf_flow *flow, uint64_t *ret_bytes,
+                                           uint64_t *ret_usec) {
+        if (!flow)
+                return -EINVAL;
+        if (ret_bytes)
+                *ret_bytes = flow->bytes_written;
+        if (ret_usec) {
+                uint64_t usec = flow->progress_usec;
+                if (!flow->impl_closed)
+                        (void)paf_flow_query(flow, PAF_FLOW_QUERY_WRITE_PROGRESS, &usec,
+                                             sizeof(usec));
+                *ret_usec = usec;
+        }
+        return 0;
+}
+
 PAF_EXPORT sd_event *paf_flow_get_event(paf_flow *flow) {
         return flow ? flow->event : NULL;
 }
@@ -477,6 +543,25 @@ PAF_EXPORT int paf_flow_query(paf_flow *flow, int what, void *ret, size_t size) 
                 return -EINVAL;
         if (flow->impl_closed)
                 return -ESHUTDOWN;
+        if (what == PAF_FLOW_QUERY_WRITE_PROGRESS) {
+                if (size < sizeof(uint64_t))
+                        return -EINVAL;
+                /* A layer forwards it to the flow below (the time there is
+                 * finer than its own writes'); the bottom one may first
+                 * report what it finds (a socket: its send queue drained);
+                 * then the later of the two is the answer. */
+                uint64_t below = 0;
+                int r = OPS_HAS(flow->ops, query)
+                                ? flow->ops->query(flow, what, &below, sizeof(below))
+                                : -EOPNOTSUPP;
+                if (r < 0 && r != -EOPNOTSUPP)
+                        return r;
+                uint64_t usec = flow->progress_usec;
+                if (r >= 0 && below > usec)
+                        usec = below;
+                memcpy(ret, &usec, sizeof(usec));
+                return 0;
+        }
         if (!OPS_HAS(flow->ops, query))
                 return -EOPNOTSUPP;
         return flow->ops->query(flow, what, ret, size);

@@ -10,6 +10,9 @@ struct paf_listener {
 
         paf_accept_handler_t handler;
         void *userdata;
+        unsigned pending; /* taken, not delivered yet (a layer's handshakes) */
+        paf_listener_pending_handler_t pending_handler;
+        void *pending_userdata;
         bool running; /* the implementation was started */
 
         /* > 0 while the accept handler runs: freeing the listener from in
@@ -59,6 +62,7 @@ PAF_EXPORT paf_listener *paf_listener_free(paf_listener *l) {
                 return NULL;
         l->freed = true;
         l->handler = NULL;
+        l->pending_handler = NULL;
         /* The implementation's close must cope with being called from inside
          * its own paf_listener_deliver() call (the handler freed us). */
         if (OPS_HAS(l->ops, close))
@@ -128,6 +132,40 @@ PAF_EXPORT void paf_listener_deliver(paf_listener *l, paf_flow *flow) {
         l->delivering--;
         if (l->freed && l->delivering == 0)
                 listener_destroy(l);
+}
+
+PAF_EXPORT void paf_listener_add_pending(paf_listener *l, int delta) {
+        if (!l || l->freed || delta == 0)
+                return;
+        if (delta < 0 && (unsigned)-delta > l->pending) {
+                paf_log(PAF_LOG_ERR, "listener %s: more pending connections released than taken",
+                        l->address);
+                l->pending = 0;
+        } else
+                l->pending = (unsigned)((int)l->pending + delta);
+        if (!l->pending_handler)
+                return;
+        /* Freeing us from in there is not allowed (the implementation is
+         * on the stack); this keeps the memory sound if it happens anyway. */
+        l->delivering++;
+        l->pending_handler(l, l->pending, l->pending_userdata);
+        l->delivering--;
+        if (l->freed && l->delivering == 0)
+                listener_destroy(l);
+}
+
+PAF_EXPORT unsigned paf_listener_get_pending(paf_listener *l) {
+        return l && !l->freed ? l->pending : 0;
+}
+
+PAF_EXPORT int paf_listener_set_pending_handler(paf_listener *l,
+                                                paf_listener_pending_handler_t handler,
+                                                void *userdata) {
+        if (!l || l->freed)
+                return -EINVAL;
+        l->pending_handler = handler;
+        l->pending_userdata = userdata;
+        return 0;
 }
 
 PAF_EXPORT const char *paf_listener_get_address(paf_listener *l) {

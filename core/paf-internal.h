@@ -73,13 +73,18 @@ const char *const *paf_config_get_load(paf_registry *reg);
 bool paf_config_is_core_section(const char *name);
 /* Check the section of plugin name against its options. On error, sets
  * error and *ret_line (the first bad line) and returns < 0. */
-int paf_config_check_plugin(paf_registry *reg, const char *name, const paf_option *options,
+int paf_config_check_plugin(paf_registry *reg, const char *name, const paf_option_spec *options,
                             paf_error *error, unsigned *ret_line);
 /* Check every section against the loaded plugins (unknown sections, keys,
  * values); same error reporting. */
 int paf_config_check_sections(paf_registry *reg, paf_error *error, unsigned *ret_line);
 /* Parse an option value of type; on failure, reason (if not NULL) says why. */
 int paf_option_parse(paf_type type, const char *s, paf_value *ret, char *reason, size_t size);
+/* Parse and check a value against the option's checks (its range …). A
+ * number outside the range, or too large for int64_t, is -ERANGE with the
+ * reason "value out of range (MIN-MAX)". */
+int paf_option_check(const paf_option_spec *o, const char *s, paf_value *ret, char *reason,
+                     size_t size);
 
 /* What the configuration asks of the loader (plugin.c). */
 /* A loaded plugin, or the one being initialized, called name; else NULL. */
@@ -88,12 +93,19 @@ paf_plugin *paf_loader_find_plugin(paf_registry *reg, const char *name);
 bool paf_loader_is_refused(paf_registry *reg, const char *name);
 /* Name of the i-th loaded plugin, NULL past the end. */
 const char *paf_loader_get_name(paf_registry *reg, size_t i);
-const paf_option *paf_plugin_get_options_internal(paf_plugin *plugin);
+/* The plugin's options, from either table of its descriptor, with their checks. */
+const paf_option_spec *paf_plugin_get_options_internal(paf_plugin *plugin);
 
 /* Undo a failed plugin init: every value and rule added to ctx since mark
  * goes (ctx.c). Values it replaced are not restored. */
 unsigned paf_ctx_mark(paf_ctx *ctx);
 void paf_ctx_drop_since(paf_ctx *ctx, unsigned mark);
+/* Calls handler with the name of every key starting with prefix that ctx or
+ * one of its layers holds a value or a rule for; a name held by several
+ * layers comes once per layer. Stops at the first handler's < 0 and returns
+ * it (ctx.c). What a protocol's whole configuration is, for pool keys. */
+int paf_ctx_foreach_key(paf_ctx *ctx, const char *prefix,
+                        int (*handler)(const char *key, void *userdata), void *userdata);
 
 /* Resolution without layer protocols: what a layer runs over (resolve.c). */
 int paf_registry_resolve_inner(paf_registry *reg, paf_ctx *ctx, paf_resolution **ret);

@@ -3,7 +3,9 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <link.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,7 +23,9 @@ struct paf_plugin {
         const paf_plugin_descriptor *desc;
         char *name;
         char *file; /* as it was found or given */
-        char *real; /* canonical path, to recognise the same file */
+        dev_t dev;  /* of the file it was mapped from, to recognise it */
+        ino_t ino;
+        paf_option_spec *options; /* either table of the descriptor, as this host reads it */
         void *userdata;
 };
 
@@ -195,8 +199,8 @@ const char *paf_loader_get_name(paf_registry *reg, size_t i) {
         return reg->loader->plugins[i]->name;
 }
 
-const paf_option *paf_plugin_get_options_internal(paf_plugin *plugin) {
-        return plugin ? plugin->desc->options : NULL;
+const paf_option_spec *paf_plugin_get_options_internal(paf_plugin *plugin) {
+        return plugin ? plugin->options : NULL;
 }
 
 const char *paf_plugin_name_internal(paf_plugin *plugin) {
@@ -371,39 +375,235 @@ static int refuse(attempt *a, int code, const char *format, ...) {
         return code;
 }
 
+static bool owner_is_trusted(const struct stat *st) {
+        return st->st_uid == 0 || st->st_uid == geteuid();
+}
+
 static int check_owner(attempt *a, const char *what, const struct stat *st) {
         if (st->st_mode & (S_IWGRP | S_IWOTH))
                 return refuse(a, -EPERM, "%s is writable by group or others (mode %04o)", what,
                               (unsigned)(st->st_mode & 07777));
-        if (st->st_uid != 0 && st->st_uid != geteuid())
+        if (!owner_is_trusted(st))
                 return refuse(a, -EPERM, "%s is owned by uid %u, neither root nor uid %u", what,
                               (unsigned)st->st_uid, (unsigned)geteuid());
         return 0;
 }
 
-/* The file, its directory and its name, before anything of it runs. */
-static int check_file(attempt *a, const char *real) {
+/* Whoever may write to a directory on the way to a plugin may put another
+ * file or directory in the place of the next one (OpenSSH's StrictModes
+ * rule). A sticky directory (/tmp) lets others add entries but not rename
+ * or remove ours, and the next step checks that what it holds is ours. */
+static int check_dir(attempt *a, int fd, const char *path) {
         struct stat st;
-        if (stat(real, &st) < 0)
-                return refuse(a, -errno, "cannot stat: %s", strerror(errno));
-        if (!S_ISREG(st.st_mode))
-                return refuse(a, -EBADF, "not a regular file");
-        int r = check_owner(a, "file", &st);
+        if (fstat(fd, &st) < 0)
+                return refuse(a, -errno, "cannot stat directory %s: %s", path, strerror(errno));
+        if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
+                return refuse(a, -EPERM, "directory %s is writable by group or others (mode %04o)",
+                              path, (unsigned)(st.st_mode & 07777));
+        if (!owner_is_trusted(&st))
+                return refuse(a, -EPERM, "directory %s is owned by uid %u, neither root nor uid %u",
+                              path, (unsigned)st.st_uid, (unsigned)geteuid());
+        return 0;
+}
+
+/* The target of the symlink name in dir, NUL-terminated. */
+static char *read_link(int dir, const char *name) {
+        for (size_t size = 256; size <= 65536; size *= 2) {
+                char *buf = malloc(size);
+                if (!buf)
+                        return NULL;
+                ssize_t n = readlinkat(dir, name, buf, size);
+                if (n < 0) {
+                        free(buf);
+                        return NULL;
+                }
+                if ((size_t)n < size) {
+                        buf[n] = '\0';
+                        return buf;
+                }
+                free(buf);
+        }
+        errno = ENAMETOOLONG;
+        return NULL;
+}
+
+/* "/a/b" + "c": the canonical path of a directory the walk entered. */
+static char *path_child(const char *dir, const char *name, size_t len) {
+        char *s;
+        if (asprintf(&s, "%s%s%.*s", dir, strcmp(dir, "/") == 0 ? "" : "/", (int)len, name) < 0)
+                return NULL;
+        return s;
+}
+
+static void path_parent(char *path) {
+        char *slash = strrchr(path, '/');
+        if (slash)
+                slash[slash == path ? 1 : 0] = '\0';
+}
+
+static void close_fdp(int *fd) {
+        if (*fd >= 0)
+                close(*fd);
+}
+#define _cleanup_close_ _paf_cleanup_(close_fdp)
+
+#define MAX_SYMLINKS 40
+
+/* Open the file at path for loading. Every directory on the way, from /,
+ * is opened relative to the one before it (O_PATH, O_NOFOLLOW) and checked
+ * through its descriptor, then the file is opened O_NOFOLLOW in the last
+ * one and checked through its own: what is checked is what gets loaded,
+ * whatever is renamed meanwhile. A symlink to a directory is followed by
+ * reading it and walking its target the same way; the file itself must not
+ * be one (its name is the plugin's). */
+static int open_trusted(attempt *a, const char *path, int *ret_fd, struct stat *ret_st) {
+        _cleanup_free_ char *todo = NULL;
+        if (path[0] == '/')
+                todo = strdup(path);
+        else {
+                _cleanup_free_ char *cwd = getcwd(NULL, 0);
+                if (!cwd)
+                        return refuse(a, -errno, "cannot get the current directory: %s",
+                                      strerror(errno));
+                todo = path_child(cwd, path, strlen(path));
+        }
+        _cleanup_free_ char *at = strdup("/");
+        if (!todo || !at)
+                return -ENOMEM;
+        _cleanup_close_ int dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dir < 0)
+                return refuse(a, -errno, "cannot open /: %s", strerror(errno));
+        int r = check_dir(a, dir, "/");
         if (r < 0)
                 return r;
 
-        /* A directory others can write to lets them swap the file between
-         * these checks and dlopen(). */
-        size_t dir_len = (size_t)(file_basename(real) - real);
-        _cleanup_free_ char *dir = strndup(real, dir_len > 1 ? dir_len - 1 : dir_len);
-        if (!dir)
-                return -ENOMEM;
-        if (stat(*dir ? dir : "/", &st) < 0)
-                return refuse(a, -errno, "cannot stat directory %s: %s", dir, strerror(errno));
-        _cleanup_free_ char *what = NULL;
-        if (asprintf(&what, "directory %s", dir) < 0)
-                return -ENOMEM;
-        r = check_owner(a, what, &st);
+        unsigned n_links = 0;
+        const char *p = todo;
+        for (;;) {
+                while (*p == '/')
+                        p++;
+                size_t len = strcspn(p, "/");
+                const char *rest = p + len;
+                bool last = *rest == '\0';
+                _cleanup_free_ char *name = strndup(p, len);
+                if (!name)
+                        return -ENOMEM;
+                p = rest;
+
+                if (last && (len == 0 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0))
+                        return refuse(a, -EBADF, "not a regular file");
+                if (strcmp(name, ".") == 0)
+                        continue;
+
+                if (last) {
+                        int fd = openat(dir, name,
+                                        O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+                        if (fd < 0 && errno == ELOOP) {
+                                _cleanup_free_ char *target = read_link(dir, name);
+                                return refuse(a, -ELOOP,
+                                              "file is a symbolic link (to %s): name the file "
+                                              "itself",
+                                              target ? target : "?");
+                        }
+                        if (fd < 0 && (errno == ENOENT || errno == ENOTDIR))
+                                return refuse(a, -ENOENT, "file not found");
+                        if (fd < 0)
+                                return refuse(a, -errno, "cannot open: %s", strerror(errno));
+                        struct stat st;
+                        if (fstat(fd, &st) < 0) {
+                                r = -errno;
+                                close(fd);
+                                return refuse(a, r, "cannot stat: %s", strerror(-r));
+                        }
+                        r = S_ISREG(st.st_mode) ? check_owner(a, "file", &st)
+                                                : refuse(a, -EBADF, "not a regular file");
+                        if (r < 0) {
+                                close(fd);
+                                return r;
+                        }
+                        *ret_fd = fd;
+                        *ret_st = st;
+                        return 0;
+                }
+
+                int next = openat(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (next < 0 && (errno == ENOTDIR || errno == ELOOP)) {
+                        struct stat st;
+                        if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                            S_ISLNK(st.st_mode)) {
+                                _cleanup_free_ char *link = path_child(at, name, len);
+                                if (!link)
+                                        return -ENOMEM;
+                                if (++n_links > MAX_SYMLINKS)
+                                        return refuse(a, -ELOOP,
+                                                      "too many levels of symbolic links at %s",
+                                                      link);
+                                /* Its directory was checked, but a sticky one
+                                 * holds others' links too. */
+                                if (!owner_is_trusted(&st))
+                                        return refuse(a, -EPERM,
+                                                      "symbolic link %s is owned by uid %u, "
+                                                      "neither root nor uid %u",
+                                                      link, (unsigned)st.st_uid,
+                                                      (unsigned)geteuid());
+                                _cleanup_free_ char *target = read_link(dir, name);
+                                if (!target)
+                                        return refuse(a, -errno, "cannot read link %s: %s", link,
+                                                      strerror(errno));
+                                char *more;
+                                if (asprintf(&more, "%s/%s", target, rest) < 0)
+                                        return -ENOMEM;
+                                if (target[0] == '/') {
+                                        next = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                                        if (next < 0)
+                                                r = refuse(a, -errno, "cannot open /: %s",
+                                                           strerror(errno));
+                                        else {
+                                                close(dir);
+                                                dir = next;
+                                                strcpy(at, "/");
+                                        }
+                                }
+                                free(todo);
+                                todo = more;
+                                p = todo;
+                                if (r < 0)
+                                        return r;
+                                continue;
+                        }
+                        errno = ENOTDIR;
+                }
+                if (next < 0) {
+                        int e = errno;
+                        if (e == ENOENT || e == ENOTDIR)
+                                return refuse(a, -ENOENT, "file not found");
+                        _cleanup_free_ char *d = path_child(at, name, len);
+                        return refuse(a, -e, "cannot open directory %s: %s", d ? d : name,
+                                      strerror(e));
+                }
+                close(dir);
+                dir = next;
+                if (strcmp(name, "..") == 0)
+                        path_parent(at);
+                else {
+                        char *child = path_child(at, name, len);
+                        if (!child)
+                                return -ENOMEM;
+                        free(at);
+                        at = child;
+                }
+                r = check_dir(a, dir, at);
+                if (r < 0)
+                        return r;
+        }
+}
+
+/* The file, its directories and its name, before anything of it runs.
+ * Returns the descriptor to load it from. */
+static int check_file(attempt *a, int *ret_fd, struct stat *ret_st) {
+        _cleanup_close_ int fd = -1;
+        struct stat st = {};
+        int r = open_trusted(a, a->file, &fd, &st);
         if (r < 0)
                 return r;
 
@@ -414,15 +614,122 @@ static int check_file(attempt *a, const char *real) {
                               "file name \"%s\" is not NAME.so with NAME made of [a-z0-9_-]", base);
 
         /* dlopen() would run the file's constructors before failing on it. */
-        int fd = open(real, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return refuse(a, -errno, "cannot open: %s", strerror(errno));
         unsigned char magic[SELFMAG];
-        ssize_t k = read(fd, magic, sizeof(magic));
-        close(fd);
+        ssize_t k = pread(fd, magic, sizeof(magic), 0);
         if (k != (ssize_t)sizeof(magic) || memcmp(magic, ELFMAG, SELFMAG) != 0)
                 return refuse(a, -ENOEXEC, "not an ELF file");
+        *ret_fd = fd;
+        fd = -1;
+        *ret_st = st;
         return 0;
+}
+
+/* ---- mapping plugins ---- */
+
+/* A plugin is dlopen()ed as /proc/self/fd/N, N the descriptor that was
+ * checked. The dynamic loader remembers every name an object was opened
+ * under and, given a name it knows, hands back that object without opening
+ * anything. So N must go on naming the same file for as long as the object
+ * is mapped, whichever registry loaded it, or the next plugin to get
+ * descriptor N would be handed the previous one. Loading a file that is
+ * mapped already goes through the name it was first opened under, so no
+ * object collects more than one such name. */
+typedef struct mapping {
+        dev_t dev;
+        ino_t ino;
+        void *dl;
+        int fd;
+        unsigned n_ref; /* 0: unloaded but still mapped (a NODELETE object): keep its name */
+} mapping;
+
+static pthread_mutex_t mappings_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+static mapping *mappings;
+static size_t n_mappings;
+
+static void fd_name(char buf[static 32], int fd) {
+        snprintf(buf, 32, "/proc/self/fd/%d", fd);
+}
+
+/* dlopen() the file open at fd (fstat'ed as st). Takes fd. On failure,
+ * reason says why. */
+static int map_plugin(int fd, const struct stat *st, void **ret, char *reason, size_t size) {
+        char name[32];
+        int r = 0;
+        pthread_mutex_lock(&mappings_lock);
+        mapping *m = NULL;
+        for (size_t i = 0; i < n_mappings; i++)
+                if (mappings[i].dev == st->st_dev && mappings[i].ino == st->st_ino)
+                        m = &mappings[i];
+        fd_name(name, m ? m->fd : fd);
+        if (!m && access(name, F_OK) < 0) {
+                snprintf(reason, size, "cannot load through %s: %s (is /proc mounted?)", name,
+                         strerror(errno));
+                r = -ENOEXEC;
+                goto out;
+        }
+        dlerror();
+        void *dl = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+        if (!dl) {
+                const char *e = dlerror();
+                snprintf(reason, size, "dlopen failed: %s", e ? e : "unknown error");
+                r = -ENOEXEC;
+                goto out;
+        }
+        if (m) {
+                m->n_ref++;
+                *ret = dl;
+                goto out; /* fd names the same file as m->fd: not needed */
+        }
+        for (size_t i = 0; i < n_mappings; i++)
+                if (mappings[i].dl == dl) {
+                        /* Known under this name as another file: opened under
+                         * /proc/self/fd/N by something else, N since closed. */
+                        dlclose(dl);
+                        snprintf(reason, size, "the dynamic loader has another object as %s", name);
+                        r = -ENOEXEC;
+                        goto out;
+                }
+        mapping *a = realloc(mappings, (n_mappings + 1) * sizeof(*a));
+        if (!a) {
+                dlclose(dl);
+                r = -ENOMEM;
+                goto out;
+        }
+        mappings = a;
+        mappings[n_mappings++] =
+                (mapping){.dev = st->st_dev, .ino = st->st_ino, .dl = dl, .fd = fd, .n_ref = 1};
+        fd = -1;
+        *ret = dl;
+out:
+        pthread_mutex_unlock(&mappings_lock);
+        if (fd >= 0)
+                close(fd);
+        return r;
+}
+
+static void unmap_plugin(void *dl) {
+        pthread_mutex_lock(&mappings_lock);
+        mapping *m = NULL;
+        for (size_t i = 0; i < n_mappings; i++)
+                if (mappings[i].dl == dl && mappings[i].n_ref > 0)
+                        m = &mappings[i];
+        dlclose(dl);
+        if (m && --m->n_ref == 0) {
+                char name[32];
+                fd_name(name, m->fd);
+                void *still = dlopen(name, RTLD_NOLOAD | RTLD_LAZY);
+                if (still)
+                        dlclose(still); /* and the entry stays, name and all */
+                else {
+                        close(m->fd);
+                        *m = mappings[--n_mappings];
+                        if (n_mappings == 0) {
+                                free(mappings);
+                                mappings = NULL;
+                        }
+                }
+        }
+        pthread_mutex_unlock(&mappings_lock);
 }
 
 /* The descriptor exported by dl itself, not found in one of its dependencies. */
@@ -438,8 +745,67 @@ static const paf_plugin_descriptor *find_descriptor(void *dl) {
         return d;
 }
 
-static int check_options(attempt *a, const paf_option *options) {
-        for (const paf_option *o = options; o && o->name; o++) {
+/* ---- option tables ---- */
+
+/* The descriptor as ABI 1.2 extended it. */
+#define DESCRIPTOR_SPECS_SIZE                                                                      \
+        (offsetof(paf_plugin_descriptor, option_spec_size) +                                       \
+         sizeof(((paf_plugin_descriptor *)NULL)->option_spec_size))
+/* paf_option_spec as ABI 1.2 defined it: later minors only append. */
+#define OPTION_SPEC_MIN_SIZE (offsetof(paf_option_spec, max) + sizeof(int64_t))
+/* Past this, a table is taken to have lost its terminator. */
+#define MAX_OPTIONS 1024
+
+static const uint32_t known_option_flags = PAF_OPTION_RANGE;
+
+/* Either table of d, as this host's paf_option_spec, NULL-terminated. */
+static int import_options(attempt *a, const paf_plugin_descriptor *d, paf_option_spec **ret) {
+        bool has_specs = d->abi_minor >= 2 && d->struct_size >= DESCRIPTOR_SPECS_SIZE;
+        const paf_option_spec *specs = has_specs ? d->option_specs : NULL;
+        size_t stride = has_specs ? d->option_spec_size : 0;
+        if (specs && d->options)
+                return refuse(a, -EINVAL,
+                              "bad option table: both options and option_specs are set");
+        if (specs && stride < OPTION_SPEC_MIN_SIZE)
+                return refuse(a, -EINVAL,
+                              "bad option table: option_spec_size %zu is too small (at least %zu)",
+                              stride, (size_t)OPTION_SPEC_MIN_SIZE);
+
+        size_t n = 0;
+        if (specs)
+                while (n <= MAX_OPTIONS &&
+                       ((const paf_option_spec *)((const char *)specs + n * stride))->name)
+                        n++;
+        else
+                while (n <= MAX_OPTIONS && d->options && d->options[n].name)
+                        n++;
+        if (n > MAX_OPTIONS)
+                return refuse(a, -EINVAL,
+                              "bad option table: more than %d options (no terminating entry?)",
+                              MAX_OPTIONS);
+
+        paf_option_spec *v = calloc(n + 1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                if (specs)
+                        /* What a newer header appended is left out; what an
+                         * older one lacked stays zero. */
+                        memcpy(&v[i], (const char *)specs + i * stride,
+                               stride < sizeof(*v) ? stride : sizeof(*v));
+                else
+                        v[i] = (paf_option_spec){
+                                .name = d->options[i].name,
+                                .type = d->options[i].type,
+                                .default_value = d->options[i].default_value,
+                                .help = d->options[i].help,
+                        };
+        *ret = v;
+        return 0;
+}
+
+static int check_options(attempt *a, const paf_option_spec *options) {
+        for (const paf_option_spec *o = options; o && o->name; o++) {
                 bool valid = *o->name && strlen(o->name) <= 64;
                 for (const char *c = o->name; *c; c++)
                         if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
@@ -453,15 +819,28 @@ static int check_options(attempt *a, const paf_option *options) {
                                       "bad option table: option \"%s\" has type %s (string, "
                                       "integer or boolean only)",
                                       o->name, paf_type_to_string(o->type));
-                for (const paf_option *p = options; p < o; p++)
+                for (const paf_option_spec *p = options; p < o; p++)
                         if (strcmp(p->name, o->name) == 0)
                                 return refuse(a, -EINVAL,
                                               "bad option table: option \"%s\" declared twice",
                                               o->name);
+                if (o->flags & ~known_option_flags)
+                        return refuse(a, -EINVAL,
+                                      "bad option table: option \"%s\" has unknown flags 0x%x",
+                                      o->name, (unsigned)(o->flags & ~known_option_flags));
+                if ((o->flags & PAF_OPTION_RANGE) && o->type != PAF_TYPE_INT)
+                        return refuse(a, -EINVAL,
+                                      "bad option table: option \"%s\" has a range but type %s",
+                                      o->name, paf_type_to_string(o->type));
+                if ((o->flags & PAF_OPTION_RANGE) && o->min > o->max)
+                        return refuse(a, -EINVAL,
+                                      "bad option table: option \"%s\" has an empty range (%" PRId64
+                                      "-%" PRId64 ")",
+                                      o->name, o->min, o->max);
                 char reason[256];
                 paf_value v;
                 if (o->default_value &&
-                    paf_option_parse(o->type, o->default_value, &v, reason, sizeof(reason)) < 0)
+                    paf_option_check(o, o->default_value, &v, reason, sizeof(reason)) < 0)
                         return refuse(a, -EINVAL, "bad option table: option \"%s\": default %s",
                                       o->name, reason);
         }
@@ -472,26 +851,28 @@ static int plugin_free(paf_plugin *p) {
         if (p) {
                 free(p->name);
                 free(p->file);
-                free(p->real);
+                free(p->options);
                 free(p);
         }
         return 0;
 }
 
-/* Past the checks on the file: open it, check its descriptor, run init(). */
-static int load_object(attempt *a, char *real) {
+/* Past the checks on the file: map it from fd, check its descriptor, run
+ * init(). Takes fd. */
+static int load_object(attempt *a, int fd, const struct stat *st) {
         paf_registry *reg = a->reg;
         paf_loader *l = reg->loader;
 
-        dlerror();
-        void *dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
-        if (!dl) {
-                const char *e = dlerror();
-                return refuse(a, -ENOEXEC, "dlopen failed: %s", e ? e : "unknown error");
-        }
+        void *dl = NULL;
+        char reason[sizeof(a->error->message)];
+        int r = map_plugin(fd, st, &dl, reason, sizeof(reason));
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return refuse(a, r, "%s", reason);
 
         const paf_plugin_descriptor *d = find_descriptor(dl);
-        int r = 0;
+        _cleanup_free_ paf_option_spec *options = NULL;
         if (!d)
                 r = refuse(a, -ENOEXEC, "no plugin descriptor (symbol %s not found)",
                            PAF_PLUGIN_SYMBOL);
@@ -513,6 +894,8 @@ static int load_object(attempt *a, char *real) {
         else if (!paf_name_is_valid(d->name))
                 r = refuse(a, -EINVAL, "invalid plugin name \"%.64s\" (allowed: [a-z0-9_-]+)",
                            d->name);
+        /* a->name comes from the file name as given, not the descriptor
+         * the file was mapped from. */
         else if (strcmp(d->name, a->name) != 0)
                 r = refuse(a, -EINVAL, "plugin name \"%s\" does not match the file name \"%s\"",
                            d->name, file_basename(a->file));
@@ -524,21 +907,21 @@ static int load_object(attempt *a, char *real) {
                            paf_loader_find_plugin(reg, d->name)->file);
         else if (!d->init)
                 r = refuse(a, -EINVAL, "descriptor has no init function");
-        else
-                r = check_options(a, d->options);
+        else if ((r = import_options(a, d, &options)) >= 0)
+                r = check_options(a, options);
         if (r < 0) {
-                dlclose(dl);
+                unmap_plugin(dl);
                 return r;
         }
 
         /* The options are checked before init() so that it reads good values. */
         paf_error cerr = PAF_ERROR_NULL;
         unsigned line = 0;
-        r = paf_config_check_plugin(reg, d->name, d->options, &cerr, &line);
+        r = paf_config_check_plugin(reg, d->name, options, &cerr, &line);
         if (r < 0) {
                 a->conf_line = line;
                 r = refuse(a, r, "%s", cerr.message);
-                dlclose(dl);
+                unmap_plugin(dl);
                 return r;
         }
 
@@ -548,13 +931,16 @@ static int load_object(attempt *a, char *real) {
                 l->plugins = plugins;
         if (!p || !plugins || !(p->name = strdup(d->name)) || !(p->file = strdup(a->file))) {
                 plugin_free(p);
-                dlclose(dl);
+                unmap_plugin(dl);
                 return -ENOMEM;
         }
         p->reg = reg;
         p->dl = dl;
         p->desc = d;
-        p->real = real;
+        p->dev = st->st_dev;
+        p->ino = st->st_ino;
+        p->options = options;
+        options = NULL;
 
         /* A failed init leaves nothing behind: its protocols and the rules it
          * added go before its code is unmapped. */
@@ -566,8 +952,7 @@ static int load_object(attempt *a, char *real) {
                 paf_registry_remove_protocols_of(reg, p->name);
                 paf_ctx_drop_since(reg->ctx, mark);
                 r = refuse(a, r, "init failed: %s", strerror(-r));
-                dlclose(dl);
-                p->real = NULL; /* the caller still owns it */
+                unmap_plugin(dl);
                 plugin_free(p);
                 return r;
         }
@@ -593,25 +978,19 @@ static int load_file(paf_registry *reg, const char *path, bool requested, paf_er
         attempt a = {
                 .reg = reg, .name = name, .file = path, .requested = requested, .error = error};
 
-        /* Checks apply to the file a symlink points to, and that is what is
-         * opened. */
-        _cleanup_free_ char *real = realpath(path, NULL);
-        if (!real) {
-                if (errno == ENOENT || errno == ENOTDIR)
-                        return refuse(&a, -ENOENT, "file not found");
-                return refuse(&a, -errno, "%s", strerror(errno));
-        }
-        int r = check_file(&a, real);
+        int fd = -1;
+        struct stat st = {};
+        int r = check_file(&a, &fd, &st);
         if (r < 0)
                 return r;
 
         for (size_t i = 0; i < l->n_plugins; i++)
-                if (strcmp(l->plugins[i]->real, real) == 0)
+                if (l->plugins[i]->dev == st.st_dev && l->plugins[i]->ino == st.st_ino) {
+                        close(fd);
                         return 0;
+                }
 
-        r = load_object(&a, real);
-        if (r >= 0)
-                real = NULL; /* the plugin took it */
+        r = load_object(&a, fd, &st);
         if (ret_conf_line)
                 *ret_conf_line = a.conf_line;
         return r;
@@ -837,7 +1216,7 @@ void paf_registry_free_loader(paf_registry *reg) {
                         p->desc->fini(p);
         }
         for (size_t i = l->n_plugins; i > 0; i--) {
-                dlclose(l->plugins[i - 1]->dl);
+                unmap_plugin(l->plugins[i - 1]->dl);
                 plugin_free(l->plugins[i - 1]);
         }
         free(l->plugins);

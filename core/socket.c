@@ -6,10 +6,12 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <linux/sockios.h>
 #include <linux/vm_sockets.h>
 
 #include "paf-internal.h"
@@ -264,6 +266,12 @@ struct socket_flow {
         bool writing;
         const struct iovec *iov;
         size_t n_iov, index, offset;
+        /* The kernel's send queue (SIOCOUTQ) when a send last found it full:
+         * while we wait for room, its shrinking is the peer reading. The
+         * wakeup for room may come only once a big part of a large buffer
+         * drained (seconds, for a slow reader), far later than that. */
+        int outq;
+        bool outq_known;
 
         bool in_handler; /* close() from in there leaves the free to the handler */
         bool closed;
@@ -277,7 +285,13 @@ struct socket_flow {
 static void socket_flow_update_events(socket_flow *sf) {
         if (sf->closed)
                 return;
-        bool want = sf->reading && sf->can_read && !sf->read_ended;
+        /* Exactly what socket_flow_pull() needs to make progress: a resume
+         * that finds nothing to do and arms itself again would run on every
+         * iteration, ahead of every newer source (sd-event orders sources
+         * of one priority by when they became pending, and a deferred
+         * source stays pending for good). */
+        bool want = sf->reading && sf->can_read && !sf->read_ended &&
+                    paf_flow_is_reading(sf->flow);
         int r = sd_event_source_set_enabled(sf->resume, want ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
         if (r < 0)
                 paf_log(PAF_LOG_ERR, "flow %s: cannot schedule a read: %s",
@@ -317,11 +331,13 @@ static void socket_flow_push(socket_flow *sf) {
                                 continue;
                         if (errno == EAGAIN) {
                                 sf->can_write = false;
+                                sf->outq_known = ioctl(sf->fd, SIOCOUTQ, &sf->outq) >= 0;
                                 return; /* the next EPOLLOUT edge brings us back */
                         }
                         socket_flow_write_finish(sf, -errno);
                         return;
                 }
+                sf->outq_known = false;
 
                 size_t left = (size_t)k;
                 while (left > 0 && sf->index < sf->n_iov) {
@@ -335,6 +351,11 @@ static void socket_flow_push(socket_flow *sf) {
                                 sf->offset = 0;
                         }
                 }
+                /* A partial send: a slow reader is still a reader, which the
+                 * consumer's write timeout must tell from a stalled one. A
+                 * send that took all counts at the completion. */
+                if (sf->index < sf->n_iov)
+                        paf_flow_write_progress(sf->flow, (size_t)k);
         }
 }
 
@@ -507,9 +528,25 @@ static void socket_flow_close(paf_flow *flow) {
                 socket_flow_release(sf);
 }
 
+/* Asked by a consumer watching its writes (a write timeout): has the kernel
+ * passed on (TCP: had acknowledged; unix: had read) any of what it holds
+ * since we last looked, while our send waits for room? */
+static void socket_flow_poll_outq(socket_flow *sf) {
+        int outq;
+        if (!sf->writing || !sf->outq_known || ioctl(sf->fd, SIOCOUTQ, &outq) < 0)
+                return;
+        if (outq < sf->outq)
+                paf_flow_write_progress(sf->flow, 0);
+        sf->outq = outq;
+}
+
 static int socket_flow_query(paf_flow *flow, int what, void *ret, size_t size) {
         socket_flow *sf = paf_flow_get_impl(flow);
         switch (what) {
+        case PAF_FLOW_QUERY_WRITE_PROGRESS:
+                /* The core answers, from what this reported. */
+                socket_flow_poll_outq(sf);
+                return -EOPNOTSUPP;
         case PAF_FLOW_QUERY_FD:
                 if (size < sizeof(int))
                         return -EINVAL;

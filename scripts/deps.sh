@@ -8,7 +8,7 @@ packages=(
         libsystemd-dev libinih-dev libcmocka-dev node-llhttp liburiparser-dev
         # real peers for the HTTP tests and benchmarks
         libgnutls28-dev
-        curl nginx-light wrk python3 gnutls-bin systemd
+        curl nginx-light wrk python3 gnutls-bin systemd netcat-openbsd openssl
         # tests: private network namespaces, sanitizers' symbolizer, valgrind
         iproute2 util-linux valgrind binutils
 )

@@ -74,7 +74,13 @@ static void usage(FILE *f) {
                 "  -i, --include           Write the status line and headers too\n"
                 "  -I, --head              HEAD: write the status line and headers only\n"
                 "  -f, --fail              On status >= 400 write nothing and exit 22\n"
-                "  -L, --location          Follow redirects (at most %d)\n"
+                "  -L, --location          Follow redirects (at most %d), to http and https\n"
+                "                          only, credentials to the URL's origin only\n"
+                "      --location-trusted  Like -L, and send Authorization, Cookie and\n"
+                "                          Proxy-Authorization to every host it leads to\n"
+                "      --proto-redir LIST  Schemes redirects may use, as curl: [+-=]SCHEME\n"
+                "                          or all, comma separated, from http,https\n"
+                "                          (=http,https,http+unix  -all,+https  +http+unix)\n"
                 "      --cacert FILE       Trust the CAs in FILE instead of the system's\n"
                 "  -k, --insecure          Do not verify the server's certificate\n"
                 "      --unix-socket PATH  Connect to PATH, whatever the URL's host\n"
@@ -85,9 +91,10 @@ static void usage(FILE *f) {
                 "      --config FILE       paf.conf: plugins and their settings\n"
                 "      --help              Show this help\n"
                 "\n"
-                "Exit status as curl's: 0 ok, 1 unsupported protocol, 6 host not resolved,\n"
-                "7 connection failed, 22 HTTP error with -f, 23 write error, 28 timeout,\n"
-                "35 TLS failure, 47 too many redirects, 60 certificate not verified.\n",
+                "Exit status as curl's: 0 ok, 1 unsupported protocol or one refused on a\n"
+                "redirect, 6 host not resolved, 7 connection failed, 22 HTTP error with -f,\n"
+                "23 write error, 28 timeout, 35 TLS failure, 47 too many redirects,\n"
+                "60 certificate not verified.\n",
                 MAX_REDIRECTS);
 }
 
@@ -435,6 +442,8 @@ int cmd_get(int argc, char **argv) {
                 OPT_UNIX_SOCKET,
                 OPT_CONFIG,
                 OPT_HELP,
+                OPT_LOCATION_TRUSTED,
+                OPT_PROTO_REDIR,
         };
         static const struct option options[] = {
                 {"request", required_argument, NULL, 'X'},
@@ -446,6 +455,8 @@ int cmd_get(int argc, char **argv) {
                 {"head", no_argument, NULL, 'I'},
                 {"fail", no_argument, NULL, 'f'},
                 {"location", no_argument, NULL, 'L'},
+                {"location-trusted", no_argument, NULL, OPT_LOCATION_TRUSTED},
+                {"proto-redir", required_argument, NULL, OPT_PROTO_REDIR},
                 {"cacert", required_argument, NULL, OPT_CACERT},
                 {"insecure", no_argument, NULL, 'k'},
                 {"unix-socket", required_argument, NULL, OPT_UNIX_SOCKET},
@@ -462,6 +473,8 @@ int cmd_get(int argc, char **argv) {
         const char *config = NULL;
         bool silent = false, have_data = false, form_data = false;
         buffer body = {0};
+        /* Every --proto-redir, in order: curl reads them as one list. */
+        buffer proto_redir = {0};
         _paf_cleanup_(paf_http_headers_freep) paf_http_headers *headers = NULL;
         _paf_cleanup_(paf_registry_unrefp) paf_registry *reg = NULL;
         paf_client *client = NULL;
@@ -513,6 +526,17 @@ int cmd_get(int argc, char **argv) {
                         break;
                 case 'L':
                         copts.max_redirects = MAX_REDIRECTS;
+                        break;
+                case OPT_LOCATION_TRUSTED:
+                        copts.max_redirects = MAX_REDIRECTS;
+                        copts.location_trusted = true;
+                        break;
+                case OPT_PROTO_REDIR:
+                        if ((proto_redir.len > 0 && buffer_append(&proto_redir, ",", 1) < 0) ||
+                            buffer_append(&proto_redir, optarg, strlen(optarg)) < 0) {
+                                fprintf(stderr, "paf get: %s\n", strerror(ENOMEM));
+                                goto out;
+                        }
                         break;
                 case OPT_CACERT:
                         copts.ca_file = optarg;
@@ -571,6 +595,9 @@ int cmd_get(int argc, char **argv) {
                 if (r < 0)
                         goto out;
         }
+        if (proto_redir.data)
+                copts.redirect_schemes = proto_redir.data;
+
         /* The bar would mix with a body written to the same terminal. */
         g.progress = !silent && !g.verbose && !g.head_only && isatty(STDERR_FILENO) &&
                      (g.output_path || !isatty(STDOUT_FILENO));
@@ -588,6 +615,15 @@ int cmd_get(int argc, char **argv) {
         r = paf_client_new(reg, g.event, &client);
         if (r >= 0)
                 r = paf_client_set_options(client, &copts);
+        if (r == -EINVAL && copts.redirect_schemes) {
+                /* The only option the client can find wrong. */
+                fprintf(stderr,
+                        "paf get: --proto-redir \"%s\": not a list of schemes "
+                        "(=http,https or -all,+https, say)\n",
+                        copts.redirect_schemes);
+                ret = EXIT_USAGE;
+                goto out_event;
+        }
         if (r < 0) {
                 fprintf(stderr, "paf: %s: cannot set up the client: %s\n", g.url, strerror(-r));
                 ret = EXIT_COULDNT_CONNECT;
@@ -648,5 +684,6 @@ out_event:
         sd_event_unref(g.event);
 out:
         free(body.data);
+        free(proto_redir.data);
         return ret;
 }

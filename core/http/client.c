@@ -64,7 +64,7 @@ struct conn {
         bool reused; /* the current call is not its first */
 
         paf_flow *flow;
-        char *key;      /* the pool key: the first candidate, "tcp 127.0.0.1:80" */
+        char *key;      /* the pool key (pool_key()) of the call that opened it */
         char *endpoint; /* the candidate that connected */
         sd_event_source *idle_timer;
         paf_http_call *call; /* the call it serves, NULL while idle */
@@ -116,6 +116,7 @@ struct paf_http_call {
         char *label;       /* "GET /x", for messages */
         char **candidates; /* "tcp 127.0.0.1:80" …, in the order connect tries them */
         size_t n_candidates;
+        char *pool_key; /* which idle connections may carry it */
         char *endpoint; /* what carries the call, once known */
         paf_ctx *ctx;
         char *head;
@@ -359,6 +360,7 @@ static void call_unref(paf_http_call *call) {
         for (size_t i = 0; i < call->n_candidates; i++)
                 free(call->candidates[i]);
         free(call->candidates);
+        free(call->pool_key);
         free(call->label);
         free(call->endpoint);
         free(call->head);
@@ -833,6 +835,12 @@ static int on_headers_complete(llhttp_t *p) {
         paf_http_call *call = cn->call;
         int status = p->status_code;
 
+        /* RFC 9112: three digits. llhttp takes "HTTP/1.1 \r\n" as status 0,
+         * which our caller would read as a failed call, and up to 65535. */
+        if (status < 100 || status > 999) {
+                call->parse_error = "invalid status code";
+                return HPE_USER;
+        }
         if (status >= 100 && status < 200) {
                 if (status == 101) {
                         call->parse_error = "unexpected 101 Switching Protocols";
@@ -1235,7 +1243,7 @@ static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n, 
                                                            : paf_flow_get_protocol(flow);
 
         conn *cn = calloc(1, sizeof(*cn));
-        if (!cn || !(cn->key = strdup(call->candidates[0])) || !(cn->endpoint = strdup(endpoint))) {
+        if (!cn || !(cn->key = strdup(call->pool_key)) || !(cn->endpoint = strdup(endpoint))) {
                 if (cn) {
                         free(cn->key);
                         free(cn);
@@ -1372,6 +1380,142 @@ static int call_new(paf_http_client *c, paf_ctx *ctx, const char *method, const 
         return 0;
 }
 
+/* ---- the pool key ---- */
+
+typedef struct key_names {
+        char **v;
+        size_t n;
+} key_names;
+
+static int key_names_add(const char *key, void *userdata) {
+        key_names *k = userdata;
+        for (size_t i = 0; i < k->n; i++)
+                if (strcmp(k->v[i], key) == 0)
+                        return 0;
+        char **v = realloc(k->v, (k->n + 1) * sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        k->v = v;
+        k->v[k->n] = strdup(key);
+        if (!k->v[k->n])
+                return -ENOMEM;
+        k->n++;
+        return 0;
+}
+
+static int name_compare(const void *a, const void *b) {
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Lengths before strings and bytes: no value can read as the end of another. */
+static void key_write_value(FILE *f, const char *key, paf_ctx *ctx) {
+        paf_value v;
+        int r = paf_ctx_get(ctx, key, &v);
+        fprintf(f, " %zu:%s", strlen(key), key);
+        if (r < 0) {
+                fprintf(f, "!%d", r);
+                return;
+        }
+        switch (v.type) {
+        case PAF_TYPE_STRING:
+                fprintf(f, "=s%zu:%s", strlen(v.string), v.string);
+                break;
+        case PAF_TYPE_INT:
+                fprintf(f, "=i%" PRId64, v.integer);
+                break;
+        case PAF_TYPE_BOOL:
+                fprintf(f, "=b%d", v.boolean ? 1 : 0);
+                break;
+        case PAF_TYPE_BYTES:
+                fprintf(f, "=x%zu:", v.bytes.size);
+                for (size_t i = 0; i < v.bytes.size; i++)
+                        fprintf(f, "%02x", ((const uint8_t *)v.bytes.data)[i]);
+                break;
+        case PAF_TYPE_POINTER:
+                fprintf(f, "=p%p", v.pointer);
+                break;
+        default:
+                fputs("=?", f);
+                break;
+        }
+}
+
+/*
+ * One protocol's part: its name, its endpoint keys and every key of its
+ * namespace ("tls.": server name, CA, client certificate, insecure, priority,
+ * ALPN …), as ctx resolves them. Whatever a plugin reads to set up a
+ * connection is a key of its namespace, so a setting added later, or one of
+ * a third party's protocol, is in the pool key without anyone listing it.
+ */
+static int key_write_protocol(FILE *f, paf_ctx *ctx, const paf_protocol *p) {
+        key_names names = {};
+        char prefix[128];
+        snprintf(prefix, sizeof(prefix), "%s.", p->ops->name);
+        int r = paf_ctx_foreach_key(ctx, prefix, key_names_add, &names);
+        for (const char *const *k = p->ops->endpoint_keys; r >= 0 && *k; k++)
+                r = key_names_add(*k, &names);
+        if (r >= 0) {
+                /* Sorted: the layers holding the keys do not change the key. */
+                qsort(names.v, names.n, sizeof(*names.v), name_compare);
+                fputs(p->ops->name, f);
+                for (size_t i = 0; i < names.n; i++)
+                        key_write_value(f, names.v[i], ctx);
+        }
+        for (size_t i = 0; i < names.n; i++)
+                free(names.v[i]);
+        free(names.v);
+        return r;
+}
+
+/*
+ * Which idle connections may carry a call: those whose calls resolved to the
+ * same candidates, each with the same endpoint and settings, and, under a
+ * layer, the same candidates for what it runs over (TLS to the same name on
+ * another port, or over another socket, is another connection). The key is
+ * read from the context the way the resolution reads it, never from a
+ * description made for messages.
+ */
+static int pool_key(paf_registry *reg, paf_ctx *ctx, paf_resolution *res, char **ret) {
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *rc = NULL;
+        int r = paf_ctx_new_layered(ctx, reg->ctx, &rc);
+        if (r < 0)
+                return r;
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+        size_t n = paf_resolution_get_n_candidates(res);
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                const paf_protocol *p = paf_resolution_get_protocol(res, i);
+                if (i > 0)
+                        fputs(" | ", f);
+                r = key_write_protocol(f, rc, p);
+                if (r < 0 || !paf_protocol_is_layer(p))
+                        continue;
+                _paf_cleanup_(paf_resolution_freep) paf_resolution *inner = NULL;
+                r = paf_registry_resolve_inner(reg, ctx, &inner);
+                size_t n_inner = paf_resolution_get_n_candidates(inner);
+                if (r >= 0)
+                        fputs(" over (", f);
+                for (size_t j = 0; r >= 0 && j < n_inner; j++) {
+                        if (j > 0)
+                                fputs(" | ", f);
+                        r = key_write_protocol(f, rc, paf_resolution_get_protocol(inner, j));
+                }
+                if (r >= 0)
+                        fputs(")", f);
+        }
+        if (fclose(f) != 0 && r >= 0)
+                r = -ENOMEM;
+        if (r < 0) {
+                free(buf);
+                return r;
+        }
+        *ret = buf;
+        return 0;
+}
+
 static int call_resolve(paf_http_call *call, paf_registry *reg) {
         _paf_cleanup_(paf_resolution_freep) paf_resolution *res = NULL;
         int r = paf_registry_resolve(reg, call->ctx, &res);
@@ -1387,6 +1531,11 @@ static int call_resolve(paf_http_call *call, paf_registry *reg) {
                              a[i].endpoint ? a[i].endpoint : "?") < 0)
                         return -ENOMEM;
                 call->n_candidates++;
+        }
+        if (n > 0) {
+                r = pool_key(reg, call->ctx, res, &call->pool_key);
+                if (r < 0)
+                        return r;
         }
         if (n == 0)
                 /* Not an argument error: the failure is reported like any
@@ -1413,7 +1562,7 @@ PAF_EXPORT int paf_http_client_request(paf_http_client *c, paf_ctx *ctx, const c
         if (r >= 0)
                 r = call_resolve(call, c->reg);
         if (r >= 0 && call->state == CALL_CONNECTING) {
-                conn *cn = pool_take(c, call->candidates[0]);
+                conn *cn = pool_take(c, call->pool_key);
                 if (cn)
                         call_attach(call, cn);
                 else

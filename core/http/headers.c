@@ -1,4 +1,5 @@
 /* core/http/headers.c — header lists, dates, status reasons, limits. */
+#include <limits.h>
 #include <stdio.h>
 #include <strings.h>
 #include <time.h>
@@ -256,14 +257,19 @@ PAF_EXPORT int paf_http_limits_load(paf_http_limits *ret, paf_registry *reg) {
                 r = paf_registry_get_option(reg, "http", keys[i].key, &v);
                 if (r < 0)
                         break;
-                if (v.type != PAF_TYPE_INT || v.integer < 0) {
+                /* conf.c's ranges keep every value within what its member
+                 * holds; a value that would not fit is refused, never
+                 * wrapped or clamped into another meaning. */
+                uint64_t x;
+                if (v.type != PAF_TYPE_INT || v.integer < 0 ||
+                    __builtin_mul_overflow((uint64_t)v.integer, keys[i].scale, &x) ||
+                    (keys[i].size == sizeof(unsigned) && x > UINT_MAX)) {
                         r = -ERANGE;
                         break;
                 }
-                uint64_t x = (uint64_t)v.integer * keys[i].scale;
                 char *dst = (char *)&l + keys[i].offset;
                 if (keys[i].size == sizeof(unsigned)) {
-                        unsigned u = x > UINT32_MAX ? UINT32_MAX : (unsigned)x;
+                        unsigned u = (unsigned)x;
                         memcpy(dst, &u, sizeof(u));
                 } else
                         memcpy(dst, &x, sizeof(x));

@@ -178,6 +178,7 @@ struct conn {
         size_t header_bytes;
         uint64_t body_bytes;
         uint64_t phase_at, body_at, write_at, linger_at;
+        uint64_t progress_at, polled_at; /* the flow's write progress, and when asked */
 
         bool close_after; /* close once the current response is written */
         bool discarding;  /* the response is done; the rest of the body goes */
@@ -491,6 +492,8 @@ static void conn_input(conn *c, const char **p, size_t *n) {
 }
 
 static void conn_consume(conn *c, size_t n) {
+        if (n == 0)
+                return; /* c->in may be NULL: even NULL + 0 is undefined in C */
         if (c->buf_end > c->buf_start) {
                 assert(n <= c->buf_end - c->buf_start);
                 c->buf_start += n;
@@ -1149,7 +1152,9 @@ static void conn_on_eof(conn *c) {
         paf_http_server *s = c->server;
         switch (c->phase) {
         case PHASE_IDLE:
-                conn_close(c, 0);
+                /* After a response: end our side too (a TLS close_notify),
+                 * once what was written went. */
+                conn_shutdown(c);
                 return;
         case PHASE_HEADERS:
                 if (c->request_bytes)
@@ -1196,11 +1201,11 @@ static bool conn_step(conn *c) {
                                 c->body_at = conn_now(c);
                         }
                 } else if (c->phase == PHASE_COMPLETE) {
-                        if (c->read_eof && req->handler_owned && conn_pending(c) == 0) {
-                                /* The client went away while the handler works
-                                 * (like nginx's 499). */
-                                conn_close(c, -ECONNRESET);
-                        }
+                        /* Even after a read EOF: a client that shut its
+                         * write side down (nc -N, HTTP/1.0 scripts) still
+                         * reads the answer. One that is gone entirely makes
+                         * a write fail, and a reset fails the read: either
+                         * closes the connection and aborts the request. */
                         return false;
                 }
         }
@@ -1330,7 +1335,13 @@ static timeout_kind conn_timeout(conn *c, uint64_t *ret) {
                 return TIMEOUT_LINGER;
         }
         if (((c->req && c->req->n_writes > 0) || c->shutdown_pending) && l->write_timeout_usec) {
-                *ret = c->write_at + l->write_timeout_usec;
+                /* From the last byte the transport took, not the last write
+                 * that completed: a big write (a file piece, a whole
+                 * response) to a slow reader takes long, yet moves. The
+                 * flow is asked when the timer fires (on_timer), which it
+                 * does a few times per timeout (conn_update_timer). */
+                uint64_t at = c->write_at > c->progress_at ? c->write_at : c->progress_at;
+                *ret = at + l->write_timeout_usec;
                 return TIMEOUT_WRITE;
         }
         if (c->shutting_down)
@@ -1371,6 +1382,14 @@ static void conn_update_timer(conn *c) {
                 }
                 return;
         }
+        if (kind == TIMEOUT_WRITE) {
+                /* Progress is asked for, not told: asking four times per
+                 * timeout cuts a stalled reader at most a quarter of it late. */
+                uint64_t last = c->write_at > c->polled_at ? c->write_at : c->polled_at;
+                uint64_t poll = last + c->server->limits.write_timeout_usec / 4;
+                if (poll < deadline)
+                        deadline = poll;
+        }
         /* An armed timer that fires no later than needed stays: it re-arms
          * itself when it fires early, which spares a heap update per event. */
         if (c->timer_armed && c->timer_at <= deadline)
@@ -1401,6 +1420,15 @@ static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
         c->timer_armed = false;
         uint64_t deadline = 0;
         timeout_kind kind = conn_timeout(c, &deadline);
+        if (kind == TIMEOUT_WRITE) {
+                /* Has the transport taken bytes since we last asked? */
+                uint64_t progress;
+                c->polled_at = conn_now(c);
+                if (paf_flow_get_write_progress(c->flow, NULL, &progress) >= 0 &&
+                    progress > c->progress_at)
+                        c->progress_at = progress;
+                kind = conn_timeout(c, &deadline);
+        }
         if (kind == TIMEOUT_NONE || conn_now(c) < deadline) {
                 conn_update_timer(c);
                 return 0;
@@ -1452,8 +1480,14 @@ static int on_done_defer(sd_event_source *source, void *userdata) {
         return 0;
 }
 
+/* Every connection counts, also those a listener still holds before handing
+ * them to us (TLS handshakes): they cost the same file descriptor. At the
+ * limit, accepting stops and new connections wait in the kernel's backlog. */
 static void server_update_listeners(paf_http_server *s) {
-        bool pause = s->limits.max_connections > 0 && s->n_conns >= s->limits.max_connections;
+        unsigned n = s->n_conns;
+        for (size_t i = 0; i < s->n_listeners; i++)
+                n += paf_listener_get_pending(s->listeners[i]);
+        bool pause = s->limits.max_connections > 0 && n >= s->limits.max_connections;
         if (pause == s->listeners_paused)
                 return;
         s->listeners_paused = pause;
@@ -1521,6 +1555,14 @@ PAF_EXPORT int paf_http_server_set_limits(paf_http_server *s, const paf_http_lim
         return 0;
 }
 
+static void server_on_pending(paf_listener *l, unsigned pending, void *userdata) {
+        (void)l;
+        (void)pending;
+        paf_http_server *s = userdata;
+        if (!s->freeing)
+                server_update_listeners(s);
+}
+
 static void server_on_accept(paf_listener *l, paf_flow *flow, void *userdata) {
         (void)l;
         paf_http_server *s = userdata;
@@ -1543,9 +1585,13 @@ PAF_EXPORT int paf_http_server_add_listener(paf_http_server *s, paf_listener *l)
         }
         s->listeners = a;
         s->listeners[s->n_listeners++] = l;
-        int r = paf_listener_set_accept_handler(l, server_on_accept, s);
+        int r = paf_listener_set_pending_handler(l, server_on_pending, s);
+        if (r >= 0)
+                r = paf_listener_set_accept_handler(l, server_on_accept, s);
         if (r >= 0 && s->listeners_paused)
                 r = paf_listener_stop(l);
+        if (r >= 0)
+                server_update_listeners(s);
         return r < 0 ? r : 0;
 }
 

@@ -33,6 +33,25 @@ typedef struct paf_client_options {
         const char *ca_file;           /* tls.ca-file: trust these CAs instead of the system's */
         bool insecure;                 /* tls.insecure */
         const char *unix_socket;       /* like curl --unix-socket: connect there, whatever the host */
+        /*
+         * The schemes a redirect may lead to, in curl's --proto-redir
+         * syntax: comma-separated scheme names or "all", each after
+         * optional modifiers, "+" allowing it (the default), "-" denying
+         * it, "=" allowing it alone; read left to right from the default,
+         * "http,https". So "=https" or "-all,+https": only https;
+         * "+http+unix": also http+unix. Names are any scheme, so those
+         * plugins add are covered. NULL: the default. A redirect to another
+         * scheme fails the call with -EPROTONOSUPPORT, naming the URL, and
+         * connects nowhere; one back to the requested URL's origin (scheme,
+         * host and port) is always followed, as it reaches nothing new.
+         * A bad list makes paf_client_set_options() fail with -EINVAL.
+         */
+        const char *redirect_schemes;
+        /* Like curl --location-trusted: send Authorization, Cookie,
+         * Proxy-Authorization and the caller's Host to every origin a
+         * redirect leads to. Otherwise they go to the requested URL's
+         * origin only. */
+        bool location_trusted;
 } paf_client_options;
 
 /* Calls share connections: keep-alive connections are reused across calls. */

@@ -53,6 +53,21 @@ PAF_EXPORT void paf_flow_close(paf_flow *flow, paf_flow_close_handler_t handler,
 
 /* Bytes queued by paf_flow_write() whose completion has not run yet. */
 PAF_EXPORT size_t paf_flow_get_write_queue_size(paf_flow *flow);
+/*
+ * Write progress (ABI 1.2): how many bytes of the writes the transport took
+ * so far, and when it last took any (CLOCK_MONOTONIC, in µs, as
+ * sd_event_now(); 0 before it ever did). This is what a write timeout should
+ * measure: a peer that reads slowly keeps a big write in progress for long,
+ * yet the transport takes bytes all along. With an implementation that
+ * reports partial progress (paf_flow_write_progress()) both move within a
+ * write; with one that does not, they move when a write completes. The time
+ * is asked afresh through the layers (PAF_FLOW_QUERY_WRITE_PROGRESS): under a
+ * TLS layer it moves as the socket takes the ciphertext, and a socket counts
+ * its kernel buffer draining (the peer reading) even while the writer waits
+ * for room. That may cost a system call: ask when a timeout is due, not on
+ * every event. Either output may be NULL.
+ */
+PAF_EXPORT int paf_flow_get_write_progress(paf_flow *flow, uint64_t *ret_bytes, uint64_t *ret_usec);
 PAF_EXPORT sd_event *paf_flow_get_event(paf_flow *flow);
 /* Addresses as text: "127.0.0.1:80", "[::1]:80", "/run/x.sock", "@name",
  * "vsock:3:80", or what the transport chose. Never NULL ("?" if unknown). */
@@ -70,6 +85,12 @@ typedef enum paf_flow_query_t {
         PAF_FLOW_QUERY_PEER_CRED = 2,   /* struct ucred: unix socket peer */
         PAF_FLOW_QUERY_PEER_SOCKADDR,   /* struct sockaddr_storage; returns its length */
         PAF_FLOW_QUERY_LOCAL_SOCKADDR,  /* struct sockaddr_storage; returns its length */
+        /* uint64_t: when the transport last took bytes, asked afresh (ABI
+         * 1.2): what paf_flow_get_write_progress() gives. Answered by the
+         * core, after the implementation had its say: a layer forwards it
+         * to the flow it runs on (whose time, if later, wins), a socket
+         * first looks whether its kernel send queue drained. */
+        PAF_FLOW_QUERY_WRITE_PROGRESS,
         /* TLS (answered by a TLS layer, ABI 1.1), into a char buffer: */
         PAF_FLOW_QUERY_TLS_ALPN = 16,        /* negotiated protocol, "" if none */
         PAF_FLOW_QUERY_TLS_SERVER_NAME = 17, /* SNI sent or received */
@@ -95,7 +116,9 @@ PAF_EXPORT void *paf_flow_get_userdata(paf_flow *flow);
  *   read_start/read_stop  deliver with paf_flow_deliver() while started;
  *   write                 one request at a time; call paf_flow_write_done()
  *                         once all of it was taken (may be called from write);
- *                         the iovec array stays valid until then;
+ *                         the iovec array stays valid until then; report
+ *                         what a partial send took with
+ *                         paf_flow_write_progress();
  *   shutdown              shut the write side (no write is pending);
  *   close                 release everything; the implementation must not
  *                         call into the flow afterwards. Never called from
@@ -121,6 +144,13 @@ PAF_EXPORT void *paf_flow_get_impl(paf_flow *flow);
 /* Deliver data/EOF/error to the consumer (see the read handler). */
 PAF_EXPORT void paf_flow_deliver(paf_flow *flow, const void *data, size_t len, int error);
 PAF_EXPORT void paf_flow_write_done(paf_flow *flow, int error);
+/* The transport took n more bytes of the write in progress (ABI 1.2,
+ * optional): call it after each partial send, so that consumers see a slow
+ * peer is not a stalled one (paf_flow_get_write_progress()). A layer may count
+ * what its own transport took (a TLS layer: ciphertext); the core never counts
+ * more than the write's size, and a write that completes counts whole. Outside
+ * a write (a handshake, an alert) only the time moves. */
+PAF_EXPORT void paf_flow_write_progress(paf_flow *flow, size_t n);
 /* Whether the consumer currently wants data. */
 PAF_EXPORT bool paf_flow_is_reading(paf_flow *flow);
 

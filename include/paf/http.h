@@ -189,9 +189,13 @@ typedef void (*paf_http_call_write_handler_t)(paf_http_call *call, int error, vo
 
 /*
  * Send a request to the endpoint ctx resolves to, reusing an idle
- * connection to the same endpoint. body_length: 0 for none, >0 for a
- * Content-Length body, -1 for a chunked body; the body is then written with
- * paf_http_call_write() and ended with paf_http_call_finish().
+ * connection to the same endpoint: one whose call resolved to the same
+ * candidates with, for each and for what a layer runs over, the same
+ * endpoint keys and the same keys of the protocol's namespace (for TLS:
+ * server name, CA, client certificate, insecure …). body_length: 0 for
+ * none, >0 for a Content-Length body, -1 for a chunked body; the body is
+ * then written with paf_http_call_write() and ended with
+ * paf_http_call_finish().
  */
 PAF_EXPORT int paf_http_client_request(paf_http_client *c, paf_ctx *ctx, const char *method,
                                        const char *target, const paf_http_headers *headers,

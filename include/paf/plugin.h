@@ -12,7 +12,13 @@ extern "C" {
 /* The ABI this header describes. A host loads plugins of the same major and
  * of a minor not newer than its own. */
 #define PAF_ABI_MAJOR 1
-#define PAF_ABI_MINOR 1 /* 1.1: protocol layers (flags, wrap_listener), listener reload */
+#define PAF_ABI_MINOR 2
+/* 1.1: protocol layers (flags, wrap_listener), listener reload.
+ * 1.2: checked options (paf_option_spec, the descriptor's option_specs);
+ *      flow write progress (paf_flow_write_progress,
+ *      paf_flow_get_write_progress, PAF_FLOW_QUERY_WRITE_PROGRESS); pending
+ *      connections of a listener (paf_listener_add_pending,
+ *      paf_listener_get_pending, paf_listener_set_pending_handler). */
 
 /* The symbol every plugin exports (PAF_PLUGIN_DEFINE defines it). */
 #define PAF_PLUGIN_SYMBOL "paf_plugin_entry"
@@ -26,6 +32,30 @@ typedef struct paf_option {
         const char *default_value; /* as it would be written in paf.conf; NULL: none */
         const char *help;
 } paf_option;
+
+/* An option with what its value must be (ABI 1.2). The first members are
+ * paf_option's; checks follow. paf.conf is refused, naming the file, line
+ * and key, when a value fails one: `paf config check` and every program
+ * reading the file say so before the plugin's init() runs, and init() only
+ * ever sees good values.
+ *
+ * Later minors append members here (a list of choices, a validator); a
+ * host reads each entry as the descriptor's option_spec_size says and
+ * takes members beyond it as zero, so a table built against an older
+ * header keeps its meaning. */
+typedef struct paf_option_spec {
+        const char *name;          /* [a-z0-9-]+ */
+        paf_type type;             /* STRING, INT or BOOL */
+        const char *default_value; /* as it would be written in paf.conf; NULL: none */
+        const char *help;
+        uint32_t flags; /* PAF_OPTION_* */
+        /* With PAF_OPTION_RANGE (INT only): the values allowed, both
+         * included. The default must be one of them. */
+        int64_t min, max;
+} paf_option_spec;
+
+/* flags of paf_option_spec. */
+#define PAF_OPTION_RANGE (UINT32_C(1) << 0)
 
 /* What the host offers a plugin. Appended to, never reordered. */
 typedef struct paf_host {
@@ -46,11 +76,19 @@ typedef struct paf_plugin_descriptor {
         const char *name; /* [a-z0-9_-]+ and the file's name without ".so" */
         const char *version;
         const char *description;
-        const paf_option *options; /* terminated by an entry with name NULL; may be NULL */
+        /* Terminated by an entry with name NULL; may be NULL. Options with
+         * checks go in option_specs instead (ABI 1.2); set one of the two. */
+        const paf_option *options;
         /* Register protocols and rules. < 0 refuses the plugin; whatever it
          * registered is then removed. */
         int (*init)(paf_plugin *plugin, paf_registry *reg, const paf_host *host);
         void (*fini)(paf_plugin *plugin); /* optional */
+        /* ABI 1.2. The options with their checks, terminated by an entry
+         * with name NULL; may be NULL. */
+        const paf_option_spec *option_specs;
+        /* sizeof(paf_option_spec) as the plugin was built: the stride of
+         * option_specs. PAF_PLUGIN_DEFINE sets it. */
+        size_t option_spec_size;
 } paf_plugin_descriptor;
 
 #define PAF_PLUGIN_DEFINE(...)                                                                     \
@@ -58,6 +96,7 @@ typedef struct paf_plugin_descriptor {
                 .abi_major = PAF_ABI_MAJOR,                                                        \
                 .abi_minor = PAF_ABI_MINOR,                                                        \
                 .struct_size = sizeof(paf_plugin_descriptor),                                      \
+                .option_spec_size = sizeof(paf_option_spec),                                       \
                 __VA_ARGS__}
 
 PAF_EXPORT const char *paf_plugin_get_name(paf_plugin *plugin);

@@ -191,6 +191,17 @@ PAF_EXPORT int paf_listener_get_fd(paf_listener *l);
  * listener has nothing to reload (ABI 1.1). */
 PAF_EXPORT int paf_listener_reload(paf_listener *l, paf_ctx *ctx, paf_error *error);
 
+/* Connections a listener took and has not handed out yet: a TLS listener's
+ * handshakes in progress. They hold file descriptors and memory like any
+ * connection, so whoever enforces a connection limit counts them too (ABI
+ * 1.2). The handler runs whenever the count changes, from the listener's
+ * event handling; it may start or stop the listener, not free it. */
+typedef void (*paf_listener_pending_handler_t)(paf_listener *l, unsigned pending, void *userdata);
+PAF_EXPORT unsigned paf_listener_get_pending(paf_listener *l);
+PAF_EXPORT int paf_listener_set_pending_handler(paf_listener *l,
+                                                paf_listener_pending_handler_t handler,
+                                                void *userdata);
+
 /* ---- implementing a listener (plugins) ---- */
 
 typedef struct paf_listener_ops {
@@ -209,6 +220,10 @@ PAF_EXPORT void *paf_listener_get_impl(paf_listener *l);
 PAF_EXPORT sd_event *paf_listener_get_event(paf_listener *l);
 /* Hand an accepted flow to the listener's user. */
 PAF_EXPORT void paf_listener_deliver(paf_listener *l, paf_flow *flow);
+/* A layered listener took (delta > 0) or let go of (delta < 0) connections it
+ * holds before delivering them (see paf_listener_get_pending()). Letting go
+ * of one that is delivered: first -1, then paf_listener_deliver(). */
+PAF_EXPORT void paf_listener_add_pending(paf_listener *l, int delta);
 
 /* A listener for any listening stream socket fd: accepts and hands out
  * socket flows. Takes ownership of fd, also on failure. On EMFILE/ENFILE it

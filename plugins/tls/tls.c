@@ -22,6 +22,12 @@
 #define DEFAULT_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define DEFAULT_ALPN "http/1.1"
 #define DEFAULT_HANDSHAKE_TIMEOUT 10
+/* Handshakes in progress per listener; beyond, new connections wait in the
+ * kernel's backlog. As high as [http] max-connections' default: a handshake
+ * waits for its peer, so a lower cap would queue normal clients behind
+ * stalled ones; the connection limit (which counts handshakes) binds first. */
+#define DEFAULT_MAX_HANDSHAKES 1024
+#define MAX_MAX_HANDSHAKES 65536
 #define MAX_ALPN 8
 /* "tls.cert-file" plus ".2" … ".16": the certificates GnuTLS picks from by SNI. */
 #define MAX_KEY_PAIRS 16
@@ -45,6 +51,7 @@ typedef struct tls_certs tls_certs;
 typedef struct tls_config {
         char *priority;
         int64_t handshake_timeout; /* seconds */
+        int64_t max_handshakes;    /* per listener */
         /* Client credentials with the system's trust store and no client
          * certificate: parsing the store for every connection would cost
          * more than the handshake. Shared by the loops of several threads. */
@@ -469,6 +476,9 @@ typedef struct tls_listener {
         tls_config *cfg;
         tls_params *params; /* for new handshakes; reload replaces it */
         tls_conn *handshakes;
+        unsigned n_handshakes, max_handshakes;
+        bool started;       /* our user wants connections */
+        bool inner_running; /* the inner listener accepts */
 } tls_listener;
 
 /* Encrypted bytes on their way to the inner flow. Completions come in
@@ -740,6 +750,7 @@ static void on_segment_written(paf_flow *inner, int error, void *userdata) {
         if (!c)
                 return;
         c->completed += len;
+        paf_flow_write_progress(c->flow, len); /* a slow reader is not a stalled one */
         if (error < 0 && c->write_error == 0)
                 c->write_error = error;
         conn_ref(c);
@@ -955,26 +966,63 @@ static void conn_handshake(tls_conn *c) {
         conn_handshake_done(c);
 }
 
+/*
+ * TLS 1.2 renegotiation is refused the way RFC 5246 (7.2.2) provides for:
+ * a no_renegotiation warning, and the connection goes on. Nothing here needs
+ * new parameters in mid-connection, and a renegotiation would let a peer
+ * make us redo a handshake's work whenever it likes. A client just ignores
+ * the HelloRequest after the alert. A server's GnuTLS keeps the client's
+ * new hello for the handshake it now expects, in front of any record to
+ * come: the next read drops it, saying "unexpected packet", without reading
+ * anything new, and that is what we wait for here.
+ */
+static int conn_refuse_renegotiation(tls_conn *c) {
+        tls_log(PAF_LOG_DEBUG, "%s: refused a renegotiation", conn_peer(c));
+        int r = gnutls_alert_send(c->session, GNUTLS_AL_WARNING, GNUTLS_A_NO_RENEGOTIATION);
+        if (r < 0 || !c->server)
+                return r;
+        size_t held = gnutls_record_check_pending(c->session);
+        if (held == 0)
+                return 0;
+        ssize_t n = gnutls_record_recv(c->session, c->rbuf, RECORD_SIZE);
+        if (n == GNUTLS_E_UNEXPECTED_PACKET && gnutls_record_check_pending(c->session) < held)
+                return 0;
+        return n < 0 ? (int)n : GNUTLS_E_INTERNAL_ERROR;
+}
+
 /* Hand the consumer every record GnuTLS can decrypt now, while it reads. */
 static void conn_deliver(tls_conn *c) {
         while (!c->closed && c->flow && !c->read_ended && paf_flow_is_reading(c->flow)) {
+                size_t avail = c->in_end - c->in_start;
                 ssize_t n = gnutls_record_recv(c->session, c->rbuf, RECORD_SIZE);
                 if (n > 0) {
                         paf_flow_deliver(c->flow, c->rbuf, (size_t)n, 0);
                         continue;
                 }
-                if (n == GNUTLS_E_AGAIN)
+                if (n == GNUTLS_E_REHANDSHAKE && (n = conn_refuse_renegotiation(c)) == 0)
+                        continue;
+                /*
+                 * "Again" does not mean "wait for the transport": GnuTLS
+                 * says it after each post-handshake message of TLS 1.3
+                 * (session tickets, KeyUpdate) and each empty record,
+                 * whatever follows them. Like a warning alert, that used up
+                 * a record, and what comes behind it in c->in may be a whole
+                 * request that no new input will ever make us look at.
+                 * GnuTLS pulls whole records and no further, so go on while
+                 * calls take something; one that took nothing (a record
+                 * still incomplete, or nothing left) waits for more.
+                 */
+                if (n < 0 && !gnutls_error_is_fatal((int)n)) {
+                        if (c->in_end - c->in_start < avail)
+                                continue;
                         break;
+                }
                 int error;
                 if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION)
                         /* close_notify, or the transport's end without
                          * it: the application protocol's framing tells a
                          * truncated message from a complete one. */
                         error = 0;
-                else if (!gnutls_error_is_fatal((int)n))
-                        /* A warning alert, a renegotiation request: nothing
-                         * for the consumer, and the record was used up. */
-                        continue;
                 else if (n == GNUTLS_E_PULL_ERROR)
                         error = c->inner_error < 0 ? c->inner_error : -ECONNRESET;
                 else {
@@ -1251,6 +1299,22 @@ static const paf_flow_ops tls_flow_ops = {
 
 /* ---- server: the listener ---- */
 
+/* Accept while our user wants connections and the handshakes in progress
+ * are under the cap; otherwise leave new ones in the kernel's backlog. */
+static void listener_update(tls_listener *tl) {
+        bool want = tl->started && tl->n_handshakes < tl->max_handshakes;
+        if (want == tl->inner_running)
+                return;
+        int r = want ? paf_listener_start(tl->inner) : paf_listener_stop(tl->inner);
+        if (r < 0) {
+                tls_log(PAF_LOG_WARNING, "%s: cannot %s accepting: %s",
+                        paf_listener_get_address(tl->listener), want ? "resume" : "pause",
+                        strerror(-r));
+                return;
+        }
+        tl->inner_running = want;
+}
+
 static void listener_unlink(tls_conn *c) {
         tls_listener *tl = c->listener;
         if (!tl)
@@ -1263,6 +1327,10 @@ static void listener_unlink(tls_conn *c) {
                 c->next->prev = c->prev;
         c->prev = c->next = NULL;
         c->listener = NULL;
+        tl->n_handshakes--;
+        listener_update(tl);
+        /* Last: our user's handler may stop or start us from in there. */
+        paf_listener_add_pending(tl->listener, -1);
 }
 
 static void on_inner_accept(paf_listener *inner, paf_flow *flow, void *userdata) {
@@ -1286,18 +1354,26 @@ static void on_inner_accept(paf_listener *inner, paf_flow *flow, void *userdata)
         if (c->next)
                 c->next->prev = c;
         tl->handshakes = c;
+        tl->n_handshakes++;
+        listener_update(tl);
         /* The client speaks first: wait for its hello. */
         conn_update_reading(c);
+        /* Last: our user counts it like a connection, and may stop us. */
+        paf_listener_add_pending(tl->listener, 1);
 }
 
 static int tls_listener_start(paf_listener *l) {
         tls_listener *tl = paf_listener_get_impl(l);
-        return paf_listener_start(tl->inner);
+        tl->started = true;
+        listener_update(tl);
+        return 0;
 }
 
 static int tls_listener_stop(paf_listener *l) {
         tls_listener *tl = paf_listener_get_impl(l);
-        return paf_listener_stop(tl->inner);
+        tl->started = false;
+        listener_update(tl);
+        return 0;
 }
 
 /* May run inside paf_listener_deliver() of a connection whose handshake just
@@ -1363,6 +1439,7 @@ static int tls_wrap_listener(paf_listener *inner, paf_ctx *ctx, paf_listener **r
         tl->inner = inner;
         tl->cfg = cfg;
         tl->params = p;
+        tl->max_handshakes = (unsigned)cfg->max_handshakes;
         r = paf_listener_new(paf_listener_get_event(inner), &tls_listener_ops, tl, "tls",
                              paf_listener_get_address(inner), &tl->listener);
         /* Ours now: accepting waits until our own user is there. */
@@ -1517,6 +1594,8 @@ static int tls_init(paf_plugin *plugin, paf_registry *reg, const paf_host *host)
         r = host->get_option(plugin, "handshake-timeout", &v);
         cfg->handshake_timeout =
                 r >= 0 && v.type == PAF_TYPE_INT ? v.integer : DEFAULT_HANDSHAKE_TIMEOUT;
+        r = host->get_option(plugin, "max-handshakes", &v);
+        cfg->max_handshakes = r >= 0 && v.type == PAF_TYPE_INT ? v.integer : DEFAULT_MAX_HANDSHAKES;
         if (!cfg->priority) {
                 config_free(cfg);
                 return -ENOMEM;
@@ -1532,6 +1611,11 @@ static int tls_init(paf_plugin *plugin, paf_registry *reg, const paf_host *host)
         if (r >= 0 && (cfg->handshake_timeout < 1 || cfg->handshake_timeout > 3600)) {
                 tls_log(PAF_LOG_ERR, "[tls] handshake-timeout %lld: out of range (1-3600 seconds)",
                         (long long)cfg->handshake_timeout);
+                r = -ERANGE;
+        }
+        if (r >= 0 && (cfg->max_handshakes < 1 || cfg->max_handshakes > MAX_MAX_HANDSHAKES)) {
+                tls_log(PAF_LOG_ERR, "[tls] max-handshakes %lld: out of range (1-%d)",
+                        (long long)cfg->max_handshakes, MAX_MAX_HANDSHAKES);
                 r = -ERANGE;
         }
 
@@ -1556,14 +1640,18 @@ static void tls_fini(paf_plugin *plugin) {
         config_free(paf_plugin_get_userdata(plugin));
 }
 
-static const paf_option tls_options[] = {
+static const paf_option_spec tls_options[] = {
         {"priority", PAF_TYPE_STRING, DEFAULT_PRIORITY,
          "GnuTLS priority string (ciphers, versions); ctx tls.priority overrides it"},
         {"handshake-timeout", PAF_TYPE_INT, "10",
-         "Seconds a TLS handshake may take; ctx tls.handshake-timeout overrides it"},
+         "Seconds a TLS handshake may take; ctx tls.handshake-timeout overrides it",
+         .flags = PAF_OPTION_RANGE, .min = 1, .max = 3600},
+        {"max-handshakes", PAF_TYPE_INT, "1024",
+         "TLS handshakes in progress per listener; beyond, new connections wait in the backlog",
+         .flags = PAF_OPTION_RANGE, .min = 1, .max = MAX_MAX_HANDSHAKES},
         {},
 };
 
 PAF_PLUGIN_DEFINE(.name = "tls", .version = PAF_VERSION,
                   .description = "TLS 1.2/1.3 (GnuTLS) over any transport, client and server",
-                  .options = tls_options, .init = tls_init, .fini = tls_fini);
+                  .option_specs = tls_options, .init = tls_init, .fini = tls_fini);

@@ -67,13 +67,16 @@ static void rm_rf(char *dir) {
         free(dir);
 }
 
-/* A directory holding a copy of the good fixture, whose options the
+/* A directory holding a copy of the fixture NAME.so, whose options the
  * plugin-section checks need. */
-static char *good_dir(void) {
+static char *fixture_copy(const char *name) {
         const char *fixtures = getenv("PAF_TEST_FIXTUREDIR");
         if (!fixtures)
                 fail_msg("PAF_TEST_FIXTUREDIR is not set");
-        char *dir = make_dir(), *src = path_in(fixtures, "good.so"), *dst = path_in(dir, "good.so");
+        char *file;
+        assert_true(asprintf(&file, "%s.so", name) > 0);
+        char *dir = make_dir(), *src = path_in(fixtures, file), *dst = path_in(dir, file);
+        free(file);
         FILE *in = fopen(src, "re");
         if (!in)
                 fail_msg("cannot open %s: %s", src, strerror(errno));
@@ -90,6 +93,10 @@ static char *good_dir(void) {
         free(src);
         free(dst);
         return dir;
+}
+
+static char *good_dir(void) {
+        return fixture_copy("good");
 }
 
 static paf_registry *new_registry(void) {
@@ -110,8 +117,9 @@ static void expect_error(const char *text, int code, const char *message) {
         paf_registry_unref(reg);
 }
 
-/* Read text, then load the good plugin from dir; expect load_plugins() to fail with message. */
-static void expect_plugin_error(const char *dir, const char *text, const char *message) {
+/* Read text, then load the plugins of dir; expect load_plugins() to fail with code and message. */
+static void expect_plugin_error_code(const char *dir, const char *text, int code,
+                                     const char *message) {
         paf_registry *reg = new_registry();
         paf_error error = PAF_ERROR_NULL;
         assert_int_equal(paf_registry_add_plugin_path(reg, dir), 0);
@@ -119,10 +127,14 @@ static void expect_plugin_error(const char *dir, const char *text, const char *m
         if (r < 0)
                 fail_msg("config refused: %s", error.message);
         r = paf_registry_load_plugins(reg, &error);
-        if (r != -EINVAL)
-                fail_msg("expected -EINVAL, got %d (%s) for:\n%s", r, error.message, text);
+        if (r != code)
+                fail_msg("expected %d, got %d (%s) for:\n%s", code, r, error.message, text);
         assert_string_equal(error.message, message);
         paf_registry_unref(reg);
+}
+
+static void expect_plugin_error(const char *dir, const char *text, const char *message) {
+        expect_plugin_error_code(dir, text, -EINVAL, message);
 }
 
 static void assert_option_string(paf_registry *reg, const char *section, const char *key,
@@ -400,10 +412,13 @@ static void test_plugin_section_errors(void **state) {
                             "test.conf:2: [good] key \"count\": \"12x\" is not an integer");
         expect_plugin_error(dir, "[good]\ncount =\n",
                             "test.conf:2: [good] key \"count\": \"\" is not an integer");
-        expect_plugin_error(
-                dir, "[good]\ncount = 99999999999999999999\n",
-                "test.conf:2: [good] key \"count\": \"99999999999999999999\" is out of range for "
-                "an integer");
+        /* Declared without a range: what int64_t holds. */
+        expect_plugin_error_code(dir, "[good]\ncount = 99999999999999999999\n", -ERANGE,
+                                 "test.conf:2: [good] key \"count\": value out of range "
+                                 "(-9223372036854775808-9223372036854775807)");
+        expect_plugin_error_code(dir, "[good]\ncount = -9223372036854775809\n", -ERANGE,
+                                 "test.conf:2: [good] key \"count\": value out of range "
+                                 "(-9223372036854775808-9223372036854775807)");
         expect_plugin_error(dir, "[good]\n\n\nloud = maybe\n",
                             "test.conf:4: [good] key \"loud\": \"maybe\" is not a boolean (yes/no, "
                             "true/false, on/off, 1/0)");
@@ -463,6 +478,107 @@ static void test_values(void **state) {
         rm_rf(dir);
 }
 
+/* ---- numbers: every one range-checked when the file is read ---- */
+
+static void test_http_ranges(void **state) {
+        (void)state;
+        /* Seconds times 10^6 would wrap to 448 ms in 64 bits. */
+        expect_error("[http]\nheader-timeout = 18446744073710\n", -ERANGE,
+                     "test.conf:2: [http] key \"header-timeout\": value out of range (0-86400)");
+        expect_error("[http]\n\nwrite-timeout = -1\n", -ERANGE,
+                     "test.conf:3: [http] key \"write-timeout\": value out of range (0-86400)");
+        expect_error("[http]\nmax-body = -5\n", -ERANGE,
+                     "test.conf:2: [http] key \"max-body\": value out of range "
+                     "(0-9223372036854775807)");
+        /* Beyond int64_t: the same message, not strtoll()'s clamp. */
+        expect_error("[http]\nmax-body = 99999999999999999999\n", -ERANGE,
+                     "test.conf:2: [http] key \"max-body\": value out of range "
+                     "(0-9223372036854775807)");
+        expect_error("[http]\nidle-timeout = 86401\n", -ERANGE,
+                     "test.conf:2: [http] key \"idle-timeout\": value out of range (0-86400)");
+        expect_error("[http]\nbody-timeout = -9223372036854775808\n", -ERANGE,
+                     "test.conf:2: [http] key \"body-timeout\": value out of range (0-86400)");
+        /* The engine refuses a zero header limit: 0 is not "off" there. */
+        expect_error("[http]\nmax-headers = 0\n", -ERANGE,
+                     "test.conf:2: [http] key \"max-headers\": value out of range (1-65536)");
+        expect_error("[http]\nmax-header-bytes = 0\n", -ERANGE,
+                     "test.conf:2: [http] key \"max-header-bytes\": value out of range "
+                     "(1-16777216)");
+        /* Would have been clamped to UINT32_MAX. */
+        expect_error("[http]\nmax-connections = 4294967296\n", -ERANGE,
+                     "test.conf:2: [http] key \"max-connections\": value out of range "
+                     "(0-16777216)");
+        /* Not a number at all is another error. */
+        expect_error("[http]\nmax-headers = many\n", -EINVAL,
+                     "test.conf:2: [http] key \"max-headers\": \"many\" is not an integer");
+
+        /* The bounds themselves are good, and reach the engine unwrapped. */
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        int r = paf_registry_load_config_string(reg, "test.conf",
+                                                "[http]\n"
+                                                "header-timeout = 86400\n"
+                                                "idle-timeout = 0\n"
+                                                "write-timeout = 1\n"
+                                                "max-body = 9223372036854775807\n"
+                                                "max-connections = 0\n"
+                                                "max-headers = 65536\n"
+                                                "max-header-bytes = 16777216\n",
+                                                &error);
+        if (r < 0)
+                fail_msg("bounds refused: %s", error.message);
+        paf_http_limits l;
+        assert_int_equal(paf_http_limits_load(&l, reg), 0);
+        assert_true(l.header_timeout_usec == UINT64_C(86400000000));
+        assert_true(l.idle_timeout_usec == 0);
+        assert_true(l.write_timeout_usec == 1000000);
+        assert_true(l.max_body == INT64_MAX);
+        assert_int_equal(l.max_connections, 0);
+        assert_int_equal(l.max_headers, 65536);
+        assert_int_equal(l.max_header_bytes, 16777216);
+        paf_registry_unref(reg);
+}
+
+static void test_plugin_ranges(void **state) {
+        (void)state;
+        char *dir = fixture_copy("ranged");
+        expect_plugin_error_code(dir, "[ranged]\nlevel = 11\n", -ERANGE,
+                                 "test.conf:2: [ranged] key \"level\": value out of range (1-10)");
+        expect_plugin_error_code(dir, "[ranged]\nname = y\n\nlevel = 0\n", -ERANGE,
+                                 "test.conf:4: [ranged] key \"level\": value out of range (1-10)");
+        expect_plugin_error_code(dir, "[ranged]\nbelow = 0\n", -ERANGE,
+                                 "test.conf:2: [ranged] key \"below\": value out of range "
+                                 "(-100--1)");
+        expect_plugin_error_code(dir, "[ranged]\nlevel = 99999999999999999999\n", -ERANGE,
+                                 "test.conf:2: [ranged] key \"level\": value out of range (1-10)");
+        expect_plugin_error(dir, "[ranged]\nlevel = ten\n",
+                            "test.conf:2: [ranged] key \"level\": \"ten\" is not an integer");
+
+        /* In range: loaded, and the values read back. */
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        assert_int_equal(paf_registry_add_plugin_path(reg, dir), 0);
+        assert_int_equal(paf_registry_load_config_string(
+                                 reg, "test.conf", "[ranged]\nlevel = 10\nbelow = -100\n", &error),
+                         0);
+        int r = paf_registry_load_plugins(reg, &error);
+        if (r != 0)
+                fail_msg("refused: %s", error.message);
+        paf_value v;
+        assert_int_equal(paf_registry_get_option(reg, "ranged", "level", &v), 0);
+        assert_int_equal(v.integer, 10);
+        assert_int_equal(paf_registry_get_option(reg, "ranged", "below", &v), 0);
+        assert_int_equal(v.integer, -100);
+
+        /* A file read after the plugin was loaded meets its checks too. */
+        assert_int_equal(
+                paf_registry_load_config_string(reg, "late.conf", "[ranged]\nlevel = 12\n", &error),
+                0);
+        assert_int_equal(paf_registry_get_option(reg, "ranged", "level", &v), -ERANGE);
+        paf_registry_unref(reg);
+        rm_rf(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_valid, setup, teardown),
@@ -476,6 +592,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_plugin_section_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_values, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_http_ranges, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_plugin_ranges, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1001,6 +1001,7 @@ typedef struct fake {
         unsigned read_starts, read_stops, shutdowns;
         bool closed;
         bool close_in_read_start; /* deliver from read_start: not allowed, see below */
+        paf_flow *below;          /* a layer's transport, for layer_ops' queries */
 } fake;
 
 static int fake_write(paf_flow *flow, const struct iovec *iov, size_t n_iov) {
@@ -1258,6 +1259,209 @@ static void test_generic_new_checks(void **state) {
         assert_false(fk.closed); /* no close member to call */
 }
 
+/* Progress: what a write timeout measures. Reported bytes count within a
+ * write, clamped to its size; completion counts the rest (everything, for an
+ * implementation that reports nothing); a failed write only what was
+ * reported. */
+static void test_generic_write_progress(void **state) {
+        fixture *f = *state;
+        fake fk = {0};
+        assert_int_equal(paf_flow_new(f->event, &fake_ops, &fk, "fake", NULL, NULL, &fk.flow), 0);
+        uint64_t bytes = 1, usec = 1;
+        assert_int_equal(paf_flow_get_write_progress(fk.flow, &bytes, &usec), 0);
+        assert_int_equal(bytes, 0);
+        assert_int_equal(usec, 0);
+
+        seq s = {0};
+        char buf[100] = {0};
+        struct iovec v = {buf, sizeof(buf)};
+        assert_int_equal(paf_flow_write(fk.flow, &v, 1, on_seq_write, &s), 0);
+        paf_flow_write_progress(fk.flow, 30);
+        assert_int_equal(paf_flow_get_write_progress(fk.flow, &bytes, &usec), 0);
+        assert_int_equal(bytes, 30);
+        assert_true(usec > 0);
+        uint64_t first = usec;
+
+        /* Later (the loop's time moved): the time follows. */
+        run_for(f->event, 10);
+        paf_flow_write_progress(fk.flow, 500); /* more than the write: clamped */
+        assert_int_equal(paf_flow_get_write_progress(fk.flow, &bytes, &usec), 0);
+        assert_int_equal(bytes, 100);
+        assert_true(usec > first);
+        fake_finish(&fk, 0);
+        assert_int_equal(paf_flow_get_write_progress(fk.flow, &bytes, NULL), 0);
+        assert_int_equal(bytes, 100);
+
+        /* Not reported: counted whole at completion, and the time moves. */
+        run_for(f->event, 10);
+        uint64_t before = usec;
+        assert_int_equal(paf_flow_write(fk.flow, &v, 1, on_seq_write, &s), 0);
+        assert_int_equal(paf_flow_get_write_progress(fk.flow, &bytes, &usec), 0);
+        assert_int_equal(bytes, 100);
+        assert_int_equal(usec, before);
+        fake_finish(&fk, 0);
+        assert_int_equal(paf_flow_get_write_progress(fk.flow, &bytes, &usec), 0);
+        assert_int_equal(bytes, 200);
+        assert_true(usec > before);
+
+        /* Outside a write only the time moves. */
+        run_for(f->event, 10);
+        before = usec;
+        paf_flow_write_progress(fk.flow, 7);
+        assert_int_equal(paf_flow_get_write_progress(fk.flow, &bytes, &usec), 0);
+        assert_int_equal(bytes, 200);
+        assert_true(usec > before);
+
+        /* A write that fails counts what was reported only. */
+        assert_int_equal(paf_flow_write(fk.flow, &v, 1, on_seq_write, &s), 0);
+        paf_flow_write_progress(fk.flow, 5);
+        fake_finish(&fk, -EIO);
+        assert_int_equal(paf_flow_get_write_progress(fk.flow, &bytes, NULL), 0);
+        assert_int_equal(bytes, 205);
+        run_for(f->event, 10);
+        assert_int_equal(s.n, 3);
+        assert_int_equal(s.errors[2], -EIO);
+
+        assert_int_equal(paf_flow_get_write_progress(NULL, &bytes, &usec), -EINVAL);
+        paf_flow_write_progress(NULL, 1); /* harmless */
+        close_and_wait(f->event, fk.flow);
+}
+
+static int fake_layer_query(paf_flow *flow, int what, void *ret, size_t size) {
+        fake *fk = paf_flow_get_impl(flow);
+        return fk->below ? paf_flow_query(fk->below, what, ret, size) : -EOPNOTSUPP;
+}
+
+/* While a write waits for room, the peer reading from the kernel's buffer is
+ * progress too: the wakeup for room may come much later (a unix socket wakes
+ * its writer only once three quarters of its buffer drained). */
+static void test_socket_progress_while_waiting(void **state) {
+        fixture *f = *state;
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        int sndbuf = 64 * 1024;
+        assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+        paf_flow *flow;
+        assert_int_equal(paf_socket_flow_new(f->event, sv[0], "test", &flow), 0);
+        size_t size = 1024 * 1024;
+        uint8_t *data = calloc(1, size);
+        assert_non_null(data);
+        completion c = {0};
+        struct iovec v = {data, size};
+        assert_int_equal(paf_flow_write(flow, &v, 1, on_write, &c), 0);
+        run_for(f->event, 10);
+        uint64_t bytes0, usec0, bytes, usec;
+        assert_int_equal(paf_flow_get_write_progress(flow, &bytes0, &usec0), 0);
+        assert_true(bytes0 > 0 && bytes0 < size);
+
+        /* Nothing read: asking again finds nothing new. */
+        run_for(f->event, 10);
+        assert_int_equal(paf_flow_get_write_progress(flow, &bytes, &usec), 0);
+        assert_int_equal(bytes, bytes0);
+        assert_int_equal(usec, usec0);
+
+        /* A little more than a message of the kernel's (36 KiB at most)
+         * read: no room for the writer yet, but the time moves. */
+        uint8_t sink[48 * 1024];
+        assert_int_equal(read(sv[1], sink, sizeof(sink)), (ssize_t)sizeof(sink));
+        run_for(f->event, 10);
+        assert_int_equal(paf_flow_get_write_progress(flow, &bytes, &usec), 0);
+        assert_int_equal(bytes, bytes0);
+        assert_true(usec > usec0);
+        assert_false(c.done);
+
+        close_and_wait(f->event, flow);
+        assert_true(c.done);
+        assert_int_equal(c.error, -ECANCELED);
+        close(sv[1]);
+        free(data);
+}
+
+/* A layer that forwards the queries it does not answer, like TLS. */
+static const paf_flow_ops layer_ops = {
+        .struct_size = sizeof(paf_flow_ops),
+        .write = fake_write,
+        .close = fake_close,
+        .query = fake_layer_query,
+};
+
+/* The socket flow reports every partial send: a write to a slow reader
+ * moves long before it completes. */
+static void test_socket_write_progress(void **state) {
+        fixture *f = *state;
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        int small = 4096;
+        assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        paf_flow *flow;
+        assert_int_equal(paf_socket_flow_new(f->event, sv[0], "test", &flow), 0);
+
+        size_t size = 512 * 1024;
+        uint8_t *data = malloc(size);
+        assert_non_null(data);
+        memset(data, 'p', size);
+        completion c = {0};
+        struct iovec v = {data, size};
+        assert_int_equal(paf_flow_write(flow, &v, 1, on_write, &c), 0);
+        run_for(f->event, 10);
+        uint64_t bytes, usec;
+        assert_int_equal(paf_flow_get_write_progress(flow, &bytes, &usec), 0);
+        assert_false(c.done);
+        assert_true(bytes > 0 && bytes < size);
+
+        /* The peer reads a little: more progress, the write still going. */
+        uint8_t *sink = malloc(size);
+        assert_non_null(sink);
+        size_t got = 0;
+        uint64_t last = bytes, last_usec = usec;
+        for (unsigned round = 0; round < 4; round++) {
+                run_for(f->event, 5);
+                ssize_t n = read(sv[1], sink + got, 16 * 1024);
+                assert_true(n > 0);
+                got += (size_t)n;
+                run_for(f->event, 5);
+                assert_int_equal(paf_flow_get_write_progress(flow, &bytes, &usec), 0);
+                assert_true(bytes > last);
+                assert_true(usec > last_usec);
+                last = bytes;
+                last_usec = usec;
+        }
+        assert_false(c.done);
+
+        /* Then all of it: the completion, and the count is the write's size. */
+        assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+        uint64_t end = now_ms() + 5000;
+        while (!c.done && now_ms() < end) {
+                ssize_t n = read(sv[1], sink + got, size - got);
+                if (n > 0)
+                        got += (size_t)n;
+                assert_true(sd_event_run(f->event, 1000) >= 0);
+        }
+        assert_true(c.done);
+        assert_int_equal(c.error, 0);
+        assert_int_equal(paf_flow_get_write_progress(flow, &bytes, &usec), 0);
+        assert_int_equal(bytes, size);
+
+        /* A layer on it: its own writes have not moved (one big record in
+         * progress), the time is the transport's. */
+        fake fk = {.below = flow};
+        assert_int_equal(paf_flow_new(f->event, &layer_ops, &fk, "layer", NULL, NULL, &fk.flow), 0);
+        uint64_t layer_bytes = 1, layer_usec = 0, below = 0;
+        assert_int_equal(paf_flow_get_write_progress(fk.flow, &layer_bytes, &layer_usec), 0);
+        assert_int_equal(layer_bytes, 0);
+        assert_int_equal(layer_usec, usec);
+        assert_int_equal(
+                paf_flow_query(fk.flow, PAF_FLOW_QUERY_WRITE_PROGRESS, &below, sizeof(below)), 0);
+        assert_int_equal(below, usec);
+        assert_int_equal(paf_flow_query(fk.flow, PAF_FLOW_QUERY_WRITE_PROGRESS, &below, 1),
+                         -EINVAL);
+        close_and_wait(f->event, fk.flow);
+        close_and_wait(f->event, flow);
+        close(sv[1]);
+        free(data);
+        free(sink);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
@@ -1292,6 +1496,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_generic_deliver_only_while_reading, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_generic_new_checks, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_generic_write_progress, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_socket_write_progress, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_socket_progress_while_waiting, setup,
+                                                teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
 /* tests/core/test-loader.c — the plugin loader: checks and refusals, search path, options. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <linux/fs.h>
 
 #include "config.h"
 #include <paf.h>
@@ -19,8 +21,8 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 /* PAF_ABI_MINOR + 1, spelt out: the preprocessor cannot add in a string. */
-#if PAF_ABI_MINOR == 1
-#define MINOR_AHEAD "2"
+#if PAF_ABI_MINOR == 2
+#define MINOR_AHEAD "3"
 #else
 #error "spell out PAF_ABI_MINOR + 1 as MINOR_AHEAD"
 #endif
@@ -168,6 +170,26 @@ static char *capture_end(capture *c) {
         return text;
 }
 
+/* libpaf's dlopen() calls land here first (the executable comes first in
+ * symbol lookup): a test can arm it to exchange two directories right
+ * before the loader maps a plugin, after every check on it passed. */
+static struct {
+        const char *a, *b;
+        int done; /* 0: not armed or not yet, 1: exchanged, < 0: -errno */
+} exchange;
+
+PAF_EXPORT void *dlopen(const char *file, int mode) {
+        static void *(*next)(const char *, int);
+        if (!next)
+                next = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
+        if (exchange.a && exchange.done == 0 && file && !(mode & RTLD_NOLOAD))
+                exchange.done =
+                        renameat2(AT_FDCWD, exchange.a, AT_FDCWD, exchange.b, RENAME_EXCHANGE) == 0
+                                ? 1
+                                : -errno;
+        return next(file, mode);
+}
+
 /* Each test starts from the same environment, whatever the developer's is. */
 static int setup(void **state) {
         (void)state;
@@ -192,6 +214,7 @@ static const struct {
         {"undefined-symbol", "dlopen failed: "},
         {"small-descriptor", "descriptor struct_size 8 is too small"},
         {"bad-options", "bad option table: option \"verbose\": default \"maybe\" is not a boolean"},
+        {"bad-range", "bad option table: option \"level\": default value out of range (1-10)"},
         {"x", "not an ELF file"},
 };
 
@@ -414,12 +437,12 @@ static void test_insecure(void **state) {
         assert_contains(error.message, expect);
         free(expect);
 
-        /* Through a symlink, the file it points to is what counts. */
+        /* A symlink is not followed to the file, wherever it points. */
         char *c = make_dir();
         char *link = path_in(c, "good.so");
         assert_int_equal(symlink(pb, link), 0);
-        assert_int_equal(paf_registry_load_plugin(reg, link, &error), -EPERM);
-        assert_contains(error.message, "is writable by group or others");
+        assert_int_equal(paf_registry_load_plugin(reg, link, &error), -ELOOP);
+        assert_contains(error.message, "file is a symbolic link");
 
         /* A file owned by someone else (only root can arrange that). */
         if (geteuid() == 0) {
@@ -760,6 +783,315 @@ static void test_config_errors(void **state) {
         rm_rf(dir);
 }
 
+/* ---- option tables across ABI minors ---- */
+
+static void test_option_tables(void **state) {
+        (void)state;
+        char *dir = make_dir();
+        add_fixture(dir, "old-abi");
+        add_fixture(dir, "wide");
+        add_fixture(dir, "ranged");
+        paf_error error = PAF_ERROR_NULL;
+        int r;
+
+        /* A 1.1 plugin: its shorter descriptor is read no further than its
+         * struct_size, its paf_option table as it was. */
+        paf_registry *reg = load_good(dir,
+                                      "[old-abi]\ncount = -99999\nloud = yes\n"
+                                      "[wide]\nsecond = yes\nthird = -9\n",
+                                      &error, &r);
+        if (r != 0)
+                fail_msg("refused: %s", error.message);
+        assert_true(find_info(reg, "old-abi")->loaded);
+        assert_string_equal(find_info(reg, "old-abi")->version, "1.1");
+        paf_value v;
+        assert_int_equal(paf_registry_get_option(reg, "old-abi", "count", &v), 0);
+        assert_int_equal(v.integer, -99999);
+        assert_int_equal(paf_registry_get_option(reg, "old-abi", "loud", &v), 0);
+        assert_true(v.boolean);
+        /* Entries wider than this host's paf_option_spec are read by the
+         * stride the plugin gave. */
+        assert_true(find_info(reg, "wide")->loaded);
+        assert_int_equal(paf_registry_get_option(reg, "wide", "first", &v), 0);
+        assert_int_equal(v.integer, 3);
+        assert_int_equal(paf_registry_get_option(reg, "wide", "second", &v), 0);
+        assert_true(v.boolean);
+        assert_int_equal(paf_registry_get_option(reg, "wide", "third", &v), 0);
+        assert_int_equal(v.integer, -9);
+        assert_true(find_info(reg, "ranged")->loaded);
+        paf_registry_unref(reg);
+
+        /* And their ranges hold. */
+        reg = load_good(dir, "[wide]\nthird = 0\n", &error, &r);
+        assert_int_equal(r, -ERANGE);
+        assert_string_equal(error.message,
+                            "test.conf:2: [wide] key \"third\": value out of range (-9--1)");
+        assert_false(find_info(reg, "wide")->loaded);
+        assert_string_equal(find_info(reg, "wide")->reason, error.message);
+        paf_registry_unref(reg);
+        reg = load_good(dir, "[ranged]\nlevel = 11\n", &error, &r);
+        assert_int_equal(r, -ERANGE);
+        assert_string_equal(error.message,
+                            "test.conf:2: [ranged] key \"level\": value out of range (1-10)");
+        paf_registry_unref(reg);
+        rm_rf(dir);
+}
+
+/* ---- trust by descriptor ---- */
+
+static char *real_path(const char *path) {
+        char *r = realpath(path, NULL);
+        assert_non_null(r);
+        return r;
+}
+
+static char *make_subdir(const char *dir, const char *name, mode_t mode) {
+        char *p = path_in(dir, name);
+        assert_int_equal(mkdir(p, 0700), 0);
+        assert_int_equal(chmod(p, mode), 0);
+        return p;
+}
+
+/* Every directory from / is checked, not only the file's own. */
+static void test_ancestors(void **state) {
+        (void)state;
+        char *base = make_dir();
+        char *mid = make_subdir(base, "mid", 0775);
+        char *leaf = make_subdir(mid, "leaf", 0755);
+        add_fixture(leaf, "good");
+        char *file = path_in(leaf, "good.so");
+        char *real_mid = real_path(mid);
+        paf_error error = PAF_ERROR_NULL;
+
+        paf_registry *reg = NULL;
+        assert_int_equal(paf_registry_new(&reg), 0);
+        assert_int_equal(paf_registry_load_plugin(reg, file, &error), -EPERM);
+        assert_contains(error.message, file);
+        char *expect;
+        assert_true(asprintf(&expect, "directory %s is writable by group or others (mode 0775)",
+                             real_mid) > 0);
+        assert_contains(error.message, expect);
+        free(expect);
+
+        /* Also when the path goes there through "..", and in a search path. */
+        char *round = NULL;
+        assert_true(asprintf(&round, "%s/leaf/../leaf/good.so", mid) > 0);
+        assert_int_equal(paf_registry_load_plugin(reg, round, &error), -EPERM);
+        assert_contains(error.message, "is writable by group or others (mode 0775)");
+        free(round);
+        paf_registry_unref(reg);
+        assert_int_equal(paf_registry_new(&reg), 0);
+        assert_int_equal(paf_registry_add_plugin_path(reg, leaf), 0);
+        assert_int_equal(paf_registry_load_plugin(reg, "good", &error), -EPERM);
+        assert_contains(error.message, real_mid);
+        assert_null(paf_registry_find_protocol(reg, "good"));
+
+        /* Sticky, like /tmp: others may add entries but not move ours. */
+        assert_int_equal(chmod(mid, 01777), 0);
+        assert_int_equal(paf_registry_load_plugin(reg, file, &error), 0);
+        assert_non_null(paf_registry_find_protocol(reg, "good"));
+        paf_registry_unref(reg);
+
+        /* Sticky does not make someone else's directory ours. */
+        if (geteuid() == 0) {
+                assert_int_equal(chown(mid, 4242, 4242), 0);
+                assert_int_equal(paf_registry_new(&reg), 0);
+                assert_int_equal(paf_registry_load_plugin(reg, file, &error), -EPERM);
+                assert_true(asprintf(&expect,
+                                     "directory %s is owned by uid 4242, neither root nor uid 0",
+                                     real_mid) > 0);
+                assert_contains(error.message, expect);
+                free(expect);
+                paf_registry_unref(reg);
+        }
+        free(file);
+        free(real_mid);
+        free(leaf);
+        free(mid);
+        rm_rf(base);
+}
+
+static void test_symlinks(void **state) {
+        (void)state;
+        char *base = make_dir();
+        char *real = make_subdir(base, "real", 0755);
+        add_fixture(real, "good");
+        char *target = path_in(real, "good.so");
+        paf_error error = PAF_ERROR_NULL;
+        paf_registry *reg = NULL;
+        int r;
+        assert_int_equal(paf_registry_new(&reg), 0);
+
+        /* A symlinked file is refused, even to a good one: the plugin would
+         * be named after the link, and the link decide what is loaded. */
+        char *links = make_subdir(base, "links", 0755);
+        char *link = path_in(links, "good.so");
+        assert_int_equal(symlink(target, link), 0);
+        assert_int_equal(paf_registry_load_plugin(reg, link, &error), -ELOOP);
+        assert_contains(error.message, link);
+        char *expect;
+        assert_true(asprintf(&expect, "file is a symbolic link (to %s)", target) > 0);
+        assert_contains(error.message, expect);
+        free(expect);
+        assert_null(paf_registry_find_protocol(reg, "good"));
+
+        /* A symlinked directory is walked to its target, checked the same
+         * way: an insecure target is named. */
+        char *open_dir = make_subdir(base, "open", 0777);
+        add_fixture(open_dir, "good");
+        char *to_open = path_in(base, "to-open");
+        assert_int_equal(symlink("open", to_open), 0);
+        char *via_open = path_in(to_open, "good.so");
+        assert_int_equal(paf_registry_load_plugin(reg, via_open, &error), -EPERM);
+        char *real_open = real_path(open_dir);
+        assert_true(asprintf(&expect, "directory %s is writable by group or others (mode 0777)",
+                             real_open) > 0);
+        assert_contains(error.message, expect);
+        free(expect);
+
+        /* A good target loads, under the name it was given by. */
+        paf_registry_unref(reg);
+        assert_int_equal(paf_registry_new(&reg), 0);
+        char *to_real = path_in(base, "to-real");
+        char *abs_real = real_path(real);
+        assert_int_equal(symlink(abs_real, to_real), 0);
+        char *via_real = path_in(to_real, "good.so");
+        assert_int_equal(paf_registry_load_plugin(reg, via_real, &error), 0);
+        assert_string_equal(find_info(reg, "good")->file, via_real);
+        assert_non_null(paf_registry_find_protocol(reg, "good"));
+        /* The same file by its own path: already loaded. */
+        assert_int_equal(paf_registry_load_plugin(reg, target, &error), 0);
+        assert_int_equal(count_infos(reg, "good"), 1);
+        paf_registry_unref(reg);
+
+        /* A relative path is walked from / too, through the current directory. */
+        int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        assert_true(cwd >= 0);
+        assert_int_equal(chdir(links), 0);
+        assert_int_equal(paf_registry_new(&reg), 0);
+        r = paf_registry_load_plugin(reg, "../to-real/good.so", &error);
+        assert_int_equal(fchdir(cwd), 0);
+        close(cwd);
+        if (r != 0)
+                fail_msg("relative path refused: %s", error.message);
+        assert_string_equal(find_info(reg, "good")->file, "../to-real/good.so");
+        paf_registry_unref(reg);
+
+        /* A loop ends. */
+        char *loop = path_in(base, "loop");
+        assert_int_equal(symlink("loop", loop), 0);
+        char *in_loop = path_in(loop, "good.so");
+        assert_int_equal(paf_registry_new(&reg), 0);
+        assert_int_equal(paf_registry_load_plugin(reg, in_loop, &error), -ELOOP);
+        assert_contains(error.message, "too many levels of symbolic links");
+        paf_registry_unref(reg);
+
+        free(in_loop);
+        free(loop);
+        free(via_real);
+        free(abs_real);
+        free(to_real);
+        free(real_open);
+        free(via_open);
+        free(to_open);
+        free(open_dir);
+        free(link);
+        free(links);
+        free(target);
+        free(real);
+        rm_rf(base);
+}
+
+/* The directory holding the plugin is exchanged for another after every
+ * check passed, right before the loader maps it (renameat2(RENAME_EXCHANGE),
+ * as an owner of an ancestor could): what gets loaded is still the file
+ * that was checked. */
+static void test_exchange(void **state) {
+        (void)state;
+        char *base = make_dir();
+        char *plugins = make_subdir(base, "plugins", 0755);
+        char *other = make_subdir(base, "other", 0755);
+        add_fixture(plugins, "good");
+        /* Another plugin in the good one's place: "second" as good.so. */
+        char *src = path_in(fixture_dir(), "second.so"), *swapped = path_in(other, "good.so");
+        copy_file(src, swapped, 0755);
+        char *file = path_in(plugins, "good.so");
+        struct stat checked, other_file, now;
+        assert_int_equal(stat(file, &checked), 0);
+        assert_int_equal(stat(swapped, &other_file), 0);
+
+        paf_registry *reg = NULL;
+        assert_int_equal(paf_registry_new(&reg), 0);
+        paf_error error = PAF_ERROR_NULL;
+        exchange.a = plugins;
+        exchange.b = other;
+        exchange.done = 0;
+        int r = paf_registry_load_plugin(reg, file, &error);
+        int done = exchange.done;
+        exchange.a = exchange.b = NULL;
+        if (done == -EINVAL || done == -ENOSYS) {
+                paf_registry_unref(reg);
+                free(file);
+                free(swapped);
+                free(src);
+                free(other);
+                free(plugins);
+                rm_rf(base);
+                skip(); /* no RENAME_EXCHANGE on this file system */
+        }
+        assert_int_equal(done, 1);
+        /* The exchange did happen: the path now leads to the other file. */
+        assert_int_equal(stat(file, &now), 0);
+        assert_true(now.st_ino == other_file.st_ino && now.st_ino != checked.st_ino);
+        if (r != 0)
+                fail_msg("the exchanged file was loaded: %s", error.message);
+        assert_non_null(paf_registry_find_protocol(reg, "good"));
+        assert_true(find_info(reg, "good")->loaded);
+        assert_string_equal(find_info(reg, "good")->version, "1.2.3");
+        paf_registry_unref(reg);
+
+        free(file);
+        free(swapped);
+        free(src);
+        free(other);
+        free(plugins);
+        rm_rf(base);
+}
+
+/* Plugins are mapped from /proc/self/fd/N. The dynamic loader hands back
+ * the object it knows by a name without opening the file: after one
+ * registry unloads a plugin another still uses, its descriptor number must
+ * not come to name a different plugin. */
+static void test_shared_mapping(void **state) {
+        (void)state;
+        char *dir = make_dir();
+        add_fixture(dir, "good");
+        add_fixture(dir, "second");
+        char *good = path_in(dir, "good.so"), *second = path_in(dir, "second.so");
+        paf_error error = PAF_ERROR_NULL;
+
+        for (int round = 0; round < 3; round++) {
+                paf_registry *a = NULL, *b = NULL, *c = NULL;
+                assert_int_equal(paf_registry_new(&a), 0);
+                assert_int_equal(paf_registry_new(&b), 0);
+                assert_int_equal(paf_registry_new(&c), 0);
+                assert_int_equal(paf_registry_load_plugin(a, good, &error), 0);
+                assert_int_equal(paf_registry_load_plugin(b, good, &error), 0);
+                paf_registry_unref(a);
+                int r = paf_registry_load_plugin(c, second, &error);
+                if (r != 0)
+                        fail_msg("round %d: second refused: %s", round, error.message);
+                assert_true(find_info(c, "second")->loaded);
+                assert_null(find_info(c, "good"));
+                assert_non_null(paf_registry_find_protocol(b, "good"));
+                paf_registry_unref(b);
+                paf_registry_unref(c);
+        }
+        free(good);
+        free(second);
+        rm_rf(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup(test_fixtures_together, setup),
@@ -771,6 +1103,11 @@ int main(void) {
                 cmocka_unit_test_setup(test_load_list, setup),
                 cmocka_unit_test_setup(test_options, setup),
                 cmocka_unit_test_setup(test_config_errors, setup),
+                cmocka_unit_test_setup(test_option_tables, setup),
+                cmocka_unit_test_setup(test_ancestors, setup),
+                cmocka_unit_test_setup(test_symlinks, setup),
+                cmocka_unit_test_setup(test_exchange, setup),
+                cmocka_unit_test_setup(test_shared_mapping, setup),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

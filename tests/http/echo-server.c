@@ -13,6 +13,10 @@
 
 #define MAX_LISTEN 16
 #define STREAM_PIECE (64 * 1024)
+/* /stream?piece=N: at most this (one write as big as a file piece or a whole
+ * response, which a slow reader keeps in progress for long). */
+#define STREAM_PIECE_MAX (16 * 1024 * 1024)
+#define PATTERN_PERIOD 26
 
 typedef struct server {
         sd_event *event;
@@ -25,8 +29,15 @@ typedef struct server {
 
 /* The bytes /stream sends, shared by every response: the engine only reads
  * them until a write completes, so one buffer keeps memory flat whatever the
- * size or number of streams. */
-static unsigned char stream_pattern[STREAM_PIECE];
+ * size or number of streams. Byte k of a body is 'a' + k % 26: a piece
+ * starts PATTERN_PERIOD bytes in at most, so that clients can check any
+ * body without knowing the pieces. */
+static unsigned char stream_pattern[STREAM_PIECE + PATTERN_PERIOD];
+
+static void fill_pattern(unsigned char *b, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                b[i] = (unsigned char)('a' + i % PATTERN_PERIOD);
+}
 
 /* The query parameter name=N of target, or def when absent or not a number. */
 static uint64_t query_u64(const char *target, const char *name, uint64_t def) {
@@ -299,14 +310,26 @@ static void handle_slow(server *srv, paf_http_request *req) {
         paf_http_request_set_abort_handler(req, slow_abort, sl);
 }
 
-/* ---- /stream?bytes=N: N bytes with Content-Length, 64 KiB at a time ---- */
+/* ---- /stream?bytes=N[&piece=P][&delay=MS]: N bytes with Content-Length ----
+ *
+ * P bytes per write (64 KiB by default); with delay, the response starts MS
+ * milliseconds after the request, as a handler that answers later. */
 
 typedef struct stream {
         paf_http_request *req;
-        uint64_t left;
+        uint64_t total, left;
+        size_t piece;
+        unsigned char *own; /* the pattern, for pieces beyond STREAM_PIECE */
+        sd_event_source *timer;
         bool pending; /* a write is queued: its completion comes */
         bool aborted;
 } stream;
+
+static void stream_free(stream *st) {
+        sd_event_source_disable_unref(st->timer);
+        free(st->own);
+        free(st);
+}
 
 static void stream_next(stream *st);
 
@@ -315,7 +338,7 @@ static void stream_written(paf_http_request *req, int error, void *userdata) {
         stream *st = userdata;
         st->pending = false;
         if (st->aborted) {
-                free(st);
+                stream_free(st);
                 return;
         }
         if (error < 0) {
@@ -335,17 +358,20 @@ static void stream_next(stream *st) {
                 r = paf_http_response_finish(st->req, NULL);
                 if (r < 0)
                         fprintf(stderr, "echo-server: /stream finish: %s\n", strerror(-r));
-                free(st);
+                stream_free(st);
                 return;
         }
-        size_t n = st->left < STREAM_PIECE ? (size_t)st->left : STREAM_PIECE;
-        r = paf_http_response_write(st->req, stream_pattern, n, stream_written, st);
+        size_t n = st->left < st->piece ? (size_t)st->left : st->piece;
+        const unsigned char *pattern = st->own ? st->own : stream_pattern;
+        uint64_t offset = st->total - st->left;
+        r = paf_http_response_write(st->req, pattern + offset % PATTERN_PERIOD, n, stream_written,
+                                    st);
         if (r < 0) {
                 /* Finishing short of Content-Length makes the engine close
                  * the connection: the client learns the response was cut. */
                 fprintf(stderr, "echo-server: /stream write: %s\n", strerror(-r));
                 (void)paf_http_response_finish(st->req, NULL);
-                free(st);
+                stream_free(st);
                 return;
         }
         st->left -= n;
@@ -358,13 +384,51 @@ static void stream_abort(paf_http_request *req, int error, void *userdata) {
         st->aborted = true;
         (void)paf_http_response_finish(req, NULL);
         if (!st->pending)
-                free(st);
+                stream_free(st);
 }
 
-static void handle_stream(paf_http_request *req) {
-        uint64_t bytes = query_u64(paf_http_request_get_target(req), "bytes", 0);
+static void stream_begin(stream *st) {
+        paf_http_headers *h = NULL;
+        int r = paf_http_headers_new(&h);
+        if (r >= 0)
+                r = paf_http_headers_add(h, "Content-Type", "application/octet-stream");
+        if (r >= 0)
+                r = paf_http_response_start(st->req, 200, h, (int64_t)st->total);
+        paf_http_headers_free(h);
+        if (r < 0) {
+                fprintf(stderr, "echo-server: /stream start: %s\n", strerror(-r));
+                paf_http_request_set_abort_handler(st->req, NULL, NULL);
+                respond_text(st->req, 500, "cannot start the response\n");
+                stream_free(st);
+                return;
+        }
+        stream_next(st);
+}
+
+static int stream_on_delay(sd_event_source *s, uint64_t usec, void *userdata) {
+        (void)s;
+        (void)usec;
+        stream *st = userdata;
+        st->timer = sd_event_source_disable_unref(st->timer);
+        stream_begin(st);
+        return 0;
+}
+
+static void handle_stream(server *srv, paf_http_request *req) {
+        const char *target = paf_http_request_get_target(req);
+        uint64_t bytes = query_u64(target, "bytes", 0);
+        uint64_t piece = query_u64(target, "piece", STREAM_PIECE);
+        uint64_t delay = query_u64(target, "delay", 0);
         if (bytes > INT64_MAX) {
                 respond_text(req, 400, "bytes: too large\n");
+                return;
+        }
+        if (piece == 0 || piece > STREAM_PIECE_MAX) {
+                respond_text(req, 400, "piece: 1 to 16777216\n");
+                return;
+        }
+        if (delay > 60000) {
+                respond_text(req, 400, "delay: at most 60000\n");
                 return;
         }
         stream *st = calloc(1, sizeof(*st));
@@ -373,21 +437,32 @@ static void handle_stream(paf_http_request *req) {
                 return;
         }
         st->req = req;
-        st->left = bytes;
-        paf_http_headers *h = NULL;
-        int r = paf_http_headers_new(&h);
-        if (r >= 0)
-                r = paf_http_headers_add(h, "Content-Type", "application/octet-stream");
-        if (r >= 0)
-                r = paf_http_response_start(req, 200, h, (int64_t)bytes);
-        paf_http_headers_free(h);
-        if (r < 0) {
-                fprintf(stderr, "echo-server: /stream start: %s\n", strerror(-r));
-                free(st);
-                return;
+        st->total = st->left = bytes;
+        st->piece = (size_t)piece;
+        if (piece > STREAM_PIECE) {
+                st->own = malloc((size_t)piece + PATTERN_PERIOD);
+                if (!st->own) {
+                        free(st);
+                        respond_text(req, 500, "out of memory\n");
+                        return;
+                }
+                fill_pattern(st->own, (size_t)piece + PATTERN_PERIOD);
         }
         paf_http_request_set_abort_handler(req, stream_abort, st);
-        stream_next(st);
+        if (delay == 0) {
+                stream_begin(st);
+                return;
+        }
+        uint64_t now;
+        int r = sd_event_now(srv->event, CLOCK_MONOTONIC, &now);
+        if (r >= 0)
+                r = sd_event_add_time(srv->event, &st->timer, CLOCK_MONOTONIC, now + delay * 1000,
+                                      1000, stream_on_delay, st);
+        if (r < 0) {
+                paf_http_request_set_abort_handler(req, NULL, NULL);
+                stream_free(st);
+                respond_text(req, 500, "cannot arm a timer\n");
+        }
 }
 
 /* ---- the server ---- */
@@ -404,7 +479,7 @@ static void on_request(paf_http_request *req, void *userdata) {
         else if (path_is(target, "/slow"))
                 handle_slow(srv, req);
         else if (path_is(target, "/stream"))
-                handle_stream(req);
+                handle_stream(srv, req);
         else
                 respond_text(req, 404, "not found\n");
 }
@@ -447,7 +522,8 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 
 static void usage(FILE *f) {
         fprintf(f, "Usage: echo-server [--config FILE] --listen ADDR [--listen ADDR…]\n"
-                   "Routes: /hello, /echo, /sink, /slow?ms=N, /stream?bytes=N.\n");
+                   "Routes: /hello, /echo, /sink, /slow?ms=N,\n"
+                   "        /stream?bytes=N[&piece=N][&delay=MS].\n");
 }
 
 int main(int argc, char **argv) {
@@ -486,8 +562,7 @@ int main(int argc, char **argv) {
                 return 2;
         }
 
-        for (size_t i = 0; i < sizeof(stream_pattern); i++)
-                stream_pattern[i] = (unsigned char)('a' + i % 26);
+        fill_pattern(stream_pattern, sizeof(stream_pattern));
 
         int ret = 1;
         server srv = {};

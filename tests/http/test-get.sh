@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/http/test-get.sh — `paf get` against nginx (TCP and unix socket) and `paf serve` (unix, HTTPS): methods, bodies, chunked, redirects, -o of 100 MiB, -i/-I/-f/-v, URLs over unix sockets, and every error with curl's exit code.
+# tests/http/test-get.sh — `paf get` against nginx (TCP and unix socket) and `paf serve` (unix, HTTPS): methods, bodies, chunked, redirects (where they may go: --proto-redir; what they carry: credentials, --location-trusted, Host), -o of 100 MiB, -i/-I/-f/-v, URLs over unix sockets, and every error with curl's exit code.
 set -eu
 nginx=/usr/sbin/nginx
 [ -x "$nginx" ] || { echo "nginx not found: skipping"; exit 77; }
@@ -198,6 +198,145 @@ expect_ok -v -L "$url/r1"
 grep -qF "$url/final" "$tmp/get.err" || fail "-v -L does not tell the final URL: $(cat "$tmp/get.err")"
 expect_error 47 'redirect' "$url/loop" -L
 ok "redirects: returned without -L, followed with -L (302, 301, 307), a loop stops: exit 47"
+
+# ---- redirects: where they may go, and what they carry there ----
+# A server of our own: answers 307 to the Location given for a path, echoes
+# anything else with the headers a redirect must not carry away, and logs
+# every connection it accepts.
+cat >"$tmp/redirector.py" <<'EOF'
+import http.server, os, socket, socketserver, sys
+name, spec, portfile, logfile = sys.argv[1:5]
+routes = dict(a.split("=", 1) for a in sys.argv[5:])
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *args):
+        pass
+    def answer(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        if n:
+            self.rfile.read(n)
+        if self.path in routes:
+            self.send_response(307)
+            self.send_header("Location", routes[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        h = lambda k: self.headers.get(k, "-")
+        body = ("%s %s %s auth=%s cookie=%s proxy=%s host=%s\n" % (
+            name, self.command, self.path, h("Authorization"), h("Cookie"),
+            h("Proxy-Authorization"), h("Host"))).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST = do_PUT = do_HEAD = answer
+
+class Logged:
+    daemon_threads = True
+    def get_request(self):
+        conn = super().get_request()
+        with open(logfile, "a") as f:
+            f.write("accepted\n")
+        return conn
+
+kind, _, where = spec.partition(":")
+if kind == "unix":
+    class Server(Logged, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        pass
+    server = Server(where, Handler)
+    port = where
+else:
+    class Server(Logged, http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
+    server = Server((where, 0), Handler)
+    port = server.server_address[1]
+with open(portfile + ".tmp", "w") as f:
+    f.write("%s\n" % port)
+os.rename(portfile + ".tmp", portfile)
+server.serve_forever()
+EOF
+# start_redirector NAME SPEC [PATH=LOCATION…]: its port (or socket) in $r_port.
+start_redirector() {
+        r_name=$1 r_spec=$2
+        shift 2
+        : >"$tmp/$r_name.log"
+        python3 "$tmp/redirector.py" "$r_name" "$r_spec" "$tmp/$r_name.port" "$tmp/$r_name.log" "$@" \
+                2>"$tmp/$r_name.err" &
+        pids="$pids $!"
+        i=0
+        while ! [ -s "$tmp/$r_name.port" ]; do
+                kill -0 $! 2>/dev/null || return 1
+                i=$((i + 1))
+                [ $i -lt 200 ] || fail "$r_name did not start"
+                sleep 0.05
+        done
+        r_port=$(cat "$tmp/$r_name.port")
+}
+start_redirector local "unix:$tmp/local.sock" || fail "the unix server did not start"
+start_redirector other tcp:127.0.0.1 || fail "the other server did not start"
+other_port=$r_port
+to_unix="http+unix://$(pct "$tmp/local.sock")/containers/create"
+start_redirector web tcp:127.0.0.1 /to-unix="$to_unix" /to-other="http://127.0.0.1:$other_port/echo" \
+        /to-self=/echo /to-vsock=http+vsock://2:2375/x /to-plugin=thirdparty+pipe://docker/x ||
+        fail "the redirecting server did not start"
+web=http://127.0.0.1:$r_port
+
+# SSRF: a server's 307 to a local socket connects nowhere, and says why.
+expect_error 1 'refused: scheme "http\+unix" is not allowed for redirects' "$web/to-unix" \
+        -L -d '{"Image":"evil"}'
+grep -qF "307 redirect to $to_unix refused" "$tmp/get.err" || fail "the refused URL is not named: $(cat "$tmp/get.err")"
+[ ! -s "$tmp/local.log" ] || fail "the unix socket was connected to: $(cat "$tmp/local.log")"
+for target in to-vsock to-plugin; do
+        expect_error 1 'is not allowed for redirects' "$web/$target" -L
+done
+if command -v curl >/dev/null 2>&1; then
+        crc=0
+        curl -sS -L -o /dev/null "$web/to-unix" 2>"$tmp/curl.err" || crc=$?
+        [ $crc = 1 ] || fail "curl's exit for that redirect is $crc, not 1: $(cat "$tmp/curl.err")"
+fi
+ok "a 307 to http+unix:// (POST body), http+vsock://, a plugin's scheme: refused, exit 1 as curl, no connection: $(cut -c 1-160 "$tmp/get.err")"
+
+# Allowed by --proto-redir, in curl's syntax: then it goes there.
+for list in =http,https,http+unix +http+unix all; do
+        expect_body "local POST /containers/create auth=- cookie=- proxy=- host=localhost" \
+                -L --proto-redir "$list" -d '{}' "$web/to-unix"
+done
+expect_body "local GET /containers/create auth=- cookie=- proxy=- host=localhost" \
+        -L --proto-redir -all --proto-redir +http+unix "$web/to-unix"
+[ "$(grep -c accepted "$tmp/local.log")" = 4 ] || fail "unix server: $(cat "$tmp/local.log")"
+expect_error 1 'refused' "$web/to-unix" -L --proto-redir +http+unix,-http+unix
+expect_error 1 'scheme "http" is not allowed' "$web/to-other" -L --proto-redir =https
+expect_body "web GET /echo auth=- cookie=- proxy=- host=127.0.0.1:${web##*:}" -L --proto-redir =https "$web/to-self"
+get -L --proto-redir 'ht tp' "$web/to-unix"
+[ $rc = 2 ] || fail "--proto-redir 'ht tp': exit $rc"
+grep -q -- '--proto-redir "ht tp"' "$tmp/get.err" || fail "bad --proto-redir: $(cat "$tmp/get.err")"
+ok "--proto-redir: =LIST, +SCHEME, all, repeated, -SCHEME, =https (same origin still followed), a bad list: exit 2"
+
+# Credentials stay with the URL's origin, as curl's -L; --location-trusted sends them on.
+set -- -H 'Authorization: Bearer s3cret' -H 'Cookie: session=42' -H 'Proxy-Authorization: Basic eA=='
+expect_body "other GET /echo auth=- cookie=- proxy=- host=127.0.0.1:$other_port" -L "$@" "$web/to-other"
+expect_body "web GET /echo auth=Bearer s3cret cookie=session=42 proxy=Basic eA== host=127.0.0.1:${web##*:}" \
+        -L "$@" "$web/to-self"
+expect_body "other GET /echo auth=Bearer s3cret cookie=session=42 proxy=Basic eA== host=127.0.0.1:$other_port" \
+        --location-trusted "$@" "$web/to-other"
+if command -v curl >/dev/null 2>&1; then
+        # curl keeps Proxy-Authorization (for a proxy, which paf has not).
+        curl -sS -L -H 'Authorization: Bearer s3cret' -H 'Cookie: session=42' "$web/to-other" >"$tmp/curl.out" ||
+                fail "curl -L: $(cat "$tmp/curl.out")"
+        grep -q 'auth=- cookie=- ' "$tmp/curl.out" || fail "curl sent credentials on: $(cat "$tmp/curl.out")"
+fi
+set --
+ok "Authorization, Cookie, Proxy-Authorization: dropped on a redirect to another port (as curl), kept on the same origin and with --location-trusted"
+
+# Host: an IPv6 literal as written, brackets and all, through a redirect too.
+if start_redirector web6 tcp6:::1 /to-self=/echo 2>/dev/null; then
+        expect_body "web6 GET /echo auth=- cookie=- proxy=- host=[::1]:$r_port" "http://[::1]:$r_port/echo"
+        expect_body "web6 GET /echo auth=- cookie=- proxy=- host=[::1]:$r_port" -L "http://[::1]:$r_port/to-self"
+        ok "Host for http://[::1]:$r_port/: [::1]:$r_port, also after a redirect"
+else
+        echo "skip: no IPv6 loopback; the Host of an IPv6 literal is not checked here"
+fi
 
 # ---- -o: 100 MiB streamed to a file, exactly ----
 big_sum=$(sha256sum <"$ng/www/big.bin")

@@ -1,6 +1,7 @@
 /* tests/http/test-https-client.c — the HTTP client through tls.so against nginx with TLS on
- * loopback: a verified exchange, and refusals that say why (unknown issuer, name mismatch, expired
- * certificate). */
+ * loopback: a verified exchange, refusals that say why (unknown issuer, name mismatch, expired
+ * certificate), and kept-alive connections that only carry calls to their own endpoint and
+ * settings. */
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -35,8 +36,9 @@
 
 typedef struct tls_nginx {
         pid_t pid;
-        int port;         /* the CA's certificate for localhost and 127.0.0.1 */
+        int port;         /* the CA's certificate for localhost and 127.0.0.1; also a.sock */
         int expired_port; /* an expired certificate for localhost */
+        int other_port;   /* another server, the rogue CA's certificate; also b.sock */
         char dir[256];
 } tls_nginx;
 
@@ -67,6 +69,9 @@ static void make_certs(void) {
                  "https_ca \"$d\" ca; https_ca \"$d\" rogue; "
                  "https_cert \"$d\" good ca localhost localhost 127.0.0.1; "
                  "https_cert \"$d\" expired ca localhost localhost 127.0.0.1 --expired; "
+                 "https_cert \"$d\" other rogue localhost localhost 127.0.0.1; "
+                 "https_cert \"$d\" client ca 'paf client' --client; "
+                 "cat \"$d/ca.pem\" \"$d/rogue.pem\" >\"$d/both.pem\"; "
                  "chmod 0644 \"$d\"/*",
                  src, ngx.dir);
         assert_int_equal(system(cmd), 0);
@@ -109,10 +114,21 @@ static void write_tree(void) {
                 "  ssl_protocols TLSv1.2 TLSv1.3;\n"
                 "  server {\n"
                 "    listen 127.0.0.1:%2$d ssl;\n"
+                "    listen unix:%1$s/a.sock ssl;\n"
                 "    ssl_certificate %1$s/certs/good.pem;\n"
                 "    ssl_certificate_key %1$s/certs/good.key;\n"
+                "    ssl_client_certificate %1$s/certs/ca.pem;\n"
+                "    ssl_verify_client optional;\n"
                 "    root %1$s/www;\n"
                 "    location = /proto { return 200 \"$ssl_protocol $ssl_server_name\"; }\n"
+                "    location = /who { return 200 \"good client=$ssl_client_s_dn\"; }\n"
+                "  }\n"
+                "  server {\n"
+                "    listen 127.0.0.1:%4$d ssl;\n"
+                "    listen unix:%1$s/b.sock ssl;\n"
+                "    ssl_certificate %1$s/certs/other.pem;\n"
+                "    ssl_certificate_key %1$s/certs/other.key;\n"
+                "    location = /who { return 200 \"other client=$ssl_client_s_dn\"; }\n"
                 "  }\n"
                 "  server {\n"
                 "    listen 127.0.0.1:%3$d ssl;\n"
@@ -121,7 +137,7 @@ static void write_tree(void) {
                 "    root %1$s/www;\n"
                 "  }\n"
                 "}\n",
-                ngx.dir, ngx.port, ngx.expired_port);
+                ngx.dir, ngx.port, ngx.expired_port, ngx.other_port);
         assert_int_equal(fclose(f), 0);
 }
 
@@ -136,15 +152,19 @@ static bool tls_nginx_start(void) {
                 do
                         ngx.expired_port = free_port();
                 while (ngx.expired_port == ngx.port);
+                do
+                        ngx.other_port = free_port();
+                while (ngx.other_port == ngx.port || ngx.other_port == ngx.expired_port);
                 write_tree();
                 char conf[PATH_MAX];
                 path_in(conf, sizeof(conf), "nginx.conf");
-                int ports[] = {ngx.port, ngx.expired_port};
-                ngx.pid = nginx_launch(ngx.dir, conf, ports, 2);
+                int ports[] = {ngx.port, ngx.expired_port, ngx.other_port};
+                ngx.pid = nginx_launch(ngx.dir, conf, ports, 3);
                 if (ngx.pid > 0)
                         return true;
                 char cmd[PATH_MAX + 64];
-                snprintf(cmd, sizeof(cmd), "rm -rf '%1$s/www' '%1$s/tmp' '%1$s/logs'", ngx.dir);
+                snprintf(cmd, sizeof(cmd), "rm -rf '%1$s/www' '%1$s/tmp' '%1$s/logs' '%1$s'/*.sock",
+                         ngx.dir);
                 assert_int_equal(system(cmd), 0);
         }
         return false;
@@ -220,6 +240,7 @@ static int setup(void **state) {
         assert_int_equal(sd_event_new(&v->event), 0);
         assert_int_equal(paf_registry_new(&v->reg), 0);
         load(v->reg, "tcp");
+        load(v->reg, "unix");
         load(v->reg, "tls");
         assert_int_equal(paf_http_client_new(v->reg, v->event, &v->client), 0);
         *state = v;
@@ -375,12 +396,131 @@ static void test_expired(void **state) {
         expect_refusal(*state, ngx.expired_port, "localhost", "ca.pem", reasons);
 }
 
+/* ---- the pool: a kept-alive connection carries only calls to its own endpoint ---- */
+
+/* GET /who: "good …" or "other …", or the error. */
+static void who(env *v, paf_ctx *ctx, char *buf, size_t size) {
+        result r = {0};
+        get(v, ctx, "/who", &r);
+        if (r.err)
+                snprintf(buf, size, "error: %s", r.err);
+        else
+                snprintf(buf, size, "%d %.*s", r.status, (int)r.n_body, (const char *)r.body);
+        result_done(&r);
+}
+
+/* Calls alternating between a and b, each kept alive: each reaches its own
+ * server, over one connection each. */
+static void alternate(env *v, paf_ctx *a, const char *want_a, paf_ctx *b, const char *want_b) {
+        char got[1024];
+        for (int i = 0; i < 6; i++) {
+                who(v, i % 2 ? b : a, got, sizeof(got));
+                const char *want = i % 2 ? want_b : want_a;
+                if (strcmp(got, want) != 0)
+                        fail_msg("call %d: \"%s\", not \"%s\"", i, got, want);
+        }
+        assert_int_equal(paf_http_client_get_n_connections(v->client), 2);
+}
+
+/* Two servers on 127.0.0.1, other ports and certificates, the same name. */
+static void test_pool_ports(void **state) {
+        env *v = *state;
+        paf_ctx *a = tls_ctx(ngx.port, "localhost", "both.pem");
+        paf_ctx *b = tls_ctx(ngx.other_port, "localhost", "both.pem");
+        alternate(v, a, "200 good client=", b, "200 other client=");
+        paf_ctx_unref(a);
+        paf_ctx_unref(b);
+}
+
+static paf_ctx *tls_unix_ctx(const char *sock) {
+        paf_ctx *ctx;
+        char path[PATH_MAX];
+        assert_int_equal(paf_ctx_new(&ctx), 0);
+        path_in(path, sizeof(path), sock);
+        assert_int_equal(paf_ctx_set_string(ctx, "unix.path", path), 0);
+        assert_int_equal(paf_ctx_set_string(ctx, "tls.server-name", "localhost"), 0);
+        path_in(path, sizeof(path), "certs/both.pem");
+        assert_int_equal(paf_ctx_set_string(ctx, "tls.ca-file", path), 0);
+        return ctx;
+}
+
+/* https+unix: two sockets, the same name. */
+static void test_pool_sockets(void **state) {
+        env *v = *state;
+        paf_ctx *a = tls_unix_ctx("a.sock"), *b = tls_unix_ctx("b.sock");
+        alternate(v, a, "200 good client=", b, "200 other client=");
+        paf_ctx_unref(a);
+        paf_ctx_unref(b);
+}
+
+/* The same server, but TLS set up otherwise: a connection made without
+ * verifying, or with a client certificate, carries no call that asks for
+ * verification, or for none. */
+static void test_pool_tls_settings(void **state) {
+        env *v = *state;
+        char got[1024], path[PATH_MAX];
+
+        /* Insecure, trusting only the rogue CA: it connects. */
+        paf_ctx *insecure = tls_ctx(ngx.port, "localhost", "rogue.pem");
+        assert_int_equal(paf_ctx_set_bool(insecure, "tls.insecure", true), 0);
+        who(v, insecure, got, sizeof(got));
+        assert_string_equal(got, "200 good client=");
+        /* Verifying with the rogue CA: refused, not the insecure connection. */
+        paf_ctx *verify = tls_ctx(ngx.port, "localhost", "rogue.pem");
+        who(v, verify, got, sizeof(got));
+        printf("# verifying after an insecure call: %s\n", got);
+        assert_non_null(strstr(got, "error: "));
+        assert_non_null(strcasestr(got, "issuer"));
+        paf_ctx_unref(verify);
+        paf_ctx_unref(insecure);
+
+        /* A client certificate, then none, then it again. */
+        paf_ctx *with = tls_ctx(ngx.port, "localhost", "ca.pem");
+        path_in(path, sizeof(path), "certs/client.pem");
+        assert_int_equal(paf_ctx_set_string(with, "tls.cert-file", path), 0);
+        path_in(path, sizeof(path), "certs/client.key");
+        assert_int_equal(paf_ctx_set_string(with, "tls.key-file", path), 0);
+        paf_ctx *without = tls_ctx(ngx.port, "localhost", "ca.pem");
+        for (int i = 0; i < 3; i++) {
+                who(v, i % 2 ? without : with, got, sizeof(got));
+                if (i % 2)
+                        assert_string_equal(got, "200 good client=");
+                else if (!strstr(got, "200 good client=") || !strstr(got, "CN=paf client"))
+                        fail_msg("with a client certificate: %s", got);
+        }
+        paf_ctx_unref(with);
+        paf_ctx_unref(without);
+
+        /* The server name: SNI localhost, or none for the address. */
+        paf_ctx *by_name = tls_ctx(ngx.port, "localhost", "ca.pem");
+        paf_ctx *by_ip = tls_ctx(ngx.port, "127.0.0.1", "ca.pem");
+        result r = {0};
+        for (int i = 0; i < 2; i++) {
+                get(v, i ? by_ip : by_name, "/proto", &r);
+                assert_int_equal(r.status, 200);
+                assert_true(r.n_body >= 8); /* "TLSv1.3 " and the name */
+                const char *sni = memchr(r.body, ' ', r.n_body);
+                assert_non_null(sni);
+                size_t n = r.n_body - (size_t)(sni + 1 - (const char *)r.body);
+                if (i)
+                        assert_int_equal(n, 0);
+                else
+                        assert_memory_equal(sni + 1, "localhost", n);
+                result_done(&r);
+        }
+        paf_ctx_unref(by_name);
+        paf_ctx_unref(by_ip);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_verified, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unknown_issuer, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_name_mismatch, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pool_ports, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pool_sockets, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pool_tls_settings, setup, teardown),
         };
         if (!have_peers()) {
                 printf("# nginx, certtool or tls.so missing: skipping\n");

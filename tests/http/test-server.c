@@ -34,6 +34,7 @@ typedef struct client {
         char *buf;
         size_t len, off; /* off: responses already taken */
         bool eof;
+        bool no_pump; /* leave what arrives unread */
 } client;
 
 typedef struct env env;
@@ -74,6 +75,15 @@ struct env {
         char late_body[64];
         bool late_read_body;
 };
+
+/* /pattern's body: big enough to outlast several write timeouts at the
+ * pace of test_slow_reader, small enough for the client's buffer. */
+#define PATTERN_SIZE (768 * 1024)
+
+static void fill_pattern(char *b, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                b[i] = (char)('a' + (i * 7 + i / 4096) % 26);
+}
 
 static void on_error(const char *peer, int status, const char *reason, void *userdata) {
         env *v = userdata;
@@ -135,6 +145,15 @@ static void on_handler(paf_http_request *req, void *userdata) {
                 char *b = calloc(1, n);
                 assert_non_null(b);
                 assert_int_equal(paf_http_respond(req, 200, NULL, b, n), 0);
+                free(b);
+                return;
+        }
+        if (strcmp(target, "/pattern") == 0) {
+                /* One write that a slow reader keeps in progress for long. */
+                char *b = malloc(PATTERN_SIZE);
+                assert_non_null(b);
+                fill_pattern(b, PATTERN_SIZE);
+                assert_int_equal(paf_http_respond(req, 200, NULL, b, PATTERN_SIZE), 0);
                 free(b);
                 return;
         }
@@ -276,9 +295,14 @@ static void set_limits(env *v, void (*change)(paf_http_limits *l)) {
         assert_int_equal(paf_http_server_set_limits(v->server, &l), 0);
 }
 
-static client *client_new(env *v) {
+/* sndbuf > 0: the server side's send buffer, small so that a big response
+ * waits on the client's reading rather than sitting in the kernel. */
+static client *client_new_sndbuf(env *v, int sndbuf) {
         int fds[2];
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+        if (sndbuf > 0)
+                assert_int_equal(setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)),
+                                 0);
         assert_true(v->n_clients < MAX_CLIENTS);
         client *c = calloc(1, sizeof(*c));
         assert_non_null(c);
@@ -293,8 +317,12 @@ static client *client_new(env *v) {
         return c;
 }
 
+static client *client_new(env *v) {
+        return client_new_sndbuf(v, 0);
+}
+
 static void client_pump(client *c) {
-        if (c->fd < 0 || c->eof)
+        if (c->fd < 0 || c->eof || c->no_pump)
                 return;
         for (int i = 0; i < 64; i++) {
                 if (c->len == CLIENT_BUF)
@@ -1203,20 +1231,27 @@ static void test_stop_empty(void **state) {
 
 static void test_abort(void **state) {
         env *v = *state;
-        /* The handler releases the request from its abort handler. */
+        /* A reset: the client goes with a response unread (a unix socket
+         * then resets). The handler releases the request from its abort
+         * handler. */
         v->finish_in_abort = true;
         client *c = client_new(v);
-        client_send(c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+        c->no_pump = true;
+        client_send(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
         run_env_for(v, 20);
         assert_non_null(v->held);
         close(c->fd);
         c->fd = -1;
         run_env_for(v, 50);
         assert_int_equal(v->n_aborts, 1);
+        assert_int_equal(v->abort_error, -ECONNRESET);
         assert_null(v->held);
         assert_int_equal(paf_http_server_get_n_connections(v->server), 0);
 
-        /* The handler answers later, to a connection that is gone. */
+        /* The handler answers later, to a connection that is gone. The end
+         * of stream alone does not tell (a half-closed client still reads:
+         * test_half_close); the write that fails does. */
         v->finish_in_abort = false;
         client *d = client_new(v);
         client_send(d, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -1225,9 +1260,16 @@ static void test_abort(void **state) {
         assert_non_null(req);
         assert_int_equal(shutdown(d->fd, SHUT_RDWR), 0);
         run_env_for(v, 50);
+        assert_int_equal(v->n_aborts, 1);
+        assert_int_equal(paf_http_server_get_n_connections(v->server), 1);
+        assert_int_equal(paf_http_response_start(req, 200, NULL, -1), 0);
+        assert_int_equal(paf_http_response_write(req, "x", 1, NULL, NULL), 0);
+        run_env_for(v, 50);
         assert_int_equal(v->n_aborts, 2);
+        assert_int_equal(v->abort_error, -EPIPE);
+        assert_int_equal(paf_http_server_get_n_connections(v->server), 0);
         assert_string_equal(paf_http_request_get_target(req), "/hold");
-        assert_int_equal(paf_http_response_start(req, 200, NULL, 1), -ECONNRESET);
+        assert_int_equal(paf_http_response_write(req, "y", 1, NULL, NULL), -ECONNRESET);
         assert_int_equal(paf_http_respond(req, 200, NULL, "x", 1), -ECONNRESET);
         v->held = NULL;
 
@@ -1288,6 +1330,166 @@ static void test_listener(void **state) {
         assert_int_equal(paf_http_server_get_n_connections(v->server), 1);
 }
 
+/* ---- write progress and half-close ---- */
+
+static void lim_write_timeout(paf_http_limits *l) {
+        l->write_timeout_usec = 200 * 1000;
+}
+
+/* Read at most chunk bytes every every_ms (the loop runs in between), until
+ * EOF or timeout_ms: a reader that is slow but steady. */
+static void client_read_slowly(env *v, client *c, size_t chunk, unsigned every_ms,
+                               unsigned timeout_ms) {
+        uint64_t start = now_ms(), next = start;
+        while (!c->eof && now_ms() < start + timeout_ms) {
+                uint64_t t = now_ms();
+                if (t < next) {
+                        assert_true(sd_event_run(v->event, (next - t) * 1000) >= 0);
+                        continue;
+                }
+                next += every_ms;
+                size_t room = CLIENT_BUF - c->len;
+                ssize_t k = read(c->fd, c->buf + c->len, chunk < room ? chunk : room);
+                if (k > 0)
+                        c->len += (size_t)k;
+                else if (k == 0 || (errno != EAGAIN && errno != EINTR))
+                        c->eof = true;
+        }
+}
+
+/* What c received is one response of status 200 whose body is /pattern's. */
+static void assert_pattern_response(client *c) {
+        const char *end = find_crlfcrlf(c->buf, c->len);
+        assert_non_null(end);
+        size_t hlen = (size_t)(end - c->buf) + 4;
+        char head[4096], v[64];
+        assert_true(hlen < sizeof(head));
+        memcpy(head, c->buf, hlen);
+        head[hlen] = 0;
+        int status = 0;
+        assert_int_equal(sscanf(head, "HTTP/1.1 %d", &status), 1);
+        assert_int_equal(status, 200);
+        assert_non_null(field(head, "Content-Length", v, sizeof(v)));
+        assert_int_equal(strtoul(v, NULL, 10), PATTERN_SIZE);
+        assert_int_equal(c->len - hlen, PATTERN_SIZE);
+        char *want = malloc(PATTERN_SIZE);
+        assert_non_null(want);
+        fill_pattern(want, PATTERN_SIZE);
+        assert_memory_equal(c->buf + hlen, want, PATTERN_SIZE);
+        free(want);
+}
+
+/* The write timeout measures progress: a reader that takes bytes steadily
+ * keeps a response whose one write lasts many timeouts; one that stops
+ * reading is cut about a timeout after the transport last took a byte. */
+static void test_slow_reader(void **state) {
+        env *v = *state;
+        set_limits(v, lim_write_timeout);
+        client *c = client_new_sndbuf(v, 4096);
+        client_send(c, "GET /pattern HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        uint64_t start = now_ms();
+        /* 8 KiB every 10 ms: about 1 s for 768 KiB, five write timeouts. */
+        client_read_slowly(v, c, 8192, 10, 10000);
+        uint64_t took = now_ms() - start;
+        for (size_t i = 0; i < v->n_reports; i++)
+                print_error("report: %d %s\n", v->reports[i].status, v->reports[i].reason);
+        assert_int_equal(v->n_reports, 0);
+        assert_true(c->eof);
+        assert_true(took >= 3 * 200);
+        assert_pattern_response(c);
+        close(c->fd); /* the server lingers until then */
+        c->fd = -1;
+
+        /* The same response to a client that reads nothing. */
+        client *d = client_new_sndbuf(v, 4096);
+        d->no_pump = true;
+        client_send(d, "GET /pattern HTTP/1.1\r\nHost: x\r\n\r\n");
+        start = now_ms();
+        uint64_t end = start + 3000;
+        while (v->n_reports < 1 && now_ms() < end)
+                assert_true(sd_event_run(v->event, 5 * 1000) >= 0);
+        took = now_ms() - start;
+        assert_int_equal(v->n_reports, 1);
+        assert_string_equal(v->reports[0].reason, "write timeout (200 ms)");
+        assert_true(took >= 190 && took < 1000);
+        d->no_pump = false;
+        assert_true(wait_eof(v, d, 2000));
+        assert_true(d->len < PATTERN_SIZE);
+        run_env_for(v, 20);
+        assert_int_equal(paf_http_server_get_n_connections(v->server), 0);
+}
+
+/* A client that shuts its write side down after the request still gets the
+ * whole answer, however late it comes; then the connection ends. */
+static void test_half_close(void **state) {
+        env *v = *state;
+        resp r;
+        client *c = client_new(v);
+        client_send(c, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_int_equal(shutdown(c->fd, SHUT_WR), 0);
+        run_env_for(v, 50);
+        assert_non_null(v->held);
+        assert_int_equal(v->n_aborts, 0);
+        arm_late(v, 10);
+        next_resp(v, c, false, &r);
+        assert_body(&r, "late");
+        assert_true(wait_eof(v, c, 2000));
+        assert_int_equal(c->len, c->off);
+
+        /* Streamed, HTTP/1.0 (the close ends the body), the handler writing
+         * piece by piece after the client's end of stream. */
+        client *d = client_new(v);
+        client_send(d, "GET /stream HTTP/1.0\r\n\r\n");
+        assert_int_equal(shutdown(d->fd, SHUT_WR), 0);
+        assert_true(wait_eof(v, d, 3000));
+        next_resp(v, d, false, &r);
+        assert_body(&r, "hello world");
+
+        /* Streamed, chunked. */
+        client *e = client_new(v);
+        client_send(e, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_int_equal(shutdown(e->fd, SHUT_WR), 0);
+        next_resp(v, e, false, &r);
+        assert_body(&r, "hello world");
+        assert_string_equal(r.trailers, "X-Checksum: abc\r\n\r\n");
+        assert_true(wait_eof(v, e, 2000));
+
+        /* Pipelined requests before the end of stream: all answered. */
+        client *p = client_new(v);
+        client_send(p, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /second HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_int_equal(shutdown(p->fd, SHUT_WR), 0);
+        arm_late(v, 30);
+        next_resp(v, p, false, &r);
+        assert_body(&r, "late");
+        next_resp(v, p, false, &r);
+        assert_body(&r, "/second");
+        assert_true(wait_eof(v, p, 2000));
+
+        /* A big response, through a small send buffer. */
+        client *b = client_new_sndbuf(v, 4096);
+        client_send(b, "GET /pattern HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_int_equal(shutdown(b->fd, SHUT_WR), 0);
+        client_read_slowly(v, b, 65536, 1, 5000);
+        assert_true(b->eof);
+        assert_pattern_response(b);
+
+        /* A body cut by the end of stream is still an error. */
+        client *x = client_new(v);
+        client_send(x, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+        assert_int_equal(shutdown(x->fd, SHUT_WR), 0);
+        assert_true(wait_eof(v, x, 2000));
+        assert_int_equal(v->body_error, -EPIPE);
+        assert_int_equal(v->n_aborts, 1);
+        assert_int_equal(v->n_reports, 1);
+        assert_string_equal(v->reports[0].reason,
+                            "connection closed before the end of the request body");
+
+        run_env_for(v, 20);
+        assert_int_equal(paf_http_server_get_n_connections(v->server), 0);
+        assert_int_equal(v->n_aborts, 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_get, setup, teardown),
@@ -1310,6 +1512,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_stop_empty, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_listener, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_slow_reader, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_half_close, setup, teardown),
         };
         /* PAF_TEST_FILTER=test_upgrade runs one test (a glob). */
         const char *filter = getenv("PAF_TEST_FILTER");

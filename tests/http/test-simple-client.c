@@ -1,5 +1,6 @@
 /* tests/http/test-simple-client.c — paf_client: URLs against nginx over TCP and a unix socket,
- * redirects, reuse, streaming, and the errors naming the URL. */
+ * redirects, reuse, streaming, and the errors naming the URL; against paf's own servers, what a
+ * redirect may reach and what it carries there (schemes, credentials, Host). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -658,6 +659,371 @@ static void test_timeout(void **state) {
         close(fd);
 }
 
+/* ---- against paf's own servers: what a redirect may reach, and what it carries ---- */
+
+/* A server recording what reached it: its connections, and per request the
+ * headers a redirect must not carry elsewhere. /redirect answers 307 to
+ * `location`; anything else echoes. */
+typedef struct peer {
+        const char *name;
+        paf_http_server *server;
+        paf_listener *listener;
+        unsigned n_accepted;
+        unsigned n_requests;
+        char address[PATH_MAX]; /* "127.0.0.1:PORT", "[::1]:PORT", the socket path */
+        int port;
+        char location[3 * PATH_MAX + 64];
+} peer;
+
+static const char *header_or_dash(const paf_http_headers *h, const char *name) {
+        const char *v = paf_http_headers_get(h, name);
+        return v ? v : "-";
+}
+
+static void peer_on_body(paf_http_request *req, const void *data, size_t len, int error,
+                         void *userdata) {
+        peer *p = userdata;
+        (void)data;
+        if (error < 0 || len > 0)
+                return;
+        const paf_http_headers *h = paf_http_request_get_headers(req);
+        if (strcmp(paf_http_request_get_target(req), "/redirect") == 0) {
+                paf_http_headers *out;
+                assert_int_equal(paf_http_headers_new(&out), 0);
+                assert_int_equal(paf_http_headers_add(out, "Location", p->location), 0);
+                assert_int_equal(paf_http_response_start(req, 307, out, 0), 0);
+                assert_int_equal(paf_http_response_finish(req, NULL), 0);
+                paf_http_headers_free(out);
+                return;
+        }
+        char body[2048];
+        snprintf(body, sizeof(body), "%s %s %s auth=%s cookie=%s proxy=%s other=%s host=%s\n",
+                 p->name, paf_http_request_get_method(req), paf_http_request_get_target(req),
+                 header_or_dash(h, "Authorization"), header_or_dash(h, "Cookie"),
+                 header_or_dash(h, "Proxy-Authorization"), header_or_dash(h, "X-Other"),
+                 header_or_dash(h, "Host"));
+        assert_int_equal(paf_http_respond(req, 200, "text/plain", body, strlen(body)), 0);
+}
+
+static void peer_on_request(paf_http_request *req, void *userdata) {
+        peer *p = userdata;
+        p->n_requests++;
+        assert_int_equal(paf_http_request_read_body(req, peer_on_body, p), 0);
+}
+
+static void peer_on_accept(paf_listener *l, paf_flow *flow, void *userdata) {
+        peer *p = userdata;
+        (void)l;
+        p->n_accepted++;
+        assert_int_equal(paf_http_server_add_flow(p->server, flow), 0);
+}
+
+/* Listen on address ("127.0.0.1:0", "[::1]:0", a socket path); false when
+ * the address cannot be had here (a port taken, no IPv6). */
+static bool peer_start(env *v, peer *p, const char *name, const char *address) {
+        *p = (peer){.name = name};
+        assert_int_equal(paf_http_server_new(v->event, peer_on_request, NULL, p, &p->server), 0);
+        paf_error err = PAF_ERROR_NULL;
+        if (paf_registry_listen_address(v->reg, address, v->event, peer_on_accept, p, &p->listener,
+                                        &err) < 0) {
+                print_message("cannot listen on %s: %s\n", address, err.message);
+                p->server = paf_http_server_free(p->server);
+                return false;
+        }
+        snprintf(p->address, sizeof(p->address), "%s", paf_listener_get_address(p->listener));
+        const char *colon = strrchr(p->address, ':');
+        if (address[0] != '/') {
+                assert_non_null(colon);
+                p->port = atoi(colon + 1);
+                assert_true(p->port > 0);
+        }
+        return true;
+}
+
+static void peer_stop(peer *p) {
+        p->listener = paf_listener_free(p->listener);
+        p->server = paf_http_server_free(p->server);
+}
+
+/* The socket path, percent-encoded as the authority. */
+static void pct_path(char *buf, size_t size, const char *path) {
+        size_t n = 0;
+        for (const char *c = path; *c && n + 4 < size; c++) {
+                if (*c == '/')
+                        n += (size_t)snprintf(buf + n, size - n, "%%2F");
+                else
+                        buf[n++] = *c;
+        }
+        buf[n] = '\0';
+}
+
+static void set_redirect_options(env *v, const char *schemes, bool trusted) {
+        paf_client_options o = {
+                .max_redirects = 5,
+                .redirect_schemes = schemes,
+                .location_trusted = trusted,
+        };
+        assert_int_equal(paf_client_set_options(v->client, &o), 0);
+}
+
+static void send_with(env *v, const char *method, const char *url, const paf_http_headers *h,
+                      const char *body, result *r) {
+        *r = (result){0};
+        paf_client_request req = {
+                .method = method,
+                .url = url,
+                .headers = h,
+                .body = body,
+                .body_size = body ? strlen(body) : 0,
+                .userdata = r,
+        };
+        assert_int_equal(paf_client_send(v->client, &req, on_done), 0);
+        wait_done(v, r);
+}
+
+/* A redirect (a server's word) reaches a unix socket only when the caller allowed it. */
+static void test_redirect_schemes(void **state) {
+        env *v = *state;
+        char dir[] = "/tmp/paf-redirect-XXXXXX", sock[PATH_MAX], enc[3 * PATH_MAX], url[128];
+        char expect[sizeof(((peer *)0)->location) + 256];
+        assert_non_null(mkdtemp(dir));
+        snprintf(sock, sizeof(sock), "%s/local.sock", dir);
+        peer web, local;
+        assert_true(peer_start(v, &web, "web", "127.0.0.1:0"));
+        assert_true(peer_start(v, &local, "local", sock));
+        pct_path(enc, sizeof(enc), sock);
+        snprintf(web.location, sizeof(web.location), "http+unix://%s/containers/create", enc);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/redirect", web.port);
+        result r;
+
+        /* The default: http and https only. The body goes nowhere, and the
+         * error names the URL asked for and the one refused. */
+        set_redirect_options(v, NULL, false);
+        send_with(v, "POST", url, NULL, "{\"Image\":\"x\"}", &r);
+        assert_null(r.resp);
+        assert_int_equal(r.err_code, -EPROTONOSUPPORT);
+        print_message("refused: %s\n", r.err);
+        snprintf(expect, sizeof(expect),
+                 "%s: 307 redirect to %s refused: scheme \"http+unix\" is not allowed for "
+                 "redirects",
+                 url, web.location);
+        assert_string_equal(r.err, expect);
+        assert_int_equal(web.n_requests, 1);
+        assert_int_equal(local.n_accepted, 0);
+        result_clear(&r);
+
+        /* vsock, and a scheme only a third party's plugin would serve. */
+        const char *others[] = {"http+vsock://2:1234/x", "https+unix://%2Frun%2Fx.sock/",
+                                "thirdparty+pipe://name/", "gopher://x/"};
+        for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+                snprintf(web.location, sizeof(web.location), "%s", others[i]);
+                send_with(v, "GET", url, NULL, NULL, &r);
+                assert_int_equal(r.err_code, -EPROTONOSUPPORT);
+                assert_non_null(strstr(r.err, others[i]));
+                assert_non_null(strstr(r.err, "is not allowed for redirects"));
+                result_clear(&r);
+        }
+
+        /* Allowed by the caller, in curl's syntax: then it goes there. */
+        snprintf(web.location, sizeof(web.location), "http+unix://%s/containers/create", enc);
+        const char *allowing[] = {"=http,https,http+unix", "+http+unix", "all", "-all,+HTTP+UNIX"};
+        for (size_t i = 0; i < sizeof(allowing) / sizeof(allowing[0]); i++) {
+                set_redirect_options(v, allowing[i], false);
+                send_with(v, "POST", url, NULL, "{}", &r);
+                if (!r.resp)
+                        fail_msg("with \"%s\": %s", allowing[i], r.err);
+                assert_int_equal(r.resp->status, 200);
+                assert_non_null(strstr(r.resp->body, "local POST /containers/create"));
+                assert_int_equal(local.n_requests, i + 1);
+                result_clear(&r);
+        }
+        /* Denied again: the modifiers read left to right. */
+        const char *denying[] = {"+http+unix,-http+unix", "all,-http+unix", "=https", ""};
+        for (size_t i = 0; i < sizeof(denying) / sizeof(denying[0]); i++) {
+                set_redirect_options(v, denying[i], false);
+                send_with(v, "GET", url, NULL, NULL, &r);
+                if (r.err_code != -EPROTONOSUPPORT)
+                        fail_msg("with \"%s\": not refused (%d %s)", denying[i], r.err_code, r.err);
+                result_clear(&r);
+        }
+        assert_int_equal(local.n_requests, 4);
+
+        /* "=https" refuses http elsewhere, but back to the URL's own origin
+         * reaches nothing new. */
+        set_redirect_options(v, "=https", false);
+        snprintf(web.location, sizeof(web.location), "/echo");
+        send_with(v, "GET", url, NULL, NULL, &r);
+        if (!r.resp)
+                fail_msg("same origin: %s", r.err);
+        assert_non_null(strstr(r.resp->body, "web GET /echo"));
+        result_clear(&r);
+
+        /* What is not a list is refused, and the options stay. */
+        const char *bad[] = {"+", "=,https", "1http", "ht tp", "http/2", "-"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                paf_client_options o = {.max_redirects = 5, .redirect_schemes = bad[i]};
+                if (paf_client_set_options(v->client, &o) != -EINVAL)
+                        fail_msg("\"%s\" was taken", bad[i]);
+        }
+        send_with(v, "GET", url, NULL, NULL, &r);
+        assert_non_null(r.resp);
+        result_clear(&r);
+
+        peer_stop(&web);
+        peer_stop(&local);
+        unlink(sock);
+        rmdir(dir);
+}
+
+static paf_http_headers *credentials(void) {
+        paf_http_headers *h;
+        assert_int_equal(paf_http_headers_new(&h), 0);
+        assert_int_equal(paf_http_headers_add(h, "Authorization", "Bearer s3cret"), 0);
+        assert_int_equal(paf_http_headers_add(h, "Cookie", "session=42"), 0);
+        assert_int_equal(paf_http_headers_add(h, "Proxy-Authorization", "Basic cHJveHk="), 0);
+        assert_int_equal(paf_http_headers_add(h, "X-Other", "kept"), 0);
+        return h;
+}
+
+static void expect_echo(const result *r, const char *want) {
+        if (!r->resp)
+                fail_msg("no response: %s", r->err);
+        assert_int_equal(r->resp->status, 200);
+        assert_string_equal(r->resp->body, want);
+}
+
+/* Credentials go to the requested URL's origin only, as curl's; trusted, everywhere. */
+static void test_redirect_credentials(void **state) {
+        env *v = *state;
+        peer a, b;
+        assert_true(peer_start(v, &a, "a", "127.0.0.1:0"));
+        assert_true(peer_start(v, &b, "b", "127.0.0.1:0"));
+        paf_http_headers *h = credentials();
+        char url[128], want[512];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/redirect", a.port);
+        result r;
+        set_redirect_options(v, NULL, false);
+
+        /* Another port: dropped; the rest goes on. */
+        snprintf(a.location, sizeof(a.location), "http://127.0.0.1:%d/echo", b.port);
+        send_with(v, "GET", url, h, NULL, &r);
+        snprintf(want, sizeof(want),
+                 "b GET /echo auth=- cookie=- proxy=- other=kept host=127.0.0.1:%d\n", b.port);
+        expect_echo(&r, want);
+        result_clear(&r);
+
+        /* Another host on the same port: dropped too. */
+        snprintf(a.location, sizeof(a.location), "http://localhost:%d/echo", a.port);
+        send_with(v, "GET", url, h, NULL, &r);
+        snprintf(want, sizeof(want),
+                 "a GET /echo auth=- cookie=- proxy=- other=kept host=localhost:%d\n", a.port);
+        expect_echo(&r, want);
+        result_clear(&r);
+
+        /* The same origin, relative or absolute: kept. */
+        const char *same[] = {"/echo", url};
+        for (size_t i = 0; i < 2; i++) {
+                char abs_echo[128];
+                snprintf(abs_echo, sizeof(abs_echo), "http://127.0.0.1:%d/echo", a.port);
+                snprintf(a.location, sizeof(a.location), "%s", i == 0 ? same[0] : abs_echo);
+                send_with(v, "GET", url, h, NULL, &r);
+                snprintf(want, sizeof(want),
+                         "a GET /echo auth=Bearer s3cret cookie=session=42 proxy=Basic cHJveHk= "
+                         "other=kept host=127.0.0.1:%d\n",
+                         a.port);
+                expect_echo(&r, want);
+                result_clear(&r);
+        }
+
+        /* Away and back: the origin they belong to gets them again, the other never. */
+        snprintf(a.location, sizeof(a.location), "http://127.0.0.1:%d/redirect", b.port);
+        snprintf(b.location, sizeof(b.location), "http://127.0.0.1:%d/echo", a.port);
+        unsigned b_before = b.n_requests;
+        send_with(v, "GET", url, h, NULL, &r);
+        snprintf(want, sizeof(want),
+                 "a GET /echo auth=Bearer s3cret cookie=session=42 proxy=Basic cHJveHk= "
+                 "other=kept host=127.0.0.1:%d\n",
+                 a.port);
+        expect_echo(&r, want);
+        assert_int_equal(b.n_requests, b_before + 1);
+        result_clear(&r);
+
+        /* A caller's Host is the origin's too: elsewhere, the URL's. */
+        paf_http_headers *hh = credentials();
+        assert_int_equal(paf_http_headers_add(hh, "Host", "app.example"), 0);
+        snprintf(a.location, sizeof(a.location), "http://127.0.0.1:%d/echo", b.port);
+        send_with(v, "GET", url, hh, NULL, &r);
+        snprintf(want, sizeof(want),
+                 "b GET /echo auth=- cookie=- proxy=- other=kept host=127.0.0.1:%d\n", b.port);
+        expect_echo(&r, want);
+        result_clear(&r);
+
+        /* Trusted: everything, to everyone. */
+        set_redirect_options(v, NULL, true);
+        send_with(v, "POST", url, hh, "x", &r);
+        expect_echo(&r, "b POST /echo auth=Bearer s3cret cookie=session=42 proxy=Basic cHJveHk= "
+                        "other=kept host=app.example\n");
+        result_clear(&r);
+        paf_http_headers_free(hh);
+
+        paf_http_headers_free(h);
+        peer_stop(&a);
+        peer_stop(&b);
+}
+
+/* Host as the URL writes it: an IPv6 literal in brackets, compressed as
+ * written, through a redirect too; no port when it is the scheme's. */
+static void test_host_ipv6(void **state) {
+        env *v = *state;
+        peer p;
+        if (!peer_start(v, &p, "v6", "[::1]:0")) {
+                print_message("no IPv6 loopback here: skipped\n");
+                skip();
+        }
+        char url[128], want[256];
+        result r;
+        set_redirect_options(v, NULL, false);
+
+        snprintf(url, sizeof(url), "http://[::1]:%d/echo", p.port);
+        send_with(v, "GET", url, NULL, NULL, &r);
+        snprintf(want, sizeof(want), "v6 GET /echo auth=- cookie=- proxy=- other=- host=[::1]:%d\n",
+                 p.port);
+        expect_echo(&r, want);
+        result_clear(&r);
+
+        /* Through a relative redirect, and one written in another form. */
+        snprintf(p.location, sizeof(p.location), "/echo");
+        snprintf(url, sizeof(url), "http://[::1]:%d/redirect", p.port);
+        send_with(v, "GET", url, NULL, NULL, &r);
+        expect_echo(&r, want);
+        char final[128];
+        snprintf(final, sizeof(final), "http://[::1]:%d/echo", p.port);
+        assert_string_equal(r.resp->url, final);
+        result_clear(&r);
+
+        snprintf(p.location, sizeof(p.location), "http://[0:0::1]:%d/echo", p.port);
+        send_with(v, "GET", url, NULL, NULL, &r);
+        snprintf(want, sizeof(want),
+                 "v6 GET /echo auth=- cookie=- proxy=- other=- host=[0:0::1]:%d\n", p.port);
+        expect_echo(&r, want);
+        result_clear(&r);
+        peer_stop(&p);
+
+        /* Port 80 is http's: no ":80". Only in the test's own network
+         * namespace is it ours to take. */
+        if (!peer_start(v, &p, "v6", "[::1]:80")) {
+                print_message("port 80 not ours here: its Host is not checked\n");
+                return;
+        }
+        const char *urls[] = {"http://[::1]/echo", "http://[::1]:80/echo"};
+        for (size_t i = 0; i < 2; i++) {
+                send_with(v, "GET", urls[i], NULL, NULL, &r);
+                expect_echo(&r, "v6 GET /echo auth=- cookie=- proxy=- other=- host=[::1]\n");
+                result_clear(&r);
+        }
+        peer_stop(&p);
+}
+
 static int nginx_group_setup(void **state) {
         (void)state;
         if (!nginx_start(&ngx, nginx_write_tree)) {
@@ -686,6 +1052,13 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         };
         int failed = cmocka_run_group_tests_name("simple-client-errors", errors, NULL, NULL);
+
+        const struct CMUnitTest redirects[] = {
+                cmocka_unit_test_setup_teardown(test_redirect_schemes, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_redirect_credentials, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_host_ipv6, setup, teardown),
+        };
+        failed += cmocka_run_group_tests_name("simple-client-redirects", redirects, NULL, NULL);
 
         if (access(NGINX, X_OK) != 0) {
                 fprintf(stderr, "simple-client: %s not found: skipping the tests against nginx\n",

@@ -1,7 +1,9 @@
 /* tests/plugins/test-tls.c — tls.so over tcp.so and unix.so: handshakes, verification, SNI, mTLS,
- * hostile peers, reload. */
+ * hostile peers, reload; against a GnuTLS peer of its own, records behind session tickets and
+ * KeyUpdates however they are cut, and refused renegotiations. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <gnutls/gnutls.h>
 
 #include <paf.h>
 
@@ -882,6 +885,440 @@ static void test_url_rules(void **state) {
         }
 }
 
+/* ---- a GnuTLS peer of the test's own: records cut and coalesced at will ---- */
+
+/*
+ * The other end of a paf TLS connection over a non-blocking loopback
+ * socket, run from the paf loop. What its GnuTLS writes waits in out until
+ * peer_flush(): so the test decides which records travel in one write.
+ */
+typedef struct peer {
+        int fd;
+        gnutls_session_t session;
+        gnutls_certificate_credentials_t cred;
+        gnutls_datum_t ticket_key;
+        uint8_t *out;
+        size_t out_len, out_size;
+} peer;
+
+static ssize_t peer_push(gnutls_transport_ptr_t ptr, const void *data, size_t len) {
+        peer *p = ptr;
+        if (p->out_size - p->out_len < len) {
+                p->out_size = 2 * (p->out_len + len);
+                p->out = realloc(p->out, p->out_size);
+                assert_non_null(p->out);
+        }
+        memcpy(p->out + p->out_len, data, len);
+        p->out_len += len;
+        return (ssize_t)len;
+}
+
+static ssize_t peer_pull(gnutls_transport_ptr_t ptr, void *data, size_t len) {
+        peer *p = ptr;
+        ssize_t n = recv(p->fd, data, len, MSG_DONTWAIT);
+        if (n < 0)
+                gnutls_transport_set_errno(p->session, errno);
+        return n;
+}
+
+static int peer_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms) {
+        (void)ms;
+        peer *p = ptr;
+        struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
+        if (poll(&pfd, 1, 0) > 0)
+                return 1;
+        gnutls_transport_set_errno(p->session, EAGAIN);
+        return -1;
+}
+
+/* Let paf take whatever is there, event by event. */
+static void run_pending(env *v) {
+        for (int i = 0; i < 100 && sd_event_run(v->event, 0) > 0; i++)
+                ;
+}
+
+/* Send what GnuTLS wrote: in one write, or in writes of piece bytes each,
+ * with paf reading after every one of them. */
+static void peer_flush(env *v, peer *p, size_t piece) {
+        size_t done = 0;
+        uint64_t end = now_ms() + 5000;
+        while (done < p->out_len) {
+                size_t n = p->out_len - done;
+                if (piece > 0 && n > piece)
+                        n = piece;
+                ssize_t k = send(p->fd, p->out + done, n, MSG_NOSIGNAL);
+                if (k < 0) {
+                        assert_int_equal(errno, EAGAIN);
+                        assert_true(now_ms() < end);
+                        assert_true(sd_event_run(v->event, 10 * 1000) >= 0);
+                        continue;
+                }
+                done += (size_t)k;
+                if (piece > 0)
+                        run_pending(v);
+        }
+        p->out_len = 0;
+}
+
+static void peer_init(peer *p, int fd, bool server, const char *priority) {
+        *p = (peer){.fd = fd};
+        assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+        assert_int_equal(gnutls_certificate_allocate_credentials(&p->cred), 0);
+        assert_int_equal(gnutls_init(&p->session,
+                                     (server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK),
+                         0);
+        assert_int_equal(gnutls_priority_set_direct(p->session, priority, NULL), 0);
+        if (server) {
+                assert_true(gnutls_certificate_set_x509_key_file(p->cred, cpath("server.pem"),
+                                                                 cpath("server.key"),
+                                                                 GNUTLS_X509_FMT_PEM) >= 0);
+                /* Session tickets, as OpenSSL's servers send them. */
+                assert_int_equal(gnutls_session_ticket_key_generate(&p->ticket_key), 0);
+                assert_int_equal(gnutls_session_ticket_enable_server(p->session, &p->ticket_key),
+                                 0);
+        } else {
+                assert_true(gnutls_certificate_set_x509_trust_file(p->cred, cpath("ca.pem"),
+                                                                   GNUTLS_X509_FMT_PEM) > 0);
+                assert_int_equal(gnutls_server_name_set(p->session, GNUTLS_NAME_DNS, "localhost",
+                                                        strlen("localhost")),
+                                 0);
+                gnutls_session_set_verify_cert(p->session, "localhost", 0);
+        }
+        assert_int_equal(gnutls_credentials_set(p->session, GNUTLS_CRD_CERTIFICATE, p->cred), 0);
+        gnutls_transport_set_ptr(p->session, p);
+        gnutls_transport_set_push_function(p->session, peer_push);
+        gnutls_transport_set_pull_function(p->session, peer_pull);
+        gnutls_transport_set_pull_timeout_function(p->session, peer_pull_timeout);
+}
+
+static void peer_free(peer *p) {
+        gnutls_deinit(p->session);
+        gnutls_certificate_free_credentials(p->cred);
+        gnutls_free(p->ticket_key.data);
+        free(p->out);
+        close(p->fd);
+}
+
+/*
+ * Run gnutls_handshake() until it is over, paf answering meanwhile; what
+ * it wrote last stays in out unless flush_last. Returns its result: 0, or
+ * why it ended (a renegotiation refused says so with a warning).
+ */
+static int peer_handshake(env *v, peer *p, bool flush_last) {
+        uint64_t end = now_ms() + 5000;
+        for (;;) {
+                int r = gnutls_handshake(p->session);
+                if (r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED) {
+                        if (flush_last)
+                                peer_flush(v, p, 0);
+                        return r;
+                }
+                peer_flush(v, p, 0);
+                if (now_ms() >= end)
+                        return r;
+                assert_true(sd_event_run(v->event, 10 * 1000) >= 0);
+        }
+}
+
+static void peer_send(peer *p, const char *text) {
+        assert_int_equal(gnutls_record_send(p->session, text, strlen(text)), strlen(text));
+}
+
+/* The peer reads text, sent by paf. */
+static void peer_expect(env *v, peer *p, const char *text) {
+        char buf[256];
+        size_t len = strlen(text), got = 0;
+        assert_true(len <= sizeof(buf));
+        uint64_t end = now_ms() + 5000;
+        while (got < len && now_ms() < end) {
+                ssize_t n = gnutls_record_recv(p->session, buf + got, len - got);
+                if (n > 0) {
+                        got += (size_t)n;
+                        continue;
+                }
+                if (n == 0 || gnutls_error_is_fatal((int)n))
+                        fail_msg("peer: reading \"%s\": %s", text,
+                                 n == 0 ? "end of stream" : gnutls_strerror((int)n));
+                /* Answers to a key update go at once. */
+                peer_flush(v, p, 0);
+                assert_true(sd_event_run(v->event, 10 * 1000) >= 0);
+        }
+        assert_int_equal(got, len);
+        assert_memory_equal(buf, text, len);
+}
+
+/* A peer client of the TLS listener. */
+static void peer_connect(env *v, peer *p, const char *priority) {
+        peer_init(p, raw_connect(listener_port(v->listener)), false, priority);
+}
+
+/* A loopback TCP listener outside paf, for a peer server; *port is set. */
+static int raw_listen(int *port) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        assert_true(fd >= 0);
+        struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        assert_int_equal(bind(fd, (struct sockaddr *)&in, sizeof(in)), 0);
+        assert_int_equal(listen(fd, 8), 0);
+        socklen_t len = sizeof(in);
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&in, &len), 0);
+        *port = ntohs(in.sin_port);
+        return fd;
+}
+
+/* A paf client's connection to a peer server on lfd; the server's first
+ * bytes, if any, in one write with its last handshake flight. */
+static void peer_accept(env *v, int lfd, int port, const char *priority, const char *first, peer *p,
+                        connect_result *c) {
+        paf_ctx *ctx = ctx_new();
+        assert_int_equal(paf_ctx_set_string(ctx, "tcp.host", "127.0.0.1"), 0);
+        assert_int_equal(paf_ctx_set_int(ctx, "tcp.port", port), 0);
+        assert_int_equal(paf_ctx_set_string(ctx, "tls.server-name", "localhost"), 0);
+        assert_int_equal(paf_ctx_set_string(ctx, "tls.ca-file", cpath("ca.pem")), 0);
+        *c = (connect_result){};
+        assert_int_equal(paf_registry_connect(v->reg, ctx, v->event, on_connect, c, NULL), 0);
+        paf_ctx_unref(ctx);
+        int fd = -1;
+        uint64_t end = now_ms() + 5000;
+        while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0 && now_ms() < end)
+                assert_true(sd_event_run(v->event, 10 * 1000) >= 0);
+        assert_true(fd >= 0);
+        peer_init(p, fd, true, priority);
+        assert_int_equal(peer_handshake(v, p, false), 0);
+        if (first)
+                peer_send(p, first);
+        peer_flush(v, p, 0);
+        assert_true(run_until(v->event, &c->done, 5000));
+        if (!c->flow)
+                fail_msg("connect failed:\n%s", c->report);
+}
+
+/* A reader that stops reading after its first delivery. */
+static void on_read_once(paf_flow *flow, const void *data, size_t len, int error, void *userdata) {
+        on_read(flow, data, len, error, userdata);
+        assert_int_equal(paf_flow_read_stop(flow), 0);
+}
+
+#define TLS13 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+#define TLS12 "NORMAL:-VERS-ALL:+VERS-TLS1.2"
+#define REQUEST "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+/*
+ * Server side: a request behind two KeyUpdates is read at once, the client
+ * still there, however the records come: with the client's Finished, in
+ * one write after the handshake, read before or after it arrived, and cut
+ * into pieces (1 byte, 7 bytes). paf's own KeyUpdate, asked for, lets the
+ * client read the answer.
+ */
+static void test_key_update(void **state) {
+        env *v = *state;
+        listen_tls(v, "127.0.0.1:0", server_ctx("server"));
+        struct {
+                bool with_finished, read_first;
+                size_t piece;
+        } cases[] = {
+                {true, false, 0}, {false, true, 0}, {false, false, 0},
+                {false, true, 1}, {false, true, 7},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                peer p;
+                peer_connect(v, &p, TLS13);
+                assert_int_equal(peer_handshake(v, &p, !cases[i].with_finished), 0);
+                if (!cases[i].with_finished)
+                        wait_accepted(v, i + 1);
+                reader r = {0};
+                if (cases[i].read_first)
+                        assert_int_equal(paf_flow_read_start(v->accepted[i], on_read, &r), 0);
+                assert_int_equal(gnutls_session_key_update(p.session, GNUTLS_KU_PEER), 0);
+                assert_int_equal(gnutls_session_key_update(p.session, 0), 0);
+                peer_send(&p, REQUEST);
+                peer_flush(v, &p, cases[i].piece);
+                if (cases[i].with_finished)
+                        wait_accepted(v, i + 1);
+                if (!cases[i].read_first)
+                        assert_int_equal(paf_flow_read_start(v->accepted[i], on_read, &r), 0);
+                read_exactly(v->event, &r, strlen(REQUEST));
+                assert_memory_equal(r.data, REQUEST, strlen(REQUEST));
+                assert_false(r.ended);
+                write_and_wait(v->event, v->accepted[i], "answer");
+                peer_expect(v, &p, "answer");
+                assert_int_equal(paf_flow_read_stop(v->accepted[i]), 0);
+                free(r.data);
+                peer_free(&p);
+        }
+}
+
+#define STATUS "HTTP/1.1 200 OK\r\n"
+
+/*
+ * Client side: two session tickets and the server's first bytes in one
+ * write (OpenSSL's servers send two tickets), read as they come or after
+ * they were all there, and in pieces. And under TLS 1.2, bytes that came
+ * with the server's Finished.
+ */
+static void test_session_tickets(void **state) {
+        env *v = *state;
+        int port;
+        int lfd = raw_listen(&port);
+        struct {
+                bool read_first;
+                size_t piece;
+        } cases[] = {{true, 0}, {false, 0}, {true, 1}, {true, 5}};
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                peer p;
+                connect_result c;
+                peer_accept(v, lfd, port, TLS13, NULL, &p, &c);
+                reader r = {0};
+                if (cases[i].read_first)
+                        assert_int_equal(paf_flow_read_start(c.flow, on_read, &r), 0);
+                assert_int_equal(gnutls_session_ticket_send(p.session, 2, 0), 0);
+                peer_send(&p, STATUS);
+                peer_flush(v, &p, cases[i].piece);
+                if (!cases[i].read_first) {
+                        run_pending(v);
+                        assert_int_equal(paf_flow_read_start(c.flow, on_read, &r), 0);
+                }
+                read_exactly(v->event, &r, strlen(STATUS));
+                assert_memory_equal(r.data, STATUS, r.len);
+                assert_false(r.ended);
+                write_and_wait(v->event, c.flow, "thanks");
+                peer_expect(v, &p, "thanks");
+                free(r.data);
+                close_and_wait(v->event, c.flow);
+                connect_result_done(&c);
+                peer_free(&p);
+        }
+
+        peer p;
+        connect_result c;
+        peer_accept(v, lfd, port, TLS12, STATUS, &p, &c);
+        reader r = {0};
+        assert_int_equal(paf_flow_read_start(c.flow, on_read, &r), 0);
+        read_exactly(v->event, &r, strlen(STATUS));
+        assert_memory_equal(r.data, STATUS, r.len);
+        free(r.data);
+        close_and_wait(v->event, c.flow);
+        connect_result_done(&c);
+        peer_free(&p);
+        close(lfd);
+}
+
+/*
+ * A consumer that stops reading gets nothing more, even with whole records
+ * buffered behind a KeyUpdate; reading again gets them all, with nothing
+ * new from the peer.
+ */
+static void test_read_stop_with_buffered_records(void **state) {
+        env *v = *state;
+        listen_tls(v, "127.0.0.1:0", server_ctx("server"));
+        peer p;
+        peer_connect(v, &p, TLS13);
+        assert_int_equal(peer_handshake(v, &p, true), 0);
+        wait_accepted(v, 1);
+        paf_flow *server = v->accepted[0];
+        reader r = {0};
+        assert_int_equal(paf_flow_read_start(server, on_read_once, &r), 0);
+        peer_send(&p, "one");
+        assert_int_equal(gnutls_session_key_update(p.session, 0), 0);
+        peer_send(&p, "two");
+        peer_send(&p, "three");
+        peer_flush(v, &p, 0);
+        read_exactly(v->event, &r, 3);
+        run_for(v->event, 100);
+        assert_int_equal(r.len, 3);
+        assert_false(paf_flow_is_reading(server));
+
+        /* One record at a time, each read stopping again. */
+        assert_int_equal(paf_flow_read_start(server, on_read_once, &r), 0);
+        read_exactly(v->event, &r, 6);
+        run_for(v->event, 50);
+        assert_int_equal(r.len, 6);
+        assert_int_equal(paf_flow_read_start(server, on_read, &r), 0);
+        read_exactly(v->event, &r, 11);
+        assert_memory_equal(r.data, "onetwothree", 11);
+        assert_false(r.ended);
+
+        /* And the end of the stream behind a KeyUpdate, buffered while the
+         * consumer does not read. */
+        assert_int_equal(paf_flow_read_start(server, on_read_once, &r), 0);
+        peer_send(&p, "four");
+        assert_int_equal(gnutls_session_key_update(p.session, 0), 0);
+        assert_int_equal(gnutls_bye(p.session, GNUTLS_SHUT_WR), 0);
+        peer_flush(v, &p, 0);
+        assert_int_equal(shutdown(p.fd, SHUT_WR), 0);
+        read_exactly(v->event, &r, 15);
+        run_for(v->event, 50);
+        assert_false(r.ended);
+        assert_int_equal(paf_flow_read_start(server, on_read, &r), 0);
+        assert_true(run_until(v->event, &r.ended, 5000));
+        assert_true(r.eof);
+        assert_int_equal(r.len, 15);
+        free(r.data);
+        peer_free(&p);
+}
+
+/* The renegotiation was refused, with the warning RFC 5246 has for it. */
+static void assert_no_renegotiation(peer *p, int r) {
+        if (r != GNUTLS_E_WARNING_ALERT_RECEIVED)
+                fail_msg("renegotiation: %s, expected the no_renegotiation warning",
+                         gnutls_strerror(r));
+        assert_int_equal(gnutls_alert_get(p->session), GNUTLS_A_NO_RENEGOTIATION);
+}
+
+/*
+ * TLS 1.2: a client's renegotiation (a new ClientHello) and a server's
+ * HelloRequest are refused with a no_renegotiation warning, and the
+ * connection goes on both ways, as often as the peer tries.
+ */
+static void test_renegotiation_refused(void **state) {
+        env *v = *state;
+        listen_tls(v, "127.0.0.1:0", server_ctx("server"));
+        peer p;
+        peer_connect(v, &p, TLS12);
+        assert_int_equal(peer_handshake(v, &p, true), 0);
+        wait_accepted(v, 1);
+        paf_flow *server = v->accepted[0];
+        assert_query(server, PAF_FLOW_QUERY_TLS_VERSION, "TLS1.2");
+        reader r = {0};
+        assert_int_equal(paf_flow_read_start(server, on_read, &r), 0);
+        for (int round = 0; round < 2; round++) {
+                assert_true(gnutls_safe_renegotiation_status(p.session));
+                assert_no_renegotiation(&p, peer_handshake(v, &p, true));
+                peer_send(&p, "after");
+                peer_flush(v, &p, 0);
+                read_exactly(v->event, &r, 5 * (round + 1));
+                assert_false(r.ended);
+                write_and_wait(v->event, server, "still here");
+                peer_expect(v, &p, "still here");
+        }
+        assert_memory_equal(r.data, "afterafter", 10);
+        free(r.data);
+        peer_free(&p);
+
+        /* The other way: the server asks, paf's client declines. */
+        int port;
+        int lfd = raw_listen(&port);
+        connect_result c;
+        peer_accept(v, lfd, port, TLS12, NULL, &p, &c);
+        assert_query(c.flow, PAF_FLOW_QUERY_TLS_VERSION, "TLS1.2");
+        r = (reader){0};
+        assert_int_equal(paf_flow_read_start(c.flow, on_read, &r), 0);
+        for (int round = 0; round < 2; round++) {
+                assert_int_equal(gnutls_rehandshake(p.session), 0);
+                assert_no_renegotiation(&p, peer_handshake(v, &p, true));
+                peer_send(&p, "hello");
+                peer_flush(v, &p, 0);
+                read_exactly(v->event, &r, 5 * (round + 1));
+                assert_false(r.ended);
+                write_and_wait(v->event, c.flow, "still here");
+                peer_expect(v, &p, "still here");
+        }
+        free(r.data);
+        close_and_wait(v->event, c.flow);
+        connect_result_done(&c);
+        peer_free(&p);
+        close(lfd);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_tcp_round_trip, setup, teardown),
@@ -898,6 +1335,11 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_no_plaintext_fallback, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_client_timeout_and_cancel, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_url_rules, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_key_update, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_session_tickets, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_read_stop_with_buffered_records, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_renegotiation_refused, setup, teardown),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

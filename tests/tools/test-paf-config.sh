@@ -43,6 +43,30 @@ expect_error bad-load 2 'Bad/Name'
 printf '[paf]\nload = tcp\n\n[tpc]\nfoo = 1\n' >"$tmp/unknown-section.conf"
 expect_error unknown-section 4 '\[tpc\]: unknown section (did you mean "tcp"?)'
 
+# Numbers: out of range, or too big for any integer, is refused with the
+# range, never wrapped (header-timeout in µs would wrap to 448 ms).
+printf '[http]\nheader-timeout = 18446744073710\n' >"$tmp/wrap.conf"
+expect_error wrap 2 '\[http\] key "header-timeout": value out of range (0-86400)$'
+
+printf '[http]\nmax-body = 1024\nwrite-timeout = -1\n' >"$tmp/negative-timeout.conf"
+expect_error negative-timeout 3 '\[http\] key "write-timeout": value out of range (0-86400)$'
+
+printf '[http]\nmax-body = -5\n' >"$tmp/negative-body.conf"
+expect_error negative-body 2 '\[http\] key "max-body": value out of range (0-9223372036854775807)$'
+
+printf '[http]\nmax-connections = 99999999999999999999999\n' >"$tmp/huge.conf"
+expect_error huge 2 '\[http\] key "max-connections": value out of range (0-16777216)$'
+
+# A plugin's numbers: the ranges of its option table.
+printf '[paf]\nload = tcp tls\n\n[tls]\nhandshake-timeout = 0\n' >"$tmp/tls-timeout.conf"
+expect_error tls-timeout 5 '\[tls\] key "handshake-timeout": value out of range (1-3600)$'
+
+printf '[paf]\nload = tls\n[tls]\nmax-handshakes = 65537\n' >"$tmp/tls-handshakes.conf"
+expect_error tls-handshakes 4 '\[tls\] key "max-handshakes": value out of range (1-65536)$'
+
+printf '[paf]\nload = tcp tls\n[http]\nheader-timeout = 86400\nmax-body = 0\n[tls]\nhandshake-timeout = 3600\n' >"$tmp/bounds.conf"
+out=$("$PAF_BIN" config check "$tmp/bounds.conf" 2>&1) || fail "bounds rejected: $out"
+
 # A plugin the config asks for but that does not exist.
 printf '[paf]\nload = tcp nosuchplugin\n' >"$tmp/missing-plugin.conf"
 if out=$("$PAF_BIN" config check "$tmp/missing-plugin.conf" 2>&1); then
