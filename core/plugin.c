@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <link.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -743,6 +744,92 @@ static const paf_plugin_descriptor *find_descriptor(void *dl) {
             dladdr1(d, &info, (void **)&owner, RTLD_DL_LINKMAP) == 0 || owner != self)
                 return NULL;
         return d;
+}
+
+/* ---- threads of plugins ---- */
+
+/* A reference of its own (*ret) on the mapped plugin that addr is code
+ * of, or NULL when addr is in none: code of the program or of libpaf is
+ * not ours to unload. Counted in the mapping, like a registry's, so that
+ * the last to let go closes the descriptor it is named by. */
+static int pin_plugin(const void *addr, void **ret) {
+        struct link_map *owner = NULL;
+        Dl_info info;
+        *ret = NULL;
+        if (dladdr1(addr, &info, (void **)&owner, RTLD_DL_LINKMAP) == 0 || !owner)
+                return 0;
+        int r = 0;
+        pthread_mutex_lock(&mappings_lock);
+        for (size_t i = 0; i < n_mappings; i++) {
+                struct link_map *self = NULL;
+                if (mappings[i].n_ref == 0 || dlinfo(mappings[i].dl, RTLD_DI_LINKMAP, &self) != 0 ||
+                    self != owner)
+                        continue;
+                char name[32];
+                fd_name(name, mappings[i].fd);
+                void *dl = dlopen(name, RTLD_NOLOAD | RTLD_NOW | RTLD_LOCAL);
+                if (!dl) {
+                        r = -EIO;
+                        break;
+                }
+                mappings[i].n_ref++;
+                *ret = dl;
+                break;
+        }
+        pthread_mutex_unlock(&mappings_lock);
+        return r;
+}
+
+typedef struct plugin_thread {
+        paf_plugin_thread_handler_t fn;
+        void *userdata;
+        void *dl; /* our reference on fn's plugin, or NULL */
+} plugin_thread;
+
+static void *plugin_thread_run(void *arg) {
+        plugin_thread t = *(plugin_thread *)arg;
+        free(arg);
+        t.fn(t.userdata);
+        /* fn has returned: nothing of its plugin runs here any more, so it
+         * may be unloaded now, even from under this very call. */
+        if (t.dl)
+                unmap_plugin(t.dl);
+        return NULL;
+}
+
+PAF_EXPORT int paf_plugin_start_thread(paf_plugin_thread_handler_t fn, void *userdata) {
+        if (!fn)
+                return -EINVAL;
+        plugin_thread *t = malloc(sizeof(*t));
+        if (!t)
+                return -ENOMEM;
+        *t = (plugin_thread){.fn = fn, .userdata = userdata};
+        int r = pin_plugin((const void *)(uintptr_t)fn, &t->dl);
+        if (r < 0) {
+                free(t);
+                return r;
+        }
+
+        pthread_attr_t attr;
+        r = -pthread_attr_init(&attr);
+        if (r == 0) {
+                r = -pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                /* Signals belong to the program's loop: the thread takes none. */
+                sigset_t all, old;
+                sigfillset(&all);
+                pthread_sigmask(SIG_SETMASK, &all, &old);
+                pthread_t thread;
+                if (r == 0)
+                        r = -pthread_create(&thread, &attr, plugin_thread_run, t);
+                pthread_sigmask(SIG_SETMASK, &old, NULL);
+                pthread_attr_destroy(&attr);
+        }
+        if (r < 0) {
+                if (t->dl)
+                        unmap_plugin(t->dl);
+                free(t);
+        }
+        return r;
 }
 
 /* ---- option tables ---- */

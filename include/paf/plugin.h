@@ -18,7 +18,8 @@ extern "C" {
  *      flow write progress (paf_flow_write_progress,
  *      paf_flow_get_write_progress, PAF_FLOW_QUERY_WRITE_PROGRESS); pending
  *      connections of a listener (paf_listener_add_pending,
- *      paf_listener_get_pending, paf_listener_set_pending_handler). */
+ *      paf_listener_get_pending, paf_listener_set_pending_handler);
+ *      plugin threads (paf_plugin_start_thread). */
 
 /* The symbol every plugin exports (PAF_PLUGIN_DEFINE defines it). */
 #define PAF_PLUGIN_SYMBOL "paf_plugin_entry"
@@ -102,6 +103,17 @@ typedef struct paf_plugin_descriptor {
 PAF_EXPORT const char *paf_plugin_get_name(paf_plugin *plugin);
 PAF_EXPORT void paf_plugin_set_userdata(paf_plugin *plugin, void *userdata);
 PAF_EXPORT void *paf_plugin_get_userdata(paf_plugin *plugin);
+
+typedef void (*paf_plugin_thread_handler_t)(void *userdata);
+
+/* Run fn(userdata) on a new, detached thread with every signal blocked
+ * (ABI 1.2). For blocking work (getaddrinfo) that may outlive the request
+ * it was started for, the registry and every plugin handle: the plugin
+ * whose code fn is stays mapped until fn has returned, and only libpaf's
+ * code runs on the thread after that. fn reports back by its own means
+ * (say, an eventfd the loop watches). 0, or a negative errno, and then fn
+ * never runs. */
+PAF_EXPORT int paf_plugin_start_thread(paf_plugin_thread_handler_t fn, void *userdata);
 
 #ifdef __cplusplus
 }

@@ -4,8 +4,6 @@
 #include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,9 +77,11 @@ static int tcp_describe(paf_ctx *ctx, char *buf, size_t size, void *userdata) {
 /*
  * getaddrinfo() blocks, so it runs on a thread of its own. The job is shared
  * by the thread and the loop, each holding a reference: whichever lets go
- * last frees it, so a connect cancelled mid-lookup just walks away (the
- * thread is detached then, since joining would block the loop). The thread
- * reports through an eventfd the loop watches.
+ * last frees it, so a connect cancelled mid-lookup just walks away. The
+ * lookup cannot be interrupted and may outlive the registry that loaded us:
+ * the thread is started by libpaf (paf_plugin_start_thread), which keeps
+ * tcp.so mapped until resolve_thread() has returned. The thread reports
+ * through an eventfd the loop watches.
  */
 typedef struct resolve_job {
         atomic_uint n_ref;
@@ -89,7 +89,6 @@ typedef struct resolve_job {
         char *name;
         char service[8];
         int efd;
-        pthread_t thread;
         struct addrinfo *result;
         int gai_error;
         int sys_errno;
@@ -106,7 +105,7 @@ static void resolve_job_unref(resolve_job *job) {
         free(job);
 }
 
-static void *resolve_thread(void *userdata) {
+static void resolve_thread(void *userdata) {
         resolve_job *job = userdata;
         struct addrinfo hints = {
                 /* No AI_ADDRCONFIG: it hides loopback-only hosts. */
@@ -123,7 +122,6 @@ static void *resolve_thread(void *userdata) {
         /* Cannot fail short of a bug: the counter is far from overflowing. */
         (void)!write(job->efd, &one, sizeof(one));
         resolve_job_unref(job);
-        return NULL;
 }
 
 static int resolve_job_start(const char *name, int64_t port, resolve_job **ret) {
@@ -146,13 +144,8 @@ static int resolve_job_start(const char *name, int64_t port, resolve_job **ret) 
                 return r;
         }
 
-        /* The thread takes no signals: they belong to the program's loop. */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
         atomic_fetch_add(&job->n_ref, 1);
-        int r = -pthread_create(&job->thread, NULL, resolve_thread, job);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        int r = paf_plugin_start_thread(resolve_thread, job);
         if (r < 0) {
                 atomic_fetch_sub(&job->n_ref, 1);
                 resolve_job_unref(job);
@@ -160,17 +153,6 @@ static int resolve_job_start(const char *name, int64_t port, resolve_job **ret) 
         }
         *ret = job;
         return 0;
-}
-
-/* The loop lets go of a job: join a finished thread, leave a running one. */
-static void resolve_job_abandon(resolve_job *job) {
-        if (!job)
-                return;
-        if (atomic_load(&job->finished))
-                pthread_join(job->thread, NULL);
-        else
-                pthread_detach(job->thread);
-        resolve_job_unref(job);
 }
 
 /* ---- connect ---- */
@@ -203,7 +185,7 @@ static void tcp_connect_free(tcp_connect *tc) {
                 return;
         paf_socket_connect_cancel(tc->attempt);
         tc->job_source = sd_event_source_disable_unref(tc->job_source);
-        resolve_job_abandon(tc->job);
+        resolve_job_unref(tc->job);
         free(tc->addresses);
         free(tc->reasons);
         free(tc->name);
@@ -322,8 +304,6 @@ static int on_resolved(sd_event_source *s, int fd, uint32_t revents, void *userd
         resolve_job *job = tc->job;
         tc->job = NULL;
         tc->job_source = sd_event_source_disable_unref(tc->job_source);
-        /* The thread wrote its last word: joining waits only for its exit. */
-        pthread_join(job->thread, NULL);
 
         if (job->gai_error != 0) {
                 int error = gai_to_errno(job->gai_error, job->sys_errno);

@@ -50,10 +50,49 @@ static bool in_test_namespace(void) {
         return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
+/* Threads of this process: resolver threads outlive the connects they
+ * were started for. */
+static int count_threads(void) {
+        DIR *d = opendir("/proc/self/task");
+        assert_non_null(d);
+        int n = 0;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n;
+}
+
+/* Wait (at most ms) until no more than n threads are left; true if so. */
+static bool wait_threads(int n, unsigned ms) {
+        uint64_t end = now_ms() + ms;
+        while (count_threads() > n && now_ms() < end)
+                usleep(1000);
+        return count_threads() <= n;
+}
+
+/* Whether the file at path (a canonical path) is mapped into this process. */
+static bool is_mapped(const char *path) {
+        FILE *f = fopen("/proc/self/maps", "re");
+        assert_non_null(f);
+        char line[PATH_MAX + 128];
+        size_t n = strlen(path);
+        bool found = false;
+        while (!found && fgets(line, sizeof(line), f)) {
+                size_t len = strcspn(line, "\n");
+                found = len >= n && memcmp(line + len - n, path, n) == 0 &&
+                        (len == n || line[len - n - 1] == ' ');
+        }
+        fclose(f);
+        return found;
+}
+
 typedef struct env {
         sd_event *event;
         paf_registry *reg;
         int fds_before;
+        int threads_before;
         paf_listener *listener;
         paf_flow *accepted[32];
         size_t n_accepted;
@@ -70,6 +109,7 @@ static int setup(void **state) {
         env *v = calloc(1, sizeof(*v));
         assert_non_null(v);
         v->fds_before = count_fds();
+        v->threads_before = count_threads();
         assert_int_equal(sd_event_new(&v->event), 0);
         assert_int_equal(paf_registry_new(&v->reg), 0);
         const char *dir = getenv("PAF_TEST_PLUGINDIR");
@@ -94,6 +134,9 @@ static int teardown(void **state) {
         run_for(v->event, 20);
         paf_registry_unref(v->reg);
         sd_event_unref(v->event);
+        /* A lookup of a cancelled connect ends on its own thread, which
+         * holds what it needs (an eventfd, tcp.so) until it is done. */
+        assert_true(wait_threads(v->threads_before, 5000));
         assert_int_equal(count_fds(), v->fds_before);
         free(v);
         return 0;
@@ -550,6 +593,70 @@ static void test_cancel_while_resolving(void **state) {
         /* Connections that got through were accepted; teardown closes them. */
 }
 
+/*
+ * A lookup outlives its connect and the registry: the resolver thread still
+ * runs tcp.so's code when it comes back, so tcp.so must stay mapped until
+ * the thread is done with it, then go with everything the thread held.
+ * Before, the registry unloaded tcp.so under the hanging lookup, and the
+ * process crashed when the lookup returned into it.
+ */
+static void test_free_registry_while_resolving(void **state) {
+        (void)state;
+        hosts_gate gate = {0};
+        if (!hosts_gate_close(&gate)) {
+                print_message(
+                        "not in run-test.sh's namespaces as root: the lookup cannot be held\n");
+                skip();
+        }
+        const char *dir = getenv("PAF_TEST_PLUGINDIR");
+        assert_non_null(dir);
+        char path[PATH_MAX], real[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/tcp.so", dir);
+        assert_non_null(realpath(path, real));
+        assert_false(is_mapped(real));
+        int fds = count_fds(), threads = count_threads();
+
+        sd_event *event;
+        paf_registry *reg;
+        assert_int_equal(sd_event_new(&event), 0);
+        assert_int_equal(paf_registry_new(&reg), 0);
+        paf_error err = PAF_ERROR_NULL;
+        if (paf_registry_load_plugin(reg, path, &err) < 0)
+                fail_msg("loading %s: %s", path, err.message);
+        assert_true(is_mapped(real));
+
+        paf_ctx *ctx = tcp_ctx("localhost", 9);
+        paf_connect *conn;
+        assert_int_equal(paf_registry_connect(reg, ctx, event, on_connect_never, NULL, &conn), 0);
+        paf_ctx_unref(ctx);
+        /* The lookup starts, and hangs in open("/etc/hosts"). */
+        uint64_t end = now_ms() + 2000;
+        while (count_threads() == threads && now_ms() < end)
+                assert_true(sd_event_run(event, 1000) >= 0);
+        assert_int_equal(count_threads(), threads + 1);
+        run_for(event, 20);
+
+        /* Given up (a timeout, say), and the program lets go of paf. */
+        paf_connect_cancel(conn);
+        run_for(event, 10);
+        paf_registry_unref(reg);
+        sd_event_unref(event);
+        /* The lookup is not over: its thread keeps tcp.so. */
+        assert_true(is_mapped(real));
+        assert_int_equal(count_threads(), threads + 1);
+
+        /* The lookup goes on, in tcp.so's code, and ends. */
+        end = now_ms() + 5000;
+        while (!hosts_gate_flush(&gate) && now_ms() < end)
+                usleep(1000);
+        hosts_gate_open(&gate);
+        if (!wait_threads(threads, 10000))
+                fail_msg("the resolver thread is still running 10 s after its lookup was let go");
+        /* Gone with its thread: tcp.so, its descriptor, the eventfd. */
+        assert_false(is_mapped(real));
+        assert_int_equal(count_fds(), fds);
+}
+
 static void test_url_rules(void **state) {
         env *v = *state;
         listen_on(v, "127.0.0.1:0");
@@ -766,6 +873,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_unresolvable_name_does_not_block, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_cancel_while_resolving, setup, teardown),
+                cmocka_unit_test(test_free_registry_while_resolving),
                 cmocka_unit_test_setup_teardown(test_url_rules, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_listen_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_listen_fd, setup, teardown),
