@@ -528,16 +528,20 @@ static void socket_flow_close(paf_flow *flow) {
                 socket_flow_release(sf);
 }
 
-/* Asked by a consumer watching its writes (a write timeout): has the kernel
- * passed on (TCP: had acknowledged; unix: had read) any of what it holds
- * since we last looked, while our send waits for room? */
+/* Asked by a consumer watching its writes (a write or response timeout): has
+ * the kernel passed on (TCP: had acknowledged; unix: had read) any of what it
+ * holds since we last looked, while our send waits for room, or after the
+ * last write completed (the tail of a request still on its way, which may be
+ * megabytes)? Between sends the queue only shrinks, so a look that finds no
+ * earlier one starts the comparison; a send that succeeds ends it. */
 static void socket_flow_poll_outq(socket_flow *sf) {
         int outq;
-        if (!sf->writing || !sf->outq_known || ioctl(sf->fd, SIOCOUTQ, &outq) < 0)
+        if ((sf->writing && !sf->outq_known) || ioctl(sf->fd, SIOCOUTQ, &outq) < 0)
                 return;
-        if (outq < sf->outq)
+        if (sf->outq_known && outq < sf->outq)
                 paf_flow_write_progress(sf->flow, 0);
         sf->outq = outq;
+        sf->outq_known = true;
 }
 
 static int socket_flow_query(paf_flow *flow, int what, void *ret, size_t size) {

@@ -10,6 +10,8 @@
 #include <paf/http.h>
 
 #define USEC_PER_SEC UINT64_C(1000000)
+/* sd-event's default (250 ms) would make a short timeout fire at twice its length. */
+#define TIMER_ACCURACY_USEC (10 * 1000)
 
 /* A response's header section beyond this is refused: a client must not let
  * a server make it buffer without bound either. */
@@ -142,6 +144,13 @@ struct paf_http_call {
         conn *conn;
         sd_event_source *timer; /* connect, then response */
         bool timer_armed;
+        uint64_t timer_at; /* what it is armed for */
+        /* The response timeout counts from the last thing that moved: a write
+         * completing, response bytes (timer_from), or the transport taking
+         * bytes of the request (progress_at, asked at polled_at). */
+        uint64_t timer_from, progress_at, polled_at;
+        /* What the flow had written before this call's request, for messages. */
+        uint64_t sent_before;
         sd_event_source *defer;   /* what is owed to the user outside the read path */
         wreq *queue, *queue_tail; /* writes waiting for a connection */
         unsigned n_in_flight;
@@ -599,6 +608,7 @@ static void call_attach(paf_http_call *call, conn *cn) {
         cn->event = EV_NONE;
         cn->stalled = false;
         call_reset_response(call);
+        (void)paf_flow_get_write_progress(cn->flow, &call->sent_before, NULL);
         int r = call_queue_head(call);
         if (r < 0) {
                 call_fail(call, r, "out of memory");
@@ -709,6 +719,9 @@ static int build_head(paf_http_call *call, paf_registry *reg, paf_ctx *ctx, cons
                 r = host_from_ctx(reg, ctx, line, sizeof(line));
                 if (r < 0)
                         return r;
+                /* Cut short, it would name another host; no real one is this long. */
+                if (strlen(line) >= sizeof(line) - 1)
+                        return -ENAMETOOLONG;
                 ADD(line);
         }
         ADD("\r\n");
@@ -1084,6 +1097,34 @@ static void conn_on_read(paf_flow *flow _unused_, const void *data, size_t len, 
 
 /* ---- timers and deferred work ---- */
 
+static uint64_t call_now(paf_http_call *call) {
+        uint64_t t = 0;
+        (void)sd_event_now(call->client->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+/* When the response timeout is due: a request that the transport is still
+ * taking, or whose tail the kernel is still passing on, is not a silent
+ * server, however long one write of it takes. */
+static uint64_t call_deadline(paf_http_call *call) {
+        uint64_t from = call->timer_from > call->progress_at ? call->timer_from : call->progress_at;
+        return from + call->client->timeouts.response_usec;
+}
+
+/* Progress is asked for, not told (it may cost the transport a system call),
+ * so only when the timer fires. */
+static void call_poll_progress(paf_http_call *call) {
+        conn *cn = call->conn;
+        uint64_t at;
+        call->polled_at = call_now(call);
+        if (cn && cn->flow && paf_flow_get_write_progress(cn->flow, NULL, &at) >= 0 &&
+            at > call->progress_at)
+                call->progress_at = at;
+}
+
+static void call_timer_schedule(paf_http_call *call);
+static bool call_timer_wanted(paf_http_call *call);
+
 static int on_call_timer(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
         paf_http_call *call = userdata;
         paf_http_client *c = call->client;
@@ -1096,53 +1137,95 @@ static int on_call_timer(sd_event_source *s _unused_, uint64_t usec _unused_, vo
         if (call->state == CALL_CONNECTING) {
                 format_seconds(c->timeouts.connect_usec, t, sizeof(t));
                 call_fail(call, -ETIMEDOUT, "connect timeout after %s", t);
-        } else if (call->state == CALL_ACTIVE) {
+        } else if (call_timer_wanted(call)) {
+                call_poll_progress(call);
+                if (call_now(call) < call_deadline(call)) {
+                        /* Early, to look at the progress, or bytes moved. */
+                        call_timer_schedule(call);
+                        goto out;
+                }
                 format_seconds(c->timeouts.response_usec, t, sizeof(t));
-                if (!call->headers_complete)
+                if (!call->headers_complete && call->n_in_flight > 0) {
+                        uint64_t sent = 0;
+                        if (call->conn)
+                                (void)paf_flow_get_write_progress(call->conn->flow, &sent, NULL);
+                        call_fail(call, -ETIMEDOUT,
+                                  "request stalled for %s after %" PRIu64 " bytes sent", t,
+                                  sent - call->sent_before);
+                } else if (!call->headers_complete)
                         call_fail(call, -ETIMEDOUT, "no response within %s", t);
                 else
                         call_fail(call, -ETIMEDOUT,
                                   "response body stalled for %s after %" PRIu64 " bytes", t,
                                   call->body_received);
         }
+out:
         call_unref(call);
+        return 0;
+}
+
+static int call_timer_set(paf_http_call *call, uint64_t at) {
+        int r;
+        if (!call->timer) {
+                r = sd_event_add_time(call->client->event, &call->timer, CLOCK_MONOTONIC, at,
+                                      TIMER_ACCURACY_USEC, on_call_timer, call);
+                if (r < 0)
+                        return r;
+                (void)sd_event_source_set_description(call->timer, "paf-http-call");
+        } else {
+                r = sd_event_source_set_time(call->timer, at);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(call->timer, SD_EVENT_ONESHOT);
+                if (r < 0)
+                        return r;
+        }
+        call->timer_at = at;
+        call->timer_armed = true;
         return 0;
 }
 
 static int call_timer_arm(paf_http_call *call, uint64_t usec) {
         if (!call->client || usec == 0)
                 return 0;
-        int r;
-        if (!call->timer) {
-                r = sd_event_add_time_relative(call->client->event, &call->timer, CLOCK_MONOTONIC,
-                                               usec, 0, on_call_timer, call);
-                if (r < 0)
-                        return r;
-                (void)sd_event_source_set_description(call->timer, "paf-http-call");
-        } else {
-                r = sd_event_source_set_time_relative(call->timer, usec);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(call->timer, SD_EVENT_ONESHOT);
-                if (r < 0)
-                        return r;
-        }
-        call->timer_armed = true;
-        return 0;
+        return call_timer_set(call, call_now(call) + usec);
+}
+
+/* Arm the response timer for its deadline or, before it, the next look at
+ * the progress: four looks per timeout cut a stalled transfer at most a
+ * quarter of it late (a socket notices its queue drained only when asked). */
+static void call_timer_schedule(paf_http_call *call) {
+        uint64_t timeout = call->client->timeouts.response_usec;
+        uint64_t at = call_deadline(call);
+        uint64_t last = call->timer_from > call->polled_at ? call->timer_from : call->polled_at;
+        if (last + timeout / 4 < at)
+                at = last + timeout / 4;
+        /* One that fires no later stays: it re-arms itself when early, which
+         * spares a heap update per piece of body. */
+        if (call->timer_armed && call->timer_at <= at)
+                return;
+        int r = call_timer_set(call, at);
+        if (r < 0)
+                call_fail(call, r, "cannot arm the response timer: %s", strerror(-r));
 }
 
 /*
  * The response timeout runs only while the network owes us something: a
  * write to complete, or response bytes. While the user holds things up
- * (not writing the body yet, not reading, paused) it does not. `restart`:
- * something moved, count from now.
+ * (not writing the body yet, not reading, paused) it does not.
  */
+static bool call_timer_wanted(paf_http_call *call) {
+        return call->state == CALL_ACTIVE && call->client->timeouts.response_usec > 0 &&
+               (call->request_submitted || call->n_in_flight > 0) &&
+               !(call->headers_delivered && !call_ready(call)) && !call->held;
+}
+
+/* `restart`: something moved, count from now. */
 static void call_timer_update(paf_http_call *call, bool restart) {
-        if (!call->client || call->freed)
+        /* While connecting, the timer is the connect timeout's: pausing or
+         * asking for the body then must not stop it. */
+        if (!call->client || call->freed || call->state == CALL_CONNECTING)
                 return;
-        bool want = call->state == CALL_ACTIVE &&
-                    (call->request_submitted || call->n_in_flight > 0) &&
-                    !(call->headers_delivered && !call_ready(call)) && !call->held;
-        if (!want) {
+        if (!call_timer_wanted(call)) {
                 if (call->timer_armed && call->timer)
                         (void)sd_event_source_set_enabled(call->timer, SD_EVENT_OFF);
                 call->timer_armed = false;
@@ -1150,9 +1233,8 @@ static void call_timer_update(paf_http_call *call, bool restart) {
         }
         if (call->timer_armed && !restart)
                 return;
-        int r = call_timer_arm(call, call->client->timeouts.response_usec);
-        if (r < 0)
-                call_fail(call, r, "cannot arm the response timer: %s", strerror(-r));
+        call->timer_from = call_now(call);
+        call_timer_schedule(call);
 }
 
 static int on_call_defer(sd_event_source *s _unused_, void *userdata) {

@@ -160,8 +160,11 @@ typedef struct paf_http_call paf_http_call;
 
 typedef struct paf_http_client_timeouts {
         uint64_t connect_usec;  /* resolution and connect */
-        uint64_t response_usec; /* from the request's end to the response's headers,
-                                   and between two pieces of the response body */
+        uint64_t response_usec; /* how long the network may stay still: while the
+                                   request is sent, no byte of it taken by the
+                                   transport (its kernel queue draining counts);
+                                   then from the request's end to the response's
+                                   headers, and between two pieces of the body */
         uint64_t idle_usec;     /* a kept-alive connection is closed after this */
 } paf_http_client_timeouts;
 

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -30,6 +31,13 @@
 
 #define FILE_SIZE (300 * 1024 + 17)
 #define BIG_SIZE (4 * 1024 * 1024)
+/* An upload well past what the kernel buffers on loopback (TCP's send buffer
+ * grows to 4 MiB at once there), read at 64 KiB every 10 ms: 1.3 s, many
+ * times the 200 ms timeout the client is given. */
+#define UPLOAD_SIZE (8 * 1024 * 1024)
+#define SLOW_PER_TICK (64 * 1024)
+#define SLOW_TICK_USEC (10 * 1000)
+#define SLOW_RCVBUF (32 * 1024)
 
 /* ---- helpers ---- */
 
@@ -63,6 +71,13 @@ static uint8_t *read_file(const char *path, size_t *ret_len) {
 }
 
 /* Bytes that are not all alike, so that misplaced pieces show. */
+static uint32_t fnv1a(uint32_t h, const uint8_t *p, size_t len) {
+        for (size_t i = 0; i < len; i++)
+                h = (h ^ p[i]) * 16777619u;
+        return h;
+}
+#define FNV1A_INIT 2166136261u
+
 static uint8_t *pattern(size_t len, uint32_t seed) {
         uint8_t *p = malloc(len);
         assert_non_null(p);
@@ -163,12 +178,17 @@ typedef enum raw_mode {
         RAW_CLOSE_AFTER_EACH, /* answers one keep-alive response, then closes; twice */
         RAW_STALL_BODY,       /* sends the headers and part of the body, then nothing */
         RAW_HTTP10,           /* an HTTP/1.0 body that ends with the connection */
+        RAW_SLOW_READER,      /* reads an UPLOAD_SIZE body slowly but steadily, then answers */
+        RAW_STOP_READING,     /* reads the request head, then nothing */
 } raw_mode;
 
 typedef struct raw_server {
         pid_t pid;
         int port;
 } raw_server;
+
+/* The running one, if any: a failed test does not reach its raw_stop(). */
+static pid_t raw_running;
 
 static void raw_read_request(int fd) {
         char buf[4096];
@@ -195,6 +215,46 @@ static void raw_write_all(int fd, const void *data, size_t len) {
         }
 }
 
+/* Reads the head and an UPLOAD_SIZE body at SLOW_PER_TICK bytes per tick,
+ * then answers with how many bytes of body it got and their hash. */
+static void raw_slow_reader(int fd) {
+        static uint8_t buf[SLOW_PER_TICK];
+        size_t len = 0;
+        const uint8_t *end = NULL;
+        while (!end && len < 4096) {
+                ssize_t k = read(fd, buf + len, 4096 - len);
+                if (k <= 0)
+                        _exit(1);
+                len += (size_t)k;
+                end = memmem(buf, len, "\r\n\r\n", 4);
+        }
+        if (!end)
+                _exit(1);
+        size_t head = (size_t)(end + 4 - buf);
+        uint64_t got = len - head;
+        uint32_t h = fnv1a(FNV1A_INIT, buf + head, len - head);
+        while (got < UPLOAD_SIZE) {
+                size_t want = UPLOAD_SIZE - got < SLOW_PER_TICK ? UPLOAD_SIZE - got : SLOW_PER_TICK;
+                size_t n = 0;
+                while (n < want) {
+                        ssize_t k = read(fd, buf + n, want - n);
+                        if (k <= 0)
+                                _exit(1);
+                        n += (size_t)k;
+                }
+                h = fnv1a(h, buf, n);
+                got += n;
+                usleep(SLOW_TICK_USEC);
+        }
+        char body[64], reply[160];
+        int m = snprintf(body, sizeof(body), "%" PRIu64 " %08x", got, h);
+        snprintf(reply, sizeof(reply), "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", m, body);
+        raw_write_all(fd, reply, strlen(reply));
+        /* Until the client closes: an early close could reset the answer. */
+        while (read(fd, buf, sizeof(buf)) > 0)
+                ;
+}
+
 static void raw_child(int lfd, raw_mode mode) {
         alarm(20); /* never outlive a lost parent for long */
         int rounds = mode == RAW_CLOSE_AFTER_EACH ? 2 : 1;
@@ -202,6 +262,11 @@ static void raw_child(int lfd, raw_mode mode) {
                 int fd = accept(lfd, NULL, NULL);
                 if (fd < 0)
                         _exit(1);
+                if (mode == RAW_SLOW_READER) {
+                        raw_slow_reader(fd);
+                        close(fd);
+                        continue;
+                }
                 raw_read_request(fd);
                 if (mode == RAW_SHORT_BODY) {
                         const char *h = "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n";
@@ -209,7 +274,7 @@ static void raw_child(int lfd, raw_mode mode) {
                         char body[1000];
                         memset(body, 'x', sizeof(body));
                         raw_write_all(fd, body, sizeof(body));
-                } else if (mode == RAW_SILENT) {
+                } else if (mode == RAW_SILENT || mode == RAW_STOP_READING) {
                         pause();
                 } else if (mode == RAW_STALL_BODY) {
                         const char *h = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789";
@@ -232,6 +297,12 @@ static void raw_start(raw_server *s, raw_mode mode) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         assert_true(fd >= 0);
         struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (mode == RAW_SLOW_READER || mode == RAW_STOP_READING) {
+                /* Before listen, so that the window is small from the start:
+                 * the upload waits on the reader, not on buffers. */
+                int size = SLOW_RCVBUF;
+                assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)), 0);
+        }
         assert_int_equal(bind(fd, (struct sockaddr *)&in, sizeof(in)), 0);
         assert_int_equal(listen(fd, 8), 0);
         socklen_t len = sizeof(in);
@@ -242,6 +313,7 @@ static void raw_start(raw_server *s, raw_mode mode) {
         if (s->pid == 0)
                 raw_child(fd, mode);
         close(fd);
+        raw_running = s->pid;
 }
 
 static void raw_stop(raw_server *s) {
@@ -250,6 +322,7 @@ static void raw_stop(raw_server *s) {
         kill(s->pid, SIGKILL);
         waitpid(s->pid, NULL, 0);
         s->pid = 0;
+        raw_running = 0;
 }
 
 /* ---- the client side ---- */
@@ -288,6 +361,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         env *v = *state;
+        if (raw_running > 0)
+                raw_stop(&(raw_server){.pid = raw_running});
         paf_http_client_free(v->client);
         /* Closing flows finish on the loop. */
         run_for(v->event, 30);
@@ -433,13 +508,15 @@ static void request(env *v, paf_ctx *ctx, const char *method, const char *target
                 size_t a = len / 3, b = len / 3;
                 const uint8_t *p = body;
                 assert_int_equal(paf_http_call_write(r->call, p, a, on_call_written, &written), 0);
-                assert_int_equal(paf_http_call_write(r->call, p + a, b, on_call_written, &written), 0);
-                assert_int_equal(
-                        paf_http_call_write(r->call, p + a + b, len - a - b, on_call_written, &written),
-                        0);
+                assert_int_equal(paf_http_call_write(r->call, p + a, b, on_call_written, &written),
+                                 0);
+                assert_int_equal(paf_http_call_write(r->call, p + a + b, len - a - b,
+                                                     on_call_written, &written),
+                                 0);
                 expected = 3;
         } else if (len > 0) {
-                assert_int_equal(paf_http_call_write(r->call, body, len, on_call_written, &written), 0);
+                assert_int_equal(paf_http_call_write(r->call, body, len, on_call_written, &written),
+                                 0);
                 expected = 1;
         }
         assert_int_equal(paf_http_call_finish(r->call), 0);
@@ -863,6 +940,88 @@ static void test_body_stall_timeout(void **state) {
         paf_ctx_unref(ctx);
 }
 
+static void on_upload_written(paf_http_call *call, int error, void *userdata) {
+        (void)call;
+        int *ret = userdata;
+        *ret = error;
+}
+
+/* PUT an UPLOAD_SIZE body in one write; returns how long until the call ended. */
+static uint64_t upload(env *v, int port, result *r, int *written) {
+        paf_http_client_timeouts t = {
+                .connect_usec = 5000000, .response_usec = 200000, .idle_usec = 5000000};
+        assert_int_equal(paf_http_client_set_timeouts(v->client, &t), 0);
+        uint8_t *body = pattern(UPLOAD_SIZE, 3);
+        paf_ctx *ctx = tcp_ctx(port);
+        uint64_t start = now_ms();
+        assert_int_equal(paf_http_client_request(v->client, ctx, "PUT", "/upload", NULL,
+                                                 UPLOAD_SIZE, on_response, r, &r->call),
+                         0);
+        *written = 1;
+        assert_int_equal(
+                paf_http_call_write(r->call, body, UPLOAD_SIZE, on_upload_written, written), 0);
+        assert_int_equal(paf_http_call_finish(r->call), 0);
+        if (!run_until(v->event, &r->done, 10000))
+                fail_msg("PUT /upload: no end within 10 s");
+        uint64_t took = now_ms() - start;
+        /* A failed call's write learns it from the loop. */
+        for (int i = 0; i < 100 && *written == 1; i++)
+                assert_true(sd_event_run(v->event, 10 * 1000) >= 0);
+        free(body);
+        paf_ctx_unref(ctx);
+        return took;
+}
+
+/* A server that reads slowly but steadily takes the whole upload, although
+ * no write of it completes within the response timeout: the timeout counts
+ * from the last byte the transport took, not from the last write done. */
+static void test_slow_reader_upload(void **state) {
+        env *v = *state;
+        raw_server s;
+        raw_start(&s, RAW_SLOW_READER);
+        result r = {0};
+        int written;
+        uint64_t took = upload(v, s.port, &r, &written);
+        if (r.err)
+                fail_msg("after %" PRIu64 " ms: %s", took, r.err);
+        assert_int_equal(written, 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.body_error, 0);
+        uint8_t *body = pattern(UPLOAD_SIZE, 3);
+        char want[64];
+        snprintf(want, sizeof(want), "%d %08x", UPLOAD_SIZE, fnv1a(FNV1A_INIT, body, UPLOAD_SIZE));
+        free(body);
+        assert_int_equal(r.n_body, strlen(want));
+        assert_memory_equal(r.body, want, strlen(want));
+        print_message("slow reader: %d bytes taken in %" PRIu64 " ms\n", UPLOAD_SIZE, took);
+        /* It did outlast the timeout, many times. */
+        assert_true(took >= 5 * 200);
+        result_done(&r);
+        raw_stop(&s);
+}
+
+/* One that stops reading is cut one timeout after the transport last took a
+ * byte, with what was sent. */
+static void test_stalled_upload_times_out(void **state) {
+        env *v = *state;
+        raw_server s;
+        raw_start(&s, RAW_STOP_READING);
+        result r = {0};
+        int written;
+        uint64_t took = upload(v, s.port, &r, &written);
+        assert_int_equal(r.err_code, -ETIMEDOUT);
+        char want[128];
+        snprintf(want, sizeof(want),
+                 "PUT /upload: tcp 127.0.0.1:%d: request stalled for 0.2 s after ", s.port);
+        if (strncmp(r.err, want, strlen(want)) != 0)
+                fail_msg("got \"%s\", want \"%s…\"", r.err, want);
+        print_message("stopped reader: cut after %" PRIu64 " ms: %s\n", took, r.err);
+        assert_true(written < 0);
+        assert_true(took >= 190 && took < 1000);
+        result_done(&r);
+        raw_stop(&s);
+}
+
 static void test_http10_until_close(void **state) {
         env *v = *state;
         raw_server s;
@@ -907,6 +1066,17 @@ static void test_connect_timeout(void **state) {
         char want[128];
         snprintf(want, sizeof(want), "GET /x: tcp 127.0.0.1:%d: connect timeout after 0.3 s",
                  ntohs(in.sin_port));
+        assert_string_equal(r.err, want);
+        result_done(&r);
+
+        /* Paused, or reading the body, before it connected: still timed. */
+        assert_int_equal(paf_http_client_request(v->client, ctx, "GET", "/x", NULL, 0, on_response,
+                                                 &r, &r.call),
+                         0);
+        assert_int_equal(paf_http_call_pause(r.call), 0);
+        assert_int_equal(paf_http_call_read_body(r.call, on_body, &r), 0);
+        if (!run_until(v->event, &r.done, 5000))
+                fail_msg("GET /x, paused while connecting: no end within 5 s");
         assert_string_equal(r.err, want);
         result_done(&r);
         paf_ctx_unref(ctx);
@@ -1004,6 +1174,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_body_stall_timeout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_http10_until_close, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_slow_reader_upload, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stalled_upload_times_out, setup, teardown),
         };
         int failed = cmocka_run_group_tests_name("http-client-raw", raw, NULL, NULL);
 
