@@ -86,7 +86,29 @@ term() {
         ok "SIGTERM $1: paf serve exited within $((i * 50)) ms"
 }
 
-fds_of() { ls "/proc/$1/fd" | wc -l; }
+# hold MODE [N]: flood.py opens connections (see its MODEs) and keeps them
+# until release; sets $holder.
+hold() {
+        rm -f "$tmp/hold"
+        mkfifo "$tmp/hold"
+        : >"$tmp/held.out"
+        python3 "$here/flood.py" "$pid" "$addr" "$@" <"$tmp/hold" >"$tmp/held.out" &
+        holder=$!
+        pids="$pids $holder"
+        exec 3>"$tmp/hold"
+        i=0
+        until grep -q held "$tmp/held.out"; do
+                i=$((i + 1))
+                [ $i -le 100 ] || fail "flood.py $*: the connections were not set up"
+                sleep 0.05
+        done
+}
+release() {
+        exec 3>&-
+        wait "$holder" 2>/dev/null || true
+        pids=
+}
+
 # Sockets only: the loop's socket poller (an epoll fd) comes and goes with
 # the first and last connection.
 sockets_of() { find "/proc/$1/fd" -lname 'socket:*' | wc -l; }
@@ -128,22 +150,10 @@ pids=
 # ---- 5. SIGTERM with connections in every state ----
 printf '[http]\nheader-timeout = 2\nbody-timeout = 2\nwrite-timeout = 2\n' >"$tmp/short.conf"
 serve --config "$tmp/short.conf" --listen 127.0.0.1:0
-mkfifo "$tmp/hold"
-python3 "$here/flood.py" "$pid" "$addr" states <"$tmp/hold" >"$tmp/held.out" &
-holder=$!
-pids="$holder"
-exec 3>"$tmp/hold"
-i=0
-until grep -q held "$tmp/held.out"; do
-        i=$((i + 1))
-        [ $i -le 100 ] || fail "the connections in every state were not set up"
-        sleep 0.05
-done
+hold states
 sleep 0.3
 term "with connections in every state"
-exec 3>&-
-wait "$holder" 2>/dev/null || true
-pids=
+release
 
 # ---- 6. [http] max-connections counts TLS handshakes ----
 printf '[http]\nmax-connections = 5\n[tls]\nhandshake-timeout = 30\n' >"$tmp/max.conf"
@@ -160,22 +170,12 @@ until grep -q "^1 " "$tmp/ka.out" 2>/dev/null; do
 done
 # The listening socket, without the established connection.
 base=$(($(sockets_of "$pid") - 1))
-mkfifo "$tmp/hold2"
-python3 "$here/flood.py" "$pid" "$addr" hold 60 <"$tmp/hold2" >"$tmp/held2.out" &
-holder=$!
-pids="$ka $holder"
-exec 4>"$tmp/hold2"
-i=0
-until grep -q held "$tmp/held2.out"; do
-        i=$((i + 1))
-        [ $i -le 100 ] || fail "60 silent connections were not set up"
-        sleep 0.05
-done
+hold hold 60
 sleep 0.5
 held=$(($(sockets_of "$pid") - base))
 echo "max-connections = 5: 1 established + 60 silent TLS connections hold $held fds beyond the baseline"
 [ "$held" -le 5 ] || fail "max-connections = 5, yet $held connection fds"
-ok "max-connections = 5 holds $held fds with 61 TLS connections (was 61)"
+ok "max-connections = 5 holds $held fds with 61 TLS connections"
 # Paused, not spinning.
 c0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
 sleep 1
@@ -191,11 +191,9 @@ until grep -q "^2 " "$tmp/ka.out" 2>/dev/null; do
         sleep 0.05
 done
 ok "the established connection is served while accepting is paused"
-exec 4>&-
-wait "$holder" 2>/dev/null || true
+release
 echo quit >"$tmp/ka.ctl"
 wait "$ka" 2>/dev/null || true
-pids=
 # Freed slots are taken again: a new client is answered.
 out=$(curl -sS --max-time 5 --cacert "$certs/ca.pem" "https://localhost:${addr##*:}/index.html") ||
         fail "a new client after the silent ones left"
@@ -207,24 +205,12 @@ term "after max-connections"
 printf '[tls]\nmax-handshakes = 4\nhandshake-timeout = 30\n' >"$tmp/hs.conf"
 serve --config "$tmp/hs.conf" --listen-tls 127.0.0.1:0 --cert "$certs/srv.pem" --key "$certs/srv.key"
 base=$(sockets_of "$pid")
-mkfifo "$tmp/hold3"
-python3 "$here/flood.py" "$pid" "$addr" hold 40 <"$tmp/hold3" >"$tmp/held3.out" &
-holder=$!
-pids="$holder"
-exec 5>"$tmp/hold3"
-i=0
-until grep -q held "$tmp/held3.out"; do
-        i=$((i + 1))
-        [ $i -le 100 ] || fail "40 silent connections were not set up"
-        sleep 0.05
-done
+hold hold 40
 sleep 0.5
 held=$(($(sockets_of "$pid") - base))
 [ "$held" -le 4 ] || fail "max-handshakes = 4, yet $held connection fds"
 ok "max-handshakes = 4 holds $held fds with 40 silent TLS connections"
-exec 5>&-
-wait "$holder" 2>/dev/null || true
-pids=
+release
 out=$(curl -sS --max-time 5 --cacert "$certs/ca.pem" "https://localhost:${addr##*:}/index.html") ||
         fail "a client after the silent ones left"
 [ "$out" = hello ] || fail "a client after the silent ones got '$out'"
