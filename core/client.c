@@ -75,7 +75,6 @@ struct client_call {
         sd_event_source *defer;
         sd_event_source *timer;
         call_step step;
-        char *report;
         paf_response *response; /* the final one, being read */
         size_t body_alloc;
         paf_error error; /* code < 0: failed */
@@ -223,20 +222,25 @@ static void origin_done(origin *o) {
         *o = (origin){.port = -1};
 }
 
-/* From the url.* keys paf_ctx_set_url() set. Only http and https have a
- * default port here: a "+unix" authority is a path, a "+vsock" one names
- * its port. */
-static int origin_from_ctx(paf_ctx *ctx, origin *ret) {
+/* The port a URL of scheme names by saying none: its registration's, or
+ * -1 (a "+unix" authority is a path). */
+static int64_t scheme_default_port(paf_registry *reg, const char *scheme) {
+        paf_scheme_match m;
+        paf_registry_match_scheme(reg, scheme, &m);
+        int port = m.transport ? paf_scheme_get_default_port(m.transport) : 0;
+        return port > 0 ? port : -1;
+}
+
+/* From the url.* keys paf_ctx_set_url() set, the port defaulting to the scheme's. */
+static int origin_from_ctx(paf_registry *reg, paf_ctx *ctx, origin *ret) {
         const char *scheme, *host;
         int64_t port = -1;
         if (paf_ctx_get_string(ctx, "url.scheme", &scheme) < 0 ||
             paf_ctx_get_string(ctx, "url.host", &host) < 0)
                 return -EINVAL;
         (void)paf_ctx_get_int(ctx, "url.port", &port);
-        if (port < 0 && strcmp(scheme, "http") == 0)
-                port = 80;
-        else if (port < 0 && strcmp(scheme, "https") == 0)
-                port = 443;
+        if (port < 0)
+                port = scheme_default_port(reg, scheme);
         origin o = {.scheme = strdup(scheme), .host = strdup(host), .port = port};
         if (!o.scheme || !o.host) {
                 origin_done(&o);
@@ -246,7 +250,7 @@ static int origin_from_ctx(paf_ctx *ctx, origin *ret) {
         return 0;
 }
 
-static int origin_from_url(const char *url, origin *ret) {
+static int origin_from_url(paf_registry *reg, const char *url, origin *ret) {
         _paf_cleanup_(paf_ctx_unrefp) paf_ctx *ctx = NULL;
         int r = paf_ctx_new(&ctx);
         if (r < 0)
@@ -254,7 +258,7 @@ static int origin_from_url(const char *url, origin *ret) {
         r = paf_ctx_set_url(ctx, url, NULL);
         if (r < 0)
                 return r;
-        return origin_from_ctx(ctx, ret);
+        return origin_from_ctx(reg, ctx, ret);
 }
 
 /* Hosts compare as written: "Example.com" and "example.com" differ, which
@@ -342,7 +346,6 @@ static void call_free(client_call *cc) {
         paf_http_headers_free(cc->headers);
         paf_ctx_unref(cc->user_ctx);
         origin_done(&cc->first);
-        free(cc->report);
         free(cc->body);
         free(cc->next_url);
         free(cc->url);
@@ -389,7 +392,7 @@ static int hop_headers(client_call *cc, paf_ctx *own, paf_http_headers **ret) {
         if (cc->client->options.location_trusted)
                 return 0;
         origin here = {.port = -1};
-        int r = origin_from_ctx(own, &here);
+        int r = origin_from_ctx(cc->client->reg, own, &here);
         if (r < 0)
                 return r;
         bool same = origin_equal(&here, &cc->first);
@@ -425,15 +428,19 @@ static int hop_ctx(client_call *cc, paf_ctx *own, const paf_http_headers *header
             !(base = scheme_base(scheme)))
                 return paf_error_set(&cc->error, -ENOMEM, "%s: out of memory", cc->url);
         (void)paf_ctx_get_int(own, "url.port", &port);
-        bool https = strcmp(base, "https") == 0;
-        bool transport_in_scheme = strchr(scheme, '+') != NULL;
+        /* What the scheme's plugins say it is: TLS when the tls layer
+         * serves its base, a host name when its transport takes one. */
+        paf_scheme_match m;
+        paf_registry_match_scheme(c->reg, scheme, &m);
+        bool https = m.layer && strcmp(paf_scheme_get_protocol(m.layer), "tls") == 0;
+        bool hostname = m.transport && (paf_scheme_get_flags(m.transport) & PAF_SCHEME_HOSTNAME);
 
         /* Host: the URL's authority; a socket path or a vsock address is no host. */
-        if (transport_in_scheme)
+        if (!hostname)
                 authority = strdup("localhost");
         else {
                 bool v6 = strchr(host, ':') != NULL;
-                if (port >= 0 && port != (https ? 443 : 80))
+                if (port >= 0 && port != scheme_default_port(c->reg, scheme))
                         r = asprintf(&authority, v6 ? "[%s]:%" PRId64 : "%s:%" PRId64, host, port);
                 else
                         r = asprintf(&authority, v6 ? "[%s]" : "%s", host);
@@ -465,13 +472,14 @@ static int hop_ctx(client_call *cc, paf_ctx *own, const paf_http_headers *header
         }
 
         if (r >= 0 && https) {
-                /* The tls rule only names the server for plain "https"; over
-                 * another transport it is the URL's host (--unix-socket) or,
-                 * when the URL holds no host, "localhost". */
-                if ((transport_in_scheme || c->unix_socket) &&
+                /* The tls rule names the server after a host name
+                 * (url.hostname); over another transport it is the URL's
+                 * host (--unix-socket) or, when the URL holds no host name,
+                 * "localhost". */
+                if ((!hostname || c->unix_socket) &&
                     !(cc->user_ctx && paf_ctx_has(cc->user_ctx, "tls.server-name") > 0))
                         r = paf_ctx_set_string(own, "tls.server-name",
-                                               transport_in_scheme ? "localhost" : host);
+                                               !hostname ? "localhost" : host);
                 if (r >= 0 && c->ca_file)
                         r = paf_ctx_set_string(own, "tls.ca-file", c->ca_file);
                 if (r >= 0 && c->options.insecure)
@@ -486,20 +494,6 @@ static int hop_ctx(client_call *cc, paf_ctx *own, const paf_http_headers *header
         return 0;
 }
 
-/* The resolution, every transport considered and why, for `-v`. */
-static void hop_report(client_call *cc, paf_ctx *ctx) {
-        _paf_cleanup_(paf_resolution_freep) paf_resolution *res = NULL;
-        if (paf_registry_resolve(cc->client->reg, ctx, &res) < 0)
-                return;
-        size_t n;
-        const paf_attempt *a = paf_resolution_get_attempts(res, &n);
-        char *text = paf_attempts_format(a, n);
-        if (!text)
-                return;
-        free(cc->report);
-        cc->report = text;
-}
-
 /* Send the request for cc->url. On failure cc->error says why. */
 static int hop_start(client_call *cc) {
         _paf_cleanup_(paf_ctx_unrefp) paf_ctx *own = NULL, *ctx = NULL;
@@ -507,7 +501,7 @@ static int hop_start(client_call *cc) {
         int r = paf_ctx_new(&own);
         if (r < 0)
                 return paf_error_set(&cc->error, r, "%s: out of memory", cc->url);
-        r = paf_ctx_set_url(own, cc->url, &cc->error);
+        r = paf_registry_parse_url(cc->client->reg, cc->url, own, &cc->error);
         if (r < 0)
                 return r;
         r = hop_headers(cc, own, &stripped);
@@ -517,7 +511,6 @@ static int hop_start(client_call *cc) {
         r = hop_ctx(cc, own, headers, &ctx);
         if (r < 0)
                 return r;
-        hop_report(cc, ctx);
 
         const char *target;
         r = paf_ctx_get_string(ctx, "url.path", &target);
@@ -629,8 +622,8 @@ static int maybe_redirect(client_call *cc, int status, const paf_http_headers *h
         }
         if (!scheme_set_allows(&cc->client->redirect, scheme)) {
                 origin to = {.port = -1};
-                bool home =
-                        origin_from_url(cc->next_url, &to) >= 0 && origin_equal(&to, &cc->first);
+                bool home = origin_from_url(cc->client->reg, cc->next_url, &to) >= 0 &&
+                            origin_equal(&to, &cc->first);
                 origin_done(&to);
                 if (!home) {
                         call_fail(cc, -EPROTONOSUPPORT,
@@ -683,9 +676,12 @@ static void on_response(paf_http_call *call, int status, const paf_http_headers 
         cc->response = resp;
         resp->status = status;
         const char *endpoint = paf_http_call_get_endpoint(call);
+        /* What the connect did, not a resolution made beside it: that one
+         * would list the transport used as one never tried. */
+        const char *report = paf_http_call_get_report(call);
         if (headers_copy(headers, &resp->headers) < 0 || !(resp->url = strdup(cc->url)) ||
             !(resp->endpoint = strdup(endpoint ? endpoint : "")) ||
-            (cc->report && !(resp->report = strdup(cc->report)))) {
+            (report && !(resp->report = strdup(report)))) {
                 call_fail(cc, -ENOMEM, "%s: out of memory", cc->url);
                 return;
         }
@@ -873,7 +869,7 @@ PAF_EXPORT int paf_client_send(paf_client *c, const paf_client_request *request,
                 goto fail;
         /* A bad URL is the first hop's to report, from the loop. */
         cc->first.port = -1;
-        r = origin_from_url(cc->url, &cc->first);
+        r = origin_from_url(c->reg, cc->url, &cc->first);
         if (r == -ENOMEM)
                 goto fail;
         if (request->body_size > 0) {

@@ -20,8 +20,10 @@ static const char default_config[] =
 
 typedef struct conf_entry {
         char *key;
-        char *value;
-        unsigned line;
+        char *value;       /* as the file says it */
+        char *resolved;    /* a relative path from the file's directory; NULL: value as it is */
+        unsigned line;     /* the last line of the value (continuations) */
+        unsigned key_line; /* where the key is */
 } conf_entry;
 
 typedef struct conf_section {
@@ -91,6 +93,9 @@ typedef struct core_option {
         int (*apply)(parser *p, const char *section, const char *key, const char *value);
         /* A list's items so far, NULL-terminated: what the option reads as. */
         char *const *(*items)(const paf_config *c);
+        /* A file: relative to the directory of the configuration file, as
+         * plugin-path is, not to wherever the program happens to run. */
+        bool path;
 } core_option;
 
 typedef struct core_section {
@@ -235,6 +240,29 @@ static int out_of_range(const paf_option_spec *o, char *reason, size_t size) {
         return -ERANGE;
 }
 
+static bool is_choice(const paf_option_spec *o, const char *s) {
+        for (const char *const *c = o->choices; *c; c++)
+                if (strcmp(*c, s) == 0)
+                        return true;
+        return false;
+}
+
+/* "\"fsat\" is not one of: fast, slow (did you mean \"fast\"?)" */
+static int not_a_choice(const paf_option_spec *o, const char *s, char *reason, size_t size) {
+        suggestion sg = {.word = s};
+        size_t n = (size_t)snprintf(reason, size, "\"%s\" is not one of: ", s);
+        for (const char *const *c = o->choices; *c; c++) {
+                suggest(&sg, *c);
+                if (n < size)
+                        n += (size_t)snprintf(reason + n, size - n, "%s%s",
+                                              c == o->choices ? "" : ", ", *c);
+        }
+        char buf[128];
+        if (n < size)
+                snprintf(reason + n, size - n, "%s", suggestion_text(&sg, buf, sizeof(buf)));
+        return -EINVAL;
+}
+
 int paf_option_check(const paf_option_spec *o, const char *s, paf_value *ret, char *reason,
                      size_t size) {
         char dummy[1];
@@ -253,6 +281,17 @@ int paf_option_check(const paf_option_spec *o, const char *s, paf_value *ret, ch
         if (o->type == PAF_TYPE_INT && (o->flags & PAF_OPTION_RANGE) &&
             (v.integer < o->min || v.integer > o->max))
                 return out_of_range(o, reason, size);
+        if (o->type == PAF_TYPE_STRING && o->choices && !is_choice(o, v.string))
+                return not_a_choice(o, v.string, reason, size);
+        if (o->check) {
+                *reason = '\0';
+                r = o->check(&v, reason, size);
+                if (r < 0) {
+                        if (!*reason)
+                                snprintf(reason, size, "\"%s\": %s", s, strerror(-r));
+                        return r;
+                }
+        }
         *ret = v;
         return 0;
 }
@@ -301,6 +340,7 @@ static paf_config *config_free(paf_config *c) {
                 for (size_t j = 0; j < s->n_entries; j++) {
                         free(s->entries[j].key);
                         free(s->entries[j].value);
+                        free(s->entries[j].resolved);
                 }
                 free(s->entries);
                 free(s->name);
@@ -486,14 +526,18 @@ static const core_option listen_section_options[] = {
         {{"address", PAF_TYPE_STRING, NULL,
           "Where to listen: PORT, HOST:PORT, [V6]:PORT, /path.sock, @abstract (required)"}},
         {{"tls", PAF_TYPE_BOOL, "no", "Serve HTTPS: wrap the listener in the tls layer"}},
-        {{"certificate", PAF_TYPE_STRING, NULL, "PEM certificate chain (with tls)"}},
-        {{"key", PAF_TYPE_STRING, NULL, "PEM private key of the certificate (with tls)"}},
+        {{"certificate", PAF_TYPE_STRING, NULL, "PEM certificate chain (with tls)"}, .path = true},
+        {{"key", PAF_TYPE_STRING, NULL, "PEM private key of the certificate (with tls)"},
+         .path = true},
         {{"client-ca", PAF_TYPE_STRING, NULL,
-          "PEM CA certificates: require and verify client certificates (mutual TLS)"}},
+          "PEM CA certificates: require and verify client certificates (mutual TLS)"},
+         .path = true},
         {},
 };
 
 #define LISTEN_PREFIX "listen."
+/* [listen] alone: not a plugin's, a listener section without its name. */
+#define LISTEN_FAMILY "listen"
 
 /* Sections that belong to libpaf itself. A new one is one more line here and
  * its option table. */
@@ -524,7 +568,7 @@ static const core_section *core_section_find(const char *name) {
 }
 
 bool paf_config_is_core_section(const char *name) {
-        return name && core_section_find(name);
+        return name && (core_section_find(name) || strcmp(name, LISTEN_FAMILY) == 0);
 }
 
 static const core_option *core_option_find(const core_section *cs, const char *key) {
@@ -555,6 +599,10 @@ static int open_section(parser *p, const char *name, size_t len) {
         p->section = (ssize_t)c->n_sections++;
 
         const char *full = a[p->section].name;
+        if (strcmp(full, LISTEN_FAMILY) == 0)
+                return parser_error(
+                        p, -EINVAL,
+                        "[%s]: a listener section needs a name: [" LISTEN_PREFIX "NAME]", full);
         if (is_listen_section(full)) {
                 /* The name becomes a listener's and a socket unit's name: no
                  * quoting games, whatever the file says. */
@@ -648,11 +696,16 @@ static char *reader(char *str, int num, void *stream) {
         return str;
 }
 
-/* Store key = value in s: a repeated key replaces, a continuation line is
- * appended with a space (like a folded header line). */
-static int store(parser *p, conf_section *s, const char *key, const char *value,
-                 bool continuation) {
+/* Store key = value in s: a continuation line is appended with a space
+ * (like a folded header line); a list's key, set again, replaces its
+ * value with the items so far (a key set twice was refused before).
+ * resolved (may be NULL): what the whole value reads as. */
+static int store(parser *p, conf_section *s, const char *key, const char *value, bool continuation,
+                 const char *resolved) {
         conf_entry *e = NULL;
+        _cleanup_free_ char *r = resolved ? strdup(resolved) : NULL;
+        if (resolved && !r)
+                return -ENOMEM;
         if (continuation && p->entry >= 0)
                 e = &s->entries[p->entry];
         else if ((e = section_find_entry(s, key)))
@@ -663,12 +716,17 @@ static int store(parser *p, conf_section *s, const char *key, const char *value,
                         return -ENOMEM;
                 s->entries = a;
                 e = &a[s->n_entries];
-                *e = (conf_entry){.key = strdup(key), .value = strdup(value), .line = p->line};
+                *e = (conf_entry){.key = strdup(key),
+                                  .value = strdup(value),
+                                  .line = p->line,
+                                  .key_line = p->line};
                 if (!e->key || !e->value) {
                         free(e->key);
                         free(e->value);
                         return -ENOMEM;
                 }
+                e->resolved = r;
+                r = NULL;
                 p->entry = (ssize_t)s->n_entries++;
                 return 0;
         }
@@ -682,8 +740,20 @@ static int store(parser *p, conf_section *s, const char *key, const char *value,
                 return -ENOMEM;
         free(e->value);
         e->value = v;
+        free(e->resolved);
+        e->resolved = r;
+        r = NULL;
         e->line = p->line;
         return 0;
+}
+
+/* A path relative to the file's directory, or NULL when value is to be
+ * taken as it is (absolute, empty, or no file to be relative to). */
+static int resolve_path(parser *p, const char *value, char **ret) {
+        *ret = NULL;
+        if (!p->dir || !*value || value[0] == '/')
+                return 0;
+        return asprintf(ret, "%s/%s", p->dir, value) < 0 ? -ENOMEM : 0;
 }
 
 static int core_key(parser *p, const core_section *cs, conf_section *s, const char *key,
@@ -699,7 +769,7 @@ static int core_key(parser *p, const core_section *cs, conf_section *s, const ch
         }
 
         int r;
-        _cleanup_free_ char *list = NULL;
+        _cleanup_free_ char *list = NULL, *resolved = NULL;
         if (o->list_join) {
                 r = o->apply(p, s->name, key, value);
                 if (r < 0)
@@ -726,10 +796,12 @@ static int core_key(parser *p, const core_section *cs, conf_section *s, const ch
                         return parser_error(p, r == -ERANGE ? r : -EINVAL, "[%s] key \"%s\": %s",
                                             s->name, key, reason);
                 r = o->apply ? o->apply(p, s->name, key, v) : 0;
+                if (r >= 0 && o->path && resolve_path(p, v, &resolved) < 0)
+                        return parser_error(p, -ENOMEM, "out of memory");
         }
         if (r < 0)
                 return r;
-        if (store(p, s, key, value, continuation) < 0)
+        if (store(p, s, key, value, continuation, resolved) < 0)
                 return parser_error(p, -ENOMEM, "out of memory");
         return 0;
 }
@@ -746,10 +818,20 @@ static int handler(void *user, const char *section, const char *key, const char 
         }
         conf_section *s = &p->config->sections[p->section];
         const core_section *cs = core_section_find(s->name);
+        /* A second value would silently win over the first, which is then
+         * dead text that looks in effect: refused, like a duplicate header
+         * field. A list adds up instead. */
+        conf_entry *first = continuation ? NULL : section_find_entry(s, key);
+        const core_option *o = cs ? core_option_find(cs, key) : NULL;
+        if (first && !(o && o->list_join)) {
+                parser_error(p, -EINVAL, "[%s] key \"%s\": set twice (first on line %u)", s->name,
+                             key, first->key_line);
+                return 0;
+        }
         if (cs)
                 return core_key(p, cs, s, key, value, continuation) >= 0;
         /* Plugin sections are checked once the plugins have said what they take. */
-        if (store(p, s, key, value, continuation) < 0) {
+        if (store(p, s, key, value, continuation, NULL) < 0) {
                 parser_error(p, -ENOMEM, "out of memory");
                 return 0;
         }
@@ -987,7 +1069,7 @@ PAF_EXPORT int paf_registry_get_option(paf_registry *reg, const char *section, c
                 return -ENOENT;
 
         conf_entry *e = section_find_entry(config_find_section(reg->config, section), key);
-        const char *s = e ? e->value : decl->default_value;
+        const char *s = e ? (e->resolved ? e->resolved : e->value) : decl->default_value;
         if (!s)
                 return -ENODATA;
         /* Checked when the file was read, but a file read after the
@@ -998,4 +1080,94 @@ PAF_EXPORT int paf_registry_get_option(paf_registry *reg, const char *section, c
                 return r;
         *ret = v;
         return 0;
+}
+
+/* ---- what serving the configuration would refuse ---- */
+
+static const char *entry_value(const conf_entry *e) {
+        return e->resolved ? e->resolved : e->value;
+}
+
+static bool starts_with(const char *s, const char *prefix, const char *then) {
+        size_t n = strlen(prefix);
+        return strncmp(s, prefix, n) == 0 && strncmp(s + n, then, strlen(then)) == 0;
+}
+
+/* The key of a TLS listener section a layer's refusal is about. The layer
+ * names the file at fault first ("FILE: …", and "CERT with KEY: …" when
+ * they do not match: the key is then the one that is wrong); anything
+ * else is about serving TLS at all. */
+static conf_entry *tls_blame(conf_section *s, const char *message) {
+        conf_entry *cert = section_find_entry(s, "certificate"),
+                   *key = section_find_entry(s, "key"), *ca = section_find_entry(s, "client-ca");
+        if (cert && key && starts_with(message, entry_value(cert), " with "))
+                return key;
+        if (cert && starts_with(message, entry_value(cert), ":"))
+                return cert;
+        if (key && starts_with(message, entry_value(key), ":"))
+                return key;
+        if (ca && starts_with(message, entry_value(ca), ":"))
+                return ca;
+        return section_find_entry(s, "tls");
+}
+
+static int check_listener(paf_registry *reg, conf_section *s, paf_error *error) {
+        paf_config *c = reg->config;
+        conf_entry *address = section_find_entry(s, "address");
+        assert(address); /* checked when the file was read */
+
+        paf_error e = PAF_ERROR_NULL;
+        const paf_protocol *p = NULL;
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *endpoint = NULL;
+        int r = paf_listen_parse_address(reg, address->value, &p, &endpoint, &e);
+        if (r < 0)
+                return paf_error_set(error, r, "%s:%u: [%s] key \"address\": %s", c->file,
+                                     address->line, s->name, e.message);
+
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *tls = NULL;
+        r = paf_registry_get_listen_tls_ctx(reg, s->name, &tls);
+        if (r < 0)
+                return paf_error_set(error, r, "%s:%u: [%s]: %s", c->file, s->line, s->name,
+                                     strerror(-r));
+        if (r == 0)
+                return 0;
+        r = paf_listen_check_layer(reg, "tls", p->ops->name, address->value, tls, &e);
+        if (r < 0) {
+                conf_entry *blame = tls_blame(s, e.message);
+                assert(blame); /* tls is on */
+                return paf_error_set(error, r, "%s:%u: [%s] key \"%s\": %s", c->file, blame->line,
+                                     s->name, blame->key, e.message);
+        }
+        return 0;
+}
+
+PAF_EXPORT int paf_registry_check_config(paf_registry *reg, paf_error *error) {
+        if (!reg)
+                return -EINVAL;
+        paf_config *c = reg->config;
+        if (!c)
+                return 0;
+        /* Done by paf_registry_load_plugins(), but not by loading plugins
+         * one by one. */
+        int r = paf_config_check_sections(reg, error, NULL);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < c->n_listen; i++) {
+                r = check_listener(reg, config_find_section(c, c->listen[i]), error);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* For tests/tools/option-tables.c, which checks that paf.conf(5) documents
+ * every option: libpaf's own sections with their options, in table order; a
+ * family of sections goes by its prefix ("listen."). */
+void paf_config_foreach_core_option(paf_core_option_handler_t fn, void *userdata) {
+        for (size_t i = 0; i < ELEMENTSOF(core_sections); i++)
+                for (const core_option *o = core_sections[i].options; o->decl.name; o++)
+                        fn(core_sections[i].name, &o->decl, userdata);
+        for (size_t i = 0; i < ELEMENTSOF(core_families); i++)
+                for (const core_option *o = core_families[i].options; o->decl.name; o++)
+                        fn(core_families[i].name, &o->decl, userdata);
 }

@@ -121,12 +121,9 @@ PAF_EXPORT int paf_registry_listen(paf_registry *reg, paf_ctx *ctx, sd_event *ev
                              *report ? report : "no protocol is registered");
 }
 
-PAF_EXPORT int paf_registry_listen_address(paf_registry *reg, const char *address, sd_event *event,
-                                           paf_accept_handler_t handler, void *userdata,
-                                           paf_listener **ret, paf_error *error) {
-        if (!reg || !address || !event || !ret)
-                return paf_error_set(error, -EINVAL,
-                                     "paf_registry_listen_address: invalid argument");
+int paf_listen_parse_address(paf_registry *reg, const char *address,
+                             const paf_protocol **ret_protocol, paf_ctx **ret_ctx,
+                             paf_error *error) {
         if (!*address)
                 return paf_error_set(error, -EINVAL, "\"\": empty listen address");
 
@@ -156,14 +153,110 @@ PAF_EXPORT int paf_registry_listen_address(paf_registry *reg, const char *addres
                 if (!p->ops->listen)
                         return paf_error_set(error, -EOPNOTSUPP, "%s: protocol %s cannot listen",
                                              address, p->ops->name);
-                paf_listener *l;
-                r = protocol_listen(p, ctx, event, address, &l, error);
-                if (r < 0)
-                        return r;
-                return listener_finish(reg, l, handler, userdata, ret, error);
+                *ret_protocol = p;
+                *ret_ctx = ctx;
+                ctx = NULL;
+                return 0;
         }
         return paf_error_set(error, -EAFNOSUPPORT, "\"%s\": no protocol understands this address",
                              address);
+}
+
+PAF_EXPORT int paf_registry_listen_address(paf_registry *reg, const char *address, sd_event *event,
+                                           paf_accept_handler_t handler, void *userdata,
+                                           paf_listener **ret, paf_error *error) {
+        if (!reg || !address || !event || !ret)
+                return paf_error_set(error, -EINVAL,
+                                     "paf_registry_listen_address: invalid argument");
+
+        const paf_protocol *p = NULL;
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *ctx = NULL;
+        int r = paf_listen_parse_address(reg, address, &p, &ctx, error);
+        if (r < 0)
+                return r;
+        paf_listener *l;
+        r = protocol_listen(p, ctx, event, address, &l, error);
+        if (r < 0)
+                return r;
+        return listener_finish(reg, l, handler, userdata, ret, error);
+}
+
+/* ---- checking what a listener would be, without listening ---- */
+
+static int null_listener_start(paf_listener *l) {
+        (void)l;
+        return 0;
+}
+
+/* Accepts nothing: what a layer wraps when only its configuration is in
+ * question. */
+static const paf_listener_ops null_listener_ops = {
+        .struct_size = sizeof(paf_listener_ops),
+        .start = null_listener_start,
+        .stop = null_listener_start,
+};
+
+int paf_listen_check_layer(paf_registry *reg, const char *layer, const char *protocol,
+                           const char *address, paf_ctx *ctx, paf_error *error) {
+        /* The layer's own wrap_listener reads and checks ctx: the code a
+         * real listener goes through, so the check cannot drift from it. */
+        _paf_cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        int r = sd_event_new(&event);
+        paf_listener *inner = NULL, *l = NULL;
+        if (r >= 0)
+                r = paf_listener_new(event, &null_listener_ops, NULL, protocol, address, &inner);
+        if (r < 0)
+                return paf_error_set(error, r, "cannot check the %s layer: %s", layer,
+                                     strerror(-r));
+        r = paf_registry_wrap_listener(reg, layer, inner, ctx, &l, error);
+        if (r < 0)
+                return r;
+        paf_listener_free(l);
+        return 0;
+}
+
+PAF_EXPORT int paf_registry_get_listen_tls_ctx(paf_registry *reg, const char *section,
+                                               paf_ctx **ret) {
+        if (!reg || !section || !ret)
+                return -EINVAL;
+        size_t n;
+        const char *const *names = paf_registry_get_listen_sections(reg, &n);
+        bool found = false;
+        for (size_t i = 0; i < n && !found; i++)
+                found = strcmp(names[i], section) == 0;
+        if (!found)
+                return -ENOENT;
+
+        paf_value tls, cert, key, ca;
+        int r = paf_registry_get_option(reg, section, "tls", &tls);
+        if (r < 0)
+                return r;
+        if (!tls.boolean) {
+                *ret = NULL;
+                return 0;
+        }
+        /* The configuration checked that both are there. */
+        r = paf_registry_get_option(reg, section, "certificate", &cert);
+        if (r >= 0)
+                r = paf_registry_get_option(reg, section, "key", &key);
+        if (r < 0)
+                return r;
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *ctx = NULL;
+        r = paf_ctx_new(&ctx);
+        if (r >= 0)
+                r = paf_ctx_set_string(ctx, "tls.cert-file", cert.string);
+        if (r >= 0)
+                r = paf_ctx_set_string(ctx, "tls.key-file", key.string);
+        if (r >= 0 && paf_registry_get_option(reg, section, "client-ca", &ca) >= 0) {
+                r = paf_ctx_set_string(ctx, "tls.client-ca-file", ca.string);
+                if (r >= 0)
+                        r = paf_ctx_set_bool(ctx, "tls.require-client-cert", true);
+        }
+        if (r < 0)
+                return r;
+        *ret = ctx;
+        ctx = NULL;
+        return 1;
 }
 
 static const char *family_name(int family) {
@@ -288,8 +381,10 @@ PAF_EXPORT int paf_registry_wrap_listener(paf_registry *reg, const char *protoco
                 paf_listener_free(inner);
                 return paf_error_set(error, r, "cannot wrap a listener: %s", strerror(-r));
         }
-        char address[512];
+        char address[512], transport[128];
         snprintf(address, sizeof(address), "%s", paf_listener_get_address(inner));
+        /* Before: the layer may free inner on failure. */
+        snprintf(transport, sizeof(transport), "%s", paf_listener_get_transport(inner));
         paf_error e = PAF_ERROR_NULL;
         paf_listener *l = NULL;
         r = p->ops->wrap_listener(inner, layered, &l, &e, p->userdata);
@@ -301,6 +396,11 @@ PAF_EXPORT int paf_registry_wrap_listener(paf_registry *reg, const char *protoco
                 return paf_error_set(error, r, "%s", e.message);
         }
         paf_listener_hold_registry(l, reg);
+        /* What the layer runs over names its URL: https+unix, say. */
+        if (paf_listener_set_transport(l, transport) < 0) {
+                paf_listener_free(l);
+                return paf_error_set(error, -ENOMEM, "%s %s: out of memory", protocol, address);
+        }
         *ret = l;
         return 0;
 }

@@ -6,6 +6,9 @@ struct paf_listener {
         const paf_listener_ops *ops;
         void *impl;
         char *protocol, *address;
+        /* A layer's listener: the protocol at the bottom ("tcp" under tls),
+         * for its URL (paf_listener_format_url). NULL: protocol itself. */
+        char *transport;
         paf_registry *registry; /* handed on to every accepted flow */
 
         paf_accept_handler_t handler;
@@ -52,6 +55,7 @@ static void listener_destroy(paf_listener *l) {
         sd_event_unref(l->event);
         free(l->protocol);
         free(l->address);
+        free(l->transport);
         /* Last: the registry may unload the plugin behind the listener. */
         paf_registry_unref(l->registry);
         free(l);
@@ -73,6 +77,27 @@ PAF_EXPORT paf_listener *paf_listener_free(paf_listener *l) {
         if (l->delivering == 0)
                 listener_destroy(l);
         return NULL;
+}
+
+bool paf_listener_has_ops(paf_listener *l, const paf_listener_ops *ops) {
+        return l && !l->freed && l->ops == ops;
+}
+
+const char *paf_listener_get_transport(paf_listener *l) {
+        return l->transport ? l->transport : l->protocol;
+}
+
+int paf_listener_set_transport(paf_listener *l, const char *protocol) {
+        char *s = strdup(protocol);
+        if (!s)
+                return -ENOMEM;
+        free(l->transport);
+        l->transport = s;
+        return 0;
+}
+
+paf_registry *paf_listener_get_registry(paf_listener *l) {
+        return l->registry;
 }
 
 void paf_listener_hold_registry(paf_listener *l, paf_registry *reg) {

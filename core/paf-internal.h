@@ -31,9 +31,19 @@ struct paf_protocol {
  * flows inherit their listener's registry. */
 void paf_flow_hold_registry(paf_flow *flow, paf_registry *reg);
 void paf_listener_hold_registry(paf_listener *l, paf_registry *reg);
+/* Whether l is implemented by ops, and not freed (listener.c): how an
+ * implementation recognises its own listeners. */
+bool paf_listener_has_ops(paf_listener *l, const paf_listener_ops *ops);
+/* The protocol at the bottom of a layer's listener ("tcp" under tls), set by
+ * paf_registry_wrap_listener(); a listener's own protocol otherwise. */
+const char *paf_listener_get_transport(paf_listener *l);
+int paf_listener_set_transport(paf_listener *l, const char *protocol);
+/* The registry the listener holds, or NULL (listener.c). */
+paf_registry *paf_listener_get_registry(paf_listener *l);
 
 
 typedef struct paf_loader paf_loader; /* plugin.c */
+typedef struct paf_scheme_table paf_scheme_table; /* scheme.c */
 typedef struct paf_config paf_config; /* conf.c */
 
 struct paf_registry {
@@ -44,6 +54,7 @@ struct paf_registry {
         unsigned next_seq;
 
         paf_ctx *ctx; /* plugins' derivation rules */
+        paf_scheme_table *schemes; /* URL schemes the plugins serve (scheme.c) */
 
         /* The plugin whose init() is running: protocols it adds are its own. */
         paf_plugin *initializing;
@@ -53,8 +64,28 @@ struct paf_registry {
         paf_config *config;
 };
 
-/* Remove every protocol registered by plugin (a failed init). */
+/* Remove every protocol and scheme registered by plugin (a failed init). */
 void paf_registry_remove_protocols_of(paf_registry *reg, const char *plugin);
+
+/* URL schemes (scheme.c). The table is shared with the rules that read it,
+ * which may outlive the registry in a context someone still holds. */
+int paf_scheme_table_new(paf_scheme_table **ret);
+paf_scheme_table *paf_scheme_table_unref(paf_scheme_table *t);
+/* The core's rules of the registry's context: url.default-port, url.hostname. */
+int paf_registry_add_scheme_rules(paf_registry *reg);
+void paf_registry_remove_schemes_of(paf_registry *reg, const char *plugin);
+/* What serves a URL's scheme: transport (the whole name's registration,
+ * else its "+suffix"'s), layer (its base's) and whether a URL may use it
+ * (a transport, and a base that is http or a layer). */
+typedef struct paf_scheme_match {
+        const paf_scheme *transport;
+        const paf_scheme *layer;
+        bool usable;
+} paf_scheme_match;
+void paf_registry_match_scheme(paf_registry *reg, const char *scheme, paf_scheme_match *ret);
+/* The schemes a URL may use, ", "-separated ("http, https, http+unix"),
+ * malloc'ed; "" when there are none. */
+char *paf_registry_format_schemes(paf_registry *reg);
 /* Loader and configuration teardown, called by paf_registry_unref(). */
 void paf_registry_free_loader(paf_registry *reg);
 void paf_registry_free_config(paf_registry *reg);
@@ -71,6 +102,10 @@ const char *const *paf_config_get_plugin_path(paf_registry *reg);
 const char *const *paf_config_get_load(paf_registry *reg);
 /* Whether name is a core section ([paf] …): no plugin may take it. */
 bool paf_config_is_core_section(const char *name);
+/* Every option of the core sections (a family by its prefix, "listen."). */
+typedef void (*paf_core_option_handler_t)(const char *section, const paf_option_spec *o,
+                                          void *userdata);
+void paf_config_foreach_core_option(paf_core_option_handler_t fn, void *userdata);
 /* Check the section of plugin name against its options. On error, sets
  * error and *ret_line (the first bad line) and returns < 0. */
 int paf_config_check_plugin(paf_registry *reg, const char *name, const paf_option_spec *options,
@@ -106,6 +141,17 @@ void paf_ctx_drop_since(paf_ctx *ctx, unsigned mark);
  * it (ctx.c). What a protocol's whole configuration is, for pool keys. */
 int paf_ctx_foreach_key(paf_ctx *ctx, const char *prefix,
                         int (*handler)(const char *key, void *userdata), void *userdata);
+
+/* The protocol that takes a listen address and the endpoint it parsed it
+ * into: what paf_registry_listen_address() listens on (listen.c). */
+int paf_listen_parse_address(paf_registry *reg, const char *address,
+                             const paf_protocol **ret_protocol, paf_ctx **ret_ctx,
+                             paf_error *error);
+/* Whether layer would wrap a listener of protocol on address, configured
+ * by ctx, without listening: its wrap_listener runs on a listener that
+ * accepts nothing (listen.c). */
+int paf_listen_check_layer(paf_registry *reg, const char *layer, const char *protocol,
+                           const char *address, paf_ctx *ctx, paf_error *error);
 
 /* Resolution without layer protocols: what a layer runs over (resolve.c). */
 int paf_registry_resolve_inner(paf_registry *reg, paf_ctx *ctx, paf_resolution **ret);

@@ -223,14 +223,20 @@ PAF_EXPORT void *paf_plugin_get_userdata(paf_plugin *plugin) {
         return plugin ? plugin->userdata : NULL;
 }
 
-static void host_log(paf_plugin *plugin, int level, const char *format, va_list ap)
-        PAF_PRINTF(3, 0);
-static void host_log(paf_plugin *plugin, int level, const char *format, va_list ap) {
-        if (!format)
+PAF_EXPORT void paf_plugin_logv(paf_plugin *plugin, int level, const char *format, va_list ap) {
+        /* Filtered first: a debug message costs no formatting when off. */
+        if (!format || level > paf_log_get_level())
                 return;
         char buf[1024];
         vsnprintf(buf, sizeof(buf), format, ap);
         paf_log(level, "%s: %s", plugin ? plugin->name : "plugin", buf);
+}
+
+PAF_EXPORT void paf_plugin_log(paf_plugin *plugin, int level, const char *format, ...) {
+        va_list ap;
+        va_start(ap, format);
+        paf_plugin_logv(plugin, level, format, ap);
+        va_end(ap);
 }
 
 static int host_get_option(paf_plugin *plugin, const char *name, paf_value *ret) {
@@ -244,7 +250,7 @@ static const paf_host host = {
         .abi_major = PAF_ABI_MAJOR,
         .abi_minor = PAF_ABI_MINOR,
         .version = PAF_VERSION,
-        .log = host_log,
+        .log = paf_plugin_logv,
         .get_option = host_get_option,
 };
 
@@ -838,7 +844,8 @@ PAF_EXPORT int paf_plugin_start_thread(paf_plugin_thread_handler_t fn, void *use
 #define DESCRIPTOR_SPECS_SIZE                                                                      \
         (offsetof(paf_plugin_descriptor, option_spec_size) +                                       \
          sizeof(((paf_plugin_descriptor *)NULL)->option_spec_size))
-/* paf_option_spec as ABI 1.2 defined it: later minors only append. */
+/* paf_option_spec as ABI 1.2 first defined it, up to max: choices and check
+ * were appended, and a table without them is read with them zero. */
 #define OPTION_SPEC_MIN_SIZE (offsetof(paf_option_spec, max) + sizeof(int64_t))
 /* Past this, a table is taken to have lost its terminator. */
 #define MAX_OPTIONS 1024
@@ -924,6 +931,23 @@ static int check_options(attempt *a, const paf_option_spec *options) {
                                       "bad option table: option \"%s\" has an empty range (%" PRId64
                                       "-%" PRId64 ")",
                                       o->name, o->min, o->max);
+                if (o->choices && o->type != PAF_TYPE_STRING)
+                        return refuse(a, -EINVAL,
+                                      "bad option table: option \"%s\" has choices but type %s",
+                                      o->name, paf_type_to_string(o->type));
+                size_t n_choices = 0;
+                while (o->choices && n_choices <= MAX_OPTIONS && o->choices[n_choices])
+                        n_choices++;
+                if (o->choices && n_choices == 0)
+                        return refuse(a, -EINVAL,
+                                      "bad option table: option \"%s\" has an empty list of "
+                                      "choices",
+                                      o->name);
+                if (n_choices > MAX_OPTIONS)
+                        return refuse(a, -EINVAL,
+                                      "bad option table: option \"%s\" has more than %d choices "
+                                      "(no terminating NULL?)",
+                                      o->name, MAX_OPTIONS);
                 char reason[256];
                 paf_value v;
                 if (o->default_value &&

@@ -1,4 +1,4 @@
-/* core/registry.c — the registry of protocols and its rule context. */
+/* core/registry.c — the registry of protocols, its URL schemes and its rule context. */
 #include "paf-internal.h"
 
 bool paf_name_is_valid(const char *name) {
@@ -18,7 +18,13 @@ PAF_EXPORT int paf_registry_new(paf_registry **ret) {
                 return -ENOMEM;
         reg->n_ref = 1;
         int r = paf_ctx_new(&reg->ctx);
+        if (r >= 0)
+                r = paf_scheme_table_new(&reg->schemes);
+        if (r >= 0)
+                r = paf_registry_add_scheme_rules(reg);
         if (r < 0) {
+                paf_ctx_unref(reg->ctx);
+                paf_scheme_table_unref(reg->schemes);
                 free(reg);
                 return r;
         }
@@ -41,6 +47,7 @@ PAF_EXPORT paf_registry *paf_registry_unref(paf_registry *reg) {
         /* Rules in the context may point into plugin code: drop them before
          * the plugins go. */
         reg->ctx = paf_ctx_unref(reg->ctx);
+        reg->schemes = paf_scheme_table_unref(reg->schemes);
         for (size_t i = 0; i < reg->n_protocols; i++) {
                 free(reg->protocols[i]->plugin);
                 free(reg->protocols[i]);
@@ -86,6 +93,7 @@ PAF_EXPORT int paf_registry_add_protocol(paf_registry *reg, const paf_protocol_o
 }
 
 void paf_registry_remove_protocols_of(paf_registry *reg, const char *plugin) {
+        paf_registry_remove_schemes_of(reg, plugin);
         size_t j = 0;
         for (size_t i = 0; i < reg->n_protocols; i++) {
                 paf_protocol *p = reg->protocols[i];
@@ -131,4 +139,14 @@ PAF_EXPORT int paf_protocol_get_priority(const paf_protocol *p) {
 
 PAF_EXPORT const char *paf_protocol_get_plugin(const paf_protocol *p) {
         return p ? p->plugin : NULL;
+}
+
+PAF_EXPORT const paf_option_spec *paf_registry_get_plugin_option(paf_registry *reg,
+                                                                 const char *plugin, size_t i) {
+        const paf_option_spec *o =
+                paf_plugin_get_options_internal(paf_loader_find_plugin(reg, plugin));
+        for (size_t j = 0; o && o[j].name; j++)
+                if (j == i)
+                        return &o[j];
+        return NULL;
 }

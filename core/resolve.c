@@ -118,7 +118,7 @@ static int resolution_new(paf_registry *reg, paf_ctx *ctx, resolve_mode mode,
         for (size_t i = 0; layer && i < n; i++)
                 if (status[i] == 1 && !paf_protocol_is_layer(order[i])) {
                         status[i] = -ENOENT;
-                        if (asprintf(&reasons[i], "carried by %s, not tried on its own", layer) <
+                        if (asprintf(&reasons[i], "reached through %s, not on its own", layer) <
                             0) {
                                 reasons[i] = NULL;
                                 r = -ENOMEM;
@@ -236,13 +236,14 @@ PAF_EXPORT char *paf_attempts_format(const paf_attempt *attempts, size_t n_attem
                         fprintf(f, " %s", a->endpoint);
                 if (!a->candidate)
                         fprintf(f, ": not a candidate: %s\n",
-                                a->reason ? a->reason : "unknown reason");
+                                a->reason && *a->reason ? a->reason : "unknown reason");
                 else if (!a->tried)
-                        fputs(": not tried\n", f);
+                        /* A resolution's listing: what a connect would try, in order. */
+                        fputs(": candidate\n", f);
                 else if (a->error == 0)
-                        fputs(": connected\n", f);
+                        fputs(": used\n", f);
                 else
-                        fprintf(f, ": %s\n",
+                        fprintf(f, ": failed: %s\n",
                                 a->reason && *a->reason ? a->reason : strerror(-a->error));
         }
         if (fclose(f) != 0) {
@@ -443,10 +444,11 @@ static void connect_free(paf_connect *c) {
 static void connect_finish(paf_connect *c) {
         size_t n = 0;
 
-        /* The failures before the winner (or all of them), then the
-         * protocols that were not candidates. */
+        /* What was tried, in order: the failures, then the winner if any
+         * (candidates after it were never reached and are left out); then
+         * the protocols that were not candidates. */
         for (size_t i = 0; i < c->res->n_candidates; i++)
-                if (c->res->attempts[i].tried && c->res->attempts[i].error != 0)
+                if (c->res->attempts[i].tried)
                         c->report[n++] = c->res->attempts[i];
         for (size_t i = c->res->n_candidates; i < c->res->n_attempts; i++)
                 c->report[n++] = c->res->attempts[i];

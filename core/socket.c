@@ -685,6 +685,8 @@ typedef struct socket_listener {
         bool warned; /* the resource shortage was logged once */
         bool in_handler;
         bool closed;
+        paf_socket_accept_hook_t hook;
+        void *hook_userdata;
 } socket_listener;
 
 static void socket_listener_free(socket_listener *sl) {
@@ -764,6 +766,28 @@ static int socket_listener_on_io(sd_event_source *s, int fd, uint32_t revents, v
                         }
                         continue;
                 }
+                if (sl->hook) {
+                        int r = sl->hook(cfd, sl->hook_userdata);
+                        if (r < 0 || sl->closed) {
+                                /* A hook that freed the listener took its
+                                 * name with it: that connection just goes. */
+                                if (r < 0 && !sl->closed) {
+                                        struct sockaddr_storage peer;
+                                        socklen_t len = sizeof(peer);
+                                        char text[256];
+                                        if (getpeername(cfd, (struct sockaddr *)&peer, &len) < 0)
+                                                len = 0;
+                                        sockaddr_text(&peer, len, text, sizeof(text));
+                                        paf_log(PAF_LOG_NOTICE,
+                                                "listener %s: connection from %s refused by the "
+                                                "accept hook: %s",
+                                                paf_listener_get_address(sl->listener), text,
+                                                strerror(-r));
+                                }
+                                close_fd(cfd);
+                                continue;
+                        }
+                }
                 paf_flow *flow;
                 int r = paf_socket_flow_new(event, cfd, sl->protocol, &flow);
                 if (r < 0) {
@@ -817,6 +841,17 @@ static const paf_listener_ops socket_listener_ops = {
         .close = socket_listener_close,
         .get_fd = socket_listener_get_fd,
 };
+
+PAF_EXPORT int paf_socket_listener_set_accept_hook(paf_listener *l, paf_socket_accept_hook_t hook,
+                                                   void *userdata) {
+        /* Only ours: another listener's impl is not a socket_listener. */
+        if (!l || !paf_listener_has_ops(l, &socket_listener_ops))
+                return -EINVAL;
+        socket_listener *sl = paf_listener_get_impl(l);
+        sl->hook = hook;
+        sl->hook_userdata = hook ? userdata : NULL;
+        return 0;
+}
 
 PAF_EXPORT int paf_socket_listener_new(sd_event *event, int fd, const char *protocol,
                                        paf_listener **ret) {

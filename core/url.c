@@ -1,5 +1,5 @@
-/* core/url.c — paf_ctx_set_url(): a URL into url.* keys, which the plugins' rules turn into
- * their endpoints. */
+/* core/url.c — paf_ctx_set_url(), paf_registry_parse_url(): a URL into url.* keys, which the
+ * plugins' rules turn into their endpoints. */
 #include <ctype.h>
 #include <stdio.h>
 
@@ -7,10 +7,6 @@
 
 #include "core/paf-internal.h"
 #include <paf/client.h>
-
-static const char *const known_schemes[] = {
-        "http", "https", "http+unix", "https+unix", "http+vsock", "https+vsock",
-};
 
 static char *range_dup(const UriTextRangeA *r) {
         if (!r->first)
@@ -65,7 +61,35 @@ static int parse_port(const UriTextRangeA *r, int64_t *ret) {
         return 0;
 }
 
-PAF_EXPORT int paf_ctx_set_url(paf_ctx *ctx, const char *url, paf_error *error) {
+/* The scheme is one of reg's plugins': else why not, naming the schemes they serve. */
+static int check_scheme(paf_registry *reg, const char *url, const char *scheme, paf_error *error) {
+        paf_scheme_match m;
+        paf_registry_match_scheme(reg, scheme, &m);
+        if (m.usable)
+                return 0;
+        _cleanup_free_ char *known = paf_registry_format_schemes(reg);
+        _cleanup_free_ char *base = strndup(scheme, strcspn(scheme, "+"));
+        if (!known || !base)
+                return paf_error_set(error, -ENOMEM, "URL \"%s\": out of memory", url);
+        /* A transport without its layer: "https" with no TLS plugin is
+         * refused, never sent in clear. */
+        if (m.transport)
+                return paf_error_set(error, -EPROTONOSUPPORT,
+                                     "URL \"%s\": unknown scheme \"%s\": no plugin registered the "
+                                     "layer \"%s\" (registered: %s)",
+                                     url, scheme, base, *known ? known : "none");
+        if (!*known)
+                return paf_error_set(error, -EPROTONOSUPPORT,
+                                     "URL \"%s\": unknown scheme \"%s\" (no plugin registered a "
+                                     "URL scheme)",
+                                     url, scheme);
+        return paf_error_set(error, -EPROTONOSUPPORT,
+                             "URL \"%s\": unknown scheme \"%s\" (registered: %s)", url, scheme,
+                             known);
+}
+
+/* reg NULL: any scheme. */
+static int set_url(paf_registry *reg, paf_ctx *ctx, const char *url, paf_error *error) {
         if (!ctx || !url)
                 return paf_error_set(error, -EINVAL, "URL: missing argument");
 
@@ -88,13 +112,10 @@ PAF_EXPORT int paf_ctx_set_url(paf_ctx *ctx, const char *url, paf_error *error) 
         }
         for (char *c = scheme; *c; c++)
                 *c = (char)tolower((unsigned char)*c);
-        bool known = false;
-        for (size_t i = 0; i < ELEMENTSOF(known_schemes); i++)
-                known = known || strcmp(scheme, known_schemes[i]) == 0;
-        if (!known) {
-                r = paf_error_set(error, -EPROTONOSUPPORT, "URL \"%s\": unknown scheme \"%s\"", url,
-                                  scheme);
-                goto out;
+        if (reg) {
+                r = check_scheme(reg, url, scheme, error);
+                if (r < 0)
+                        goto out;
         }
 
         /* hostText excludes an IPv6 literal's brackets: tcp wants the bare address. */
@@ -103,7 +124,15 @@ PAF_EXPORT int paf_ctx_set_url(paf_ctx *ctx, const char *url, paf_error *error) 
                 r = paf_error_set(error, -ENOMEM, "URL \"%s\": out of memory", url);
                 goto out;
         }
-        uriUnescapeInPlaceA(host);
+        /* Decoded, the host goes into the Host header and into messages:
+         * a control character (%0d%0a, %00 …) would split or cut them. */
+        const char *host_end = uriUnescapeInPlaceA(host);
+        for (const char *c = host; c < host_end; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+                        r = paf_error_set(error, -EINVAL,
+                                          "URL \"%s\": control character in the host", url);
+                        goto out;
+                }
         if (!*host) {
                 r = paf_error_set(error, -EINVAL, "URL \"%s\": no host", url);
                 goto out;
@@ -142,4 +171,15 @@ PAF_EXPORT int paf_ctx_set_url(paf_ctx *ctx, const char *url, paf_error *error) 
 out:
         uriFreeUriMembersA(&uri);
         return r;
+}
+
+PAF_EXPORT int paf_ctx_set_url(paf_ctx *ctx, const char *url, paf_error *error) {
+        return set_url(NULL, ctx, url, error);
+}
+
+PAF_EXPORT int paf_registry_parse_url(paf_registry *reg, const char *url, paf_ctx *ctx,
+                                      paf_error *error) {
+        if (!reg)
+                return paf_error_set(error, -EINVAL, "URL: missing argument");
+        return set_url(reg, ctx, url, error);
 }

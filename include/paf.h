@@ -10,4 +10,5 @@
 #include <paf/plugin.h>
 #include <paf/protocol.h>
 #include <paf/registry.h>
+#include <paf/resolver.h>
 #include <paf/systemd.h>

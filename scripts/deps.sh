@@ -5,12 +5,15 @@ set -euo pipefail
 packages=(
         # build
         gcc make meson ninja-build pkg-config
+        scdoc man-db # the man pages: written in scdoc, checked with man -l
         libsystemd-dev libinih-dev libcmocka-dev node-llhttp liburiparser-dev
         # real peers for the HTTP tests and benchmarks
         libgnutls28-dev
         curl nginx-light wrk python3 gnutls-bin systemd netcat-openbsd openssl
         # tests: private network namespaces, sanitizers' symbolizer, valgrind
         iproute2 util-linux valgrind binutils
+        # the ABI check: abidw and abidiff (scripts/abi-baseline.sh, tests/abi)
+        abigail-tools
 )
 
 missing=()

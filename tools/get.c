@@ -48,6 +48,7 @@ typedef struct get {
         int exit_code; /* set by the handler */
         int write_errno;
         sd_event *event;
+        paf_registry *reg;
 
         /* Progress. */
         int64_t total; /* Content-Length, -1 unknown */
@@ -142,14 +143,41 @@ static int exit_code_for(int code) {
         }
 }
 
-/* "paf: URL: reason", always in that shape (scripts cut on it), without the URL
- * twice when the library's message starts with it. */
+/* "paf get: URL: reason", always in that shape (scripts cut on it), without
+ * the URL twice when the library's message starts with it (bare or as
+ * URL "…"). */
 static void print_error(const char *url, const char *message) {
         size_t n = strlen(url);
         if (strncmp(message, url, n) == 0 && message[n] == ':')
-                fprintf(stderr, "paf: %s\n", message);
+                tool_error("%s", message);
+        else if (strncmp(message, "URL \"", 5) == 0 && strncmp(message + 5, url, n) == 0 &&
+                 strncmp(message + 5 + n, "\": ", 3) == 0)
+                tool_error("%s: %s", url, message + 5 + n + 3);
         else
-                fprintf(stderr, "paf: %s: %s\n", url, message);
+                tool_error("%s: %s", url, message);
+}
+
+/* Whether url's own scheme is one no plugin of reg serves. */
+static bool url_scheme_unknown(paf_registry *reg, const char *url) {
+        paf_ctx *ctx = NULL;
+        if (paf_ctx_new(&ctx) < 0)
+                return false;
+        int r = paf_registry_parse_url(reg, url, ctx, NULL);
+        paf_ctx_unref(ctx);
+        return r == -EPROTONOSUPPORT;
+}
+
+/* After a failure for want of a plugin (no transport for the request, or
+ * a scheme nobody serves): which plugins there are, and where others would
+ * be found. A scheme a redirect may not use is not that. */
+static void hint_plugins(get *g, int code) {
+        if (code != -EAFNOSUPPORT &&
+            !(code == -EPROTONOSUPPORT && url_scheme_unknown(g->reg, g->url)))
+                return;
+        char *hint = tool_plugin_hint(g->reg);
+        if (hint)
+                tool_error("%s", hint);
+        free(hint);
 }
 
 /* ---- progress bar ---- */
@@ -288,12 +316,14 @@ static void on_done(paf_response *response, const paf_error *error, void *userda
                 progress_clear(g);
         }
         if (g->write_errno) {
-                fprintf(stderr, "paf: %s: cannot write %s: %s\n", g->url,
-                        g->output_path ? g->output_path : "the output", strerror(g->write_errno));
+                tool_error("%s: cannot write %s: %s", g->url,
+                           g->output_path ? g->output_path : "the output",
+                           strerror(g->write_errno));
                 g->exit_code = EXIT_WRITE_ERROR;
         } else if (error) {
                 const char *msg = error->message[0] ? error->message : strerror(-error->code);
                 print_error(g->url, msg);
+                hint_plugins(g, error->code);
                 g->exit_code = exit_code_for(error->code);
         } else if (response) {
                 if (g->verbose) {
@@ -314,24 +344,24 @@ static void on_done(paf_response *response, const paf_error *error, void *userda
                         }
                 }
                 if (g->fail_on_error && response->status >= 400) {
-                        fprintf(stderr, "paf: %s: The requested URL returned error: %d\n", g->url,
-                                response->status);
+                        tool_error("%s: The requested URL returned error: %d", g->url,
+                                   response->status);
                         g->exit_code = EXIT_HTTP_RETURNED_ERROR;
                 } else {
                         /* No head handler call (an empty response, say): still the output. */
                         if (!g->out) {
                                 on_head(response->status, response->headers, g);
                                 if (g->write_errno)
-                                        fprintf(stderr, "paf: %s: cannot write %s: %s\n", g->url,
-                                                g->output_path ? g->output_path : "the output",
-                                                strerror(g->write_errno));
+                                        tool_error("%s: cannot write %s: %s", g->url,
+                                                   g->output_path ? g->output_path : "the output",
+                                                   strerror(g->write_errno));
                         }
                         if (g->out && response->body && response->body_size > 0)
                                 write_out(g, response->body, response->body_size);
                         g->exit_code = g->write_errno ? EXIT_WRITE_ERROR : EXIT_OK;
                 }
         } else {
-                fprintf(stderr, "paf: %s: no response\n", g->url);
+                tool_error("%s: no response", g->url);
                 g->exit_code = EXIT_RECV_ERROR;
         }
         paf_response_free(response);
@@ -482,21 +512,24 @@ int cmd_get(int argc, char **argv) {
 
         r = paf_http_headers_new(&headers);
         if (r < 0) {
-                fprintf(stderr, "paf get: %s\n", strerror(-r));
+                tool_error("%s", strerror(-r));
                 return EXIT_USAGE;
         }
 
         optind = 0; /* fresh getopt state: argv[0] is "get" */
-        while ((c = getopt_long(argc, argv, "X:H:d:o:iIfLkm:svh", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, ":X:H:d:o:iIfLkm:svh", options, NULL)) >= 0) {
                 switch (c) {
                 case 'X':
                         method = optarg;
                         break;
                 case 'H':
                         r = add_header(headers, optarg);
+                        if (r == -EINVAL) {
+                                ret = tool_usage_error("-H \"%s\": not \"Name: value\"", optarg);
+                                goto out;
+                        }
                         if (r < 0) {
-                                fprintf(stderr, "paf get: -H \"%s\": %s\n", optarg,
-                                        r == -EINVAL ? "not \"Name: value\"" : strerror(-r));
+                                tool_error("-H \"%s\": %s", optarg, strerror(-r));
                                 goto out;
                         }
                         break;
@@ -504,8 +537,8 @@ int cmd_get(int argc, char **argv) {
                 case OPT_DATA_BINARY:
                         r = add_data(&body, &have_data, optarg, c == OPT_DATA_BINARY);
                         if (r < 0) {
-                                fprintf(stderr, "paf get: %s \"%s\": %s\n",
-                                        c == 'd' ? "-d" : "--data-binary", optarg, strerror(-r));
+                                tool_error("%s \"%s\": %s", c == 'd' ? "-d" : "--data-binary",
+                                           optarg, strerror(-r));
                                 ret = EXIT_READ_ERROR;
                                 goto out;
                         }
@@ -534,7 +567,7 @@ int cmd_get(int argc, char **argv) {
                 case OPT_PROTO_REDIR:
                         if ((proto_redir.len > 0 && buffer_append(&proto_redir, ",", 1) < 0) ||
                             buffer_append(&proto_redir, optarg, strlen(optarg)) < 0) {
-                                fprintf(stderr, "paf get: %s\n", strerror(ENOMEM));
+                                tool_error("%s", strerror(ENOMEM));
                                 goto out;
                         }
                         break;
@@ -549,9 +582,8 @@ int cmd_get(int argc, char **argv) {
                         break;
                 case 'm':
                         if (parse_seconds(optarg, &copts.timeout_usec) < 0) {
-                                fprintf(stderr,
-                                        "paf get: --max-time \"%s\": not a number of seconds\n",
-                                        optarg);
+                                ret = tool_usage_error("--max-time \"%s\": not a number of seconds",
+                                                       optarg);
                                 goto out;
                         }
                         break;
@@ -570,23 +602,23 @@ int cmd_get(int argc, char **argv) {
                         ret = EXIT_OK;
                         goto out;
                 default:
-                        fprintf(stderr, "Try \"paf get --help\".\n");
+                        ret = tool_bad_option(c, argv, options);
                         goto out;
                 }
         }
         if (optind >= argc) {
-                fprintf(stderr, "paf get: no URL (try \"paf get --help\")\n");
+                ret = tool_usage_error("no URL");
                 goto out;
         }
         if (optind + 1 < argc) {
-                fprintf(stderr, "paf get: one URL only; unexpected \"%s\"\n", argv[optind + 1]);
+                ret = tool_usage_error("one URL only; unexpected \"%s\"", argv[optind + 1]);
                 goto out;
         }
         g.url = argv[optind];
         if (!method)
                 method = g.head_only ? "HEAD" : have_data ? "POST" : "GET";
         if (g.head_only && have_data) {
-                fprintf(stderr, "paf get: -I and -d/--data-binary do not go together\n");
+                ret = tool_usage_error("-I and -d/--data-binary do not go together");
                 goto out;
         }
         if (form_data && !paf_http_headers_get(headers, "Content-Type")) {
@@ -607,9 +639,15 @@ int cmd_get(int argc, char **argv) {
                 ret = EXIT_USAGE;
                 goto out;
         }
+        g.reg = reg;
+        /* The core knows no transport: nothing could be fetched. */
+        if (!tool_check_plugins(reg)) {
+                ret = EXIT_UNSUPPORTED_PROTOCOL;
+                goto out;
+        }
         r = sd_event_new(&g.event);
         if (r < 0) {
-                fprintf(stderr, "paf: cannot create event loop: %s\n", strerror(-r));
+                tool_error("cannot create event loop: %s", strerror(-r));
                 goto out;
         }
         r = paf_client_new(reg, g.event, &client);
@@ -617,15 +655,13 @@ int cmd_get(int argc, char **argv) {
                 r = paf_client_set_options(client, &copts);
         if (r == -EINVAL && copts.redirect_schemes) {
                 /* The only option the client can find wrong. */
-                fprintf(stderr,
-                        "paf get: --proto-redir \"%s\": not a list of schemes "
-                        "(=http,https or -all,+https, say)\n",
-                        copts.redirect_schemes);
-                ret = EXIT_USAGE;
+                ret = tool_usage_error("--proto-redir \"%s\": not a list of schemes "
+                                       "(=http,https or -all,+https, say)",
+                                       copts.redirect_schemes);
                 goto out_event;
         }
         if (r < 0) {
-                fprintf(stderr, "paf: %s: cannot set up the client: %s\n", g.url, strerror(-r));
+                tool_error("%s: cannot set up the client: %s", g.url, strerror(-r));
                 ret = EXIT_COULDNT_CONNECT;
                 goto out_event;
         }
@@ -657,12 +693,13 @@ int cmd_get(int argc, char **argv) {
         if (r < 0) {
                 /* The call was refused before it started (bad URL, unknown scheme). */
                 print_error(g.url, strerror(-r));
+                hint_plugins(&g, r);
                 ret = exit_code_for(r);
                 goto out_event;
         }
         r = sd_event_loop(g.event);
         if (r < 0) {
-                fprintf(stderr, "paf: %s: event loop: %s\n", g.url, strerror(-r));
+                tool_error("%s: event loop: %s", g.url, strerror(-r));
                 ret = EXIT_COULDNT_CONNECT;
                 goto out_event;
         }
@@ -673,12 +710,12 @@ out_event:
         client = paf_client_free(client);
         if (g.out && g.out != stdout) {
                 if (fclose(g.out) != 0 && ret == EXIT_OK) {
-                        fprintf(stderr, "paf: %s: cannot write %s: %s\n", g.url, g.output_path,
-                                strerror(errno));
+                        tool_error("%s: cannot write %s: %s", g.url, g.output_path,
+                                   strerror(errno));
                         ret = EXIT_WRITE_ERROR;
                 }
         } else if (g.out == stdout && fflush(stdout) != 0 && ret == EXIT_OK) {
-                fprintf(stderr, "paf: %s: cannot write the output: %s\n", g.url, strerror(errno));
+                tool_error("%s: cannot write the output: %s", g.url, strerror(errno));
                 ret = EXIT_WRITE_ERROR;
         }
         sd_event_unref(g.event);

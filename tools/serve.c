@@ -20,7 +20,7 @@
 #define STATUS_INTERVAL_USEC (1000 * 1000ULL)
 #define MAX_CERTS 16 /* what the tls layer takes: tls.cert-file, tls.cert-file.2 … .16 */
 
-/* What a TLS listener serves; the files are read again on SIGHUP. */
+/* What --cert, --key and --client-ca say. */
 typedef struct tls_config {
         char *cert[MAX_CERTS]; /* the first is the default, the others go by SNI */
         char *key[MAX_CERTS];
@@ -31,7 +31,7 @@ typedef struct tls_config {
 typedef struct tls_listener {
         paf_listener *listener; /* owned by the server */
         char *label;            /* "https://127.0.0.1:8443", for messages */
-        tls_config config;
+        paf_ctx *ctx;           /* the layer's configuration: the files, read again on SIGHUP */
 } tls_listener;
 
 typedef struct serve {
@@ -54,14 +54,22 @@ static void usage(FILE *f) {
                    "\n"
                    "Serve the files of a directory over HTTP/1.1.\n"
                    "\n"
-                   "  --listen ADDR      Listen on ADDR (repeatable): PORT, HOST:PORT, [V6]:PORT,\n"
-                   "                     /path.sock or @abstract (default " DEFAULT_LISTEN ")\n"
+                   "  --listen ADDR      Listen on ADDR (repeatable; default " DEFAULT_LISTEN "):\n"
+                   "                       PORT             every address (tcp)\n"
+                   "                       HOST:PORT        a numeric IPv4 address (tcp)\n"
+                   "                       [V6]:PORT        a numeric IPv6 address (tcp)\n"
+                   "                       /path.sock       a unix socket (unix)\n"
+                   "                       @abstract        a Linux abstract unix socket (unix)\n"
+                   "                       vsock:CID:PORT   AF_VSOCK on context CID (vsock)\n"
+                   "                       vsock::PORT      AF_VSOCK on any CID (vsock)\n"
                    "  --listen-tls ADDR  Serve HTTPS on ADDR (repeatable), with --cert and --key\n"
                    "  --cert FILE        PEM certificate chain; repeat with --key for more names:\n"
                    "                     the first pair is the default, the others go by SNI\n"
                    "  --key FILE         PEM private key of the --cert before it\n"
                    "  --client-ca FILE   Require client certificates signed by these CAs (mTLS)\n"
                    "  --root DIR         Serve DIR (default: the current directory)\n"
+                   "  --dotfiles         Serve names starting with '.' too (.git, .env: by\n"
+                   "                     default they answer 404; /.well-known/ is served)\n"
                    "  --config FILE      paf.conf: plugins, [http] limits, [tls], [listen.NAME]\n"
                    "  --quiet            No access log\n"
                    "  --help             Show this help\n"
@@ -241,10 +249,9 @@ static void on_error(const char *peer, int status, const char *reason, void *use
         if (s->quiet)
                 return;
         if (status > 0)
-                fprintf(stderr, "paf: %s: %d %s\n", peer ? peer : "-", status,
-                        reason ? reason : "");
+                tool_error("%s: %d %s", peer ? peer : "-", status, reason ? reason : "");
         else
-                fprintf(stderr, "paf: %s: %s\n", peer ? peer : "-", reason ? reason : "error");
+                tool_error("%s: %s", peer ? peer : "-", reason ? reason : "error");
 }
 
 static void notify_status(serve *s, const char *extra);
@@ -267,7 +274,7 @@ static int on_signal(sd_event_source *source, const struct signalfd_siginfo *si,
         notify_status(s, "STOPPING=1\n");
         int r = paf_http_server_stop(s->server, on_stopped, s);
         if (r < 0) {
-                fprintf(stderr, "paf: cannot stop gracefully: %s\n", strerror(-r));
+                tool_error("cannot stop gracefully: %s", strerror(-r));
                 sd_event_exit(s->event, 0);
         }
         return 0;
@@ -292,10 +299,15 @@ static int load_registry(const char *config, paf_registry **ret) {
 /* "http://127.0.0.1:8080", "unix:/run/paf.sock", "https://127.0.0.1:8443",
  * "https+unix:/run/paf.sock": inner is the transport under TLS, or NULL. */
 static char *listener_label(paf_listener *l, const char *inner_protocol) {
+        /* The URL, from the schemes the plugins registered: one form for
+         * plain and TLS listeners of every transport. */
+        char *label;
+        if (paf_listener_format_url(l, &label) >= 0)
+                return label;
+        /* A transport that registered no scheme. */
         const char *proto = inner_protocol ? inner_protocol : paf_listener_get_protocol(l);
         const char *address = paf_listener_get_address(l);
         const char *scheme = inner_protocol ? "https" : "http";
-        char *label;
         int r;
         if (!proto)
                 proto = "?";
@@ -323,18 +335,10 @@ static void tls_config_done(tls_config *c) {
         *c = (tls_config){};
 }
 
-/* A copy of path; a relative one is taken from dir (the config file's), if any. */
-static char *path_from(const char *dir, const char *path) {
-        char *ret;
-        if (!dir || path[0] == '/')
-                return strdup(path);
-        return asprintf(&ret, "%s/%s", dir, path) < 0 ? NULL : ret;
-}
-
-static int tls_config_add_cert(tls_config *c, const char *dir, const char *cert, const char *key) {
+static int tls_config_add_cert(tls_config *c, const char *cert, const char *key) {
         if (c->n_certs == MAX_CERTS)
                 return -E2BIG;
-        char *a = path_from(dir, cert), *b = path_from(dir, key);
+        char *a = strdup(cert), *b = strdup(key);
         if (!a || !b) {
                 free(a);
                 free(b);
@@ -345,21 +349,24 @@ static int tls_config_add_cert(tls_config *c, const char *dir, const char *cert,
         return 0;
 }
 
-static int tls_config_copy(tls_config *dst, const tls_config *src) {
-        *dst = (tls_config){};
-        for (size_t i = 0; i < src->n_certs; i++)
-                if (tls_config_add_cert(dst, NULL, src->cert[i], src->key[i]) < 0)
-                        goto fail;
-        if (src->client_ca && !(dst->client_ca = strdup(src->client_ca)))
-                goto fail;
-        return 0;
-fail:
-        tls_config_done(dst);
-        return -ENOMEM;
+/* What every TLS listener of ours says on top of its files: ALPN, and the
+ * [tls] options of paf.conf. */
+static int tls_ctx_serve(paf_registry *reg, paf_ctx *ctx) {
+        int r = paf_ctx_set_string(ctx, "tls.alpn", "http/1.1");
+        /* Absent when the tls plugin declares no such option: the layer's
+         * own defaults apply. */
+        paf_value v;
+        if (r >= 0 && paf_registry_get_option(reg, "tls", "priority", &v) >= 0 &&
+            v.type == PAF_TYPE_STRING)
+                r = paf_ctx_set_string(ctx, "tls.priority", v.string);
+        if (r >= 0 && paf_registry_get_option(reg, "tls", "handshake-timeout", &v) >= 0 &&
+            v.type == PAF_TYPE_INT)
+                r = paf_ctx_set_int(ctx, "tls.handshake-timeout", v.integer);
+        return r;
 }
 
-/* The tls layer's context: the files (read by the layer, so a reload sees
- * what is on disk now), ALPN, and the [tls] options of paf.conf. */
+/* The tls layer's context for --cert, --key and --client-ca: the files
+ * (read by the layer, so a reload sees what is on disk now) and ours. */
 static int tls_ctx_new(paf_registry *reg, const tls_config *c, paf_ctx **ret) {
         _paf_cleanup_(paf_ctx_unrefp) paf_ctx *ctx = NULL;
         int r = paf_ctx_new(&ctx);
@@ -379,20 +386,24 @@ static int tls_ctx_new(paf_registry *reg, const tls_config *c, paf_ctx **ret) {
                         r = paf_ctx_set_bool(ctx, "tls.require-client-cert", true);
         }
         if (r >= 0)
-                r = paf_ctx_set_string(ctx, "tls.alpn", "http/1.1");
-        /* Absent when the tls plugin declares no such option: the layer's
-         * own defaults apply. */
-        paf_value v;
-        if (r >= 0 && paf_registry_get_option(reg, "tls", "priority", &v) >= 0 &&
-            v.type == PAF_TYPE_STRING)
-                r = paf_ctx_set_string(ctx, "tls.priority", v.string);
-        if (r >= 0 && paf_registry_get_option(reg, "tls", "handshake-timeout", &v) >= 0 &&
-            v.type == PAF_TYPE_INT)
-                r = paf_ctx_set_int(ctx, "tls.handshake-timeout", v.integer);
+                r = tls_ctx_serve(reg, ctx);
         if (r < 0)
                 return r;
         *ret = ctx;
         ctx = NULL;
+        return 0;
+}
+
+/* The tls layer's context for [listen.NAME], the one `paf config check`
+ * checked (NULL: tls is off), and ours. */
+static int tls_ctx_section(paf_registry *reg, const char *section, paf_ctx **ret) {
+        paf_ctx *ctx = NULL;
+        int r = paf_registry_get_listen_tls_ctx(reg, section, &ctx);
+        if (r > 0 && (r = tls_ctx_serve(reg, ctx)) < 0)
+                ctx = paf_ctx_unref(ctx);
+        if (r < 0)
+                return r;
+        *ret = ctx;
         return 0;
 }
 
@@ -409,22 +420,17 @@ static int on_reload(sd_event_source *source, const struct signalfd_siginfo *si,
                    (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000);
         size_t failed = 0;
         if (s->n_tls == 0)
-                fprintf(stderr, "paf: SIGHUP: no TLS listener, nothing to reload\n");
+                tool_error("SIGHUP: no TLS listener, nothing to reload");
         for (size_t i = 0; i < s->n_tls; i++) {
                 tls_listener *t = &s->tls[i];
-                paf_ctx *ctx = NULL;
                 paf_error error = PAF_ERROR_NULL;
-                int r = tls_ctx_new(s->reg, &t->config, &ctx);
-                if (r >= 0)
-                        r = paf_listener_reload(t->listener, ctx, &error);
-                paf_ctx_unref(ctx);
+                int r = paf_listener_reload(t->listener, t->ctx, &error);
                 if (r < 0) {
-                        fprintf(stderr,
-                                "paf: %s: reload failed, keeping the old certificates: %s\n",
-                                t->label, error.message[0] ? error.message : strerror(-r));
+                        tool_error("%s: reload failed, keeping the old certificates: %s", t->label,
+                                   error.message[0] ? error.message : strerror(-r));
                         failed++;
                 } else
-                        fprintf(stderr, "paf: %s: certificates reloaded\n", t->label);
+                        tool_error("%s: certificates reloaded", t->label);
         }
         /* Serving either way: a failed listener keeps its old certificates. */
         notify_status(s, "READY=1\n");
@@ -439,52 +445,41 @@ static int on_reload(sd_event_source *source, const struct signalfd_siginfo *si,
 /* ---- listening ---- */
 
 /*
- * Hand l to the server, through TLS when tls is not NULL (what names the
- * listener in messages; how, if not NULL, is appended to "listening on").
- * Takes l, also on failure.
+ * Hand l to the server, through the tls layer configured by tls when it is
+ * not NULL (what names the listener in messages; how, if not NULL, is
+ * appended to "listening on"). Takes l, also on failure.
  */
-static int serve_add(serve *s, const char *what, paf_listener *l, const tls_config *tls,
-                     const char *how) {
+static int serve_add(serve *s, const char *what, paf_listener *l, paf_ctx *tls, const char *how) {
         paf_error error = PAF_ERROR_NULL;
         char *inner = NULL;
         tls_listener t = {};
         int r;
         if (tls) {
                 inner = strdup(paf_listener_get_protocol(l) ? paf_listener_get_protocol(l) : "?");
-                paf_ctx *ctx = NULL;
-                r = !inner ? -ENOMEM : tls_ctx_new(s->reg, tls, &ctx);
-                if (r < 0) {
+                if (!inner) {
                         paf_listener_free(l);
-                        free(inner);
-                        fprintf(stderr, "paf: %s: %s\n", what, strerror(-r));
-                        return r;
+                        tool_error("%s: %s", what, strerror(ENOMEM));
+                        return -ENOMEM;
                 }
                 /* The layer owns the inner listener from here, also on failure. */
                 paf_listener *inner_l = l;
                 l = NULL;
-                r = paf_registry_wrap_listener(s->reg, "tls", inner_l, ctx, &l, &error);
-                paf_ctx_unref(ctx);
+                r = paf_registry_wrap_listener(s->reg, "tls", inner_l, tls, &l, &error);
                 if (r < 0) {
                         free(inner);
-                        fprintf(stderr, "paf: %s: TLS: %s\n", what,
-                                error.message[0] ? error.message : strerror(-r));
+                        tool_error("%s: TLS: %s", what,
+                                   error.message[0] ? error.message : strerror(-r));
                         return r;
                 }
-                r = tls_config_copy(&t.config, tls);
-                if (r >= 0) {
-                        tls_listener *a = reallocarray(s->tls, s->n_tls + 1, sizeof(*a));
-                        if (a)
-                                s->tls = a;
-                        else
-                                r = -ENOMEM;
-                }
-                if (r < 0) {
-                        tls_config_done(&t.config);
+                tls_listener *a = reallocarray(s->tls, s->n_tls + 1, sizeof(*a));
+                if (!a) {
                         paf_listener_free(l);
                         free(inner);
-                        fprintf(stderr, "paf: %s: %s\n", what, strerror(-r));
-                        return r;
+                        tool_error("%s: %s", what, strerror(ENOMEM));
+                        return -ENOMEM;
                 }
+                s->tls = a;
+                t.ctx = paf_ctx_ref(tls);
         }
 
         char *label = listener_label(l, inner);
@@ -492,15 +487,15 @@ static int serve_add(serve *s, const char *what, paf_listener *l, const tls_conf
         /* The server owns l from here, also when this fails. */
         r = paf_http_server_add_listener(s->server, l);
         if (r < 0 || !label) {
-                fprintf(stderr, "paf: %s: %s\n", what, strerror(r < 0 ? -r : ENOMEM));
-                tls_config_done(&t.config);
+                tool_error("%s: %s", what, strerror(r < 0 ? -r : ENOMEM));
+                paf_ctx_unref(t.ctx);
                 free(label);
                 return r < 0 ? r : -ENOMEM;
         }
         if (how)
-                fprintf(stderr, "paf: listening on %s (%s)\n", label, how);
+                tool_error("listening on %s (%s)", label, how);
         else
-                fprintf(stderr, "paf: listening on %s\n", label);
+                tool_error("listening on %s", label);
         if (tls) {
                 t.listener = l;
                 t.label = label;
@@ -512,9 +507,10 @@ static int serve_add(serve *s, const char *what, paf_listener *l, const tls_conf
 
 /*
  * Listen on address (what: "--listen \"8080\"", "[listen.web]" for messages),
- * through TLS when tls is not NULL, and hand the listener to the server.
+ * through TLS configured by tls when it is not NULL, and hand the listener
+ * to the server.
  */
-static int serve_listen(serve *s, const char *what, const char *address, const tls_config *tls) {
+static int serve_listen(serve *s, const char *what, const char *address, paf_ctx *tls) {
         paf_listener *l = NULL;
         paf_error error = PAF_ERROR_NULL;
         int r = paf_registry_listen_address(s->reg, address, s->event, NULL, NULL, &l, &error);
@@ -522,51 +518,21 @@ static int serve_listen(serve *s, const char *what, const char *address, const t
                 /* The plugins' messages usually start with the address already. */
                 char quoted[512];
                 snprintf(quoted, sizeof(quoted), "\"%s\"", address);
-                if (strncmp(error.message, quoted, strlen(quoted)) == 0 && strstr(what, quoted))
-                        fprintf(stderr, "paf: %.*s%s\n", (int)(strstr(what, quoted) - what), what,
-                                error.message);
+                size_t n = strlen(quoted);
+                const char *message = error.message[0] ? error.message : strerror(-r);
+                if (strncmp(message, quoted, n) == 0 && message[n] == ':' && strstr(what, address))
+                        message += n + 1 + (message[n + 1] == ' ');
+                /* No plugin took the address: which ones there are, and
+                 * where others would be found. */
+                char *hint = r == -EAFNOSUPPORT ? tool_plugin_hint(s->reg) : NULL;
+                if (hint)
+                        tool_error("%s: %s (%s)", what, message, hint);
                 else
-                        fprintf(stderr, "paf: %s: %s\n", what,
-                                error.message[0] ? error.message : strerror(-r));
+                        tool_error("%s: %s", what, message);
+                free(hint);
                 return r;
         }
         return serve_add(s, what, l, tls, NULL);
-}
-
-/* The directory of the configuration file, which relative files of
- * [listen.NAME] are taken from, as plugin-path is; NULL for none. */
-static int config_dir(const char *config, char **ret) {
-        const char *slash = config ? strrchr(config, '/') : NULL;
-        *ret = NULL;
-        if (slash && !(*ret = strndup(config, slash > config ? (size_t)(slash - config) : 1)))
-                return -ENOMEM;
-        return 0;
-}
-
-/* [listen.NAME]'s TLS settings into *c (left empty when tls is off);
- * *has_tls says which. */
-static int section_tls(serve *s, const char *section, const char *dir, tls_config *c,
-                       bool *has_tls) {
-        paf_value tls, cert, key, v;
-        *c = (tls_config){};
-        int r = paf_registry_get_option(s->reg, section, "tls", &tls);
-        if (r < 0)
-                return r;
-        *has_tls = tls.boolean;
-        if (!tls.boolean)
-                return 0;
-        /* The configuration checked that both are there. */
-        r = paf_registry_get_option(s->reg, section, "certificate", &cert);
-        if (r >= 0)
-                r = paf_registry_get_option(s->reg, section, "key", &key);
-        if (r >= 0)
-                r = tls_config_add_cert(c, dir, cert.string, key.string);
-        if (r >= 0 && paf_registry_get_option(s->reg, section, "client-ca", &v) >= 0 &&
-            !(c->client_ca = path_from(dir, v.string)))
-                r = -ENOMEM;
-        if (r < 0)
-                tls_config_done(c);
-        return r;
 }
 
 /* Whether an activated socket is named after [listen.NAME]: it then takes
@@ -584,8 +550,7 @@ static bool section_activated(paf_activated *a, const char *section) {
 static int listen_config(serve *s, const char *config, paf_activated *activated) {
         size_t n;
         const char *const *names = paf_registry_get_listen_sections(s->reg, &n);
-        char *dir;
-        int r = config_dir(config, &dir);
+        int r = 0;
 
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 if (section_activated(activated, names[i]))
@@ -593,19 +558,17 @@ static int listen_config(serve *s, const char *config, paf_activated *activated)
                 char what[256];
                 snprintf(what, sizeof(what), "%s: [%s]", config, names[i]);
                 paf_value address;
-                tls_config c;
-                bool has_tls = false;
+                paf_ctx *tls = NULL;
                 r = paf_registry_get_option(s->reg, names[i], "address", &address);
                 if (r >= 0)
-                        r = section_tls(s, names[i], dir, &c, &has_tls);
+                        r = tls_ctx_section(s->reg, names[i], &tls);
                 if (r < 0) {
-                        fprintf(stderr, "paf: %s: %s\n", what, strerror(-r));
+                        tool_error("%s: %s", what, strerror(-r));
                         break;
                 }
-                r = serve_listen(s, what, address.string, has_tls ? &c : NULL);
-                tls_config_done(&c);
+                r = serve_listen(s, what, address.string, tls);
+                paf_ctx_unref(tls);
         }
-        free(dir);
         return r;
 }
 
@@ -619,14 +582,12 @@ static int listen_activated(serve *s, const char *config, paf_activated **ret) {
         paf_activated *a = NULL;
         int r = paf_registry_listen_activated(s->reg, s->event, NULL, NULL, &a, &error);
         if (r < 0) {
-                fprintf(stderr, "paf: %s\n", error.message[0] ? error.message : strerror(-r));
+                tool_error("%s", error.message[0] ? error.message : strerror(-r));
                 return r;
         }
         *ret = a;
         size_t n_sections;
         const char *const *sections = paf_registry_get_listen_sections(s->reg, &n_sections);
-        char *dir;
-        r = config_dir(config, &dir);
 
         for (size_t i = 0; r >= 0 && i < paf_activated_get_n_listeners(a); i++) {
                 const char *name = paf_activated_get_name(a, i);
@@ -642,21 +603,17 @@ static int listen_activated(serve *s, const char *config, paf_activated **ret) {
                                  config, section);
                 else
                         snprintf(how, sizeof(how), "socket-activated \"%s\"", name);
-                tls_config c = {};
-                bool has_tls = false;
+                paf_ctx *tls = NULL;
                 if (section) {
-                        r = section_tls(s, section, dir, &c, &has_tls);
+                        r = tls_ctx_section(s->reg, section, &tls);
                         if (r < 0) {
-                                fprintf(stderr, "paf: %s: %s: [%s]: %s\n", what, config, section,
-                                        strerror(-r));
+                                tool_error("%s: %s: [%s]: %s", what, config, section, strerror(-r));
                                 break;
                         }
                 }
-                r = serve_add(s, what, paf_activated_steal_listener(a, i), has_tls ? &c : NULL,
-                              how);
-                tls_config_done(&c);
+                r = serve_add(s, what, paf_activated_steal_listener(a, i), tls, how);
+                paf_ctx_unref(tls);
         }
-        free(dir);
         return r;
 }
 
@@ -712,7 +669,7 @@ static int notify_setup(serve *s) {
 }
 
 int cmd_serve(int argc, char **argv) {
-        enum { OPT_LISTEN_TLS = 256, OPT_CERT, OPT_KEY, OPT_CLIENT_CA };
+        enum { OPT_LISTEN_TLS = 256, OPT_CERT, OPT_KEY, OPT_CLIENT_CA, OPT_DOTFILES };
         static const struct option options[] = {
                 {"listen", required_argument, NULL, 'l'},
                 {"listen-tls", required_argument, NULL, OPT_LISTEN_TLS},
@@ -720,6 +677,7 @@ int cmd_serve(int argc, char **argv) {
                 {"key", required_argument, NULL, OPT_KEY},
                 {"client-ca", required_argument, NULL, OPT_CLIENT_CA},
                 {"root", required_argument, NULL, 'r'},
+                {"dotfiles", no_argument, NULL, OPT_DOTFILES},
                 {"config", required_argument, NULL, 'c'},
                 {"quiet", no_argument, NULL, 'q'},
                 {"help", no_argument, NULL, 'h'},
@@ -729,16 +687,14 @@ int cmd_serve(int argc, char **argv) {
         const char *certs[MAX_CERTS], *keys[MAX_CERTS];
         size_t n_listen = 0, n_listen_tls = 0, n_certs = 0, n_keys = 0;
         const char *root_path = ".", *config = NULL, *client_ca = NULL;
-        bool quiet = false;
+        bool quiet = false, dotfiles = false;
         int c;
-        while ((c = getopt_long(argc, argv, "l:r:c:qh", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, ":l:r:c:qh", options, NULL)) >= 0) {
                 switch (c) {
                 case 'l':
                 case OPT_LISTEN_TLS:
-                        if (n_listen + n_listen_tls == MAX_LISTEN) {
-                                fprintf(stderr, "paf serve: more than %d listeners\n", MAX_LISTEN);
-                                return 2;
-                        }
+                        if (n_listen + n_listen_tls == MAX_LISTEN)
+                                return tool_usage_error("more than %d listeners", MAX_LISTEN);
                         if (c == 'l')
                                 listen[n_listen++] = optarg;
                         else
@@ -746,11 +702,9 @@ int cmd_serve(int argc, char **argv) {
                         break;
                 case OPT_CERT:
                 case OPT_KEY:
-                        if ((c == OPT_CERT ? n_certs : n_keys) == MAX_CERTS) {
-                                fprintf(stderr, "paf serve: more than %d --%s\n", MAX_CERTS,
-                                        c == OPT_CERT ? "cert" : "key");
-                                return 2;
-                        }
+                        if ((c == OPT_CERT ? n_certs : n_keys) == MAX_CERTS)
+                                return tool_usage_error("more than %d --%s", MAX_CERTS,
+                                                        c == OPT_CERT ? "cert" : "key");
                         if (c == OPT_CERT)
                                 certs[n_certs++] = optarg;
                         else
@@ -762,6 +716,9 @@ int cmd_serve(int argc, char **argv) {
                 case 'r':
                         root_path = optarg;
                         break;
+                case OPT_DOTFILES:
+                        dotfiles = true;
+                        break;
                 case 'c':
                         config = optarg;
                         break;
@@ -772,52 +729,58 @@ int cmd_serve(int argc, char **argv) {
                         usage(stdout);
                         return 0;
                 default:
-                        usage(stderr);
-                        return 2;
+                        return tool_bad_option(c, argv, options);
                 }
         }
-        if (optind < argc) {
-                fprintf(stderr, "paf serve: unexpected argument \"%s\"\n", argv[optind]);
-                return 2;
-        }
-        if (n_certs != n_keys) {
-                fprintf(stderr, "paf serve: %zu --cert but %zu --key: they go in pairs\n", n_certs,
-                        n_keys);
-                return 2;
-        }
-        if (n_listen_tls > 0 && n_certs == 0) {
-                fprintf(stderr, "paf serve: --listen-tls needs --cert and --key\n");
-                return 2;
-        }
-        if (n_listen_tls == 0 && (n_certs > 0 || client_ca)) {
-                fprintf(stderr, "paf serve: --cert, --key and --client-ca need --listen-tls\n");
-                return 2;
-        }
+        if (optind < argc)
+                return tool_usage_error("unexpected argument \"%s\"", argv[optind]);
+        if (n_certs != n_keys)
+                return tool_usage_error("%zu --cert but %zu --key: they go in pairs", n_certs,
+                                        n_keys);
+        if (n_listen_tls > 0 && n_certs == 0)
+                return tool_usage_error("--listen-tls needs --cert and --key");
+        if (n_listen_tls == 0 && (n_certs > 0 || client_ca))
+                return tool_usage_error("--cert, --key and --client-ca need --listen-tls");
 
         serve s = {.quiet = quiet};
         tls_config tls = {};
+        paf_ctx *tls_ctx = NULL;
         paf_activated *activated = NULL;
         int status = 1;
 
         int r = static_root_new(root_path, &s.root);
         if (r < 0) {
-                fprintf(stderr, "paf: --root \"%s\": %s\n", root_path, strerror(-r));
+                tool_error("--root \"%s\": %s", root_path, strerror(-r));
                 return 1;
         }
+        static_root_set_dotfiles(s.root, dotfiles);
         if (load_registry(config, &s.reg) < 0)
                 goto out;
+        /* The core knows no transport: there would be nothing to listen on. */
+        if (!tool_check_plugins(s.reg))
+                goto out;
+        /* What `paf config check` refuses, refused the same way, before
+         * anything is bound. */
+        paf_error error = PAF_ERROR_NULL;
+        r = paf_registry_check_config(s.reg, &error);
+        if (r < 0) {
+                tool_error("%s", error.message[0] ? error.message : strerror(-r));
+                goto out;
+        }
 
         paf_http_limits limits;
         r = paf_http_limits_load(&limits, s.reg);
         if (r < 0) {
-                fprintf(stderr, "paf: %s: [http]: %s\n", config ? config : "default configuration",
-                        strerror(-r));
+                tool_error("%s: [http]: %s", config ? config : "default configuration",
+                           strerror(-r));
                 goto out;
         }
         for (size_t i = 0; i < n_certs; i++)
-                if (tls_config_add_cert(&tls, NULL, certs[i], keys[i]) < 0)
+                if (tls_config_add_cert(&tls, certs[i], keys[i]) < 0)
                         goto oom;
         if (client_ca && !(tls.client_ca = strdup(client_ca)))
+                goto oom;
+        if (n_listen_tls > 0 && tls_ctx_new(s.reg, &tls, &tls_ctx) < 0)
                 goto oom;
 
         /* Signals arrive through the loop, so stopping and reloading run
@@ -844,7 +807,7 @@ int cmd_serve(int argc, char **argv) {
         if (r >= 0)
                 r = notify_setup(&s);
         if (r < 0) {
-                fprintf(stderr, "paf: cannot set up the server: %s\n", strerror(-r));
+                tool_error("cannot set up the server: %s", strerror(-r));
                 goto out;
         }
 
@@ -853,15 +816,23 @@ int cmd_serve(int argc, char **argv) {
                 goto out;
         size_t n_sections;
         paf_registry_get_listen_sections(s.reg, &n_sections);
-        if (n_listen + n_listen_tls + n_sections + paf_activated_get_n_listeners(activated) == 0)
+        size_t n_asked =
+                n_listen + n_listen_tls + n_sections + paf_activated_get_n_listeners(activated);
+        bool by_default = n_asked == 0;
+        if (by_default)
                 listen[n_listen++] = DEFAULT_LISTEN;
 
         for (size_t i = 0; i < n_listen + n_listen_tls; i++) {
                 bool secure = i >= n_listen;
                 const char *address = secure ? listen_tls[i - n_listen] : listen[i];
                 char what[512];
-                snprintf(what, sizeof(what), "--listen%s \"%s\"", secure ? "-tls" : "", address);
-                if (serve_listen(&s, what, address, secure ? &tls : NULL) < 0)
+                /* Never a --listen the user did not type. */
+                if (by_default)
+                        snprintf(what, sizeof(what), "the default listener %s", address);
+                else
+                        snprintf(what, sizeof(what), "--listen%s \"%s\"", secure ? "-tls" : "",
+                                 address);
+                if (serve_listen(&s, what, address, secure ? tls_ctx : NULL) < 0)
                         goto out;
         }
         if (listen_config(&s, config, activated) < 0)
@@ -873,21 +844,22 @@ int cmd_serve(int argc, char **argv) {
         notify_status(&s, "READY=1\n");
         r = sd_event_loop(s.event);
         if (r < 0)
-                fprintf(stderr, "paf: event loop: %s\n", strerror(-r));
+                tool_error("event loop: %s", strerror(-r));
         else
                 status = 0;
         goto out;
 oom:
-        fprintf(stderr, "paf: %s\n", strerror(ENOMEM));
+        tool_error("%s", strerror(ENOMEM));
 out:
         paf_activated_free(activated);
         paf_http_server_free(s.server);
         sd_event_unref(s.event);
         for (size_t i = 0; i < s.n_tls; i++) {
-                tls_config_done(&s.tls[i].config);
+                paf_ctx_unref(s.tls[i].ctx);
                 free(s.tls[i].label);
         }
         free(s.tls);
+        paf_ctx_unref(tls_ctx);
         tls_config_done(&tls);
         paf_registry_unref(s.reg);
         static_root_free(s.root);

@@ -27,6 +27,7 @@ struct static_root {
         int fd;
         /* For the fallback check when the kernel has no openat2. */
         char *real;
+        bool dotfiles; /* serve names starting with '.' (off by default) */
 };
 
 /* Set once openat2 answered ENOSYS (kernels before 5.6, some seccomp filters). */
@@ -51,6 +52,11 @@ int static_root_new(const char *path, static_root **ret) {
         root->real = real;
         *ret = root;
         return 0;
+}
+
+void static_root_set_dotfiles(static_root *root, bool allow) {
+        if (root)
+                root->dotfiles = allow;
 }
 
 static_root *static_root_free(static_root *root) {
@@ -157,6 +163,32 @@ int static_map_target(const char *target, char **ret_rel, bool *ret_slash) {
         *ret_rel = out;
         *ret_slash = slash;
         return 0;
+}
+
+/* Whether name, an entry of the directory at URL path depth depth (0: the
+ * root), is hidden: a dotfile or dot-directory (.git, .env, .htpasswd …),
+ * which a tree that happens to be served rarely means to publish. RFC 8615's
+ * /.well-known/ is meant to be served, so it is not. */
+static bool name_is_hidden(const char *name, size_t len, unsigned depth) {
+        if (len == 0 || name[0] != '.')
+                return false;
+        return !(depth == 0 && len == strlen(".well-known") &&
+                 strncmp(name, ".well-known", len) == 0);
+}
+
+bool static_path_is_hidden(const char *rel) {
+        if (!rel || strcmp(rel, ".") == 0)
+                return false;
+        unsigned depth = 0;
+        for (const char *p = rel; *p; depth++) {
+                size_t len = strcspn(p, "/");
+                if (name_is_hidden(p, len, depth))
+                        return true;
+                p += len;
+                if (*p == '/')
+                        p++;
+        }
+        return false;
 }
 
 /* Opens rel beneath the root: neither "..", an absolute symlink nor a
@@ -685,7 +717,9 @@ static const char *url_path(const char *rel, char *buf, size_t size) {
         return buf;
 }
 
-static void serve_listing(response *r, int dirfd, const char *rel) {
+/* hide_dotfiles: leave out what would answer 404, so the listing names
+ * nothing it would not serve. */
+static void serve_listing(response *r, int dirfd, const char *rel, bool hide_dotfiles) {
         DIR *d = fdopendir(dirfd);
         if (!d) {
                 close(dirfd);
@@ -698,6 +732,9 @@ static void serve_listing(response *r, int dirfd, const char *rel) {
         bool failed = false;
         while (n < LISTING_MAX && (de = readdir(d))) {
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                if (hide_dotfiles &&
+                    name_is_hidden(de->d_name, strlen(de->d_name), strcmp(rel, ".") == 0 ? 0 : 1))
                         continue;
                 if (n == allocated) {
                         size_t m = allocated ? allocated * 2 : 64;
@@ -829,7 +866,7 @@ static void serve_directory(response *r, int dirfd, static_root *root, const cha
                 respond_status(r, errno_to_status(fd), NULL, NULL);
                 return;
         }
-        serve_listing(r, dirfd, rel);
+        serve_listing(r, dirfd, rel, !root->dotfiles);
 }
 
 void static_serve(static_root *root, paf_http_request *req, static_done_handler_t done,
@@ -851,6 +888,11 @@ void static_serve(static_root *root, paf_http_request *req, static_done_handler_
         char *rel = NULL;
         bool slash = false;
         int status = static_map_target(paf_http_request_get_target(req), &rel, &slash);
+        if (status == 0 && !root->dotfiles && static_path_is_hidden(rel)) {
+                /* 404, not 403: whether /.git exists is not the client's business. */
+                free(rel);
+                status = 404;
+        }
         if (status != 0) {
                 respond_status(r, status, NULL, NULL);
                 return;

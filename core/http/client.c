@@ -68,6 +68,7 @@ struct conn {
         paf_flow *flow;
         char *key;      /* the pool key (pool_key()) of the call that opened it */
         char *endpoint; /* the candidate that connected */
+        char *report;   /* its connect's attempts (paf_attempts_format) */
         sd_event_source *idle_timer;
         paf_http_call *call; /* the call it serves, NULL while idle */
 
@@ -120,6 +121,7 @@ struct paf_http_call {
         size_t n_candidates;
         char *pool_key; /* which idle connections may carry it */
         char *endpoint; /* what carries the call, once known */
+        char *report;   /* how that was found, one attempt a line (paf_attempts_format) */
         paf_ctx *ctx;
         char *head;
         size_t head_len;
@@ -252,6 +254,7 @@ static void conn_unref(conn *cn) {
         free(cn->pending);
         free(cn->key);
         free(cn->endpoint);
+        free(cn->report);
         free(cn);
 }
 
@@ -372,6 +375,7 @@ static void call_unref(paf_http_call *call) {
         free(call->pool_key);
         free(call->label);
         free(call->endpoint);
+        free(call->report);
         free(call->head);
         free(call->field);
         free(call->value);
@@ -434,12 +438,52 @@ static void call_fail(paf_http_call *call, int code, const char *format, ...) {
         call_kick(call);
 }
 
-/* The attempts of a failed connect, as one line. */
+/* "  LINE\n  LINE": text's lines indented, without the last newline. */
+static char *indent_lines(const char *text) {
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&buf, &size);
+        if (!f)
+                return NULL;
+        for (const char *p = text; *p;) {
+                size_t n = strcspn(p, "\n");
+                fprintf(f, "%s  %.*s", p == text ? "" : "\n", (int)n, p);
+                p += n;
+                if (*p == '\n')
+                        p++;
+        }
+        if (fclose(f) != 0) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
+
+/*
+ * A connect that found no flow. The call's report lists every attempt. The
+ * error says what the one transport tried said, on one line; when several
+ * were tried, or none could be, it lists them one per line.
+ */
 static void call_fail_connect(paf_http_call *call, const paf_attempt *attempts, size_t n) {
-        size_t n_tried = 0;
+        if (call->state == CALL_FAILED || call->state == CALL_DONE)
+                return;
+        size_t n_tried = 0, tried = 0;
         for (size_t i = 0; i < n; i++)
-                if (attempts[i].tried)
+                if (attempts[i].tried) {
                         n_tried++;
+                        tried = i;
+                }
+        /* No candidate: no protocol serves this endpoint (as a listen
+         * address no protocol understands). */
+        int code = -EAFNOSUPPORT;
+        for (size_t i = 0; i < n; i++)
+                if (attempts[i].tried && attempts[i].error < 0) {
+                        code = attempts[i].error;
+                        break;
+                }
+        free(call->report);
+        call->report = paf_attempts_format(attempts, n);
+
         /* Only what was tried, unless nothing was: then why nothing could be. */
         _cleanup_free_ paf_attempt *list = calloc(n + 1, sizeof(*list));
         size_t k = 0;
@@ -447,30 +491,24 @@ static void call_fail_connect(paf_http_call *call, const paf_attempt *attempts, 
                 if (n_tried == 0 || attempts[i].tried)
                         list[k++] = attempts[i];
         _cleanup_free_ char *text = list ? paf_attempts_format(list, k) : NULL;
-        int code = -EHOSTUNREACH;
-        for (size_t i = 0; i < k; i++)
-                if (list[i].error < 0) {
-                        code = list[i].error;
-                        break;
-                }
-        if (text) {
-                /* One line per attempt: joined, for a message on one line. */
-                size_t m = strlen(text);
-                while (m > 0 && text[m - 1] == '\n')
-                        text[--m] = '\0';
-                for (char *p = text; (p = strchr(p, '\n'));)
-                        *p = ';';
-        }
-        if (call->state == CALL_FAILED || call->state == CALL_DONE)
-                return;
+        _cleanup_free_ char *lines = text ? indent_lines(text) : NULL;
+
         call->state = CALL_FAILED;
-        if (k == 0 || !text)
-                paf_error_set(&call->error, code, "%s: no transport for this request", call->label);
-        else if (n_tried == 0)
-                paf_error_set(&call->error, code, "%s: no transport for this request: %s",
-                              call->label, text);
-        else
-                paf_error_set(&call->error, code, "%s: %s", call->label, text);
+        if (n == 0)
+                paf_error_set(&call->error, code,
+                              "%s: no transport for this request: no protocol is registered",
+                              call->label);
+        else if (n_tried == 1) {
+                const paf_attempt *a = &attempts[tried];
+                paf_error_set(&call->error, code, "%s: %s%s%s: %s", call->label,
+                              a->protocol ? a->protocol : "?", a->endpoint ? " " : "",
+                              a->endpoint ? a->endpoint : "",
+                              a->reason && *a->reason ? a->reason : strerror(-a->error));
+        } else
+                paf_error_set(&call->error, code, "%s: %s:\n%s", call->label,
+                              n_tried == 0 ? "no transport for this request"
+                                           : "every transport failed",
+                              lines ? lines : "out of memory");
         call_stop(call);
         call_kick(call);
 }
@@ -603,6 +641,14 @@ static void call_attach(paf_http_call *call, conn *cn) {
         call->state = CALL_ACTIVE;
         free(call->endpoint);
         call->endpoint = strdup(cn->endpoint);
+        /* Best effort, like the endpoint: only messages and -v read it. */
+        free(call->report);
+        call->report = NULL;
+        if (!cn->reused)
+                call->report = cn->report ? strdup(cn->report) : NULL;
+        else if (asprintf(&call->report, "%s: used (kept alive from an earlier request)\n",
+                          cn->endpoint) < 0)
+                call->report = NULL;
         llhttp_init(&cn->parser, HTTP_RESPONSE, parser_settings());
         cn->parser.data = cn;
         cn->event = EV_NONE;
@@ -1337,6 +1383,7 @@ static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n, 
         cn->n_ref = 1;
         cn->client = c;
         cn->flow = flow;
+        cn->report = paf_attempts_format(attempts, n);
         c->n_connections++;
         int r = paf_flow_read_start(flow, conn_on_read, cn);
         if (r < 0) {
@@ -1765,6 +1812,10 @@ PAF_EXPORT const char *paf_http_call_get_endpoint(paf_http_call *call) {
         if (!call)
                 return NULL;
         return call_endpoint(call);
+}
+
+PAF_EXPORT const char *paf_http_call_get_report(paf_http_call *call) {
+        return call ? call->report : NULL;
 }
 
 PAF_EXPORT paf_http_call *paf_http_call_free(paf_http_call *call) {

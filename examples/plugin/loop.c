@@ -3,8 +3,10 @@
  * A listener takes a name ("loop:NAME" as a listen address, or the context
  * key "loop.name"); connecting to that name yields a pair of flows joined in
  * memory. It shows everything a transport plugin writes: a descriptor, a
- * protocol with connect/listen/address parsing, a context rule, and a flow
- * implementation with backpressure. Built only with `pkg-config paf`.
+ * protocol with connect/listen/address parsing, a URL scheme ("+loop", so
+ * `paf get http+loop://NAME/` reaches it) with the rule turning the URL
+ * into its endpoint, and a flow implementation with backpressure. Built
+ * only with `pkg-config paf`.
  *
  * Names live in one table per process, like abstract unix sockets.
  */
@@ -330,13 +332,19 @@ static int loop_parse_address(const char *address, paf_ctx *ctx, paf_error *erro
         return paf_ctx_set_string(ctx, "loop.name", address + 5) < 0 ? -ENOMEM : 1;
 }
 
-/* http+loop://NAME/… sets loop.name from the URL's host. */
+/* URLs: http+loop://NAME/… (and https+loop:// when the tls plugin is
+ * there: TLS over loop). The name has no port. */
+static const paf_scheme_desc loop_scheme = {
+        .struct_size = sizeof(paf_scheme_desc),
+        .name = "+loop",
+        .protocol = "loop",
+};
+
+/* loop.name from the URL's host; the registry runs it for "+loop" schemes only. */
 static int rule_name_from_url(const paf_value *in, size_t n, paf_value *ret, void *userdata) {
         (void)n;
         (void)userdata;
-        if (strcmp(in[0].string, "http+loop") != 0 && strcmp(in[0].string, "https+loop") != 0)
-                return 0;
-        *ret = PAF_VALUE_STRING(in[1].string);
+        *ret = PAF_VALUE_STRING(in[0].string);
         return 1;
 }
 
@@ -357,12 +365,14 @@ static const paf_protocol_ops loop_protocol = {
 static int loop_init(paf_plugin *plugin, paf_registry *reg, const paf_host *h) {
         host = h;
         self = plugin;
+        int r = paf_registry_add_scheme(reg, &loop_scheme);
+        if (r < 0)
+                return r;
         static const paf_rule_input inputs[] = {
-                PAF_REQUIRED("url.scheme", PAF_TYPE_STRING),
                 PAF_REQUIRED("url.host", PAF_TYPE_STRING),
         };
-        int r = paf_ctx_add_rule(paf_registry_get_ctx(reg), "loop.name", PAF_TYPE_STRING, inputs,
-                                 2, rule_name_from_url, NULL, NULL);
+        r = paf_registry_add_url_rule(reg, "loop", "loop.name", PAF_TYPE_STRING, inputs, 1,
+                                      rule_name_from_url, NULL, NULL);
         if (r < 0)
                 return r;
         r = paf_registry_add_protocol(reg, &loop_protocol, NULL);

@@ -14,13 +14,12 @@ extern "C" {
 #endif
 
 /*
- * URLs. Schemes: http, https, http+unix, https+unix (the socket path
- * percent-encoded as the authority: http+unix://%2Frun%2Fpaf.sock/path),
- * http+vsock, https+vsock (http+vsock://CID:PORT/path); IPv6 literals in
- * brackets. Sets url.scheme, url.host (decoded; the socket path for +unix),
- * url.port (when given), url.path (path and query, "/" when empty). The
- * plugins' rules turn these into their endpoint keys. An unknown scheme is
- * -EPROTONOSUPPORT with a message naming it.
+ * URLs: sets url.scheme (lowercase), url.host (decoded: the socket path of
+ * http+unix://%2Frun%2Fpaf.sock/path), url.port (when given), url.path
+ * (path and query, "/" when empty); IPv6 literals in brackets. The plugins'
+ * rules turn these into their endpoint keys. Any scheme is taken: the
+ * schemes are the plugins' (paf/registry.h), and paf_registry_parse_url()
+ * refuses one that none of them serves, as the simple client does.
  */
 PAF_EXPORT int paf_ctx_set_url(paf_ctx *ctx, const char *url, paf_error *error);
 

@@ -213,6 +213,10 @@ PAF_EXPORT int paf_http_call_pause(paf_http_call *call);
 PAF_EXPORT int paf_http_call_resume(paf_http_call *call);
 /* Which transport and endpoint carried the call ("tcp 127.0.0.1:8080"). */
 PAF_EXPORT const char *paf_http_call_get_endpoint(paf_http_call *call);
+/* How the transport was found, one attempt a line (paf_attempts_format):
+ * "tcp 127.0.0.1:8080: used", then why the others were not; NULL before
+ * the connect ended. */
+PAF_EXPORT const char *paf_http_call_get_report(paf_http_call *call);
 /* Release the call (aborting it if unfinished; the connection is then not reused). */
 PAF_EXPORT paf_http_call *paf_http_call_free(paf_http_call *call);
 

@@ -14,12 +14,21 @@ extern "C" {
 #define PAF_ABI_MAJOR 1
 #define PAF_ABI_MINOR 2
 /* 1.1: protocol layers (flags, wrap_listener), listener reload.
- * 1.2: checked options (paf_option_spec, the descriptor's option_specs);
- *      flow write progress (paf_flow_write_progress,
- *      paf_flow_get_write_progress, PAF_FLOW_QUERY_WRITE_PROGRESS); pending
+ * 1.2: checked options (paf_option_spec, the descriptor's option_specs:
+ *      ranges, choices, validators); flow write progress
+ *      (paf_flow_write_progress, paf_flow_get_write_progress,
+ *      PAF_FLOW_QUERY_WRITE_PROGRESS); pending
  *      connections of a listener (paf_listener_add_pending,
  *      paf_listener_get_pending, paf_listener_set_pending_handler);
- *      plugin threads (paf_plugin_start_thread). */
+ *      plugin threads (paf_plugin_start_thread); URL schemes
+ *      (paf_registry_add_scheme, paf_scheme_desc, PAF_SCHEME_LAYER/HOSTNAME,
+ *      paf_registry_add_url_rule, paf_registry_parse_url,
+ *      paf_registry_get_scheme…, paf_scheme_get_*),
+ *      paf_registry_get_plugin_option; name lookups off the loop
+ *      (paf/resolver.h: paf_resolve_start, paf_resolve_cancel);
+ *      printf-style plugin logging (paf_plugin_log, paf_plugin_logv); the
+ *      socket listener's accept hook (paf_socket_listener_set_accept_hook);
+ *      listener URLs (paf_listener_format_url). */
 
 /* The symbol every plugin exports (PAF_PLUGIN_DEFINE defines it). */
 #define PAF_PLUGIN_SYMBOL "paf_plugin_entry"
@@ -40,7 +49,7 @@ typedef struct paf_option {
  * reading the file say so before the plugin's init() runs, and init() only
  * ever sees good values.
  *
- * Later minors append members here (a list of choices, a validator); a
+ * Members are only ever appended (choices and check came after max); a
  * host reads each entry as the descriptor's option_spec_size says and
  * takes members beyond it as zero, so a table built against an older
  * header keeps its meaning. */
@@ -53,6 +62,17 @@ typedef struct paf_option_spec {
         /* With PAF_OPTION_RANGE (INT only): the values allowed, both
          * included. The default must be one of them. */
         int64_t min, max;
+        /* STRING only, NULL for any: the values allowed, compared exactly,
+         * NULL-terminated. The default must be one of them. */
+        const char *const *choices;
+        /* Optional: the plugin's own check, for what a table cannot say (a
+         * GnuTLS priority string). Called with the value once its type,
+         * range and choices passed: 0 if it is good, else a negative errno
+         * with reason (size bytes) saying why, like `"x" is not …`. It
+         * runs in any program reading paf.conf (`paf config check`
+         * included), before init() and on the default, so it must only
+         * look at the value: no state, no files, nothing that blocks. */
+        int (*check)(const paf_value *value, char *reason, size_t size);
 } paf_option_spec;
 
 /* flags of paf_option_spec. */
@@ -114,6 +134,15 @@ typedef void (*paf_plugin_thread_handler_t)(void *userdata);
  * (say, an eventfd the loop watches). 0, or a negative errno, and then fn
  * never runs. */
 PAF_EXPORT int paf_plugin_start_thread(paf_plugin_thread_handler_t fn, void *userdata);
+
+/* Log a message prefixed with the plugin's name ("loop: listening on x"),
+ * printf-style (ABI 1.2): host->log without the va_list wrapper every
+ * plugin used to write. plugin may be NULL ("plugin: …"). Written to
+ * stderr when level is at or below paf_log_get_level(). */
+PAF_EXPORT void paf_plugin_log(paf_plugin *plugin, int level, const char *format, ...)
+        PAF_PRINTF(3, 4);
+PAF_EXPORT void paf_plugin_logv(paf_plugin *plugin, int level, const char *format, va_list ap)
+        PAF_PRINTF(3, 0);
 
 #ifdef __cplusplus
 }

@@ -93,11 +93,13 @@ PAF_EXPORT void paf_connect_request_fail(paf_connect_request *req, int error, co
 /* ---- resolution and connect (the user side) ---- */
 
 /*
- * One line of a resolution report. For a candidate that was tried, error
- * and reason say why it failed (error 0: it succeeded or was not reached).
- * A protocol that was not a candidate has tried == false, error -ENOENT (or
- * the context's error, -ELOOP for a cycle) and reason says which key was
- * missing.
+ * One line of a resolution report. A candidate that was tried either
+ * carried the connection (error 0) or failed (error < 0, reason says why,
+ * or NULL when the protocol's connect() returned the error at once). A
+ * candidate not tried is one a resolution lists, or one a connect never
+ * reached. A protocol that was not a candidate has tried == false, error
+ * -ENOENT (or the context's error, -ELOOP for a cycle) and reason says which
+ * key was missing.
  */
 typedef struct paf_attempt {
         const char *protocol;
@@ -108,7 +110,12 @@ typedef struct paf_attempt {
         const char *reason;
 } paf_attempt;
 
-/* "tcp 127.0.0.1:1: Connection refused", one line per attempt, malloc'ed. */
+/*
+ * One line per attempt, malloc'ed: "tcp 127.0.0.1:8080: used",
+ * "tcp 127.0.0.1:1: failed: Connection refused", "unix: not a candidate: no
+ * value for key \"unix.path\"", and for a candidate not tried,
+ * "tcp 127.0.0.1:80: candidate".
+ */
 PAF_EXPORT char *paf_attempts_format(const paf_attempt *attempts, size_t n_attempts);
 
 typedef struct paf_resolution paf_resolution;
@@ -125,8 +132,9 @@ PAF_DEFINE_TRIVIAL_CLEANUP_FUNC(paf_resolution *, paf_resolution_free)
 
 /*
  * Called once: with a flow on success (attempts lists the failures before
- * it), or with flow == NULL and every attempt and its error. The attempts are
- * valid only during the call.
+ * it, then the one used: tried, error 0), or with flow == NULL and every
+ * attempt and its error. The protocols that were not candidates follow. The
+ * attempts are valid only during the call.
  */
 typedef void (*paf_connect_handler_t)(paf_flow *flow, const paf_attempt *attempts,
                                       size_t n_attempts, void *userdata);
@@ -186,6 +194,16 @@ PAF_EXPORT const char *paf_listener_get_address(paf_listener *l);
 PAF_EXPORT const char *paf_listener_get_protocol(paf_listener *l);
 /* Listening fd, or -EOPNOTSUPP for transports without one. */
 PAF_EXPORT int paf_listener_get_fd(paf_listener *l);
+/*
+ * The URL clients reach l by, in *ret (malloc'ed), from the schemes the
+ * plugins of the registry that made l registered (ABI 1.2): the transport
+ * gives "http" or "http+X", a layer on top its own base instead ("https",
+ * "https+X"), whatever the transport. "http://127.0.0.1:8080",
+ * "https://[::1]:8443", "http+unix://%2Frun%2Fpaf.sock",
+ * "https+loop://name". No path. -ENOENT when no registered scheme serves
+ * l's protocol, or l was not made through a registry.
+ */
+PAF_EXPORT int paf_listener_format_url(paf_listener *l, char **ret);
 /* Apply a new configuration (new certificates, say) to what is accepted
  * from now on; established flows go on unchanged. -EOPNOTSUPP when the
  * listener has nothing to reload (ABI 1.1). */
@@ -230,6 +248,21 @@ PAF_EXPORT void paf_listener_add_pending(paf_listener *l, int delta);
  * pauses accepting briefly instead of spinning. */
 PAF_EXPORT int paf_socket_listener_new(sd_event *event, int fd, const char *protocol,
                                        paf_listener **ret);
+
+/*
+ * Called with each connection a socket listener accepts, before its flow
+ * is made (ABI 1.2): the place for a plugin to set socket options
+ * (SO_KEEPALIVE, TCP_USER_TIMEOUT, IP_TOS …) or to turn a peer away. fd
+ * is the connection's, which the flow takes next: the hook neither closes
+ * nor keeps it. A negative errno refuses the connection: it is closed,
+ * and the listener logs the peer and strerror(-r) at notice level. The
+ * hook may stop or free the listener; the connection is then closed.
+ */
+typedef int (*paf_socket_accept_hook_t)(int fd, void *userdata);
+/* Set (or, with NULL, remove) the hook of a listener made by
+ * paf_socket_listener_new(); -EINVAL for any other listener. */
+PAF_EXPORT int paf_socket_listener_set_accept_hook(paf_listener *l, paf_socket_accept_hook_t hook,
+                                                   void *userdata);
 
 /*
  * Non-blocking connect for socket plugins: connects a new socket of the

@@ -4,11 +4,9 @@
 #include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -72,89 +70,6 @@ static int tcp_describe(paf_ctx *ctx, char *buf, size_t size, void *userdata) {
         return 0;
 }
 
-/* ---- name resolution on a worker thread ---- */
-
-/*
- * getaddrinfo() blocks, so it runs on a thread of its own. The job is shared
- * by the thread and the loop, each holding a reference: whichever lets go
- * last frees it, so a connect cancelled mid-lookup just walks away. The
- * lookup cannot be interrupted and may outlive the registry that loaded us:
- * the thread is started by libpaf (paf_plugin_start_thread), which keeps
- * tcp.so mapped until resolve_thread() has returned. The thread reports
- * through an eventfd the loop watches.
- */
-typedef struct resolve_job {
-        atomic_uint n_ref;
-        atomic_bool finished;
-        char *name;
-        char service[8];
-        int efd;
-        struct addrinfo *result;
-        int gai_error;
-        int sys_errno;
-} resolve_job;
-
-static void resolve_job_unref(resolve_job *job) {
-        if (!job || atomic_fetch_sub(&job->n_ref, 1) != 1)
-                return;
-        if (job->result)
-                freeaddrinfo(job->result);
-        if (job->efd >= 0)
-                close(job->efd);
-        free(job->name);
-        free(job);
-}
-
-static void resolve_thread(void *userdata) {
-        resolve_job *job = userdata;
-        struct addrinfo hints = {
-                /* No AI_ADDRCONFIG: it hides loopback-only hosts. */
-                .ai_flags = AI_NUMERICSERV,
-                .ai_family = AF_UNSPEC,
-                .ai_socktype = SOCK_STREAM,
-                .ai_protocol = IPPROTO_TCP,
-        };
-        job->gai_error = getaddrinfo(job->name, job->service, &hints, &job->result);
-        if (job->gai_error == EAI_SYSTEM)
-                job->sys_errno = errno;
-        atomic_store(&job->finished, true);
-        uint64_t one = 1;
-        /* Cannot fail short of a bug: the counter is far from overflowing. */
-        (void)!write(job->efd, &one, sizeof(one));
-        resolve_job_unref(job);
-}
-
-static int resolve_job_start(const char *name, int64_t port, resolve_job **ret) {
-        resolve_job *job = calloc(1, sizeof(*job));
-        if (!job)
-                return -ENOMEM;
-        job->efd = -1;
-        atomic_init(&job->n_ref, 1);
-        atomic_init(&job->finished, false);
-        snprintf(job->service, sizeof(job->service), "%lld", (long long)port);
-        job->name = strdup(name);
-        if (!job->name) {
-                resolve_job_unref(job);
-                return -ENOMEM;
-        }
-        job->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (job->efd < 0) {
-                int r = -errno;
-                resolve_job_unref(job);
-                return r;
-        }
-
-        atomic_fetch_add(&job->n_ref, 1);
-        int r = paf_plugin_start_thread(resolve_thread, job);
-        if (r < 0) {
-                atomic_fetch_sub(&job->n_ref, 1);
-                resolve_job_unref(job);
-                return r;
-        }
-        *ret = job;
-        return 0;
-}
-
 /* ---- connect ---- */
 
 typedef struct tcp_address {
@@ -168,8 +83,7 @@ typedef struct tcp_connect {
         int64_t port;
         bool numeric;
 
-        resolve_job *job;
-        sd_event_source *job_source;
+        paf_resolve *lookup; /* libpaf's, off the loop */
 
         tcp_address *addresses;
         size_t n_addresses, next;
@@ -184,8 +98,7 @@ static void tcp_connect_free(tcp_connect *tc) {
         if (!tc)
                 return;
         paf_socket_connect_cancel(tc->attempt);
-        tc->job_source = sd_event_source_disable_unref(tc->job_source);
-        resolve_job_unref(tc->job);
+        paf_resolve_cancel(tc->lookup);
         free(tc->addresses);
         free(tc->reasons);
         free(tc->name);
@@ -276,57 +189,25 @@ static int take_addresses(tcp_connect *tc, const struct addrinfo *list) {
         return 0;
 }
 
-/*
- * A failed lookup is -EHOSTUNREACH (there is no errno for "no such name";
- * this one says "cannot get there", which is what the user needs), except
- * for out of memory and system errors, which keep their own errno.
- */
-static int gai_to_errno(int gai, int sys_errno) {
-        switch (gai) {
-        case EAI_MEMORY:
-                return -ENOMEM;
-        case EAI_SYSTEM:
-                return sys_errno > 0 ? -sys_errno : -EIO;
-        default:
-                return -EHOSTUNREACH;
-        }
-}
-
-static int on_resolved(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        (void)s;
-        (void)revents;
+static void on_resolved(paf_resolve *q, const struct addrinfo *list, int error, const char *reason,
+                        void *userdata) {
+        (void)q;
         tcp_connect *tc = userdata;
-        uint64_t value;
-        (void)!read(fd, &value, sizeof(value));
-        if (!atomic_load(&tc->job->finished))
-                return 0; /* spurious */
-
-        resolve_job *job = tc->job;
-        tc->job = NULL;
-        tc->job_source = sd_event_source_disable_unref(tc->job_source);
-
-        if (job->gai_error != 0) {
-                int error = gai_to_errno(job->gai_error, job->sys_errno);
-                const char *why = job->gai_error == EAI_SYSTEM ? strerror(-error)
-                                                               : gai_strerror(job->gai_error);
-                char name[256];
-                snprintf(name, sizeof(name), "%s", job->name);
-                resolve_job_unref(job);
-                tcp_connect_fail(tc, error, "cannot resolve \"%s\": %s", name, why);
-                return 0;
+        tc->lookup = NULL; /* it frees itself after this call */
+        if (error < 0) {
+                tcp_connect_fail(tc, error, "cannot resolve \"%s\": %s", tc->name, reason);
+                return;
         }
-        int r = take_addresses(tc, job->result);
-        resolve_job_unref(job);
+        int r = take_addresses(tc, list);
         if (r < 0) {
                 tcp_connect_fail(tc, r, "%s", strerror(-r));
-                return 0;
+                return;
         }
         if (tc->n_addresses == 0) {
                 tcp_connect_fail(tc, -EHOSTUNREACH, "\"%s\" has no IPv4 or IPv6 address", tc->name);
-                return 0;
+                return;
         }
         tcp_try_next(tc);
-        return 0;
 }
 
 static int tcp_connect_start(paf_connect_request *req, void *userdata) {
@@ -387,15 +268,14 @@ static int tcp_connect_start(paf_connect_request *req, void *userdata) {
                 return 0;
         }
 
-        r = resolve_job_start(name, port, &tc->job);
-        if (r >= 0)
-                r = sd_event_add_io(paf_connect_request_get_event(req), &tc->job_source,
-                                    tc->job->efd, EPOLLIN, on_resolved, tc);
+        /* No AI_ADDRCONFIG: it hides loopback-only hosts. */
+        hints = (struct addrinfo){.ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
+        r = paf_resolve_start(paf_connect_request_get_event(req), name, service, &hints,
+                              on_resolved, tc, &tc->lookup);
         if (r < 0) {
                 tcp_connect_fail(tc, r, "cannot start resolving \"%s\": %s", name, strerror(-r));
                 return 0;
         }
-        (void)sd_event_source_set_description(tc->job_source, "paf-tcp-resolve");
         return 0;
 }
 
@@ -568,43 +448,38 @@ static int tcp_parse_address(const char *address, paf_ctx *ctx, paf_error *error
         return 1;
 }
 
-/* ---- rules: url.* -> tcp.* ---- */
+/* ---- URLs: http://HOST:PORT/, https://HOST:PORT/ ---- */
 
-/* Schemes like "http+unix" name another transport; plain ones are TCP. */
-static bool scheme_is_tcp(const paf_value *scheme) {
-        return scheme->type != PAF_TYPE_STRING || !strchr(scheme->string, '+');
-}
+static const paf_scheme_desc tcp_schemes[] = {
+        {.struct_size = sizeof(paf_scheme_desc),
+         .name = "http",
+         .protocol = "tcp",
+         .flags = PAF_SCHEME_HOSTNAME,
+         .default_port = 80},
+        {.struct_size = sizeof(paf_scheme_desc),
+         .name = "https",
+         .protocol = "tcp",
+         .flags = PAF_SCHEME_HOSTNAME,
+         .default_port = 443},
+};
 
+/* The registry runs these only for the schemes above. */
 static int rule_host(const paf_value *in, size_t n, paf_value *ret, void *userdata) {
         (void)n;
         (void)userdata;
-        if (!scheme_is_tcp(&in[1]))
-                return 0;
         *ret = PAF_VALUE_STRING(in[0].string);
         return 1;
 }
 
+/* The URL's port, else the scheme's. */
 static int rule_port(const paf_value *in, size_t n, paf_value *ret, void *userdata) {
         (void)n;
         (void)userdata;
-        const paf_value *scheme = &in[0], *port = &in[1];
-        if (!scheme_is_tcp(scheme))
+        const paf_value *port = in[0].type == PAF_TYPE_INT ? &in[0] : &in[1];
+        if (port->type != PAF_TYPE_INT)
                 return 0;
-        if (port->type == PAF_TYPE_INT) {
-                *ret = PAF_VALUE_INT(port->integer);
-                return 1;
-        }
-        if (scheme->type != PAF_TYPE_STRING)
-                return 0;
-        if (strcmp(scheme->string, "http") == 0) {
-                *ret = PAF_VALUE_INT(80);
-                return 1;
-        }
-        if (strcmp(scheme->string, "https") == 0) {
-                *ret = PAF_VALUE_INT(443);
-                return 1;
-        }
-        return 0;
+        *ret = PAF_VALUE_INT(port->integer);
+        return 1;
 }
 
 static const char *const tcp_keys[] = {"tcp.host", "tcp.port", NULL};
@@ -627,20 +502,24 @@ static int tcp_init(paf_plugin *plugin, paf_registry *reg, const paf_host *host)
         (void)plugin;
         (void)host;
 
-        paf_ctx *ctx = paf_registry_get_ctx(reg);
+        int r = 0;
+        for (size_t i = 0; r >= 0 && i < sizeof(tcp_schemes) / sizeof(tcp_schemes[0]); i++)
+                r = paf_registry_add_scheme(reg, &tcp_schemes[i]);
+        if (r < 0)
+                return r;
         static const paf_rule_input host_inputs[] = {
                 PAF_REQUIRED("url.host", PAF_TYPE_STRING),
-                PAF_OPTIONAL("url.scheme", PAF_TYPE_STRING),
         };
-        int r = paf_ctx_add_rule(ctx, "tcp.host", PAF_TYPE_STRING, host_inputs, 2, rule_host, NULL,
-                                 NULL);
+        r = paf_registry_add_url_rule(reg, "tcp", "tcp.host", PAF_TYPE_STRING, host_inputs, 1,
+                                      rule_host, NULL, NULL);
         if (r < 0)
                 return r;
         static const paf_rule_input port_inputs[] = {
-                PAF_OPTIONAL("url.scheme", PAF_TYPE_STRING),
                 PAF_OPTIONAL("url.port", PAF_TYPE_INT),
+                PAF_OPTIONAL("url.default-port", PAF_TYPE_INT),
         };
-        r = paf_ctx_add_rule(ctx, "tcp.port", PAF_TYPE_INT, port_inputs, 2, rule_port, NULL, NULL);
+        r = paf_registry_add_url_rule(reg, "tcp", "tcp.port", PAF_TYPE_INT, port_inputs, 2,
+                                      rule_port, NULL, NULL);
         if (r < 0)
                 return r;
         return paf_registry_add_protocol(reg, &tcp_protocol, NULL);

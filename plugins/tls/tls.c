@@ -1470,12 +1470,23 @@ static void on_inner_connected(paf_flow *flow, const paf_attempt *attempts, size
         tls_conn *c = userdata;
         c->inner_connect = NULL; /* freed after this call */
         if (!flow) {
-                /* What the transports said, on one line. */
+                /* What the transports tried said (why none could be, if
+                 * none was), on one line: it is our reason. */
                 int error = 0;
-                for (size_t i = 0; i < n_attempts && error == 0; i++)
-                        if (attempts[i].tried && attempts[i].error < 0)
-                                error = attempts[i].error;
-                char *report = paf_attempts_format(attempts, n_attempts);
+                size_t n_tried = 0;
+                for (size_t i = 0; i < n_attempts; i++)
+                        if (attempts[i].tried) {
+                                n_tried++;
+                                if (error == 0 && attempts[i].error < 0)
+                                        error = attempts[i].error;
+                        }
+                paf_attempt *list = calloc(n_attempts + 1, sizeof(*list));
+                size_t k = 0;
+                for (size_t i = 0; list && i < n_attempts; i++)
+                        if (n_tried == 0 || attempts[i].tried)
+                                list[k++] = attempts[i];
+                char *report = list ? paf_attempts_format(list, k) : NULL;
+                free(list);
                 if (report) {
                         size_t len = strlen(report);
                         while (len > 0 && report[len - 1] == '\n')
@@ -1548,14 +1559,21 @@ static int tls_describe(paf_ctx *ctx, char *buf, size_t size, void *userdata) {
 
 /* ---- plugin ---- */
 
-/* https://HOST: the server name is the URL's host. Other schemes ("https+unix",
- * whose host is a path) need tls.server-name from the user. */
+/* "https" and "https+X": TLS over whatever serves the rest of the scheme. */
+static const paf_scheme_desc tls_scheme = {
+        .struct_size = sizeof(paf_scheme_desc),
+        .name = "https",
+        .protocol = "tls",
+        .flags = PAF_SCHEME_LAYER,
+};
+
+/* https://HOST: the server name is the URL's host name. Over a transport
+ * whose host is no name ("https+unix", a path) there is no url.hostname:
+ * tls.server-name comes from the user. */
 static int rule_server_name(const paf_value *in, size_t n, paf_value *ret, void *userdata) {
         (void)n;
         (void)userdata;
-        if (strcmp(in[0].string, "https") != 0 || !*in[1].string)
-                return 0;
-        *ret = PAF_VALUE_STRING(in[1].string);
+        *ret = PAF_VALUE_STRING(in[0].string);
         return 1;
 }
 
@@ -1600,32 +1618,18 @@ static int tls_init(paf_plugin *plugin, paf_registry *reg, const paf_host *host)
                 config_free(cfg);
                 return -ENOMEM;
         }
-        /* A bad [tls] setting refuses the plugin now, not every handshake later. */
-        paf_error e = PAF_ERROR_NULL;
-        gnutls_priority_t prio;
-        r = priority_new(cfg->priority, &prio, &e);
-        if (r >= 0)
-                gnutls_priority_deinit(prio);
-        else
-                tls_log(PAF_LOG_ERR, "[tls] priority: %s", e.message);
-        if (r >= 0 && (cfg->handshake_timeout < 1 || cfg->handshake_timeout > 3600)) {
-                tls_log(PAF_LOG_ERR, "[tls] handshake-timeout %lld: out of range (1-3600 seconds)",
-                        (long long)cfg->handshake_timeout);
-                r = -ERANGE;
-        }
-        if (r >= 0 && (cfg->max_handshakes < 1 || cfg->max_handshakes > MAX_MAX_HANDSHAKES)) {
-                tls_log(PAF_LOG_ERR, "[tls] max-handshakes %lld: out of range (1-%d)",
-                        (long long)cfg->max_handshakes, MAX_MAX_HANDSHAKES);
-                r = -ERANGE;
-        }
+        /* Nothing to refuse here: the option table checked every [tls]
+         * value (priority_check, the ranges) before init() ran. */
+        r = 0;
 
         static const paf_rule_input inputs[] = {
-                PAF_REQUIRED("url.scheme", PAF_TYPE_STRING),
-                PAF_REQUIRED("url.host", PAF_TYPE_STRING),
+                PAF_REQUIRED("url.hostname", PAF_TYPE_STRING),
         };
         if (r >= 0)
-                r = paf_ctx_add_rule(paf_registry_get_ctx(reg), "tls.server-name", PAF_TYPE_STRING,
-                                     inputs, 2, rule_server_name, NULL, NULL);
+                r = paf_registry_add_scheme(reg, &tls_scheme);
+        if (r >= 0)
+                r = paf_registry_add_url_rule(reg, "tls", "tls.server-name", PAF_TYPE_STRING,
+                                              inputs, 1, rule_server_name, NULL, NULL);
         if (r >= 0)
                 r = paf_registry_add_protocol(reg, &tls_protocol, cfg);
         if (r < 0) {
@@ -1640,9 +1644,29 @@ static void tls_fini(paf_plugin *plugin) {
         config_free(paf_plugin_get_userdata(plugin));
 }
 
+/* [tls] priority: what GnuTLS makes of it, when the file is read (`paf config
+ * check` too) rather than at the first handshake. */
+static int priority_check(const paf_value *value, char *reason, size_t size) {
+        gnutls_priority_t prio;
+        const char *where = NULL;
+        int r = gnutls_priority_init2(&prio, value->string, &where, 0);
+        if (r >= 0) {
+                gnutls_priority_deinit(prio);
+                return 0;
+        }
+        if (r == GNUTLS_E_INVALID_REQUEST && where)
+                snprintf(reason, size, "\"%s\" is not a GnuTLS priority string (invalid at \"%s\")",
+                         value->string, where);
+        else
+                snprintf(reason, size, "\"%s\" is not a GnuTLS priority string (%s)", value->string,
+                         gnutls_strerror(r));
+        return -EINVAL;
+}
+
 static const paf_option_spec tls_options[] = {
         {"priority", PAF_TYPE_STRING, DEFAULT_PRIORITY,
-         "GnuTLS priority string (ciphers, versions); ctx tls.priority overrides it"},
+         "GnuTLS priority string (ciphers, versions); ctx tls.priority overrides it",
+         .check = priority_check},
         {"handshake-timeout", PAF_TYPE_INT, "10",
          "Seconds a TLS handshake may take; ctx tls.handshake-timeout overrides it",
          .flags = PAF_OPTION_RANGE, .min = 1, .max = 3600},

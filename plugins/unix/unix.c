@@ -221,16 +221,20 @@ static int unix_parse_address(const char *address, paf_ctx *ctx, paf_error *erro
         return 1;
 }
 
-/* ---- rules: url.* -> unix.* ---- */
+/* ---- URLs: http+unix://%2Frun%2Fpaf.sock/, https+unix://… ---- */
 
+/* The host is the socket path, percent-encoded: no host name, no port. */
+static const paf_scheme_desc unix_scheme = {
+        .struct_size = sizeof(paf_scheme_desc),
+        .name = "+unix",
+        .protocol = "unix",
+};
+
+/* The registry runs it only for "+unix" schemes. */
 static int rule_path(const paf_value *in, size_t n, paf_value *ret, void *userdata) {
         (void)n;
         (void)userdata;
-        const char *scheme = in[0].string;
-        size_t len = strlen(scheme);
-        if (len < 5 || strcmp(scheme + len - 5, "+unix") != 0)
-                return 0;
-        *ret = PAF_VALUE_STRING(in[1].string);
+        *ret = PAF_VALUE_STRING(in[0].string);
         return 1;
 }
 
@@ -253,12 +257,14 @@ static const paf_protocol_ops unix_protocol = {
 static int unix_init(paf_plugin *plugin, paf_registry *reg, const paf_host *host) {
         (void)plugin;
         (void)host;
+        int r = paf_registry_add_scheme(reg, &unix_scheme);
+        if (r < 0)
+                return r;
         static const paf_rule_input inputs[] = {
-                PAF_REQUIRED("url.scheme", PAF_TYPE_STRING),
                 PAF_REQUIRED("url.host", PAF_TYPE_STRING),
         };
-        int r = paf_ctx_add_rule(paf_registry_get_ctx(reg), "unix.path", PAF_TYPE_STRING, inputs, 2,
-                                 rule_path, NULL, NULL);
+        r = paf_registry_add_url_rule(reg, "unix", "unix.path", PAF_TYPE_STRING, inputs, 1,
+                                      rule_path, NULL, NULL);
         if (r < 0)
                 return r;
         return paf_registry_add_protocol(reg, &unix_protocol, NULL);

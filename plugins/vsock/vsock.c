@@ -197,50 +197,43 @@ static int vsock_parse_address(const char *address, paf_ctx *ctx, paf_error *err
         return 1;
 }
 
-/* ---- rules: url.* -> vsock.* ---- */
+/* ---- URLs: http+vsock://CID:PORT/ ---- */
 
-/* "http+vsock", "https+vsock": the URL's host is a CID. */
-static bool scheme_is_vsock(const char *scheme) {
-        size_t len = strlen(scheme);
-        return len > 6 && strcmp(scheme + len - 6, "+vsock") == 0;
-}
+/* The host is a CID. Ports follow TCP's: http's 80 and https's 443. */
+static const paf_scheme_desc vsock_schemes[] = {
+        {.struct_size = sizeof(paf_scheme_desc),
+         .name = "+vsock",
+         .protocol = "vsock",
+         .default_port = 80},
+        {.struct_size = sizeof(paf_scheme_desc),
+         .name = "https+vsock",
+         .protocol = "vsock",
+         .default_port = 443},
+};
 
+/* The registry runs these only for the schemes above. */
 static int rule_cid(const paf_value *in, size_t n, paf_value *ret, void *userdata) {
         (void)n;
         (void)userdata;
-        if (!scheme_is_vsock(in[0].string))
-                return 0;
         uint32_t cid;
-        int r = parse_uint32(in[1].string, strlen(in[1].string), &cid);
+        int r = parse_uint32(in[0].string, strlen(in[0].string), &cid);
         if (r < 0)
                 return r;
         *ret = PAF_VALUE_INT(cid);
         return 1;
 }
 
+/* The URL's port, else the scheme's. */
 static int rule_port(const paf_value *in, size_t n, paf_value *ret, void *userdata) {
         (void)n;
         (void)userdata;
-        const char *scheme = in[0].string;
-        const paf_value *port = &in[1];
-        if (!scheme_is_vsock(scheme))
+        const paf_value *port = in[0].type == PAF_TYPE_INT ? &in[0] : &in[1];
+        if (port->type != PAF_TYPE_INT)
                 return 0;
-        if (port->type == PAF_TYPE_INT) {
-                if (port->integer < 0 || port->integer > UINT32_MAX)
-                        return -ERANGE;
-                *ret = PAF_VALUE_INT(port->integer);
-                return 1;
-        }
-        /* No port in the URL: the scheme's usual one, as over TCP. */
-        if (strcmp(scheme, "http+vsock") == 0) {
-                *ret = PAF_VALUE_INT(80);
-                return 1;
-        }
-        if (strcmp(scheme, "https+vsock") == 0) {
-                *ret = PAF_VALUE_INT(443);
-                return 1;
-        }
-        return 0;
+        if (port->integer < 0 || port->integer > UINT32_MAX)
+                return -ERANGE;
+        *ret = PAF_VALUE_INT(port->integer);
+        return 1;
 }
 
 static const char *const vsock_keys[] = {"vsock.cid", "vsock.port", NULL};
@@ -262,21 +255,24 @@ static const paf_protocol_ops vsock_protocol = {
 static int vsock_init(paf_plugin *plugin, paf_registry *reg, const paf_host *host) {
         (void)plugin;
         (void)host;
-        paf_ctx *ctx = paf_registry_get_ctx(reg);
+        int r = 0;
+        for (size_t i = 0; r >= 0 && i < sizeof(vsock_schemes) / sizeof(vsock_schemes[0]); i++)
+                r = paf_registry_add_scheme(reg, &vsock_schemes[i]);
+        if (r < 0)
+                return r;
         static const paf_rule_input cid_inputs[] = {
-                PAF_REQUIRED("url.scheme", PAF_TYPE_STRING),
                 PAF_REQUIRED("url.host", PAF_TYPE_STRING),
         };
-        int r = paf_ctx_add_rule(ctx, "vsock.cid", PAF_TYPE_INT, cid_inputs, 2, rule_cid, NULL,
-                                 NULL);
+        r = paf_registry_add_url_rule(reg, "vsock", "vsock.cid", PAF_TYPE_INT, cid_inputs, 1,
+                                      rule_cid, NULL, NULL);
         if (r < 0)
                 return r;
         static const paf_rule_input port_inputs[] = {
-                PAF_REQUIRED("url.scheme", PAF_TYPE_STRING),
                 PAF_OPTIONAL("url.port", PAF_TYPE_INT),
+                PAF_OPTIONAL("url.default-port", PAF_TYPE_INT),
         };
-        r = paf_ctx_add_rule(ctx, "vsock.port", PAF_TYPE_INT, port_inputs, 2, rule_port, NULL,
-                             NULL);
+        r = paf_registry_add_url_rule(reg, "vsock", "vsock.port", PAF_TYPE_INT, port_inputs, 2,
+                                      rule_port, NULL, NULL);
         if (r < 0)
                 return r;
         return paf_registry_add_protocol(reg, &vsock_protocol, NULL);

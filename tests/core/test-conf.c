@@ -164,8 +164,7 @@ static void test_valid(void **state) {
                                                 "load = tls,,vsock unix\n"
                                                 "  extra  more\n"
                                                 "   ; an indented comment\n"
-                                                "log-level = info ; an inline comment\n"
-                                                "log-level = debug\n"
+                                                "log-level = debug ; an inline comment\n"
                                                 "\n"
                                                 "[tcp]\n"
                                                 "nodelay = yes\n"
@@ -208,7 +207,6 @@ static void test_continuation(void **state) {
                                                          "    big\n"
                                                          "\n"
                                                          "\tworld\n"
-                                                         "loud = no\n"
                                                          "loud = true\n",
                                                          &error),
                          0);
@@ -579,6 +577,227 @@ static void test_plugin_ranges(void **state) {
         rm_rf(dir);
 }
 
+/* ---- a key set twice ---- */
+
+static void test_twice(void **state) {
+        (void)state;
+        /* The second would silently win over the first. */
+        expect_error("[paf]\nlog-level = info\nlog-level = debug\n", -EINVAL,
+                     "test.conf:3: [paf] key \"log-level\": set twice (first on line 2)");
+        expect_error("[http]\nmax-body = 1\n[paf]\n[http]\n\nmax-body = 1\n", -EINVAL,
+                     "test.conf:6: [http] key \"max-body\": set twice (first on line 2)");
+        /* The line of the key, not of its last continuation. */
+        expect_error("[good]\ngreeting = a\n  b\ngreeting = c\n", -EINVAL,
+                     "test.conf:4: [good] key \"greeting\": set twice (first on line 2)");
+        /* Before any plugin says what it takes: it is the file that is wrong. */
+        expect_error("[nosuch]\nx = 1\nx = 1\n", -EINVAL,
+                     "test.conf:3: [nosuch] key \"x\": set twice (first on line 2)");
+        expect_error("[listen.web]\naddress = 80\naddress = 81\n", -EINVAL,
+                     "test.conf:3: [listen.web] key \"address\": set twice (first on line 2)");
+
+        /* A continuation is not a second setting, and lists add up. */
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        int r = paf_registry_load_config_string(reg, "test.conf",
+                                                "[paf]\nload = a\nload = b\n  c\n"
+                                                "plugin-path = /x\nplugin-path = /y\n"
+                                                "[good]\ngreeting = a\n  b\n",
+                                                &error);
+        if (r < 0)
+                fail_msg("%s", error.message);
+        assert_option_string(reg, "paf", "load", "a b c");
+        assert_option_string(reg, "paf", "plugin-path", "/x:/y");
+        paf_registry_unref(reg);
+}
+
+/* ---- [listen] and [listen.NAME] ---- */
+
+static void test_listen_sections(void **state) {
+        (void)state;
+        expect_error("[paf]\n[listen]\naddress = 80\n", -EINVAL,
+                     "test.conf:2: [listen]: a listener section needs a name: [listen.NAME]");
+        expect_error("[listen.]\n", -EINVAL,
+                     "test.conf:1: [listen.]: \"\" is not a valid listener name ([a-z0-9_-]+, at "
+                     "most 64 characters)");
+        expect_error("[listen.web]\nadress = 80\n", -EINVAL,
+                     "test.conf:2: [listen.web] key \"adress\": unknown option (did you mean "
+                     "\"address\"?)");
+
+        /* Files are relative to the configuration's directory, as plugin-path is. */
+        char *dir = make_dir();
+        char *file = path_in(dir, "paf.conf");
+        static const char text[] = "[listen.web]\naddress = 80\ntls = yes\ncertificate = a.pem\n"
+                                   "key = /abs/a.key\nclient-ca = sub/ca.pem\n";
+        write_file(file, text, sizeof(text) - 1, 0644);
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        int r = paf_registry_load_config(reg, file, &error);
+        if (r < 0)
+                fail_msg("%s", error.message);
+        char *cert = path_in(dir, "a.pem"), *ca = path_in(dir, "sub/ca.pem");
+        assert_option_string(reg, "listen.web", "certificate", cert);
+        assert_option_string(reg, "listen.web", "key", "/abs/a.key");
+        assert_option_string(reg, "listen.web", "client-ca", ca);
+        assert_option_string(reg, "listen.web", "address", "80");
+
+        /* The tls layer's configuration, as paf serve hands it on. */
+        paf_ctx *ctx = NULL;
+        assert_int_equal(paf_registry_get_listen_tls_ctx(reg, "listen.web", &ctx), 1);
+        const char *v;
+        assert_int_equal(paf_ctx_get_string(ctx, "tls.cert-file", &v), 0);
+        assert_string_equal(v, cert);
+        assert_int_equal(paf_ctx_get_string(ctx, "tls.key-file", &v), 0);
+        assert_string_equal(v, "/abs/a.key");
+        assert_int_equal(paf_ctx_get_string(ctx, "tls.client-ca-file", &v), 0);
+        assert_string_equal(v, ca);
+        bool b = false;
+        assert_int_equal(paf_ctx_get_bool(ctx, "tls.require-client-cert", &b), 0);
+        assert_true(b);
+        paf_ctx_unref(ctx);
+        assert_int_equal(paf_registry_get_listen_tls_ctx(reg, "listen.nosuch", &ctx), -ENOENT);
+        free(cert);
+        free(ca);
+        paf_registry_unref(reg);
+
+        /* Without a file (a string), taken as they are. */
+        reg = new_registry();
+        assert_int_equal(paf_registry_load_config_string(reg, "test.conf",
+                                                         "[listen.web]\naddress = 80\n"
+                                                         "[listen.tls]\naddress = 81\ntls = yes\n"
+                                                         "certificate = a.pem\nkey = a.key\n",
+                                                         &error),
+                         0);
+        assert_option_string(reg, "listen.tls", "certificate", "a.pem");
+        ctx = (paf_ctx *)&error; /* left alone only on failure */
+        assert_int_equal(paf_registry_get_listen_tls_ctx(reg, "listen.web", &ctx), 0);
+        assert_null(ctx);
+
+        /* The address is parsed as listening would parse it: here no
+         * protocol is registered to take it. */
+        assert_int_equal(paf_registry_check_config(reg, &error), -EAFNOSUPPORT);
+        assert_string_equal(error.message, "test.conf:2: [listen.web] key \"address\": \"80\": no "
+                                           "protocol understands this address");
+        assert_int_equal(paf_registry_check_config(NULL, &error), -EINVAL);
+        paf_registry_unref(reg);
+
+        reg = new_registry();
+        assert_int_equal(paf_registry_check_config(reg, &error), 0); /* no configuration */
+        paf_registry_unref(reg);
+        free(file);
+        rm_rf(dir);
+}
+
+/* ---- choices and validators of a plugin's option table ---- */
+
+static void test_plugin_choices(void **state) {
+        (void)state;
+        char *dir = fixture_copy("checked");
+        expect_plugin_error(dir, "[checked]\nmode = fsat\n",
+                            "test.conf:2: [checked] key \"mode\": \"fsat\" is not one of: fast, "
+                            "slow, careful (did you mean \"fast\"?)");
+        expect_plugin_error(dir, "[checked]\n\nmode = quick\n",
+                            "test.conf:3: [checked] key \"mode\": \"quick\" is not one of: fast, "
+                            "slow, careful");
+        /* Compared exactly, as written in the table. */
+        expect_plugin_error(dir, "[checked]\nmode = Slow\n",
+                            "test.conf:2: [checked] key \"mode\": \"Slow\" is not one of: fast, "
+                            "slow, careful (did you mean \"slow\"?)");
+        /* Did you mean, for a plugin's option names too. */
+        expect_plugin_error(dir, "[checked]\nmdoe = fast\n",
+                            "test.conf:2: [checked] key \"mdoe\": unknown option (did you mean "
+                            "\"mode\"?)");
+
+        /* The validator's reason; without one, the errno's. */
+        expect_plugin_error(dir, "[checked]\nword = Hello\n",
+                            "test.conf:2: [checked] key \"word\": \"Hello\" is not a lowercase "
+                            "word");
+        expect_plugin_error(dir, "[checked]\nword =\n",
+                            "test.conf:2: [checked] key \"word\": \"\": Invalid argument");
+        /* The validator runs after the range, whose refusal comes first. */
+        expect_plugin_error_code(dir, "[checked]\npairs = 12\n", -ERANGE,
+                                 "test.conf:2: [checked] key \"pairs\": value out of range "
+                                 "(0-10)");
+        expect_plugin_error(dir, "[checked]\npairs = 3\n",
+                            "test.conf:2: [checked] key \"pairs\": 3 is odd");
+        /* A key set twice, in a plugin's section. */
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        assert_int_equal(paf_registry_load_config_string(
+                                 reg, "test.conf", "[checked]\nmode = slow\nmode = slow\n", &error),
+                         -EINVAL);
+        assert_string_equal(error.message,
+                            "test.conf:3: [checked] key \"mode\": set twice (first on line 2)");
+        paf_registry_unref(reg);
+
+        /* Good values load, and read back. */
+        reg = new_registry();
+        assert_int_equal(paf_registry_add_plugin_path(reg, dir), 0);
+        assert_int_equal(paf_registry_load_config_string(reg, "test.conf",
+                                                         "[checked]\nmode = careful\n"
+                                                         "word = abc\npairs = 10\n",
+                                                         &error),
+                         0);
+        int r = paf_registry_load_plugins(reg, &error);
+        if (r != 0)
+                fail_msg("refused: %s", error.message);
+        assert_option_string(reg, "checked", "mode", "careful");
+        assert_option_string(reg, "checked", "word", "abc");
+        paf_value v;
+        assert_int_equal(paf_registry_get_option(reg, "checked", "pairs", &v), 0);
+        assert_int_equal(v.integer, 10);
+        /* A file read after the plugin was loaded meets its checks too. */
+        assert_int_equal(paf_registry_load_config_string(
+                                 reg, "late.conf", "[checked]\nmode = lazy\nword = A\n", &error),
+                         0);
+        assert_int_equal(paf_registry_get_option(reg, "checked", "mode", &v), -EINVAL);
+        assert_int_equal(paf_registry_get_option(reg, "checked", "word", &v), -EINVAL);
+        /* And paf_registry_check_config() says why, as loading would have. */
+        assert_int_equal(paf_registry_check_config(reg, &error), -EINVAL);
+        assert_string_equal(error.message,
+                            "late.conf:2: [checked] key \"mode\": \"lazy\" is not one of: fast, "
+                            "slow, careful");
+        paf_registry_unref(reg);
+        rm_rf(dir);
+
+        /* A default outside its own choices: the table is refused. */
+        dir = fixture_copy("bad-choices");
+        reg = new_registry();
+        assert_int_equal(paf_registry_add_plugin_path(reg, dir), 0);
+        assert_int_equal(paf_registry_load_plugin(reg, "bad-choices", &error), -EINVAL);
+        if (!strstr(error.message, "bad option table: option \"mode\": default \"medium\" is not "
+                                   "one of: fast, slow"))
+                fail_msg("unexpected: %s", error.message);
+        paf_registry_unref(reg);
+        rm_rf(dir);
+}
+
+/* A table built before choices and check were appended keeps its meaning. */
+static void test_plugin_narrow_table(void **state) {
+        (void)state;
+        char *dir = fixture_copy("narrow");
+        expect_plugin_error_code(dir, "[narrow]\nlevel = 11\n", -ERANGE,
+                                 "test.conf:2: [narrow] key \"level\": value out of range (1-10)");
+        paf_registry *reg = new_registry();
+        paf_error error = PAF_ERROR_NULL;
+        assert_int_equal(paf_registry_add_plugin_path(reg, dir), 0);
+        assert_int_equal(paf_registry_load_config_string(reg, "test.conf",
+                                                         "[narrow]\nlevel = 10\nname = any thing\n"
+                                                         "last = yes\n",
+                                                         &error),
+                         0);
+        int r = paf_registry_load_plugins(reg, &error);
+        if (r != 0)
+                fail_msg("refused: %s", error.message);
+        paf_value v;
+        assert_int_equal(paf_registry_get_option(reg, "narrow", "level", &v), 0);
+        assert_int_equal(v.integer, 10);
+        assert_option_string(reg, "narrow", "name", "any thing");
+        assert_int_equal(paf_registry_get_option(reg, "narrow", "last", &v), 0);
+        assert_true(v.boolean);
+        paf_registry_unref(reg);
+        rm_rf(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_valid, setup, teardown),
@@ -594,6 +813,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_values, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_http_ranges, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_plugin_ranges, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_twice, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_listen_sections, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_plugin_choices, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_plugin_narrow_table, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

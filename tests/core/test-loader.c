@@ -659,7 +659,6 @@ static void test_options(void **state) {
                                       "load = good\n"
                                       "[good]\n"
                                       "greeting = hello there\n"
-                                      "loud = yes\n"
                                       "loud = off\n"
                                       "count = -42\n",
                                       &error, &r);
@@ -751,9 +750,14 @@ static void test_config_errors(void **state) {
                             "(yes/no, true/false, on/off, 1/0)");
         paf_registry_unref(reg);
 
-        /* A bad value that a later line replaces is no error. */
-        reg = load_good(dir, "[good]\ncount = abc\ncount = 7\n", &error, &r);
-        assert_int_equal(r, 0);
+        /* A later line does not replace a bad value: a key set twice is
+         * refused as the file is read. */
+        assert_int_equal(paf_registry_new(&reg), 0);
+        assert_int_equal(paf_registry_load_config_string(
+                                 reg, "test.conf", "[good]\ncount = abc\ncount = 7\n", &error),
+                         -EINVAL);
+        assert_string_equal(error.message,
+                            "test.conf:3: [good] key \"count\": set twice (first on line 2)");
         paf_registry_unref(reg);
 
         /* Several problems: the earliest line is reported. */

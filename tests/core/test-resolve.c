@@ -270,10 +270,11 @@ static void test_resolve_order(void **state) {
         assert_int_equal(at[4].error, -ENOENT);
 
         char *text = paf_attempts_format(at, n);
-        assert_string_equal(text, "d h:d: not tried\n"
-                                  "b h:b: not tried\n"
-                                  "c h:c: not tried\n"
-                                  "a h:a: not tried\n"
+        /* A resolution lists what a connect would try: candidates, in order. */
+        assert_string_equal(text, "d h:d: candidate\n"
+                                  "b h:b: candidate\n"
+                                  "c h:c: candidate\n"
+                                  "a h:a: candidate\n"
                                   "e: not a candidate: no value for key \"e.path\"\n");
         free(text);
 
@@ -413,11 +414,13 @@ static void test_connect_all_fail(void **state) {
         assert_false(res.attempts[3].candidate);
         assert_false(res.attempts[3].tried);
 
+        /* One attempt a line; the one whose connect() returned an error at
+         * once failed too, with that error. */
         char expected[512];
         snprintf(expected, sizeof(expected),
-                 "first 127.0.0.1:first: fake first refused (111)\n"
-                 "second 127.0.0.1:second: %s\n"
-                 "third 127.0.0.1:third: fake third refused (110)\n"
+                 "first 127.0.0.1:first: failed: fake first refused (111)\n"
+                 "second 127.0.0.1:second: failed: %s\n"
+                 "third 127.0.0.1:third: failed: fake third refused (110)\n"
                  "unixish: not a candidate: no value for key \"unix.path\"\n",
                  strerror(EHOSTUNREACH));
         assert_string_equal(res.text, expected);
@@ -439,13 +442,16 @@ static void test_connect_success_after_two_failures(void **state) {
         n_order = 0;
         assert_int_equal(paf_registry_new(&reg), 0);
         assert_int_equal(paf_ctx_new(&ctx), 0);
+        fake f3;
         fake_init(&f1, "f1", 1, "t.host", LATER_FAIL, -ECONNREFUSED);
         fake_init(&f2, "f2", 2, "t.host", SYNC_FAIL, -ENETUNREACH);
-        fake_init(&ok, "ok", 3, "t.host", LATER_OK, 0);
-        fake_init(&never, "never", 4, "t.host", SYNC_OK, 0);
+        fake_init(&f3, "f3", 3, "t.host", RETURN_ERR, -EHOSTUNREACH);
+        fake_init(&ok, "ok", 4, "t.host", LATER_OK, 0);
+        fake_init(&never, "never", 5, "t.host", SYNC_OK, 0);
         fake_init(&missing, "missing", 0, "m.key", SYNC_OK, 0);
         fake_add(reg, &never);
         fake_add(reg, &ok);
+        fake_add(reg, &f3);
         fake_add(reg, &f2);
         fake_add(reg, &f1);
         fake_add(reg, &missing);
@@ -463,16 +469,33 @@ static void test_connect_success_after_two_failures(void **state) {
         assert_int_equal(ok.n_flows, 1);
         assert_int_equal(never.n_connect, 0);
 
-        /* The two failures before it, then the non-candidate. */
-        assert_int_equal(res.n, 3);
+        /* The three failures before it (one of them at once, from
+         * connect()'s return), the one used, then the non-candidate; the
+         * candidate after the winner was never reached and is not listed. */
+        assert_int_equal(res.n, 5);
         assert_string_equal(res.attempts[0].protocol, "f1");
         assert_int_equal(res.attempts[0].error, -ECONNREFUSED);
         assert_true(res.attempts[0].tried);
         assert_string_equal(res.attempts[1].protocol, "f2");
         assert_int_equal(res.attempts[1].error, -ENETUNREACH);
         assert_string_equal(res.attempts[1].reason, "fake f2 refused (101)");
-        assert_string_equal(res.attempts[2].protocol, "missing");
-        assert_false(res.attempts[2].candidate);
+        assert_string_equal(res.attempts[2].protocol, "f3");
+        assert_true(res.attempts[2].tried);
+        assert_int_equal(res.attempts[2].error, -EHOSTUNREACH);
+        assert_string_equal(res.attempts[3].protocol, "ok");
+        assert_true(res.attempts[3].candidate && res.attempts[3].tried);
+        assert_int_equal(res.attempts[3].error, 0);
+        assert_string_equal(res.attempts[4].protocol, "missing");
+        assert_false(res.attempts[4].candidate);
+        char expected[512];
+        snprintf(expected, sizeof(expected),
+                 "f1 h:f1: failed: fake f1 refused (111)\n"
+                 "f2 h:f2: failed: fake f2 refused (101)\n"
+                 "f3 h:f3: failed: %s\n"
+                 "ok h:ok: used\n"
+                 "missing: not a candidate: no value for key \"m.key\"\n",
+                 strerror(EHOSTUNREACH));
+        assert_string_equal(res.text, expected);
         free(res.text);
 
         close_flow(e, res.flow);
@@ -501,11 +524,13 @@ static void test_connect_sync_success(void **state) {
         assert_false(res.called);
         run_until(e, &res.called);
         /* The protocol finished inside its connect(); the handler still came
-         * from the loop, once, with a flow and nothing to report. */
+         * from the loop, once, with a flow and the attempt that made it. */
         assert_int_equal(res.n_calls, 1);
         assert_non_null(res.flow);
-        assert_int_equal(res.n, 0);
-        assert_string_equal(res.text, "");
+        assert_int_equal(res.n, 1);
+        assert_true(res.attempts[0].candidate && res.attempts[0].tried);
+        assert_int_equal(res.attempts[0].error, 0);
+        assert_string_equal(res.text, "f h:f: used\n");
         free(res.text);
         close_flow(e, res.flow);
         drain(e);
@@ -723,14 +748,16 @@ static void test_attempts_format(void **state) {
                  .reason = "handshake failed: certificate expired"},
                 {.protocol = "vsock", .candidate = true, .tried = true, .error = 0},
                 {.protocol = "unix", .reason = "no value for key \"unix.path\""},
+                {.protocol = "quic", .endpoint = "h:443", .candidate = true},
         };
-        char *text = paf_attempts_format(at, 4);
+        char *text = paf_attempts_format(at, 5);
         char expected[512];
         snprintf(expected, sizeof(expected),
-                 "tcp 127.0.0.1:1: %s\n"
-                 "tls example.org: handshake failed: certificate expired\n"
-                 "vsock: connected\n"
-                 "unix: not a candidate: no value for key \"unix.path\"\n",
+                 "tcp 127.0.0.1:1: failed: %s\n"
+                 "tls example.org: failed: handshake failed: certificate expired\n"
+                 "vsock: used\n"
+                 "unix: not a candidate: no value for key \"unix.path\"\n"
+                 "quic h:443: candidate\n",
                  strerror(ECONNREFUSED));
         assert_string_equal(text, expected);
         free(text);
@@ -826,7 +853,7 @@ static void test_layer_never_falls_back(void **state) {
         assert_int_equal(n, 2);
         assert_string_equal(a[1].protocol, "plain");
         assert_false(a[1].candidate);
-        assert_string_equal(a[1].reason, "carried by wrap, not tried on its own");
+        assert_string_equal(a[1].reason, "reached through wrap, not on its own");
         paf_resolution_free(res);
 
         /* The inner connection fails: the whole connect fails, through the
@@ -842,7 +869,8 @@ static void test_layer_never_falls_back(void **state) {
         assert_string_equal(r.attempts[0].protocol, "wrap");
         assert_true(r.attempts[0].tried);
         assert_int_equal(r.attempts[0].error, -ECONNREFUSED);
-        assert_non_null(strstr(r.attempts[0].reason, "plain 127.0.0.1:plain: fake plain refused"));
+        assert_non_null(
+                strstr(r.attempts[0].reason, "plain 127.0.0.1:plain: failed: fake plain refused"));
         free(r.text);
 
         /* The inner connection works: the layer hands out a flow. */
@@ -852,6 +880,10 @@ static void test_layer_never_falls_back(void **state) {
         run_until(e, &r.called);
         assert_non_null(r.flow);
         assert_int_equal(plain.n_connect, 2);
+        /* The layer carried it; what it ran over is not one of its own. */
+        assert_string_equal(r.text,
+                            "wrap over the inner endpoint: used\n"
+                            "plain: not a candidate: reached through wrap, not on its own\n");
         close_flow(e, r.flow);
         free(r.text);
 

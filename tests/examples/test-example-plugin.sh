@@ -21,5 +21,18 @@ out=$(PAF_PLUGIN_PATH="$tmp" "$PAF_BIN" plugins) || fail "paf plugins failed: $o
 echo "$out"
 echo "$out" | grep -E "^loop +1\.0\.0 +loop +$tmp/loop\.so$" >/dev/null ||
         fail "loop plugin not listed with its version, protocol and file"
+# Its own URL scheme, registered by the plugin, not known to the core.
+echo "$out" | grep -E "^  scheme +\+loop +loop$" >/dev/null || fail "loop's scheme +loop not listed"
+
+# paf get takes http+loop:// URLs: the loop transport itself answers (no
+# server in this process), where the core once said "unknown scheme".
+set +e
+PAF_PLUGIN_PATH="$tmp" "$PAF_BIN" get http+loop://nobody/x >"$tmp/get.out" 2>"$tmp/get.err"
+rc=$?
+set -e
+cat "$tmp/get.err"
+[ $rc -eq 7 ] || fail "paf get http+loop://nobody/x: exit $rc, not 7 (connection failed)"
+grep -q "nothing listens on loop:nobody" "$tmp/get.err" || fail "paf get http+loop: not the loop's error"
+grep -qi "unknown scheme" "$tmp/get.err" && fail "paf get http+loop: unknown scheme"
 
 PAF_PLUGIN_PATH="$tmp" "$PAF_TEST_LOOP_BIN"

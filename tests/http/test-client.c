@@ -891,7 +891,7 @@ static void test_connection_refused(void **state) {
         assert_int_equal(paf_ctx_new(&empty), 0);
         request(v, empty, "GET", "/y", NULL, NULL, 0, false, &r);
         assert_true(r.err_code < 0);
-        assert_non_null(strstr(r.err, "GET /y: no transport for this request: "));
+        assert_non_null(strstr(r.err, "GET /y: no transport for this request:\n  "));
         assert_non_null(strstr(r.err, "tcp.host"));
         result_done(&r);
         paf_ctx_unref(empty);

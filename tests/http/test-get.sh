@@ -60,7 +60,7 @@ expect_error() {
         shift 3
         get "$@" "$e_url"
         [ $rc = "$e_code" ] || fail "paf get $* $e_url: exit $rc, not $e_code: $(cat "$tmp/get.err")"
-        grep -qF "paf: $e_url" "$tmp/get.err" || fail "paf get $e_url: message does not name the URL: $(cat "$tmp/get.err")"
+        grep -qF "paf get: $e_url" "$tmp/get.err" || fail "paf get $e_url: message does not name the URL: $(cat "$tmp/get.err")"
         grep -qiE "$e_pattern" "$tmp/get.err" || fail "paf get $e_url: no /$e_pattern/ in: $(cat "$tmp/get.err")"
         [ ! -s "$tmp/out" ] || fail "paf get $e_url: wrote output on error: $(cat "$tmp/out")"
 }
@@ -374,7 +374,7 @@ grep -q '404' "$tmp/out" || fail "without -f: the 404 page: $(cat "$tmp/out")"
 rm -f "$tmp/f.out"
 get -f -o "$tmp/f.out" "$url/nothing-here"
 [ $rc = 22 ] || fail "-f on 404: exit $rc"
-[ "$(cat "$tmp/get.err")" = "paf: $url/nothing-here: The requested URL returned error: 404" ] ||
+[ "$(cat "$tmp/get.err")" = "paf get: $url/nothing-here: The requested URL returned error: 404" ] ||
         fail "-f message: $(cat "$tmp/get.err")"
 [ ! -e "$tmp/f.out" ] || fail "-f created the output file"
 get -f -i "$url/nothing-here"
@@ -386,6 +386,7 @@ ok "-f: exit 22 on 404, curl's message, nothing written"
 expect_ok -v "$url/small.txt"
 grep -q 'transport: tcp ' "$tmp/get.err" || fail "-v has no transport: $(cat "$tmp/get.err")"
 grep -q 'resolution' "$tmp/get.err" || fail "-v has no resolution report: $(cat "$tmp/get.err")"
+grep -q '^\*   tcp [^ ]*: used$' "$tmp/get.err" || fail "-v: the transport used is not said so: $(cat "$tmp/get.err")"
 grep -q '^< HTTP/1.1 200' "$tmp/get.err" || fail "-v has no response head: $(cat "$tmp/get.err")"
 [ "$(cat "$tmp/out")" = "small file" ] || fail "-v changed the output"
 ok "-v: transport ($(sed -n 's/^\* transport: //p' "$tmp/get.err")) and resolution report on stderr"
@@ -394,6 +395,7 @@ ok "-v: transport ($(sed -n 's/^\* transport: //p' "$tmp/get.err")) and resoluti
 expect_body "GET " --unix-socket "$ng/nginx.sock" "http://localhost/method"
 expect_ok -v --unix-socket "$ng/nginx.sock" "http://localhost/small.txt"
 grep -q 'transport: unix' "$tmp/get.err" || fail "--unix-socket: not over unix: $(cat "$tmp/get.err")"
+grep -q "^\*   unix $ng/nginx.sock: used$" "$tmp/get.err" || fail "--unix-socket -v: $(cat "$tmp/get.err")"
 expect_body "POST 3" -d abc "http+unix://$(pct "$ng/nginx.sock")/method"
 expect_ok -o "$tmp/u.out" "http+unix://$(pct "$ng/nginx.sock")/small.txt"
 cmp -s "$tmp/u.out" "$ng/www/small.txt" || fail "http+unix://: body differs"
@@ -415,7 +417,7 @@ while n=$(grep -c 'listening on' "$tmp/serve.err" || true) && [ "${n:-0}" -lt 2 
         [ $i -lt 400 ] || fail "paf serve did not start"
         sleep 0.05
 done
-tls=$(sed -n 's|^paf: listening on https://||p' "$tmp/serve.err" | head -n 1)
+tls=$(sed -n 's|^paf serve: listening on https://||p' "$tmp/serve.err" | head -n 1)
 [ -n "$tls" ] || fail "no https listening line: $(cat "$tmp/serve.err")"
 
 expect_ok --unix-socket "$tmp/paf.sock" -o "$tmp/s.out" "http://localhost/small.txt"
@@ -482,7 +484,7 @@ if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null 2>&1 && unshare -mn true 
         timeout 60 "$PAF_TEST_SRCDIR/tests/run-test.sh" --netns "$PAF_BIN" get "$bad" \
                 >"$tmp/out" 2>"$tmp/get.err" || rc=$?
         [ $rc = 6 ] || fail "$bad: exit $rc, not 6: $(cat "$tmp/get.err")"
-        grep -qF "paf: $bad" "$tmp/get.err" || fail "$bad: message: $(cat "$tmp/get.err")"
+        grep -qF "paf get: $bad" "$tmp/get.err" || fail "$bad: message: $(cat "$tmp/get.err")"
         grep -q 'no-such-host.invalid' "$tmp/get.err" || fail "$bad: host not named: $(cat "$tmp/get.err")"
         grep -q 'tcp' "$tmp/get.err" || fail "$bad: transports tried not listed: $(cat "$tmp/get.err")"
         ok "unresolvable host (netns): exit 6: $(cut -c 1-200 "$tmp/get.err")"

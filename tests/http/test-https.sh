@@ -79,8 +79,10 @@ start_server() {
                 [ $i -lt 400 ] || fail "$name: server did not start"
                 sleep 0.05
         done
-        tls=$(sed -n 's|^paf: listening on https://||p' "$tmp/$name.err" | head -n 1)
-        tls_unix=$(sed -n 's|^paf: listening on https+unix:||p' "$tmp/$name.err" | head -n 1)
+        tls=$(sed -n 's|^paf serve: listening on https://||p' "$tmp/$name.err" | head -n 1)
+        # The path percent-encoded in the URL (only '/' is, in $tmp).
+        tls_unix=$(sed -n 's|^paf serve: listening on https+unix://||p' "$tmp/$name.err" |
+                head -n 1 | sed 's|%2F|/|g')
         port=${tls##*:}
 }
 
@@ -114,7 +116,7 @@ case $tls in
 127.0.0.1:0 | "") fail "no real TLS address: '$tls'" ;;
 esac
 [ "$tls_unix" = "$tmp/tls.sock" ] || fail "unix TLS listener reported '$tls_unix'"
-ok "listening on https://$tls and https+unix:$tls_unix"
+ok "listening on https://$tls and https+unix:// $tls_unix"
 
 for f in hello.txt big.bin; do
         c --cacert "$certs/ca.pem" --resolve "localhost:$port:127.0.0.1" -o "$tmp/out" \

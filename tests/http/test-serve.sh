@@ -69,9 +69,10 @@ start_server() {
                 [ $i -lt 200 ] || fail "$name: server did not start"
                 sleep 0.05
         done
-        tcp=$(sed -n 's|^paf: listening on http://||p' "$tmp/$name.err")
+        tcp=$(sed -n 's|^paf serve: listening on http://||p' "$tmp/$name.err")
         [ -n "$tcp" ] || fail "$name: no TCP listening line"
-        unix=$(sed -n 's|^paf: listening on unix:||p' "$tmp/$name.err")
+        # The unix socket's URL: its path percent-encoded (only '/' is, in $tmp).
+        unix=$(sed -n 's|^paf serve: listening on http+unix://||p' "$tmp/$name.err" | sed 's|%2F|/|g')
 }
 
 start_server main --listen 127.0.0.1:0 --listen "$tmp/paf.sock" --root "$root"
@@ -82,7 +83,7 @@ case $tcp in
 *) fail "tcp address '$tcp'" ;;
 esac
 [ "$unix" = "$tmp/paf.sock" ] || fail "unix listener reported '$unix'"
-ok "listening on http://$tcp and unix:$unix"
+ok "listening on http://$tcp and http+unix:// $unix"
 
 # header NAME FILE: a header's value from a dump (-D), without CR.
 header() { tr -d '\r' <"$2" | sed -n "s/^$1: //Ip" | tail -n 1; }
@@ -304,6 +305,60 @@ expect_error "nonsense --listen" "not an address" --listen "not an address" --ro
 expect_error "missing --config" "$tmp/missing.conf" --config "$tmp/missing.conf" --root "$root"
 printf '[http]\nmax-headerz = 3\n' >"$tmp/bad.conf"
 expect_error "bad --config" "max-headerz" --config "$tmp/bad.conf" --listen 127.0.0.1:0 --root "$root"
+
+# Dotfiles and dot-directories (.git, .env …) answer 404 by default, are left
+# out of listings, and are served with --dotfiles; /.well-known/ always is.
+dots=$tmp/dots
+mkdir -p "$dots/.git" "$dots/dir/.d" "$dots/.well-known" "$dots/sub/.well-known"
+echo GITCONFIG >"$dots/.git/config"
+echo HIDDEN >"$dots/.hidden"
+echo DOTX >"$dots/dir/.x"
+echo INDOTDIR >"$dots/dir/.d/f"
+echo visible >"$dots/dir/visible.txt"
+echo CONTACT >"$dots/.well-known/security.txt"
+echo NESTED >"$dots/sub/.well-known/x"
+start_server dots --listen 127.0.0.1:0 --listen "$tmp/dots.sock" --root "$dots"
+for p in /.git/config /.git/ /.git /.hidden /dir/.x /dir/.d/f /dir/.d/ /%2egit/config \
+        /%2Ehidden /dir/%2ex /sub/.well-known/x /dir/./.x /dir/sub/../.x; do
+        code=$(c --path-as-is -o "$tmp/out" -w '%{http_code}' "http://$tcp$p")
+        [ "$code" = 404 ] || fail "dotfiles: $p answered $code"
+        ! grep -Eq 'GITCONFIG|HIDDEN|DOTX|INDOTDIR|NESTED' "$tmp/out" || fail "dotfiles: $p leaked"
+done
+code=$(c -o /dev/null -w '%{http_code}' --unix-socket "$unix" http://localhost/.git/config)
+[ "$code" = 404 ] || fail "dotfiles over unix: $code"
+[ "$(c "http://$tcp/.well-known/security.txt")" = CONTACT ] || fail "/.well-known/ not served"
+[ "$(c "http://$tcp/dir/visible.txt")" = visible ] || fail "dotfiles: a plain file next to them"
+c -o "$tmp/list" "http://$tcp/dir/"
+grep -qF 'visible.txt' "$tmp/list" || fail "dotfiles: listing: $(cat "$tmp/list")"
+! grep -qF '.x' "$tmp/list" && ! grep -qF '.d/' "$tmp/list" ||
+        fail "dotfiles: the listing names them: $(cat "$tmp/list")"
+c -o "$tmp/list" "http://$tcp/"
+grep -qF '.well-known/' "$tmp/list" || fail "dotfiles: root listing lacks .well-known"
+! grep -qF '.git' "$tmp/list" && ! grep -qF '.hidden' "$tmp/list" ||
+        fail "dotfiles: the root listing names them: $(cat "$tmp/list")"
+kill -TERM "$pid"
+wait "$pid" || true
+ok "dotfiles: 404 by default (encoded, nested, dot-directories), not listed; /.well-known/ served"
+
+start_server dotfiles --dotfiles --listen 127.0.0.1:0 --listen "$tmp/dotfiles.sock" --root "$dots"
+[ "$(c "http://$tcp/.git/config")" = GITCONFIG ] || fail "--dotfiles: /.git/config"
+[ "$(c "http://$tcp/.hidden")" = HIDDEN ] || fail "--dotfiles: /.hidden"
+[ "$(c "http://$tcp/dir/.x")" = DOTX ] || fail "--dotfiles: /dir/.x"
+[ "$(c "http://$tcp/dir/.d/f")" = INDOTDIR ] || fail "--dotfiles: /dir/.d/f"
+[ "$(c "http://$tcp/sub/.well-known/x")" = NESTED ] || fail "--dotfiles: /sub/.well-known/x"
+c -o "$tmp/list" "http://$tcp/dir/"
+grep -qF 'href="./.x"' "$tmp/list" || fail "--dotfiles: listing: $(cat "$tmp/list")"
+for p in /../secret /.git/../../secret /%2e%2e/secret /.git/%2e%2e/%2e%2e/secret /..%2fsecret; do
+        code=$(c --path-as-is -o "$tmp/out" -w '%{http_code}' "http://$tcp$p")
+        case $code in
+        403 | 404 | 400) ;;
+        *) fail "--dotfiles: $p answered $code" ;;
+        esac
+        ! grep -q TOPSECRET "$tmp/out" || fail "--dotfiles: $p leaked the secret"
+done
+kill -TERM "$pid"
+wait "$pid" || true
+ok "--dotfiles: dotfiles served (200), traversal still refused"
 
 # A config with [http] limits is applied: a header block over max-header-bytes is refused.
 printf '[http]\nmax-header-bytes = 1024\n' >"$tmp/small.conf"

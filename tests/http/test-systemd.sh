@@ -139,9 +139,9 @@ body=$(c --unix-socket "$sock" http://paf/hello.txt) || fail "curl over the acti
 c --unix-socket "$sock" -o "$tmp/big.out" http://paf/big.bin || fail "curl big.bin over unix"
 cmp -s "$root/big.bin" "$tmp/big.out" || fail "big.bin differs over the unix socket"
 ok "activated unix socket serves files"
-wait_for "$tmp/plain.err" 'paf: listening on' 2
-[ "$(grep -c 'paf: listening on' "$tmp/plain.err")" = 2 ] || fail "not exactly 2 listeners"
-grep -q "paf: listening on http://127.0.0.1:$port (socket-activated" "$tmp/plain.err" ||
+wait_for "$tmp/plain.err" 'paf serve: listening on' 2
+[ "$(grep -c 'paf serve: listening on' "$tmp/plain.err")" = 2 ] || fail "not exactly 2 listeners"
+grep -q "paf serve: listening on http://127.0.0.1:$port (socket-activated" "$tmp/plain.err" ||
         fail "the TCP listener is not reported as socket-activated"
 grep -q '127.0.0.1:8080' "$tmp/plain.err" && fail "the default listener was added"
 ok "exactly the activated sockets, no default 127.0.0.1:8080"
@@ -176,7 +176,7 @@ ok "activated socket named https serves TLS from [listen.https]"
 c -o /dev/null "http://127.0.0.1:$port/hello.txt" 2>/dev/null &&
         fail "plain HTTP answered on the TLS socket"
 ok "no plain HTTP on the TLS socket"
-wait_for "$tmp/tls.err" 'paf: listening on' 3
+wait_for "$tmp/tls.err" 'paf serve: listening on' 3
 body=$(c "http://127.0.0.1:$plain_port/hello.txt") || fail "curl [listen.plain]"
 [ "$body" = "hello, systemd" ] || fail "[listen.plain]: got \"$body\""
 body=$(c "http://127.0.0.1:$cli_port/hello.txt") || fail "curl --listen"
@@ -274,10 +274,10 @@ NOTIFY_SOCKET=$tmp/bad.sock activate bad --datagram -l "127.0.0.1:$port" --fdnam
 python3 -c 'import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", int(sys.argv[1])))' "$port"
 wait_exit "$pid"
 [ "$rc" = 1 ] || fail "a datagram socket: exit status $rc, not 1"
-grep -q '^paf: socket-activated fd 3 (FileDescriptorName=metrics): .*datagram' "$tmp/bad.err" ||
+grep -q '^paf serve: socket-activated fd 3 (FileDescriptorName=metrics): .*datagram' "$tmp/bad.err" ||
         fail "no error naming fd 3, its name and the reason"
 grep -q 'READY=1' "$tmp/bad.log" && fail "READY=1 sent although paf failed"
-ok "datagram socket: exit $rc, $(grep '^paf: ' "$tmp/bad.err")"
+ok "datagram socket: exit $rc, $(grep '^paf serve: ' "$tmp/bad.err")"
 
 # Under ASan/UBSan: every exit above was clean, no report anywhere.
 if grep -l 'AddressSanitizer\|LeakSanitizer\|runtime error' "$tmp"/*.err; then

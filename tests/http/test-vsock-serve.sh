@@ -84,7 +84,7 @@ while [ -z "$port" ]; do
 done
 line=$(grep 'listening on' "$tmp/serve.err")
 case $line in
-"paf: listening on vsock:"*":$port") ok "announced: $line" ;;
+"paf serve: listening on http+vsock://"*":$port") ok "announced: $line" ;;
 *) fail "unexpected listening line: $line" ;;
 esac
 

@@ -485,7 +485,7 @@ static void test_verification_failures(void **state) {
                       "The certificate is NOT trusted. The certificate issuer is unknown.");
         assert_int_equal(c.error, -EKEYREJECTED);
         /* The report says which candidate failed and what it ran over. */
-        assert_non_null(strstr(c.report, "tls localhost: handshake with 127.0.0.1:"));
+        assert_non_null(strstr(c.report, "tls localhost: failed: handshake with 127.0.0.1:"));
         assert_non_null(strstr(c.report, "(tcp) failed"));
         connect_result_done(&c);
 
@@ -801,7 +801,7 @@ static void test_no_plaintext_fallback(void **state) {
         assert_int_equal(paf_ctx_set_string(ctx, "tls.ca-file", cpath("ca.pem")), 0);
         connect_result c;
         connect_fails(v, ctx, &c, "the peer closed the connection during the handshake");
-        if (!strstr(c.report, "tcp: not a candidate: carried by tls, not tried on its own"))
+        if (!strstr(c.report, "tcp: not a candidate: reached through tls, not on its own"))
                 fail_msg("tcp was not kept under tls:\n%s", c.report);
         /* Once, through TLS: never again in plain text. */
         assert_int_equal(v->plain_accepted, 1);

@@ -287,7 +287,7 @@ static void test_connect_errors(void **state) {
         assert_null(c2.flow);
         assert_int_equal(c2.error, -ECONNREFUSED);
         char line[256];
-        snprintf(line, sizeof(line), "unix %s: Connection refused", v->path);
+        snprintf(line, sizeof(line), "unix %s: failed: Connection refused", v->path);
         if (!strstr(c2.report, line))
                 fail_msg("report lacks \"%s\":\n%s", line, c2.report);
         connect_result_done(&c2);

@@ -15,6 +15,22 @@ echo "$out"
 echo "$out" | grep -E "^tcp +[0-9.]+ +tcp +$PAF_TEST_PLUGINDIR/tcp\.so$" >/dev/null || fail "tcp not listed"
 echo "$out" | grep -E "^unix +[0-9.]+ +unix +$PAF_TEST_PLUGINDIR/unix\.so$" >/dev/null || fail "unix not listed"
 echo "$out" | grep -q "refused" && fail "nothing should be refused"
+# Each plugin's URL schemes, as the plugin registered them, and its options.
+# The section of a plugin: from its "NAME: description" line to the next blank one.
+section() { echo "$out" | sed -n "/^$1: /,/^\$/p"; }
+expect_line() { # PLUGIN REGEX WHAT
+        section "$1" | grep -E "$2" >/dev/null || fail "$1: $3 not listed: $(section "$1")"
+}
+expect_line tcp "^  scheme +http +tcp, port 80, host names$" "scheme http"
+expect_line tcp "^  scheme +https +tcp, port 443, host names$" "scheme https"
+expect_line unix "^  scheme +\+unix +unix$" "scheme +unix"
+expect_line vsock "^  scheme +\+vsock +vsock, port 80$" "scheme +vsock"
+expect_line tls "^  scheme +https +layer tls$" "layer https"
+expect_line tls "^  option +handshake-timeout +integer +default 10, 1-3600$" "option handshake-timeout"
+expect_line tcp "^  option +\(none\)$" "no option"
+section tls | grep -q "Seconds a TLS handshake" && fail "tls: option help shown without -v"
+out=$(PAF_PLUGIN_PATH=$PAF_TEST_PLUGINDIR "$PAF_BIN" plugins -v) || fail "paf plugins -v failed: $out"
+expect_line tls "^ +Seconds a TLS handshake may take" "help of handshake-timeout with -v"
 
 # Good and broken plugins side by side.
 cp "$PAF_TEST_FIXTUREDIR"/*.so "$tmp/p/"
@@ -37,6 +53,11 @@ expect_refused undefined-symbol "$tmp/p/undefined-symbol.so" "undefined symbol"
 expect_refused text "$tmp/p/text.so" "not an ELF file"
 expect_refused writable "$tmp/ww/writable.so" "writable"
 echo "$out" | grep -E "^good +1\.2\.3 +good " >/dev/null || fail "good plugin not loaded"
+# A third party's plugin: its own scheme, and its options with their defaults.
+expect_line pipe "^  scheme +\+pipe +pipe, port 7, host names$" "scheme +pipe"
+expect_line good "^  scheme +\(none\)$" "no scheme"
+expect_line good "^  option +greeting +string +default hi$" "option greeting"
+expect_line good "^  option +count +integer +no default$" "option count"
 echo "$out" | grep -E "^tcp +" >/dev/null || fail "tcp not loaded next to broken plugins"
 # Every reason is different.
 n=$(echo "$out" | sed -n '/^refused:/,$p' | grep -c .)
