@@ -17,18 +17,11 @@
 
 #include <paf.h>
 
-#define LOOP_WINDOW (64 * 1024) /* bytes one end buffers for its reader */
+#define LOOP_WINDOW (64 * 1024) /* the most one end buffers for its reader */
 
-static const paf_host *host;
 static paf_plugin *self;
-
-static void loop_log(int level, const char *format, ...) PAF_PRINTF(2, 3);
-static void loop_log(int level, const char *format, ...) {
-        va_list ap;
-        va_start(ap, format);
-        host->log(self, level, format, ap);
-        va_end(ap);
-}
+/* [loop] window in paf.conf: how much of it is used. */
+static size_t window = LOOP_WINDOW;
 
 /* ---- one end of a pair ---- */
 
@@ -64,11 +57,11 @@ static void end_push(loop_end *e) {
                 return;
         }
         loop_end *p = e->peer;
-        while (e->pos < e->n_iov && p->len < LOOP_WINDOW) {
+        while (e->pos < e->n_iov && p->len < window) {
                 struct iovec *v = &e->iov[e->pos];
                 size_t n = v->iov_len;
-                if (n > LOOP_WINDOW - p->len)
-                        n = LOOP_WINDOW - p->len;
+                if (n > window - p->len)
+                        n = window - p->len;
                 memcpy(p->inbox + p->len, v->iov_base, n);
                 p->len += n;
                 v->iov_base = (char *)v->iov_base + n;
@@ -363,8 +356,11 @@ static const paf_protocol_ops loop_protocol = {
 };
 
 static int loop_init(paf_plugin *plugin, paf_registry *reg, const paf_host *h) {
-        host = h;
         self = plugin;
+        /* Checked against the option table before init runs. */
+        paf_value v;
+        if (h->get_option(plugin, "window", &v) >= 0 && v.type == PAF_TYPE_INT)
+                window = (size_t)v.integer;
         int r = paf_registry_add_scheme(reg, &loop_scheme);
         if (r < 0)
                 return r;
@@ -378,10 +374,16 @@ static int loop_init(paf_plugin *plugin, paf_registry *reg, const paf_host *h) {
         r = paf_registry_add_protocol(reg, &loop_protocol, NULL);
         if (r < 0)
                 return r;
-        loop_log(PAF_LOG_DEBUG, "in-process transport ready");
+        paf_plugin_log(self, PAF_LOG_DEBUG, "in-process transport ready (window %zu bytes)", window);
         return 0;
 }
 
+static const paf_option_spec loop_options[] = {
+        {"window", PAF_TYPE_INT, "65536", "Bytes one end of a connection buffers for its reader",
+         .flags = PAF_OPTION_RANGE, .min = 512, .max = LOOP_WINDOW},
+        {},
+};
+
 PAF_PLUGIN_DEFINE(.name = "loop", .version = "1.0.0",
                   .description = "in-process transport (example third-party plugin)",
-                  .init = loop_init);
+                  .option_specs = loop_options, .init = loop_init);

@@ -2,8 +2,9 @@
 # tests/tools/test-install.sh — paf installed like a package: `meson install` into a prefix under
 # /tmp, the build tree deleted, and then, with an empty environment (env -i), `paf plugins`
 # finds libpaf (RUNPATH) and every plugin (the compiled-in pluginsdir), `paf serve` and
-# `paf get` exchange a file; the man pages, paf.conf and the systemd units are installed, the
-# units naming the installed paf.
+# `paf get` exchange a file; a third-party plugin builds against the installed paf with
+# pkg-config and is used by URL, by paf serve and listed; the man pages, paf.conf and the
+# systemd units are installed, the units naming the installed paf.
 set -eu
 command -v meson >/dev/null 2>&1 || { echo "meson not found: skipping"; exit 77; }
 
@@ -98,6 +99,63 @@ wait "$pid" || rc=$?
 pid=
 [ $rc = 0 ] || fail "paf serve: exit $rc on SIGTERM"
 ok "env -i paf serve and paf get: a file over TCP and a unix socket"
+
+# A third-party plugin built out of tree against the installed paf, with
+# pkg-config alone, and installed where that paf looks: it registers its own
+# URL scheme and an option, and every command takes it.
+pcdir=$(dirname "$(find "$prefix" -name paf.pc | head -n 1)")
+if command -v make >/dev/null 2>&1 && command -v cc >/dev/null 2>&1; then
+        mkdir "$tmp/loop"
+        PKG_CONFIG_PATH=$pcdir make -s -C "$PAF_TEST_SRCDIR/examples/plugin" O="$tmp/loop" install \
+                >"$tmp/make.log" 2>&1 || fail "make install of the example plugin against $prefix"
+        [ -f "$pluginsdir/loop.so" ] || fail "loop.so not installed into $pluginsdir"
+        env -i "$paf" plugins -v >"$tmp/plugins-v.log" 2>&1 || fail "paf plugins -v with loop.so"
+        grep -E "^loop +1\.0\.0 +loop +$pluginsdir/loop\.so\$" "$tmp/plugins-v.log" >/dev/null ||
+                fail "paf plugins does not list loop from $pluginsdir"
+        grep -E '^  scheme  \+loop +loop' "$tmp/plugins-v.log" >/dev/null ||
+                fail "paf plugins does not list the +loop scheme"
+        grep -E '^  option  window +integer +default 65536, 512-65536' "$tmp/plugins-v.log" >/dev/null ||
+                fail "paf plugins does not list loop's option"
+        ok "out-of-tree loop.so (pkg-config against $prefix): listed with its scheme and option"
+
+        # paf get reaches the plugin by its scheme: the loop transport
+        # itself answers that nothing listens under that name.
+        rc=0
+        env -i "$paf" get http+loop://nobody/x >"$tmp/get-loop.out" 2>"$tmp/get-loop.err" || rc=$?
+        [ $rc = 7 ] || fail "paf get http+loop://nobody/x: exit $rc, not 7"
+        grep -q "nothing listens on loop:nobody" "$tmp/get-loop.err" ||
+                fail "paf get http+loop: $(cat "$tmp/get-loop.err")"
+        ok "env -i paf get http+loop://nobody/x: the loop transport answered (exit 7)"
+
+        # paf serve listens on it, and announces it by its URL.
+        : >"$tmp/serve-loop.err"
+        env -i "$paf" serve --listen loop:web --root "$tmp" 2>>"$tmp/serve-loop.err" &
+        pid=$!
+        i=0
+        until grep -q 'listening on http+loop://web' "$tmp/serve-loop.err"; do
+                kill -0 "$pid" 2>/dev/null || fail "paf serve --listen loop:web exited"
+                i=$((i + 1))
+                [ $i -lt 200 ] || fail "paf serve --listen loop:web: not announced"
+                sleep 0.05
+        done
+        kill -TERM "$pid"
+        rc=0
+        wait "$pid" || rc=$?
+        pid=
+        [ $rc = 0 ] || fail "paf serve --listen loop:web: exit $rc on SIGTERM"
+        ok "env -i paf serve --listen loop:web: announced as http+loop://web"
+
+        # Its option is checked from its table.
+        printf '[loop]\nwindow = 100\n' >"$tmp/loop.conf"
+        if env -i "$paf" config check "$tmp/loop.conf" >"$tmp/check.out" 2>&1; then
+                fail "[loop] window = 100 passed paf config check"
+        fi
+        grep -q 'loop.conf:2: \[loop\] key "window": value out of range (512-65536)' "$tmp/check.out" ||
+                fail "[loop] window = 100: $(cat "$tmp/check.out")"
+        ok "[loop] window = 100 refused by paf config check"
+else
+        echo "note: no make or cc: the out-of-tree plugin is not built here"
+fi
 
 # Man pages.
 for page in man1/paf.1 man5/paf.conf.5 man7/paf-plugin.7; do
