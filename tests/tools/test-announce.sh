@@ -23,9 +23,11 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
         { cat "$tmp/openssl.log" >&2; fail "no test certificate"; }
 mkdir "$tmp/root"
 
+# Made here: the background job's own redirection may come after the first grep.
+: >"$tmp/serve.err"
 PAF_PLUGIN_PATH="$tmp:$PAF_TEST_PLUGINDIR" "$PAF_BIN" serve --root "$tmp/root" \
         --listen loop:plain --listen-tls loop:sealed --listen 127.0.0.1:0 \
-        --listen-tls 127.0.0.1:0 --cert "$tmp/cert.pem" --key "$tmp/key.pem" 2>"$tmp/serve.err" &
+        --listen-tls 127.0.0.1:0 --cert "$tmp/cert.pem" --key "$tmp/key.pem" 2>>"$tmp/serve.err" &
 pid=$!
 i=0
 while [ "$(grep -c 'listening on' "$tmp/serve.err" || true)" -lt 4 ]; do

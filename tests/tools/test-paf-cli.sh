@@ -73,6 +73,7 @@ ok "a URL no plugin serves: exit 1: $(cat "$tmp/err")"
 export PAF_PLUGIN_PATH="$PAF_TEST_PLUGINDIR"
 mkdir "$tmp/www"
 echo hello >"$tmp/www/hello.txt"
+: >"$tmp/serve.err"
 "$PAF_BIN" serve --quiet --listen 127.0.0.1:0 --root "$tmp/www" 2>"$tmp/serve.err" &
 pid=$!
 i=0
