@@ -7,6 +7,7 @@ packages=(
         gcc make meson ninja-build pkg-config
         scdoc man-db # the man pages: written in scdoc, checked with man -l
         libsystemd-dev libinih-dev libcmocka-dev node-llhttp liburiparser-dev
+        libjansson-dev # ACME's JSON (core/acme/)
         # real peers for the HTTP tests and benchmarks
         libgnutls28-dev
         curl nginx-light wrk python3 gnutls-bin systemd netcat-openbsd openssl
