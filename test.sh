@@ -54,5 +54,15 @@ if [ -f build/build.ninja ]; then
         run_suite "unit tests under valgrind" build --setup=valgrind --suite=unit
 fi
 
+# libFuzzer harnesses (clang, in build-fuzz): each runs PAF_FUZZ_SECONDS (default 5) and
+# fails on any crash, leak or sanitizer report. Longer campaigns: scripts/fuzz.sh --time SECS.
+if scripts/fuzz.sh --build-only; then
+        # fuzz.sh built what the suite runs; the rest of build-fuzz is not needed.
+        run_suite "fuzz harnesses (${PAF_FUZZ_SECONDS:-5} s each)" build-fuzz --suite=fuzz --no-rebuild
+else
+        echo "fuzz build failed" >&2
+        status=1 failed=$((failed + 1))
+fi
+
 echo "summary: $passed passed, $failed failed, $skipped skipped"
 exit $status

@@ -15,6 +15,8 @@ packages=(
         iproute2 util-linux valgrind binutils
         # the ABI check: abidw and abidiff (scripts/abi-baseline.sh, tests/abi)
         abigail-tools
+        # fuzzing: libFuzzer harnesses (scripts/fuzz.sh)
+        clang libclang-rt-14-dev llvm
 )
 
 missing=()
