@@ -693,6 +693,9 @@ static void conn_reject(conn *c, int status, const char *reason) {
 
         paf_http_request *req = c->req;
         bool answered = req && req->resp != RESP_NONE;
+        /* A HEAD request's answer has no body, an error's neither (RFC 9110
+         * §9.3.2); known once the request was dispatched. */
+        bool head = req && req->method && req->head;
         if (!c->closed && req && req->handler_owned)
                 conn_orphan_request(c, status == 413 ? -EFBIG : -EBADMSG);
         if (c->closed || !s) {
@@ -717,7 +720,7 @@ static void conn_reject(conn *c, int status, const char *reason) {
                          "%s\n",
                          status, text, server_date(s), strlen(text) + 1, text);
         assert(n > 0 && (size_t)n < sizeof(c->reject_buf));
-        struct iovec iov = {c->reject_buf, (size_t)n};
+        struct iovec iov = {c->reject_buf, (size_t)n - (head ? strlen(text) + 1 : 0)};
         /* The write holds the connection: reject_buf must outlive it. */
         int r = paf_flow_write(c->flow, &iov, 1, on_reject_written, conn_ref(c));
         if (r < 0) {

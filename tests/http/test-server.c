@@ -1175,6 +1175,28 @@ static void test_malformed(void **state) {
         assert_int_equal(paf_http_server_get_n_connections(v->server), 1);
 }
 
+/* A HEAD whose body turns out malformed: the 400 has a head and no body. */
+static void test_malformed_head(void **state) {
+        env *v = *state;
+        set_limits(v, lim_corpus);
+        client *c = client_new(v);
+        client_send(c, "HEAD /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "zz\r\nabc\r\n0\r\n\r\n");
+        resp r;
+        size_t used = 0;
+        uint64_t end = now_ms() + 3000;
+        while (!used && now_ms() < end) {
+                used = parse_resp(c->buf, c->len, true, c->eof, &r);
+                if (!used)
+                        run_env_for(v, 2);
+        }
+        assert_true(used > 0);
+        assert_int_equal(r.status, 400);
+        assert_true(wait_eof(v, c, 3000));
+        /* Nothing after the head: before, "Bad Request\n" followed it. */
+        assert_int_equal(c->len, used);
+}
+
 static void on_done(void *userdata) {
         env *v = userdata;
         v->n_done++;
@@ -1508,6 +1530,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_malformed_head, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_graceful_stop, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stop_empty, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
