@@ -1,13 +1,18 @@
 /* tests/common/paf-test.h — helpers the cmocka suites share: running the
  * event loop with a bound, counting fds, closing a flow, and the 64 MiB
- * transfer that shows a transport's backpressure. Include after <cmocka.h>. */
+ * transfer that shows a transport's backpressure, and the private network
+ * namespace and thread checks of the resolver suites. Include after <cmocka.h>. */
 #pragma once
 
 #include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <paf.h>
 
@@ -43,6 +48,42 @@ static PAF_TEST_UNUSED int count_fds(void) {
                         n++;
         closedir(d);
         return n;
+}
+
+/* In run-test.sh --netns: private network and mount namespaces, where
+ * /etc/hosts is tests/hosts bind-mounted (so the very same inode). */
+static PAF_TEST_UNUSED bool in_test_namespace(void) {
+        const char *src = getenv("PAF_TEST_SRCDIR");
+        if (!src)
+                return false;
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/tests/hosts", src);
+        struct stat a, b;
+        if (stat(path, &a) < 0 || stat("/etc/hosts", &b) < 0)
+                return false;
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Threads of this process: resolver threads outlive the lookups they
+ * were started for. */
+static PAF_TEST_UNUSED int count_threads(void) {
+        DIR *d = opendir("/proc/self/task");
+        assert_non_null(d);
+        int n = 0;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n;
+}
+
+/* Wait (at most ms) until no more than n threads are left; true if so. */
+static PAF_TEST_UNUSED bool wait_threads(int n, unsigned ms) {
+        uint64_t end = now_ms() + ms;
+        while (count_threads() > n && now_ms() < end)
+                usleep(1000);
+        return count_threads() <= n;
 }
 
 static PAF_TEST_UNUSED void paf_test_on_closed(paf_flow *flow, void *userdata) {

@@ -24,38 +24,6 @@
 
 #include "../common/paf-test.h"
 
-/* In run-test.sh --netns: /etc/hosts is tests/hosts bind-mounted. */
-static bool in_test_namespace(void) {
-        const char *src = getenv("PAF_TEST_SRCDIR");
-        if (!src)
-                return false;
-        char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s/tests/hosts", src);
-        struct stat a, b;
-        if (stat(path, &a) < 0 || stat("/etc/hosts", &b) < 0)
-                return false;
-        return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-static int count_threads(void) {
-        DIR *d = opendir("/proc/self/task");
-        assert_non_null(d);
-        int n = 0;
-        struct dirent *de;
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n;
-}
-
-static bool wait_threads(int n, unsigned ms) {
-        uint64_t end = now_ms() + ms;
-        while (count_threads() > n && now_ms() < end)
-                usleep(1000);
-        return count_threads() <= n;
-}
-
 /* What a handler saw: the addresses as "FAMILY PORT ADDR" lines. */
 typedef struct result {
         bool done;

@@ -36,42 +36,6 @@ static bool have_ipv6(void) {
         return ok;
 }
 
-/* In run-test.sh --netns: private network and mount namespaces, where
- * /etc/hosts is tests/hosts bind-mounted (so the very same inode). */
-static bool in_test_namespace(void) {
-        const char *src = getenv("PAF_TEST_SRCDIR");
-        if (!src)
-                return false;
-        char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s/tests/hosts", src);
-        struct stat a, b;
-        if (stat(path, &a) < 0 || stat("/etc/hosts", &b) < 0)
-                return false;
-        return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-/* Threads of this process: resolver threads outlive the connects they
- * were started for. */
-static int count_threads(void) {
-        DIR *d = opendir("/proc/self/task");
-        assert_non_null(d);
-        int n = 0;
-        struct dirent *de;
-        while ((de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        n++;
-        closedir(d);
-        return n;
-}
-
-/* Wait (at most ms) until no more than n threads are left; true if so. */
-static bool wait_threads(int n, unsigned ms) {
-        uint64_t end = now_ms() + ms;
-        while (count_threads() > n && now_ms() < end)
-                usleep(1000);
-        return count_threads() <= n;
-}
-
 /* Whether the file at path (a canonical path) is mapped into this process. */
 static bool is_mapped(const char *path) {
         FILE *f = fopen("/proc/self/maps", "re");
