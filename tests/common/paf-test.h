@@ -5,11 +5,13 @@
 #pragma once
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,6 +86,59 @@ static PAF_TEST_UNUSED bool wait_threads(int n, unsigned ms) {
         while (count_threads() > n && now_ms() < end)
                 usleep(1000);
         return count_threads() <= n;
+}
+
+/*
+ * Make name lookups hang: in the test's own mount namespace, /etc/hosts
+ * becomes a FIFO, whose open() blocks the resolver until someone opens the
+ * other end. Only where run-test.sh --netns gave us private namespaces.
+ */
+typedef struct hosts_gate {
+        char dir[64];
+        char fifo[96];
+        bool active;
+} hosts_gate;
+
+static PAF_TEST_UNUSED bool hosts_gate_close(hosts_gate *g) {
+        if (!in_test_namespace() || geteuid() != 0)
+                return false;
+        snprintf(g->dir, sizeof(g->dir), "/tmp/paf-test-hosts-XXXXXX");
+        assert_non_null(mkdtemp(g->dir));
+        snprintf(g->fifo, sizeof(g->fifo), "%s/hosts", g->dir);
+        assert_int_equal(mkfifo(g->fifo, 0644), 0);
+        if (mount(g->fifo, "/etc/hosts", "none", MS_BIND, NULL) < 0) {
+                unlink(g->fifo);
+                rmdir(g->dir);
+                return false;
+        }
+        g->active = true;
+        return true;
+}
+
+/* Let every blocked reader through with an empty file; true if one was. */
+static PAF_TEST_UNUSED bool hosts_gate_flush(hosts_gate *g) {
+        bool any = false;
+        for (unsigned i = 0; i < 1000; i++) {
+                /* Without a reader waiting, a non-blocking open fails (ENXIO). */
+                int fd = open(g->fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+                if (fd < 0)
+                        return any;
+                close(fd);
+                any = true;
+                usleep(1000);
+        }
+        return any;
+}
+
+static PAF_TEST_UNUSED void hosts_gate_open(hosts_gate *g) {
+        if (!g->active)
+                return;
+        /* Lazy: a lookup still inside open() keeps the FIFO busy. */
+        assert_int_equal(umount2("/etc/hosts", MNT_DETACH), 0);
+        hosts_gate_flush(g);
+        unlink(g->fifo);
+        rmdir(g->dir);
+        g->active = false;
 }
 
 static PAF_TEST_UNUSED void paf_test_on_closed(paf_flow *flow, void *userdata) {

@@ -267,56 +267,6 @@ static void test_cancel_at_once_and_inside(void **state) {
         resolve(v, "localhost", "80", NULL, &b);
 }
 
-/*
- * Make lookups hang: in the test's own mount namespace, /etc/hosts becomes
- * a FIFO, whose open() blocks getaddrinfo until someone opens the other end.
- */
-typedef struct hosts_gate {
-        char dir[64];
-        char fifo[96];
-        bool active;
-} hosts_gate;
-
-static bool hosts_gate_close(hosts_gate *g) {
-        if (!in_test_namespace() || geteuid() != 0)
-                return false;
-        snprintf(g->dir, sizeof(g->dir), "/tmp/paf-test-resolver-XXXXXX");
-        assert_non_null(mkdtemp(g->dir));
-        snprintf(g->fifo, sizeof(g->fifo), "%s/hosts", g->dir);
-        assert_int_equal(mkfifo(g->fifo, 0644), 0);
-        if (mount(g->fifo, "/etc/hosts", "none", MS_BIND, NULL) < 0) {
-                unlink(g->fifo);
-                rmdir(g->dir);
-                return false;
-        }
-        g->active = true;
-        return true;
-}
-
-/* Let every blocked reader through with an empty file; true if one was. */
-static bool hosts_gate_flush(hosts_gate *g) {
-        bool any = false;
-        for (unsigned i = 0; i < 1000; i++) {
-                int fd = open(g->fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-                if (fd < 0)
-                        return any; /* ENXIO: no reader waiting */
-                close(fd);
-                any = true;
-                usleep(1000);
-        }
-        return any;
-}
-
-static void hosts_gate_open(hosts_gate *g) {
-        if (!g->active)
-                return;
-        assert_int_equal(umount2("/etc/hosts", MNT_DETACH), 0);
-        hosts_gate_flush(g);
-        unlink(g->fifo);
-        rmdir(g->dir);
-        g->active = false;
-}
-
 typedef struct ticker {
         sd_event_source *source;
         unsigned ticks;

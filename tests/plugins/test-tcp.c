@@ -416,59 +416,6 @@ static void ticker_start(sd_event *e, ticker *t) {
         assert_int_equal(sd_event_source_set_enabled(t->source, SD_EVENT_ON), 0);
 }
 
-/*
- * Make name lookups hang: in the test's own mount namespace, /etc/hosts
- * becomes a FIFO, whose open() blocks the resolver until someone opens the
- * other end. Only where netns-run.sh gave us private namespaces.
- */
-typedef struct hosts_gate {
-        char dir[64];
-        char fifo[96];
-        bool active;
-} hosts_gate;
-
-static bool hosts_gate_close(hosts_gate *g) {
-        if (!in_test_namespace() || geteuid() != 0)
-                return false;
-        snprintf(g->dir, sizeof(g->dir), "/tmp/paf-test-tcp-XXXXXX");
-        assert_non_null(mkdtemp(g->dir));
-        snprintf(g->fifo, sizeof(g->fifo), "%s/hosts", g->dir);
-        assert_int_equal(mkfifo(g->fifo, 0644), 0);
-        if (mount(g->fifo, "/etc/hosts", "none", MS_BIND, NULL) < 0) {
-                unlink(g->fifo);
-                rmdir(g->dir);
-                return false;
-        }
-        g->active = true;
-        return true;
-}
-
-/* Let every blocked reader through with an empty file; true if one was. */
-static bool hosts_gate_flush(hosts_gate *g) {
-        bool any = false;
-        for (unsigned i = 0; i < 1000; i++) {
-                /* Without a reader waiting, a non-blocking open fails (ENXIO). */
-                int fd = open(g->fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-                if (fd < 0)
-                        return any;
-                close(fd);
-                any = true;
-                usleep(1000);
-        }
-        return any;
-}
-
-static void hosts_gate_open(hosts_gate *g) {
-        if (!g->active)
-                return;
-        /* Lazy: a lookup still inside open() keeps the FIFO busy. */
-        assert_int_equal(umount2("/etc/hosts", MNT_DETACH), 0);
-        hosts_gate_flush(g);
-        unlink(g->fifo);
-        rmdir(g->dir);
-        g->active = false;
-}
-
 static void test_unresolvable_name_does_not_block(void **state) {
         env *v = *state;
         hosts_gate gate = {0};
