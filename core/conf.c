@@ -519,6 +519,46 @@ static const core_option http_section_options[] = {
         {},
 };
 
+static const char *const acme_challenges[] = {"http-01", "tls-alpn-01", NULL};
+static const char *const acme_key_types[] = {"p256", "p384", "rsa2048", "rsa3072", NULL};
+
+/* [acme]: `paf serve --acme` and `paf cert`: the certificate paf obtains and
+ * renews itself (ACME, RFC 8555). Command-line options override these. */
+static const core_option acme_section_options[] = {
+        {{"names", PAF_TYPE_STRING, NULL,
+          "DNS names and IP addresses of the certificate, separated by spaces; the first "
+          "names it"}},
+        {{"directory", PAF_TYPE_STRING, NULL,
+          "The ACME directory URL (default: Let's Encrypt's, or its staging with staging)"}},
+        {{"staging", PAF_TYPE_BOOL, "no", "Use Let's Encrypt's staging directory"}},
+        {{"email", PAF_TYPE_STRING, NULL,
+          "Contact addresses of the account, separated by spaces"}},
+        {{"agree-tos", PAF_TYPE_BOOL, "no", "Agree to the CA's terms of service"}},
+        {{"state-dir", PAF_TYPE_STRING, NULL,
+          "Where accounts, keys and certificates are kept (default: $STATE_DIRECTORY/acme, "
+          "/var/lib/paf/acme for root, else ~/.local/state/paf/acme)"},
+         .path = true},
+        {{"ca-file", PAF_TYPE_STRING, NULL,
+          "PEM CA certificates that verify the ACME server (default: the system's)"},
+         .path = true},
+        {{"challenge", PAF_TYPE_STRING, "http-01", "http-01 or tls-alpn-01", 0, 0, 0,
+          acme_challenges}},
+        {{"key-type", PAF_TYPE_STRING, "p256", "Certificate key: p256, p384, rsa2048, rsa3072",
+          0, 0, 0, acme_key_types}},
+        {{"account-key-type", PAF_TYPE_STRING, "p256", "Key of a new account", 0, 0, 0,
+          acme_key_types}},
+        {{"keep-key", PAF_TYPE_BOOL, "no", "Renewals keep the certificate key"}},
+        {{"preferred-chain", PAF_TYPE_STRING, NULL,
+          "Prefer the chain whose top certificate's issuer has this common name"}},
+        {{"eab-kid", PAF_TYPE_STRING, NULL, "External account binding: the key identifier"}},
+        {{"eab-hmac-key", PAF_TYPE_STRING, NULL,
+          "External account binding: the HMAC key (base64url)"}},
+        {{"redirect-http", PAF_TYPE_BOOL, "yes",
+          "paf serve --acme: plain HTTP requests other than challenges are redirected to "
+          "https"}},
+        {},
+};
+
 /* [listen.NAME]: a listener of `paf serve`. NAME is what systemd's
  * FileDescriptorName= would call it. Whether the section is complete
  * (address; certificate and key for TLS) is checked once it was read whole. */
@@ -544,6 +584,7 @@ static const core_option listen_section_options[] = {
 static const core_section core_sections[] = {
         {"paf", paf_section_options},
         {"http", http_section_options},
+        {"acme", acme_section_options},
 };
 
 /* A family of sections: every [PREFIXNAME] with NAME [a-z0-9_-]+. */

@@ -1,6 +1,7 @@
 /* paf.h — HTTP over pluggable transports: every public header. */
 #pragma once
 
+#include <paf/acme.h>
 #include <paf/client.h>
 #include <paf/common.h>
 #include <paf/ctx.h>

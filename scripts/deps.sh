@@ -15,6 +15,8 @@ packages=(
         iproute2 util-linux valgrind binutils
         # the ABI check: abidw and abidiff (scripts/abi-baseline.sh, tests/abi)
         abigail-tools
+        # ACME: a real ACME server and its DNS, peers to compare with (tests/acme, bench/acme.sh)
+        pebble certbot uacme python3-cryptography # pebble ships pebble-challtestsrv
         # fuzzing: libFuzzer harnesses (scripts/fuzz.sh)
         clang libclang-rt-14-dev llvm
 )

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "acme-tool.h"
 #include "paf-tool.h"
 
 static const char *program = "paf";
@@ -23,6 +24,8 @@ static void usage(FILE *f) {
                 "Commands:\n"
                 "  get URL [OPTIONS]         Fetch a URL, curl-style\n"
                 "  serve [OPTIONS]           Serve the files of a directory over HTTP\n"
+                "  cert COMMAND [OPTIONS]    Certificates from an ACME CA (Let's Encrypt):\n"
+                "                            issue, renew, revoke, show, key-change, deactivate\n"
                 "  plugins [--config FILE] [-v]\n"
                 "                            List plugins, their URL schemes and options, and\n"
                 "                            refused ones with the reason\n"
@@ -370,7 +373,7 @@ int main(int argc, char **argv) {
         }
         /* Every command says what went wrong itself, in its own name. */
         opterr = 0;
-        static const char *const commands[] = {"get", "serve", "plugins", "config", "version"};
+        static const char *const commands[] = {"get", "serve", "cert", "plugins", "config", "version"};
         static char name[32];
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
                 if (strcmp(cmd, commands[i]) == 0) {
@@ -385,6 +388,8 @@ int main(int argc, char **argv) {
                 return cmd_get(argc - 1, argv + 1);
         if (strcmp(cmd, "serve") == 0)
                 return cmd_serve(argc - 1, argv + 1);
+        if (strcmp(cmd, "cert") == 0)
+                return cmd_cert(argc - 1, argv + 1);
         if (strcmp(cmd, "plugins") == 0)
                 return cmd_plugins(argc - 1, argv + 1);
         if (strcmp(cmd, "config") == 0)

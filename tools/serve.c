@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acme-tool.h"
 #include "paf-tool.h"
 #include "static.h"
 
@@ -46,7 +47,20 @@ typedef struct serve {
         /* What STATUS= last said. */
         unsigned status_conns;
         uint64_t status_reqs;
+        char status_cert[1200];
         uint64_t watchdog_usec; /* 0: no WatchdogSec= */
+        /* --acme: the certificate of the TLS listeners whose ctx is acme_ctx
+         * comes from the manager, and the challenges from these tables. */
+        tool_acme acme_opts;
+        bool acme;
+        paf_acme_http01 *http01;
+        paf_acme_tlsalpn *tlsalpn;
+        paf_acme_http01_chain *chain;
+        paf_acme_client *acme_client;
+        paf_acme_manager *manager;
+        paf_ctx *acme_ctx;
+        bool acme_has_cert;
+        char *https_port; /* where plain HTTP is redirected; NULL: 443 */
 } serve;
 
 static void usage(FILE *f) {
@@ -70,11 +84,28 @@ static void usage(FILE *f) {
                    "  --root DIR         Serve DIR (default: the current directory)\n"
                    "  --dotfiles         Serve names starting with '.' too (.git, .env: by\n"
                    "                     default they answer 404; /.well-known/ is served)\n"
-                   "  --config FILE      paf.conf: plugins, [http] limits, [tls], [listen.NAME]\n"
+                   "  --acme NAME        Obtain and renew a certificate for NAME from an ACME CA\n"
+                   "                     (Let's Encrypt by default; repeatable, or a,b) and\n"
+                   "                     serve --listen-tls with it (default: --listen 80 and\n"
+                   "                     --listen-tls 443); plain HTTP answers the challenges\n"
+                   "                     and redirects the rest to https\n"
+                   "  --acme-url URL     The CA's ACME directory\n"
+                   "  --acme-staging     Let's Encrypt's staging directory\n"
+                   "  --acme-cacert FILE Trust these CAs for the ACME server\n"
+                   "  --acme-dir DIR     State directory (accounts, keys, certificates)\n"
+                   "  --acme-challenge TYPE  http-01 (default) or tls-alpn-01\n"
+                   "  --acme-key-type TYPE   p256 (default), p384, rsa2048, rsa3072\n"
+                   "  --email ADDR       ACME account contact (repeatable)\n"
+                   "  --agree-tos        Agree to the CA's terms of service\n"
+                   "  --eab-kid KID      External account binding: key identifier\n"
+                   "  --eab-hmac-key KEY External account binding: HMAC key (base64url)\n"
+                   "  --config FILE      paf.conf: plugins, [http] limits, [tls], [acme],\n"
+                   "                     [listen.NAME]\n"
                    "  --quiet            No access log\n"
                    "  --help             Show this help\n"
                    "\n"
                    "SIGHUP reads the certificates and keys again; on error the old ones stay.\n"
+                   "With --acme, a renewed certificate is loaded the same way, live.\n"
                    "\n"
                    "Under systemd: the sockets of socket activation are served too (only them\n"
                    "when nothing else is configured); one whose FileDescriptorName= is NAME\n"
@@ -238,8 +269,58 @@ static void access_end(int status, uint64_t bytes, void *userdata) {
 
 /* ---- the server ---- */
 
+/* --acme: plain HTTP goes to https (301), as a certificate now exists for it. */
+static bool acme_redirect(serve *s, paf_http_request *req) {
+        const char *proto = paf_flow_get_protocol(paf_http_request_get_flow(req));
+        if (!s->acme || !s->acme_opts.redirect_http || !s->acme_has_cert ||
+            (proto && strcmp(proto, "tls") == 0))
+                return false;
+        const char *host = paf_http_headers_get(paf_http_request_get_headers(req), "Host");
+        if (!host || !*host)
+                host = s->acme_opts.names[0];
+        /* The host without its port: the https port is ours. */
+        size_t n = strlen(host);
+        if (host[0] == '[') {
+                const char *e = strchr(host, ']');
+                n = e ? (size_t)(e - host) + 1 : n;
+        } else if (strchr(host, ':')) {
+                n = (size_t)(strchr(host, ':') - host);
+        }
+        const char *target = paf_http_request_get_target(req);
+        if (!target || target[0] != '/')
+                target = "/";
+        char location[4096];
+        int len = snprintf(location, sizeof(location), "https://%.*s%s%s%s", (int)n, host,
+                           s->https_port ? ":" : "", s->https_port ? s->https_port : "", target);
+        if (len < 0 || (size_t)len >= sizeof(location))
+                return false;
+        for (const char *p = location; *p; p++)
+                if ((unsigned char)*p < 0x21 || *p == 0x7f)
+                        return false; /* never a header from what the client sent raw */
+        paf_http_headers *h = NULL;
+        if (paf_http_headers_new(&h) < 0)
+                return false;
+        static const char body[] = "Moved to https\n";
+        int r = paf_http_headers_add(h, "Location", location);
+        if (r >= 0)
+                r = paf_http_headers_add(h, "Content-Type", "text/plain; charset=utf-8");
+        access_entry *e = s->quiet ? NULL : access_begin(req);
+        if (r >= 0)
+                r = paf_http_response_start(req, 301, h, sizeof(body) - 1);
+        paf_http_headers_free(h);
+        if (r >= 0)
+                r = paf_http_response_write(req, body, sizeof(body) - 1, NULL, NULL);
+        if (r >= 0)
+                r = paf_http_response_finish(req, NULL);
+        if (e)
+                access_end(r >= 0 ? 301 : 500, r >= 0 ? sizeof(body) - 1 : 0, e);
+        return r >= 0;
+}
+
 static void on_request(paf_http_request *req, void *userdata) {
         serve *s = userdata;
+        if (acme_redirect(s, req))
+                return;
         access_entry *e = s->quiet ? NULL : access_begin(req);
         static_serve(s->root, req, e ? access_end : NULL, e);
 }
@@ -625,17 +706,23 @@ static void notify_status(serve *s, const char *extra) {
         uint64_t reqs = paf_http_server_get_n_requests(s->server);
         s->status_conns = conns;
         s->status_reqs = reqs;
-        sd_notifyf(0, "%sSTATUS=%s%u connection%s open, %" PRIu64 " request%s served",
+        snprintf(s->status_cert, sizeof(s->status_cert), "%s",
+                 s->manager ? paf_acme_manager_get_status(s->manager) : "");
+        const char *cert = s->manager ? paf_acme_manager_get_status(s->manager) : NULL;
+        sd_notifyf(0, "%sSTATUS=%s%u connection%s open, %" PRIu64 " request%s served%s%s",
                    extra ? extra : "", s->stopping ? "Stopping: " : "Serving: ", conns,
-                   conns == 1 ? "" : "s", reqs, reqs == 1 ? "" : "s");
+                   conns == 1 ? "" : "s", reqs, reqs == 1 ? "" : "s", cert ? "; " : "",
+                   cert ? cert : "");
 }
 
 /* Once a second, when the numbers changed. */
 static int on_status_timer(sd_event_source *source, uint64_t usec, void *userdata) {
         serve *s = userdata;
         (void)usec;
+        const char *cert = s->manager ? paf_acme_manager_get_status(s->manager) : NULL;
         if (paf_http_server_get_n_connections(s->server) != s->status_conns ||
-            paf_http_server_get_n_requests(s->server) != s->status_reqs)
+            paf_http_server_get_n_requests(s->server) != s->status_reqs ||
+            (cert && strcmp(cert, s->status_cert) != 0))
                 notify_status(s, NULL);
         int r = sd_event_source_set_time_relative(source, STATUS_INTERVAL_USEC);
         if (r >= 0)
@@ -668,8 +755,95 @@ static int notify_setup(serve *s) {
         return r;
 }
 
+/* ---- --acme ---- */
+
+/* A certificate from the manager (the stored one at start, then each
+ * renewal): the ACME TLS listeners load it, live. */
+static void on_acme_cert(paf_acme_manager *m, const paf_acme_cert *cert, void *userdata) {
+        serve *s = userdata;
+        (void)m;
+        int r = paf_ctx_set_string(s->acme_ctx, "tls.cert-file", cert->fullchain_path);
+        if (r >= 0)
+                r = paf_ctx_set_string(s->acme_ctx, "tls.key-file", cert->key_path);
+        if (r < 0) {
+                tool_error("ACME: %s", strerror(-r));
+                return;
+        }
+        s->acme_has_cert = true;
+        char until[64];
+        tool_acme_format_time(cert->not_after, until, sizeof(until));
+        tool_error("ACME: certificate for %s, serial %s, valid until %s%s", cert->name,
+                   cert->serial, until, cert->reused ? " (stored)" : " (new)");
+        if (s->stopping)
+                return;
+        for (size_t i = 0; i < s->n_tls; i++) {
+                tls_listener *t = &s->tls[i];
+                if (t->ctx != s->acme_ctx)
+                        continue;
+                paf_error error = PAF_ERROR_NULL;
+                r = paf_listener_reload(t->listener, t->ctx, &error);
+                if (r < 0)
+                        tool_error("%s: the new certificate could not be loaded, keeping the old "
+                                   "one: %s",
+                                   t->label, error.message[0] ? error.message : strerror(-r));
+        }
+        notify_status(s, NULL);
+}
+
+/* The tables, the client and its manager, and the context of the TLS
+ * listeners: the stored certificate if there is a good one, and the
+ * tls-alpn-01 table, which also serves a listener with no certificate yet. */
+static int acme_setup(serve *s, const paf_acme_options *options, paf_ctx **ret_tls_ctx) {
+        paf_acme_options o = *options;
+        paf_error error = PAF_ERROR_NULL;
+        int r = paf_acme_http01_new(&s->http01);
+        if (r >= 0)
+                r = paf_acme_tlsalpn_new(&s->tlsalpn);
+        if (r >= 0)
+                r = paf_acme_http01_chain_new(s->http01, on_request, on_error, s, &s->chain);
+        if (r < 0) {
+                tool_error("ACME: %s", strerror(-r));
+                return r;
+        }
+        o.http01 = s->http01;
+        o.tlsalpn = s->tlsalpn;
+        r = paf_acme_client_new(s->reg, &o, &s->acme_client, &error);
+        if (r >= 0)
+                r = paf_acme_manager_new(s->event, s->acme_client, s->acme_opts.names,
+                                         s->acme_opts.n_names, on_acme_cert, s, &s->manager);
+        if (r < 0) {
+                tool_error("ACME: %s", error.message[0] ? error.message : strerror(-r));
+                return r;
+        }
+        r = paf_ctx_new(&s->acme_ctx);
+        if (r >= 0)
+                r = tls_ctx_serve(s->reg, s->acme_ctx);
+        if (r >= 0)
+                /* tls.so takes its own reference. */
+                r = paf_ctx_set_pointer(s->acme_ctx, "tls.acme-tlsalpn", s->tlsalpn, NULL);
+        if (r < 0) {
+                tool_error("ACME: %s", strerror(-r));
+                return r;
+        }
+        paf_acme_cert *stored = NULL;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t now = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+        if (paf_acme_cert_load(o.state_dir, s->acme_opts.names[0], &stored, NULL) >= 0 &&
+            !stored->revoked && now < stored->not_after) {
+                r = paf_ctx_set_string(s->acme_ctx, "tls.cert-file", stored->fullchain_path);
+                if (r >= 0)
+                        r = paf_ctx_set_string(s->acme_ctx, "tls.key-file", stored->key_path);
+                s->acme_has_cert = r >= 0;
+        }
+        paf_acme_cert_free(stored);
+        *ret_tls_ctx = paf_ctx_ref(s->acme_ctx);
+        return r;
+}
+
 int cmd_serve(int argc, char **argv) {
         enum { OPT_LISTEN_TLS = 256, OPT_CERT, OPT_KEY, OPT_CLIENT_CA, OPT_DOTFILES };
+        /* --acme's, shared with paf cert (acme-tool.h). */
         static const struct option options[] = {
                 {"listen", required_argument, NULL, 'l'},
                 {"listen-tls", required_argument, NULL, OPT_LISTEN_TLS},
@@ -678,6 +852,17 @@ int cmd_serve(int argc, char **argv) {
                 {"client-ca", required_argument, NULL, OPT_CLIENT_CA},
                 {"root", required_argument, NULL, 'r'},
                 {"dotfiles", no_argument, NULL, OPT_DOTFILES},
+                {"acme", required_argument, NULL, TOOL_ACME_NAME},
+                {"acme-url", required_argument, NULL, TOOL_ACME_URL},
+                {"acme-staging", no_argument, NULL, TOOL_ACME_STAGING},
+                {"acme-cacert", required_argument, NULL, TOOL_ACME_CACERT},
+                {"acme-dir", required_argument, NULL, TOOL_ACME_DIR},
+                {"acme-challenge", required_argument, NULL, TOOL_ACME_CHALLENGE},
+                {"acme-key-type", required_argument, NULL, TOOL_ACME_KEY_TYPE},
+                {"email", required_argument, NULL, TOOL_ACME_EMAIL},
+                {"agree-tos", no_argument, NULL, TOOL_ACME_AGREE_TOS},
+                {"eab-kid", required_argument, NULL, TOOL_ACME_EAB_KID},
+                {"eab-hmac-key", required_argument, NULL, TOOL_ACME_EAB_HMAC_KEY},
                 {"config", required_argument, NULL, 'c'},
                 {"quiet", no_argument, NULL, 'q'},
                 {"help", no_argument, NULL, 'h'},
@@ -688,7 +873,8 @@ int cmd_serve(int argc, char **argv) {
         size_t n_listen = 0, n_listen_tls = 0, n_certs = 0, n_keys = 0;
         const char *root_path = ".", *config = NULL, *client_ca = NULL;
         bool quiet = false, dotfiles = false;
-        int c;
+        serve s = {.quiet = quiet};
+        int c, ret;
         while ((c = getopt_long(argc, argv, ":l:r:c:qh", options, NULL)) >= 0) {
                 switch (c) {
                 case 'l':
@@ -727,22 +913,31 @@ int cmd_serve(int argc, char **argv) {
                         break;
                 case 'h':
                         usage(stdout);
+                        tool_acme_done(&s.acme_opts);
                         return 0;
                 default:
-                        return tool_bad_option(c, argv, options);
+                        ret = tool_acme_option(&s.acme_opts, c, optarg);
+                        if (ret == -EINVAL)
+                                ret = tool_bad_option(c, argv, options);
+                        if (ret) {
+                                tool_acme_done(&s.acme_opts);
+                                return ret;
+                        }
                 }
         }
+        s.quiet = quiet;
         if (optind < argc)
                 return tool_usage_error("unexpected argument \"%s\"", argv[optind]);
         if (n_certs != n_keys)
                 return tool_usage_error("%zu --cert but %zu --key: they go in pairs", n_certs,
                                         n_keys);
-        if (n_listen_tls > 0 && n_certs == 0)
-                return tool_usage_error("--listen-tls needs --cert and --key");
+        bool acme_cli = s.acme_opts.n_names > 0;
+        if (acme_cli && n_certs > 0)
+                return tool_usage_error("--acme and --cert: the certificate comes from one or "
+                                        "the other");
         if (n_listen_tls == 0 && (n_certs > 0 || client_ca))
                 return tool_usage_error("--cert, --key and --client-ca need --listen-tls");
 
-        serve s = {.quiet = quiet};
         tls_config tls = {};
         paf_ctx *tls_ctx = NULL;
         paf_activated *activated = NULL;
@@ -768,6 +963,29 @@ int cmd_serve(int argc, char **argv) {
                 goto out;
         }
 
+        /* [acme] names turn ACME on as --acme does. */
+        r = tool_acme_from_config(&s.acme_opts, s.reg);
+        if (r < 0) {
+                tool_error("%s: [acme]: %s", config ? config : "default configuration",
+                           strerror(-r));
+                goto out;
+        }
+        s.acme = s.acme_opts.n_names > 0;
+        if (s.acme && n_certs > 0) {
+                status = tool_usage_error("[acme] names and --cert: the certificate comes from "
+                                          "one or the other");
+                goto out;
+        }
+        if (n_listen_tls > 0 && n_certs == 0 && !s.acme) {
+                status = tool_usage_error("--listen-tls needs --cert and --key, or --acme");
+                goto out;
+        }
+        paf_acme_options acme_options;
+        if (s.acme && (r = tool_acme_make(&s.acme_opts, &acme_options)) != 0) {
+                status = r;
+                goto out;
+        }
+
         paf_http_limits limits;
         r = paf_http_limits_load(&limits, s.reg);
         if (r < 0) {
@@ -780,7 +998,7 @@ int cmd_serve(int argc, char **argv) {
                         goto oom;
         if (client_ca && !(tls.client_ca = strdup(client_ca)))
                 goto oom;
-        if (n_listen_tls > 0 && tls_ctx_new(s.reg, &tls, &tls_ctx) < 0)
+        if (n_listen_tls > 0 && !s.acme && tls_ctx_new(s.reg, &tls, &tls_ctx) < 0)
                 goto oom;
 
         /* Signals arrive through the loop, so stopping and reloading run
@@ -800,7 +1018,13 @@ int cmd_serve(int argc, char **argv) {
                 r = sd_event_add_signal(s.event, NULL, SIGINT, on_signal, &s);
         if (r >= 0)
                 r = sd_event_add_signal(s.event, NULL, SIGHUP, on_reload, &s);
-        if (r >= 0)
+        if (r >= 0 && s.acme)
+                r = acme_setup(&s, &acme_options, &tls_ctx);
+        if (r >= 0 && s.acme)
+                /* Challenges first, on every listener; then the files. */
+                r = paf_http_server_new(s.event, paf_acme_http01_chain_handler,
+                                        paf_acme_http01_chain_error_handler, s.chain, &s.server);
+        else if (r >= 0)
                 r = paf_http_server_new(s.event, on_request, on_error, &s, &s.server);
         if (r >= 0)
                 r = paf_http_server_set_limits(s.server, &limits);
@@ -819,8 +1043,21 @@ int cmd_serve(int argc, char **argv) {
         size_t n_asked =
                 n_listen + n_listen_tls + n_sections + paf_activated_get_n_listeners(activated);
         bool by_default = n_asked == 0;
-        if (by_default)
+        if (by_default && s.acme) {
+                /* What a CA validates: port 80 (http-01) and 443 (tls-alpn-01). */
+                listen[n_listen++] = "80";
+                listen_tls[n_listen_tls++] = "443";
+        } else if (by_default)
                 listen[n_listen++] = DEFAULT_LISTEN;
+        if (s.acme && n_listen_tls > 0) {
+                /* Redirects name the first TLS listener's port unless it is 443. */
+                const char *a = listen_tls[0];
+                const char *colon = strrchr(a, ':');
+                const char *port = colon ? colon + 1 : a;
+                if (strspn(port, "0123456789") == strlen(port) && strcmp(port, "443") != 0 &&
+                    !(s.https_port = strdup(port)))
+                        goto oom;
+        }
 
         for (size_t i = 0; i < n_listen + n_listen_tls; i++) {
                 bool secure = i >= n_listen;
@@ -839,6 +1076,12 @@ int cmd_serve(int argc, char **argv) {
                 goto out;
         activated = paf_activated_free(activated);
 
+        /* The challenges can be answered now: the stored certificate is
+         * taken, or a new one ordered. */
+        if (s.acme && (r = paf_acme_manager_start(s.manager)) < 0) {
+                tool_error("ACME: cannot start: %s", strerror(-r));
+                goto out;
+        }
         /* Every listener is listening: connections wait in its backlog until
          * the loop runs. */
         notify_status(&s, "READY=1\n");
@@ -852,7 +1095,16 @@ oom:
         tool_error("%s", strerror(ENOMEM));
 out:
         paf_activated_free(activated);
+        /* The renewal thread goes first: it publishes into the tables. */
+        paf_acme_manager_free(s.manager);
+        paf_acme_client_free(s.acme_client);
         paf_http_server_free(s.server);
+        paf_acme_http01_chain_free(s.chain);
+        paf_acme_http01_unref(s.http01);
+        paf_acme_tlsalpn_unref(s.tlsalpn);
+        paf_ctx_unref(s.acme_ctx);
+        free(s.https_port);
+        tool_acme_done(&s.acme_opts);
         sd_event_unref(s.event);
         for (size_t i = 0; i < s.n_tls; i++) {
                 paf_ctx_unref(s.tls[i].ctx);

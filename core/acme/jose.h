@@ -9,6 +9,7 @@
 #include <gnutls/gnutls.h>
 #include <jansson.h>
 
+#include <paf/acme.h>
 #include <paf/error.h>
 
 /*
@@ -25,17 +26,7 @@ char *paf_b64url_encode(const void *data, size_t size);
  * *ret gets size + 1 bytes, the last one 0, so text decodes to a C string. */
 int paf_b64url_decode(const char *s, size_t len, uint8_t **ret, size_t *ret_size, paf_error *error);
 
-typedef enum paf_acme_key_type {
-        PAF_ACME_KEY_P256,    /* ES256: the default for account and certificate keys */
-        PAF_ACME_KEY_P384,    /* ES384 */
-        PAF_ACME_KEY_RSA2048, /* RS256 */
-        PAF_ACME_KEY_RSA3072, /* RS256 */
-        _PAF_ACME_KEY_TYPE_MAX,
-} paf_acme_key_type;
-
-/* "p256", "p384", "rsa2048", "rsa3072" (the --key-type names), and back. */
-const char *paf_acme_key_type_to_string(paf_acme_key_type type);
-int paf_acme_key_type_from_string(const char *s, paf_acme_key_type *ret, paf_error *error);
+/* paf_acme_key_type and its names: paf/acme.h. */
 
 /* A private key with its public half: an account key or a certificate key. */
 typedef struct paf_acme_key paf_acme_key;

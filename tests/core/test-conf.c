@@ -393,14 +393,14 @@ static void test_missing_file(void **state) {
 static void test_plugin_section_errors(void **state) {
         (void)state;
         char *dir = good_dir();
-        expect_plugin_error(dir, "[paf]\n\n[nme]\nx = 1\n", "test.conf:3: [nme]: unknown section");
+        expect_plugin_error(dir, "[paf]\n\n[zzq]\nx = 1\n", "test.conf:3: [zzq]: unknown section");
         expect_plugin_error(dir, "[pa]\n",
                             "test.conf:1: [pa]: unknown section (did you mean \"paf\"?)");
         expect_plugin_error(dir, "# x\n[godo]\n",
                             "test.conf:2: [godo]: unknown section (did you mean \"good\"?)");
         /* A section header seen twice: the first line is the one reported. */
-        expect_plugin_error(dir, "[nme]\n[paf]\n[nme]\nx = 1\n",
-                            "test.conf:1: [nme]: unknown section");
+        expect_plugin_error(dir, "[zzq]\n[paf]\n[zzq]\nx = 1\n",
+                            "test.conf:1: [zzq]: unknown section");
         expect_plugin_error(
                 dir, "[good]\ngreeting = hi\ngreting = hi\n",
                 "test.conf:3: [good] key \"greting\": unknown option (did you mean \"greeting\"?)");
