@@ -1049,6 +1049,13 @@ int cmd_serve(int argc, char **argv) {
                 listen_tls[n_listen_tls++] = "443";
         } else if (by_default)
                 listen[n_listen++] = DEFAULT_LISTEN;
+        if (s.acme && acme_options.challenge == PAF_ACME_CHALLENGE_HTTP01 && n_listen == 0)
+                tool_error("--acme: no --listen: the CA's http-01 challenge needs a plain HTTP "
+                           "listener (the CA connects to port 80; or --acme-challenge "
+                           "tls-alpn-01)");
+        if (s.acme && acme_options.challenge == PAF_ACME_CHALLENGE_TLSALPN01 && n_listen_tls == 0)
+                tool_error("--acme: no --listen-tls: the CA's tls-alpn-01 challenge needs a TLS "
+                           "listener (the CA connects to port 443)");
         if (s.acme && n_listen_tls > 0) {
                 /* Redirects name the first TLS listener's port unless it is 443. */
                 const char *a = listen_tls[0];

@@ -306,6 +306,9 @@ typedef struct acme_op {
         char *nonce;
         paf_acme_key *account_key;
         char *kid;
+        /* A Retry-After on a challenge or finalize answer: the next poll
+         * waits until then (CLOCK_MONOTONIC; 0: no wait). */
+        uint64_t poll_not_before;
         /* What this operation published, removed when it ends. */
         char **published;
         size_t n_published;
@@ -1070,6 +1073,10 @@ static int cert_load_from(paf_acme_store *store, const char *state_dir, const ch
         json_int_t renew = json_integer_value(json_object_get(meta, "renew_at"));
         c->renew_at = renew > 0 ? (uint64_t)renew * USEC_PER_SEC
                                 : paf_acme_renewal_time(c->not_before, c->not_after);
+        json_int_t check = json_integer_value(json_object_get(meta, "ari_check_at"));
+        c->next_check_at = c->renew_at;
+        if (check > 0 && (uint64_t)check * USEC_PER_SEC < c->next_check_at)
+                c->next_check_at = (uint64_t)check * USEC_PER_SEC;
         c->revoked = json_is_true(json_object_get(meta, "revoked"));
         const char *d = json_string_value(json_object_get(meta, "directory"));
         c->directory_url = strdup(d ? d : "");
@@ -1125,7 +1132,7 @@ int paf_acme_cert_list(const char *state_dir, char ***ret, paf_error *error) {
                 char key[600];
                 void *data = NULL;
                 size_t size;
-                if (all[i][0] == '_' || cert_key(all[i], "meta.json", key, sizeof(key)) < 0 ||
+                if (strcmp(all[i], "_accounts") == 0 || cert_key(all[i], "meta.json", key, sizeof(key)) < 0 ||
                     paf_acme_store_get(store, key, 0, &data, &size, NULL) < 0) {
                         free(all[i]);
                         continue;
@@ -1174,9 +1181,28 @@ static void unpublish_named(acme_op *op, const char *what) {
 
 /* POST-as-GET url until its status is not one of waiting (NULL-terminated),
  * waiting as the server asks (Retry-After) or with exponential backoff. */
+/* An answer that starts work on the CA's side (a challenge, a finalize) may
+ * say when to look (RFC 8555 §7.5.1, §7.4): the next poll waits for it. */
+static void note_retry_after(acme_op *op, const acme_resp *resp) {
+        uint64_t ra;
+        if (paf_acme_parse_retry_after(resp_header(resp, "Retry-After"), now_usec(CLOCK_REALTIME),
+                                       &ra) < 0)
+                return;
+        uint64_t at = now_usec(CLOCK_MONOTONIC) + ra;
+        if (at > op->poll_not_before)
+                op->poll_not_before = at;
+}
+
 static int op_poll(acme_op *op, const char *url, const char *what, const char *const *waiting,
                    acme_resp *ret, paf_error *error) {
         uint64_t delay = POLL_FIRST_USEC;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        if (op->poll_not_before > now) {
+                int r = op_sleep(op, op->poll_not_before - now, what, error);
+                if (r < 0)
+                        return r;
+        }
+        op->poll_not_before = 0;
         for (;;) {
                 int r = op_post_kid(op, url, NULL, NULL, ret, error);
                 if (r < 0)
@@ -1321,6 +1347,7 @@ static int authz_start(acme_op *op, const char *url, bool *ret_pending, char **r
                         resp_clear(&resp);
                         return r;
                 }
+                note_retry_after(op, &resp);
                 resp_clear(&resp);
         }
         paf_log(PAF_LOG_INFO, "acme: %s: %s challenge published", id.value, want);
@@ -1483,12 +1510,21 @@ static int check_leaf(const char *pem, const paf_acme_key *key, acme_ident *ids,
         return 0;
 }
 
+/* How often ARI is asked again without a Retry-After (RFC 9773 §4.3 suggests
+ * a few times a day), and the bounds put on one. */
+#define ARI_CHECK_USEC (6 * 3600 * USEC_PER_SEC)
+#define ARI_CHECK_MIN_USEC (60 * USEC_PER_SEC)
+#define ARI_CHECK_MAX_USEC (24 * 3600 * USEC_PER_SEC)
+
 /* ARI (RFC 9773): the CA's renewal window, when it offers renewalInfo. A
- * random time in the window, as §4.2 asks; 0 when there is none. */
-static uint64_t ari_renewal_time(acme_op *op, const char *cert_id) {
+ * random time in the window, as §4.2 asks; 0 when there is none.
+ * *ret_check gets when to ask again (its Retry-After). */
+static uint64_t ari_renewal_time(acme_op *op, const char *cert_id, uint64_t *ret_check) {
         const char *base = dir_url(op, "renewalInfo");
+        *ret_check = 0;
         if (!base || !cert_id)
                 return 0;
+        *ret_check = now_usec(CLOCK_REALTIME) + ARI_CHECK_USEC;
         char url[1024];
         snprintf(url, sizeof(url), "%s%s%s", base, base[strlen(base) - 1] == '/' ? "" : "/",
                  cert_id);
@@ -1498,6 +1534,14 @@ static uint64_t ari_renewal_time(acme_op *op, const char *cert_id) {
         if (op_get(op, url, &resp, &err) < 0) {
                 paf_log(PAF_LOG_WARNING, "acme: renewal info: %s", err.message);
                 return 0;
+        }
+        uint64_t ra;
+        if (paf_acme_parse_retry_after(resp_header(&resp, "Retry-After"),
+                                       now_usec(CLOCK_REALTIME), &ra) >= 0) {
+                ra = ra < ARI_CHECK_MIN_USEC   ? ARI_CHECK_MIN_USEC
+                     : ra > ARI_CHECK_MAX_USEC ? ARI_CHECK_MAX_USEC
+                                               : ra;
+                *ret_check = now_usec(CLOCK_REALTIME) + ra;
         }
         json_t *w = json_object_get(resp.json, "suggestedWindow");
         const char *s = json_string_value(json_object_get(w, "start"));
@@ -1533,7 +1577,8 @@ static int store_cert(acme_op *op, const char *name, acme_ident *ids, size_t n,
         _cleanup_free_ char *ari = NULL;
         (void)crt_ari_id(ch.crts[0], &ari);
         chain_clear(&ch);
-        uint64_t renew = ari_renewal_time(op, ari);
+        uint64_t ari_check = 0;
+        uint64_t renew = ari_renewal_time(op, ari, &ari_check);
         if (renew == 0)
                 renew = paf_acme_renewal_time(nb, na);
         json_t *meta = json_object();
@@ -1556,6 +1601,9 @@ static int store_cert(acme_op *op, const char *name, acme_ident *ids, size_t n,
         json_object_set_new(meta, "renew_at", json_integer((json_int_t)(renew / USEC_PER_SEC)));
         if (ari)
                 json_object_set_new(meta, "ari_id", json_string(ari));
+        if (ari_check)
+                json_object_set_new(meta, "ari_check_at",
+                                    json_integer((json_int_t)(ari_check / USEC_PER_SEC)));
         char *m = json_dumps(meta, JSON_INDENT(2));
         json_decref(meta);
         if (!m)
@@ -1572,6 +1620,32 @@ static int store_cert(acme_op *op, const char *name, acme_ident *ids, size_t n,
                 cert_key(name, "meta.json", key, sizeof(key));
                 r = paf_acme_store_put(op->c->store, key, m, strlen(m), 0644, error);
         }
+        free(m);
+        return r;
+}
+
+/* ARI asked again for a stored certificate whose check time came (the CA may
+ * move its window earlier, after an incident): its meta.json gets the new
+ * renewal and check times. */
+static int ari_refresh(acme_op *op, const char *name, json_t *meta, paf_error *error) {
+        const char *id = json_string_value(json_object_get(meta, "ari_id"));
+        int r = op_directory(op, error);
+        if (r < 0)
+                return r;
+        uint64_t check = 0;
+        uint64_t at = ari_renewal_time(op, id, &check);
+        if (at == 0 && check == 0)
+                return 0;
+        if (at)
+                json_object_set_new(meta, "renew_at", json_integer((json_int_t)(at / USEC_PER_SEC)));
+        json_object_set_new(meta, "ari_check_at",
+                            json_integer((json_int_t)(check / USEC_PER_SEC)));
+        char key[600];
+        cert_key(name, "meta.json", key, sizeof(key));
+        char *m = json_dumps(meta, JSON_INDENT(2));
+        if (!m)
+                return -ENOMEM;
+        r = paf_acme_store_put(op->c->store, key, m, strlen(m), 0644, error);
         free(m);
         return r;
 }
@@ -1723,6 +1797,8 @@ static int op_issue(acme_op *op, acme_ident *ids, size_t n, const char *name, js
                 json_decref(fin);
                 if (r >= 0 && resp.status != 200)
                         r = resp_error(&resp, "finalize", error);
+                if (r >= 0)
+                        note_retry_after(op, &resp);
                 resp_clear(&resp);
         }
         json_decref(order);
@@ -1817,8 +1893,23 @@ int paf_acme_issue(paf_acme_client *c, const char *const *identifiers, size_t n,
         r = paf_acme_store_lock_take(c->store, name, op_remaining(&op), &lock, error);
         json_t *meta = NULL;
         paf_acme_cert *stored = NULL;
-        if (r >= 0 && cert_load_from(c->store, c->state_dir, name, &stored, &meta, NULL) >= 0 &&
-            !(flags & PAF_ACME_ISSUE_FORCE) && !stored->revoked &&
+        bool have = r >= 0 && cert_load_from(c->store, c->state_dir, name, &stored, &meta,
+                                             NULL) >= 0;
+        json_int_t check = have ? json_integer_value(json_object_get(meta, "ari_check_at")) : 0;
+        if (have && !(flags & PAF_ACME_ISSUE_FORCE) && check > 0 &&
+            (uint64_t)check * USEC_PER_SEC <= now_usec(CLOCK_REALTIME) &&
+            strcmp(stored->directory_url, c->directory_url) == 0) {
+                paf_error aerr = PAF_ERROR_NULL;
+                /* Not reachable now: the stored times stand. */
+                if (ari_refresh(&op, name, meta, &aerr) < 0)
+                        paf_log(PAF_LOG_WARNING, "acme: %s: renewal info: %s", name,
+                                aerr.message);
+                json_decref(meta);
+                meta = NULL;
+                stored = paf_acme_cert_free(stored);
+                have = cert_load_from(c->store, c->state_dir, name, &stored, &meta, NULL) >= 0;
+        }
+        if (have && !(flags & PAF_ACME_ISSUE_FORCE) && !stored->revoked &&
             strcmp(stored->directory_url, c->directory_url) == 0 &&
             same_identifiers(meta, ids, n) && now_usec(CLOCK_REALTIME) < stored->renew_at &&
             now_usec(CLOCK_REALTIME) < stored->not_after) {

@@ -158,7 +158,7 @@ static int on_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                 m->identifiers[0], cert->reused ? "stored" : "new", cert->serial, a, b);
         /* A renewal that found the stored one still good (another process
          * renewed it, say) retries at its new time. */
-        uint64_t at = cert->renew_at;
+        uint64_t at = cert->next_check_at ? cert->next_check_at : cert->renew_at;
         if (at <= realtime_now())
                 at = realtime_now() + RETRY_FIRST_USEC;
         (void)schedule(m, at);

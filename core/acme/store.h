@@ -16,13 +16,16 @@
  * with '.', and holds no "..". The directory backend hides its temporary
  * files behind the leading dot no key can have.
  *
- * Conventional keys (what core/acme writes):
- *   accounts/<directory-host>/account.json   account URL, contact (0644)
- *   accounts/<directory-host>/account.key    account private key (0600)
- *   certs/<name>/fullchain.pem               certificate and chain (0644)
- *   certs/<name>/key.pem                     certificate private key (0600)
- *   certs/<name>/meta.json                   names, order, renewal state
- * and locks "accounts/<directory-host>" and "certs/<name>".
+ * Conventional keys (what core/acme writes; the directory backend puts them
+ * at DIR/<key>, so a certificate is DIR/<name>/fullchain.pem as paf cert says):
+ *   <name>/fullchain.pem                     certificate and chain (0644)
+ *   <name>/key.pem                           certificate private key (0600)
+ *   <name>/meta.json                         names, CA, order, renewal state
+ *   _accounts/<directory-host>/account.json  account URL, contact (0644)
+ *   _accounts/<directory-host>/account.key   account private key (0600)
+ * and locks "_accounts/<directory-host>" and "<name>". "_accounts" is
+ * neither a DNS name (no '_') nor an IPv6 address's form ('o' is no hex
+ * digit), so accounts never collide with certificates.
  * <name> and <directory-host> come from paf_acme_store_name(): a DNS name
  * (lowercased; "*.example.com" for a wildcard), an IPv4 address, or an IPv6
  * address in canonical form with ':' written '_' ("2001_db8__1"). A

@@ -221,6 +221,7 @@ typedef struct paf_acme_cert {
         uint64_t not_before;
         uint64_t not_after;
         uint64_t renew_at;    /* when a renewal is due (ARI's window, or a third of the lifetime left) */
+        uint64_t next_check_at; /* when to look again: renew_at, or earlier to ask ARI again */
         char *fullchain_path; /* PEM: the leaf then its chain */
         char *key_path;       /* PEM: its private key (mode 0600) */
         char *directory_url;  /* the CA that issued it */
@@ -243,7 +244,8 @@ enum {
  * authorization is final (one already valid is reused), the order finalized
  * with a CSR and the chain stored. Blocks until done; on success *ret is the
  * stored certificate. A stored certificate for the same identifiers that
- * is not due for renewal is returned as is (reused), without any request. A lock in the
+ * is not due for renewal is returned as is (reused), without any request
+ * but ARI's when its check time came (the CA may move the window). A lock in the
  * store keeps two processes from ordering the same certificate at once.
  * Errors name the URL or identifier and, for an ACME error, the problem's type,
  * detail and subproblems.

@@ -1,0 +1,195 @@
+#!/bin/sh
+# tests/acme/test-cert-mock.sh — `paf cert` against tests/acme/mock-acme.py, the ACME server that does what pebble 2.4 does not: Retry-After (seconds and HTTP dates) while polling and on 429/503, ARI renewal windows and "replaces", alternate chains, problem documents with subproblems, badNonce storms.
+set -eu
+for tool in python3 certtool; do
+        command -v $tool >/dev/null 2>&1 || { echo "$tool not found: skipping"; exit 77; }
+done
+python3 -c 'import cryptography' 2>/dev/null || { echo "python3-cryptography missing: skipping"; exit 77; }
+export PAF_PLUGIN_PATH=$PAF_TEST_PLUGINDIR
+PYTHONDONTWRITEBYTECODE=1
+export PYTHONDONTWRITEBYTECODE
+here=$PAF_TEST_SRCDIR/tests/acme
+. "$here/pebble.sh" # free_port
+
+tmp=$(mktemp -d)
+mock_pid=
+cleanup() {
+        [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null && wait "$mock_pid" 2>/dev/null
+        rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+n_checks=0
+ok() {
+        n_checks=$((n_checks + 1))
+        echo "ok $n_checks: $*"
+}
+fail() {
+        echo "FAIL: $*" >&2
+        [ -s "$tmp/out" ] && { echo "--- paf output" >&2; tail -n 30 "$tmp/out" >&2; }
+        [ -s "$tmp/mock.err" ] && { echo "--- mock stderr" >&2; tail -n 20 "$tmp/mock.err" >&2; }
+        exit 1
+}
+
+# mock_start [mock flags…]: a new mock on free ports; sets ACME_URL, MGMT, HTTP_PORT, TLS_PORT.
+mock_start() {
+        mock_stop
+        HTTP_PORT=$(free_port)
+        TLS_PORT=$(free_port)
+        rm -f "$tmp/ready" "$tmp/log"
+        python3 "$here/mock-acme.py" --http-port "$HTTP_PORT" --tls-port "$TLS_PORT" \
+                --tls-ca-out "$tmp/ca.pem" --root-out "$tmp/root.pem" \
+                --alt-roots-out "$tmp/alt-roots.pem" --ready-file "$tmp/ready" --log "$tmp/log" \
+                "$@" >"$tmp/mock.out" 2>"$tmp/mock.err" &
+        mock_pid=$!
+        i=0
+        while [ ! -s "$tmp/ready" ]; do
+                i=$((i + 1))
+                [ $i -lt 100 ] || fail "mock-acme.py did not start"
+                kill -0 "$mock_pid" 2>/dev/null || fail "mock-acme.py exited"
+                sleep 0.1
+        done
+        set -- $(cat "$tmp/ready")
+        ACME_URL=https://127.0.0.1:$2/dir
+        MGMT=http://127.0.0.1:$3
+}
+mock_stop() {
+        if [ -n "$mock_pid" ]; then
+                kill "$mock_pid" 2>/dev/null || true
+                wait "$mock_pid" 2>/dev/null || true
+                mock_pid=
+        fi
+}
+
+# paf_cert SUBCOMMAND [args…]: against the mock, state in $tmp/state, output in $tmp/out.
+paf_cert() {
+        sub=$1
+        shift
+        extra=
+        case $sub in issue | renew) extra="--listen 127.0.0.1:$HTTP_PORT" ;; esac
+        # shellcheck disable=SC2086
+        "$PAF_BIN" cert "$sub" --acme-url "$ACME_URL" --cacert "$tmp/ca.pem" --dir "$tmp/state" \
+                $extra "$@" >"$tmp/out" 2>&1
+}
+
+# log_query PYTHON-EXPR: evaluated with L, the request lines of the mock's log (dicts).
+log_query() {
+        python3 - "$tmp/log" "$1" <<'EOF'
+import json, sys
+L = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+L = [l for l in L if 'method' in l]
+print(eval(sys.argv[2]))
+EOF
+}
+
+# ---- Retry-After while polling: seconds, then HTTP dates ----
+mock_start --retry-after-poll 1 --pending-polls 2 --no-authz-reuse
+paf_cert issue --email admin@paf.test --agree-tos -d poll.paf.test -v || fail "issue with Retry-After polling"
+certtool --verify --load-ca-certificate "$tmp/root.pem" --infile "$tmp/state/poll.paf.test/fullchain.pem" \
+        >"$tmp/verify" 2>&1 || fail "the chain does not verify: $(cat "$tmp/verify")"
+# Every poll that followed an answer with Retry-After: 1 came at least 1 s later.
+gaps=$(log_query '[round(b["t"] - a["t"], 2) for a, b in zip(L, L[1:]) if a.get("retry_after") == 1 and b["resource"] in ("authz", "order", "challenge")]')
+echo "gaps after Retry-After: 1: $gaps"
+python3 -c "import sys; g = $gaps; sys.exit(0 if len(g) >= 3 and min(g) >= 0.95 else 1)" ||
+        fail "paf polled sooner than Retry-After asked: $gaps"
+ok "polling honours Retry-After in seconds ($gaps s between polls), and the chain verifies"
+
+mock_start --retry-after-poll 2 --retry-after-date --pending-polls 1 --no-authz-reuse
+paf_cert issue --agree-tos -d date.paf.test || fail "issue with Retry-After dates"
+gaps=$(log_query '[round(b["t"] - a["t"], 2) for a, b in zip(L, L[1:]) if isinstance(a.get("retry_after"), str) and b["resource"] in ("authz", "order", "challenge")]')
+python3 -c "import sys; g = $gaps; sys.exit(0 if len(g) >= 2 and min(g) >= 1.0 else 1)" ||
+        fail "paf polled sooner than the Retry-After date: $gaps"
+ok "polling honours Retry-After as an HTTP date ($gaps s)"
+
+# ---- 429 on newOrder, 503 on the directory: waited out as asked ----
+mock_start --rate-limit-neworder 1 --limit-retry-after 2 --unavailable 1
+paf_cert issue --agree-tos -d busy.paf.test || fail "issue through 503 and 429"
+seq=$(log_query '[(l["resource"], l["status"]) for l in L if l["resource"] in ("newOrder",)]')
+gap=$(log_query '[round(b["t"] - a["t"], 2) for a, b in zip(L, L[1:]) if a["status"] == 429][0]')
+echo "newOrder: $seq, then $gap s"
+case $seq in "[('newOrder', 429), ('newOrder', 201)]") ;; *) fail "newOrder sequence: $seq" ;; esac
+python3 -c "import sys; sys.exit(0 if $gap >= 1.95 else 1)" || fail "retried after $gap s, asked 2"
+first=$(log_query 'L[0]["status"]')
+[ "$first" = 503 ] || fail "the first request was not the 503: $first"
+ok "a 503 and a 429 with Retry-After are waited out (${gap} s for 2) and the order goes on"
+
+# ---- badNonce storm: every retry with the error's nonce ----
+mock_start --nonce-reject 40 --seed 7
+for i in 1 2 3; do
+        paf_cert issue --agree-tos -d "nonce$i.paf.test" || fail "issue $i under 40% badNonce"
+done
+rejected=$(log_query 'sum(1 for l in L if l.get("nonce_rejected"))')
+heads=$(log_query 'sum(1 for l in L if l["resource"] == "newNonce")')
+[ "$rejected" -ge 3 ] || fail "only $rejected nonces rejected: the test proves nothing"
+# One newNonce per run at most: after a badNonce the error's own nonce is used.
+[ "$heads" -le 3 ] || fail "$heads newNonce requests for 3 runs: the error's nonce was not used"
+ok "3 issuances under 40% badNonce ($rejected rejected), $heads newNonce requests"
+
+# ---- ARI: the CA's window sets the renewal; asked again; "replaces" on renewal ----
+mock_start --ari --ari-window 3600,7200 --ari-retry-after 120
+now=$(date +%s)
+paf_cert issue --agree-tos -d ari.paf.test || fail "issue with ARI"
+renew=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["renew_at"])' "$tmp/state/ari.paf.test/meta.json")
+[ "$renew" -ge $((now + 3600)) ] && [ "$renew" -le $((now + 7200 + 5)) ] ||
+        fail "renewal at $renew, not in the CA's window [$((now + 3600)), $((now + 7200))]"
+"$PAF_BIN" cert show --dir "$tmp/state" ari.paf.test >"$tmp/show" || fail "show"
+grep -q "renewal:" "$tmp/show" || fail "show has no renewal time: $(cat "$tmp/show")"
+ok "ARI: the renewal time is in the CA's window (+$((renew - now)) s)"
+paf_cert renew ari.paf.test || fail "renew before the window"
+grep -q "not due" "$tmp/out" || fail "renew before the window should say not due: $(cat "$tmp/out")"
+orders=$(log_query 'sum(1 for l in L if l["resource"] == "newOrder")')
+[ "$orders" = 1 ] || fail "$orders orders"
+ok "before the window, renew makes no order"
+# The CA moves the window into the past (an incident); once the check time
+# comes (Retry-After, here 120 s: the stored time is moved back instead of
+# waiting), renew asks ARI again and renews, naming the certificate replaced.
+curl -sf -d '{"ari_window": "-120,-60"}' "$MGMT/set" >/dev/null || fail "mock /set"
+python3 - "$tmp/state/ari.paf.test/meta.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+assert m["ari_check_at"] > 0, m
+m["ari_check_at"] = 1
+json.dump(m, open(sys.argv[1], "w"))
+EOF
+old=$(certtool -i <"$tmp/state/ari.paf.test/fullchain.pem" | sed -n 's/.*Serial Number (hex): //p' | head -1)
+paf_cert renew ari.paf.test || fail "renew once ARI says now"
+grep -q "renewed" "$tmp/out" || fail "not renewed: $(cat "$tmp/out")"
+new=$(certtool -i <"$tmp/state/ari.paf.test/fullchain.pem" | sed -n 's/.*Serial Number (hex): //p' | head -1)
+[ "$old" != "$new" ] || fail "same serial after renewal"
+replaced=$(curl -sf "$MGMT/certs" | python3 -c 'import json,sys; print(sum(1 for c in json.load(sys.stdin) if c.get("replaced_by")))')
+[ "$replaced" = 1 ] || fail "the new order did not name the replaced certificate (replaced: $replaced)"
+ok "ARI asked again at its check time: a window in the past renews at once, with \"replaces\""
+
+# ---- alternate chains: --preferred-chain ----
+mock_start --alternate-chains 1
+paf_cert issue --agree-tos -d alt.paf.test --preferred-chain "Mock Alternate Root X2" || fail "issue, alternate"
+certtool --verify --load-ca-certificate "$tmp/alt-roots.pem" --infile "$tmp/state/alt.paf.test/fullchain.pem" \
+        >"$tmp/verify" 2>&1 || fail "the preferred chain does not verify against the alternate root"
+if certtool --verify --load-ca-certificate "$tmp/root.pem" --infile "$tmp/state/alt.paf.test/fullchain.pem" \
+        >/dev/null 2>&1; then
+        fail "the default chain was kept"
+fi
+paf_cert issue --agree-tos -d alt2.paf.test --preferred-chain "No Such Root" || fail "issue, no match"
+certtool --verify --load-ca-certificate "$tmp/root.pem" --infile "$tmp/state/alt2.paf.test/fullchain.pem" \
+        >/dev/null 2>&1 || fail "no match: the default chain should be kept"
+ok "--preferred-chain picks the alternate chain by its top issuer, the default one otherwise"
+
+# ---- problems: subproblems per identifier, a failed challenge's detail ----
+mock_start --reject-name bad.paf.test --fail-challenge fail.paf.test --fail-challenge-detail "no answer from the moon"
+if paf_cert issue --agree-tos -d good.paf.test -d bad.paf.test; then fail "a rejected name issued"; fi
+grep -q "rejectedIdentifier" "$tmp/out" && grep -q "bad.paf.test" "$tmp/out" ||
+        fail "the problem's subproblem is not shown: $(cat "$tmp/out")"
+if paf_cert issue --agree-tos -d fail.paf.test; then fail "a failed challenge issued"; fi
+grep -q "fail.paf.test" "$tmp/out" && grep -q "no answer from the moon" "$tmp/out" ||
+        fail "the challenge's problem detail is not shown: $(cat "$tmp/out")"
+ok "problems are shown with type, detail and per-identifier subproblems: $(tail -n 1 "$tmp/out")"
+
+# ---- EAB required by the directory ----
+mock_start --eab "kid-1:$(pebble_eab_key)"
+if paf_cert issue --agree-tos -d eab.paf.test; then fail "issued without the required EAB"; fi
+grep -q "external account binding" "$tmp/out" || fail "no EAB hint: $(cat "$tmp/out")"
+ok "an EAB-requiring directory without --eab-kid: $(tail -n 1 "$tmp/out")"
+mock_stop
+
+echo "all $n_checks checks passed"
