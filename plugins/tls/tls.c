@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <gnutls/x509.h>
 
 #include <paf.h>
+#include <paf/acme.h>
 
 #include "config.h"
 
@@ -228,6 +230,8 @@ typedef struct tls_params {
 
         /* server */
         gnutls_certificate_request_t client_cert; /* IGNORE unless a client CA is set */
+        bool has_cert;          /* tls.cert-file: without it, only acme-tls/1 is answered */
+        paf_acme_tlsalpn *acme; /* tls.acme-tlsalpn, our own reference */
 
         /* client */
         char *server_name; /* unbracketed: what certificates are checked against */
@@ -239,6 +243,7 @@ static tls_params *params_unref(tls_params *p) {
         if (!p || --p->n_ref > 0)
                 return NULL;
         certs_unref(p->certs);
+        paf_acme_tlsalpn_unref(p->acme);
         if (p->priority)
                 gnutls_priority_deinit(p->priority);
         free(p->alpn_text);
@@ -362,17 +367,66 @@ static int key_pair_read(paf_ctx *ctx, const char *suffix, tls_certs *certs, paf
         return r < 0 ? r : 1;
 }
 
+static const gnutls_datum_t acme_alpn = {
+        .data = (unsigned char *)PAF_ACME_TLSALPN_PROTOCOL,
+        .size = sizeof(PAF_ACME_TLSALPN_PROTOCOL) - 1,
+};
+
+static bool alpn_is_acme(const gnutls_datum_t *d) {
+        return d->size == acme_alpn.size && memcmp(d->data, acme_alpn.data, acme_alpn.size) == 0;
+}
+
+/*
+ * tls.acme-tlsalpn: the tls-alpn-01 challenges (RFC 8737) to answer, a
+ * pointer that a program running an ACME client sets (paf.conf has no way
+ * to). acme-tls/1 goes first in the server's ALPN preference: a ClientHello
+ * that offers it is a validation, whatever else it offers, and never gets
+ * the normal certificate; validators offer nothing else (RFC 8737 §3), and
+ * no browser offers it at all.
+ */
+static int acme_read(paf_ctx *ctx, tls_params *p, paf_error *error) {
+        paf_value v;
+        int r = ctx_read(ctx, "tls.acme-tlsalpn", PAF_TYPE_POINTER, &v, error);
+        if (r <= 0)
+                return r;
+        if (!v.pointer)
+                return paf_error_set(error, -EINVAL,
+                                     "tls.acme-tlsalpn: NULL, expected a paf_acme_tlsalpn table");
+        gnutls_datum_t list[MAX_ALPN];
+        unsigned n = 0;
+        list[n++] = acme_alpn;
+        for (unsigned i = 0; i < p->n_alpn; i++) {
+                if (alpn_is_acme(&p->alpn[i]))
+                        continue;
+                if (n == MAX_ALPN)
+                        return paf_error_set(error, -E2BIG,
+                                             "tls.alpn \"%s\": more than %d protocols besides "
+                                             "%s (tls.acme-tlsalpn)",
+                                             p->alpn_text, MAX_ALPN - 1, PAF_ACME_TLSALPN_PROTOCOL);
+                list[n++] = p->alpn[i];
+        }
+        memcpy(p->alpn, list, n * sizeof(list[0]));
+        p->n_alpn = n;
+        p->acme = paf_acme_tlsalpn_ref(v.pointer);
+        return 1;
+}
+
 static int server_params_new(tls_config *cfg, paf_ctx *ctx, tls_params **ret, paf_error *error) {
         tls_params *p = NULL;
         int r = params_alloc(&p, error);
         if (r < 0)
                 return r;
         r = params_common(cfg, ctx, p, error);
+        if (r >= 0)
+                r = acme_read(ctx, p, error);
         if (r >= 0 && (r = certs_new(&p->certs)) < 0)
                 paf_error_set(error, r, "cannot set up TLS credentials: %s", strerror(-r));
         if (r >= 0) {
                 r = key_pair_read(ctx, "", p->certs, error);
-                if (r == 0)
+                p->has_cert = r > 0;
+                /* With challenges to answer, a listener may have no
+                 * certificate yet: it is there to get one. */
+                if (r == 0 && !p->acme)
                         r = paf_error_set(error, -EINVAL,
                                           "tls.cert-file and tls.key-file are required to serve "
                                           "TLS");
@@ -381,6 +435,10 @@ static int server_params_new(tls_config *cfg, paf_ctx *ctx, tls_params **ret, pa
                 char suffix[8];
                 snprintf(suffix, sizeof(suffix), ".%d", i);
                 r = key_pair_read(ctx, suffix, p->certs, error);
+                if (r > 0 && !p->has_cert)
+                        r = paf_error_set(error, -EINVAL,
+                                          "tls.cert-file%s without tls.cert-file and tls.key-file",
+                                          suffix);
         }
 
         const char *client_ca = NULL;
@@ -496,6 +554,7 @@ typedef enum conn_state {
         CONN_CONNECTING, /* client: waiting for the inner flow */
         CONN_HANDSHAKE,
         CONN_OPEN,
+        CONN_ANSWERED, /* server: a tls-alpn-01 validation, closing once close_notify went */
         CONN_DEAD,
 } conn_state;
 
@@ -548,6 +607,14 @@ struct tls_conn {
         bool read_ended;
         bool verified;          /* the peer's certificate was verified */
         unsigned verify_status; /* server: why a client certificate was refused */
+
+        /* Server, tls-alpn-01: the certificate of a validation handshake,
+         * and the name it is for. */
+        tls_certs *acme_certs;
+        char *acme_name;
+        /* Server: why we turned the ClientHello away, and the alert saying so. */
+        char *refusal;
+        gnutls_alert_description_t refusal_alert;
 };
 
 static void conn_process(tls_conn *c);
@@ -564,6 +631,10 @@ static void conn_unref(tls_conn *c) {
         assert(c->closed);
         if (c->session)
                 gnutls_deinit(c->session);
+        /* After the session, which points to them. */
+        certs_unref(c->acme_certs);
+        free(c->acme_name);
+        free(c->refusal);
         free(c->acc);
         free(c->in);
         free(c->rbuf);
@@ -662,6 +733,7 @@ static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms) {
 }
 
 static void on_segment_written(paf_flow *inner, int error, void *userdata);
+static void conn_answered_progress(tls_conn *c);
 
 /* Hand what GnuTLS wrote to the inner flow. */
 static void conn_flush(tls_conn *c) {
@@ -755,6 +827,7 @@ static void on_segment_written(paf_flow *inner, int error, void *userdata) {
                 c->write_error = error;
         conn_ref(c);
         conn_write_progress(c);
+        conn_answered_progress(c);
         conn_unref(c);
 }
 
@@ -820,6 +893,10 @@ static int handshake_reason(tls_conn *c, int r, char *buf, size_t size) {
         unsigned status = 0;
         int error = -EPROTO;
 
+        if (c->refusal) {
+                snprintf(buf, size, "%s", c->refusal);
+                return error;
+        }
         if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR)
                 status = gnutls_session_get_verify_cert_status(c->session);
         else if (r == GNUTLS_E_CERTIFICATE_ERROR && c->verify_status != 0)
@@ -876,7 +953,10 @@ static void conn_client_fail(tls_conn *c, int error, const char *reason) {
  * reason, a server's connection goes with a line in the log. */
 static void conn_handshake_failed(tls_conn *c, int error, const char *reason) {
         if (c->server) {
-                tls_log(PAF_LOG_INFO, "%s: handshake failed: %s", conn_peer(c), reason);
+                /* What we turned away (a probe for a challenge that is not
+                 * there) is no fault of the listener's: for debugging. */
+                tls_log(c->refusal ? PAF_LOG_DEBUG : PAF_LOG_INFO, "%s: handshake %s: %s",
+                        conn_peer(c), c->refusal ? "refused" : "failed", reason);
                 listener_unlink(c);
                 conn_kill(c);
                 return;
@@ -889,7 +969,39 @@ static void conn_handshake_failed(tls_conn *c, int error, const char *reason) {
 
 static const paf_flow_ops tls_flow_ops;
 
+/* An answered validation goes once what it wrote went. */
+static void conn_answered_progress(tls_conn *c) {
+        if (c->state != CONN_ANSWERED)
+                return;
+        if (c->write_error == 0 && (c->completed < c->queued || (c->acc && c->acc->len > 0)))
+                return;
+        listener_unlink(c);
+        conn_kill(c);
+}
+
+/*
+ * A tls-alpn-01 validation handshake: the certificate was the answer, and
+ * no application data follows (RFC 8737 §3). The connection never reaches
+ * our user: close_notify, then it goes once that is out. Until then it is
+ * one of the listener's handshakes, under the handshake timer.
+ */
+static void conn_acme_answered(tls_conn *c) {
+        tls_log(PAF_LOG_INFO, "%s: answered the tls-alpn-01 challenge for \"%s\"", conn_peer(c),
+                c->acme_name);
+        c->state = CONN_ANSWERED;
+        int r = gnutls_bye(c->session, GNUTLS_SHUT_WR);
+        if (r < 0)
+                tls_log(PAF_LOG_DEBUG, "%s: close_notify: %s", conn_peer(c), gnutls_strerror(r));
+        conn_flush(c);
+        conn_update_reading(c);
+        conn_answered_progress(c);
+}
+
 static void conn_handshake_done(tls_conn *c) {
+        if (c->acme_certs) {
+                conn_acme_answered(c);
+                return;
+        }
         c->timer = sd_event_source_disable_unref(c->timer);
         if (!c->server && !c->params->insecure)
                 /* gnutls_session_set_verify_cert() made the handshake fail otherwise. */
@@ -933,7 +1045,9 @@ static void handshake_alert(tls_conn *c, int r) {
         if (r == GNUTLS_E_FATAL_ALERT_RECEIVED || r == GNUTLS_E_PREMATURE_TERMINATION ||
             r == GNUTLS_E_PULL_ERROR || r == GNUTLS_E_PUSH_ERROR)
                 return;
-        if (c->server && r == GNUTLS_E_NO_CERTIFICATE_FOUND)
+        if (c->refusal)
+                (void)gnutls_alert_send(c->session, GNUTLS_AL_FATAL, c->refusal_alert);
+        else if (c->server && r == GNUTLS_E_NO_CERTIFICATE_FOUND)
                 (void)gnutls_alert_send(c->session, GNUTLS_AL_FATAL, GNUTLS_A_HANDSHAKE_FAILURE);
         else if (c->server && r == GNUTLS_E_CERTIFICATE_ERROR && c->verify_status != 0)
                 (void)gnutls_alert_send(
@@ -1064,6 +1178,14 @@ static int on_handshake_timeout(sd_event_source *s, uint64_t usec, void *userdat
         (void)s;
         (void)usec;
         tls_conn *c = userdata;
+        if (c->state == CONN_ANSWERED) {
+                /* The peer does not take our close_notify: go without. */
+                conn_ref(c);
+                listener_unlink(c);
+                conn_kill(c);
+                conn_unref(c);
+                return 0;
+        }
         if (c->state != CONN_HANDSHAKE)
                 return 0;
         char reason[128];
@@ -1076,6 +1198,7 @@ static int on_handshake_timeout(sd_event_source *s, uint64_t usec, void *userdat
 }
 
 static int server_verify(gnutls_session_t session);
+static int on_client_hello(gnutls_session_t session);
 
 static int conn_new(sd_event *event, bool server, tls_params *params, tls_conn **ret) {
         tls_conn *c = calloc(1, sizeof(*c));
@@ -1123,6 +1246,8 @@ static int conn_start(tls_conn *c, paf_flow *inner) {
                 gnutls_certificate_server_set_request(c->session, p->client_cert);
                 gnutls_session_set_verify_function(c->session, server_verify);
         }
+        if (r >= 0 && c->server && p->acme)
+                gnutls_handshake_set_post_client_hello_function(c->session, on_client_hello);
         if (r >= 0 && !c->server && p->sni)
                 r = gnutls_server_name_set(c->session, GNUTLS_NAME_DNS, p->server_name,
                                            strlen(p->server_name));
@@ -1154,6 +1279,8 @@ static int conn_start(tls_conn *c, paf_flow *inner) {
  * TLS client. Without one, GNUTLS_CERT_REQUIRE already failed the handshake. */
 static int server_verify(gnutls_session_t session) {
         tls_conn *c = gnutls_session_get_ptr(session);
+        if (c->acme_certs)
+                return 0; /* a validation: nothing of the client's is used */
         unsigned n = 0;
         if (!gnutls_certificate_get_peers(session, &n) || n == 0)
                 return c->params->client_cert == GNUTLS_CERT_REQUIRE ? -1 : 0;
@@ -1169,6 +1296,111 @@ static int server_verify(gnutls_session_t session) {
         }
         c->verified = true;
         return 0;
+}
+
+/* We turn the ClientHello away: a fatal alert, and the reason for the log. */
+static int conn_refuse(tls_conn *c, gnutls_alert_description_t alert, int error, const char *format,
+                       ...) PAF_PRINTF(4, 5);
+static int conn_refuse(tls_conn *c, gnutls_alert_description_t alert, int error, const char *format,
+                       ...) {
+        va_list ap;
+        va_start(ap, format);
+        char *text = NULL;
+        int n = vasprintf(&text, format, ap);
+        va_end(ap);
+        if (n < 0)
+                return GNUTLS_E_MEMORY_ERROR;
+        free(c->refusal);
+        c->refusal = text;
+        c->refusal_alert = alert;
+        return error;
+}
+
+/* A host name as SNI carries it (RFC 6066 §3), safe to look up and to log. */
+static bool sni_is_host_name(const char *name, size_t len) {
+        if (len == 0 || strnlen(name, len) != len)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (name[i] <= ' ' || name[i] > '~')
+                        return false;
+        return true;
+}
+
+/* The challenge certificate of name, as credentials of this handshake's own. */
+static int acme_certs_get(tls_conn *c, const char *name) {
+        char *cert = NULL, *key = NULL;
+        int r = paf_acme_tlsalpn_lookup(c->params->acme, name, &cert, &key);
+        if (r == -ENOENT)
+                return conn_refuse(c, GNUTLS_A_UNRECOGNIZED_NAME, GNUTLS_E_UNRECOGNIZED_NAME,
+                                   "acme-tls/1 for \"%s\": no tls-alpn-01 challenge for that name",
+                                   name);
+        if (r < 0)
+                return conn_refuse(c, GNUTLS_A_INTERNAL_ERROR, GNUTLS_E_INTERNAL_ERROR,
+                                   "acme-tls/1 for \"%s\": %s", name, strerror(-r));
+        tls_certs *certs = NULL;
+        int g = GNUTLS_E_MEMORY_ERROR;
+        if (certs_new(&certs) >= 0) {
+                gnutls_datum_t cd = {(unsigned char *)cert, (unsigned)strlen(cert)};
+                gnutls_datum_t kd = {(unsigned char *)key, (unsigned)strlen(key)};
+                g = gnutls_certificate_set_x509_key_mem2(certs->cred, &cd, &kd, GNUTLS_X509_FMT_PEM,
+                                                         NULL, 0);
+        }
+        free(cert);
+        explicit_bzero(key, strlen(key));
+        free(key);
+        char *copy = g >= 0 ? strdup(name) : NULL;
+        if (g >= 0 && !copy)
+                g = GNUTLS_E_MEMORY_ERROR;
+        if (g >= 0)
+                g = gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, certs->cred);
+        if (g < 0) {
+                free(copy);
+                certs_unref(certs);
+                return conn_refuse(c, GNUTLS_A_INTERNAL_ERROR, GNUTLS_E_INTERNAL_ERROR,
+                                   "acme-tls/1 for \"%s\": the challenge certificate: %s", name,
+                                   gnutls_strerror(g));
+        }
+        c->acme_certs = certs;
+        c->acme_name = copy;
+        /* A validator has no client certificate; asking would only risk failing it. */
+        gnutls_certificate_server_set_request(c->session, GNUTLS_CERT_IGNORE);
+        tls_log(PAF_LOG_DEBUG, "%s: acme-tls/1 for \"%s\": the tls-alpn-01 challenge certificate",
+                conn_peer(c), name);
+        return 0;
+}
+
+/*
+ * Server, with tls.acme-tlsalpn: the ClientHello's ALPN and SNI are read,
+ * no certificate is chosen yet. A ClientHello offering acme-tls/1 (then
+ * the protocol selected, as the first of ours) is a validation: it gets its
+ * name's challenge certificate, or a fatal alert; never the normal
+ * certificate. Others go on as on any listener, when there is a normal
+ * certificate to give them.
+ */
+static int on_client_hello(gnutls_session_t session) {
+        tls_conn *c = gnutls_session_get_ptr(session);
+        if (c->acme_certs)
+                return 0; /* the second ClientHello, after a HelloRetryRequest */
+        gnutls_datum_t alpn = {};
+        if (gnutls_alpn_get_selected_protocol(session, &alpn) < 0 || !alpn_is_acme(&alpn)) {
+                if (c->params->has_cert)
+                        return 0;
+                return conn_refuse(c, GNUTLS_A_HANDSHAKE_FAILURE, GNUTLS_E_INSUFFICIENT_CREDENTIALS,
+                                   "no certificate: this listener answers only acme-tls/1 "
+                                   "(tls-alpn-01 validation)");
+        }
+        char name[256];
+        size_t len = sizeof(name);
+        unsigned type = 0;
+        int g = gnutls_server_name_get(session, name, &len, &type, 0);
+        if (g == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE || (g >= 0 && type != GNUTLS_NAME_DNS))
+                return conn_refuse(
+                        c, GNUTLS_A_UNRECOGNIZED_NAME, GNUTLS_E_UNRECOGNIZED_NAME,
+                        "acme-tls/1 without a server name (SNI): no challenge to answer");
+        if (g < 0 || !sni_is_host_name(name, len))
+                return conn_refuse(c, GNUTLS_A_UNRECOGNIZED_NAME, GNUTLS_E_UNRECOGNIZED_NAME,
+                                   "acme-tls/1 for a server name that is no host name");
+        return acme_certs_get(c, name);
 }
 
 /* ---- the TLS flow ---- */
@@ -1395,8 +1627,9 @@ static int tls_listener_get_fd(paf_listener *l) {
         return paf_listener_get_fd(tl->inner);
 }
 
-/* New credentials for new handshakes; sessions keep the ones they started
- * with (each holds a reference). On error the old ones stay. */
+/* New credentials (and tls.acme-tlsalpn, or none) for new handshakes;
+ * sessions keep the ones they started with (each holds a reference). On
+ * error the old ones stay. */
 static int tls_listener_reload(paf_listener *l, paf_ctx *ctx, paf_error *error) {
         tls_listener *tl = paf_listener_get_impl(l);
         if (!ctx)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/acme/test-cert-mock.sh — `paf cert` against tests/acme/mock-acme.py, the ACME server that does what pebble 2.4 does not: Retry-After (seconds and HTTP dates) while polling and on 429/503, ARI renewal windows and "replaces", alternate chains, problem documents with subproblems, badNonce storms.
 set -eu
-for tool in python3 certtool; do
+for tool in python3 certtool openssl curl; do
         command -v $tool >/dev/null 2>&1 || { echo "$tool not found: skipping"; exit 77; }
 done
 python3 -c 'import cryptography' 2>/dev/null || { echo "python3-cryptography missing: skipping"; exit 77; }
@@ -160,6 +160,98 @@ new=$(certtool -i <"$tmp/state/ari.paf.test/fullchain.pem" | sed -n 's/.*Serial 
 replaced=$(curl -sf "$MGMT/certs" | python3 -c 'import json,sys; print(sum(1 for c in json.load(sys.stdin) if c.get("replaced_by")))')
 [ "$replaced" = 1 ] || fail "the new order did not name the replaced certificate (replaced: $replaced)"
 ok "ARI asked again at its check time: a window in the past renews at once, with \"replaces\""
+
+# ---- polling without Retry-After: exponential backoff ----
+mock_start --pending-polls 4 --no-authz-reuse
+paf_cert issue --agree-tos -d backoff.paf.test || fail "issue with slow validation"
+gaps=$(log_query '[round(b["t"] - a["t"], 2) for a, b in zip(L, L[1:]) if a["resource"] == "authz" and b["resource"] == "authz"]')
+echo "authorization polls, gaps: $gaps"
+# The first gap also holds the challenge's answer; from the second on, each doubles.
+python3 -c "import sys; g = $gaps[1:]; sys.exit(0 if len(g) >= 3 and all(b >= a * 1.5 for a, b in zip(g, g[1:])) and g[0] >= 0.05 else 1)" ||
+        fail "no exponential backoff between polls: $gaps"
+ok "without Retry-After, polls back off exponentially ($gaps s)"
+
+# ---- a valid authorization is reused: no challenge the second time ----
+mock_start
+paf_cert issue --agree-tos -d reuse.paf.test || fail "first issue"
+paf_cert issue --agree-tos -d reuse.paf.test --force -v || fail "second issue"
+challenges=$(log_query 'sum(1 for l in L if l["resource"] == "challenge" and l["method"] == "POST" and l["status"] == 200)')
+orders=$(log_query 'sum(1 for l in L if l["resource"] == "newOrder" and l["status"] == 201)')
+[ "$orders" = 2 ] || fail "$orders orders, expected 2"
+grep -q "already valid" "$tmp/out" || fail "the reuse is not reported: $(cat "$tmp/out")"
+# A challenge is answered by one POST, and polled by POST-as-GET of the authorization.
+answered=$(log_query 'sum(1 for l in L if l["resource"] == "challenge")')
+[ "$answered" = 1 ] || fail "$answered challenge requests: the valid authorization was not reused"
+ok "the second order reuses the valid authorization ($orders orders, $answered challenge answered)"
+
+# ---- certificate keys: a new one per certificate, or kept; RSA on request ----
+pubkey() { openssl pkey -in "$1" -pubout 2>/dev/null; }
+k1=$(pubkey "$tmp/state/reuse.paf.test/key.pem")
+paf_cert issue --agree-tos -d reuse.paf.test --force || fail "third issue"
+k2=$(pubkey "$tmp/state/reuse.paf.test/key.pem")
+[ -n "$k1" ] && [ "$k1" != "$k2" ] || fail "the renewal kept the key without --keep-key"
+paf_cert issue --agree-tos -d reuse.paf.test --force --keep-key || fail "issue --keep-key"
+k3=$(pubkey "$tmp/state/reuse.paf.test/key.pem")
+[ "$k2" = "$k3" ] || fail "--keep-key made a new key"
+paf_cert issue --agree-tos -d rsa.paf.test --key-type rsa3072 || fail "issue --key-type rsa3072"
+certtool -i <"$tmp/state/rsa.paf.test/fullchain.pem" | grep -q "RSA.*3072\|3072 bits" ||
+        fail "not an RSA 3072 certificate: $(certtool -i <"$tmp/state/rsa.paf.test/fullchain.pem" | grep -i algorithm | head -3)"
+ok "each certificate gets a new key, --keep-key keeps it, --key-type rsa3072 is RSA 3072"
+
+# ---- an existing RSA account key is used, with RS256 ----
+mock_start
+mkdir -p -m 0700 "$tmp/rsa-state/_accounts"
+host=$(echo "$ACME_URL" | sed 's|https://||; s|/.*||; s|:|_|')
+mkdir -m 0700 "$tmp/rsa-state/_accounts/$host"
+certtool --generate-privkey --key-type=rsa --bits=2048 --no-text \
+        --outfile "$tmp/rsa-state/_accounts/$host/account.key" 2>/dev/null
+chmod 0600 "$tmp/rsa-state/_accounts/$host/account.key"
+before=$(sha256sum <"$tmp/rsa-state/_accounts/$host/account.key")
+"$PAF_BIN" cert issue --acme-url "$ACME_URL" --cacert "$tmp/ca.pem" --dir "$tmp/rsa-state" \
+        --listen "127.0.0.1:$HTTP_PORT" --agree-tos -d rsa-account.paf.test >"$tmp/out" 2>&1 ||
+        fail "issue with an existing RSA account key"
+after=$(sha256sum <"$tmp/rsa-state/_accounts/$host/account.key")
+[ "$before" = "$after" ] || fail "the RSA account key was replaced"
+# The CA's account has this RSA key's RFC 7638 thumbprint.
+want=$(python3 - "$tmp/rsa-state/_accounts/$host/account.key" <<'EOF2'
+import base64, hashlib, json, sys
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+k = load_pem_private_key(open(sys.argv[1], "rb").read(), None).public_key().public_numbers()
+b = lambda i: base64.urlsafe_b64encode(i.to_bytes((i.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
+jwk = json.dumps({"e": b(k.e), "kty": "RSA", "n": b(k.n)}, separators=(",", ":"), sort_keys=True)
+print(base64.urlsafe_b64encode(hashlib.sha256(jwk.encode()).digest()).rstrip(b"=").decode())
+EOF2
+)
+alg=$(curl -sf "$MGMT/accounts" | python3 -c 'import json,sys; print(" ".join(a["thumbprint"] for a in json.load(sys.stdin)))')
+[ "$alg" = "$want" ] || fail "the CA's account ($alg) is not the RSA key's ($want)"
+ok "an existing RSA account key is used as it is (RS256; thumbprint $want)"
+
+# ---- two processes sharing the state directory order one certificate ----
+mock_start --pending-polls 2 --retry-after-poll 1 --no-authz-reuse
+# The first answers the challenge on the port the CA checks; the second starts
+# once the first has ordered, on another port: it can only succeed by waiting
+# for the lock and taking the first one's certificate.
+"$PAF_BIN" cert issue --acme-url "$ACME_URL" --cacert "$tmp/ca.pem" --dir "$tmp/state" \
+        --listen "127.0.0.1:$HTTP_PORT" --agree-tos -d shared.paf.test >"$tmp/out1" 2>&1 &
+p1=$!
+i=0
+until [ "$(log_query 'sum(1 for l in L if l["resource"] == "newOrder")')" = 1 ]; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || fail "the first process made no order"
+        sleep 0.1
+done
+"$PAF_BIN" cert issue --acme-url "$ACME_URL" --cacert "$tmp/ca.pem" --dir "$tmp/state" \
+        --listen "127.0.0.1:$(free_port)" --agree-tos -d shared.paf.test >"$tmp/out2" 2>&1 &
+p2=$!
+wait "$p1" || fail "process 1: $(cat "$tmp/out1")"
+wait "$p2" || fail "process 2: $(cat "$tmp/out2")"
+orders=$(log_query 'sum(1 for l in L if l["resource"] == "newOrder")')
+[ "$orders" = 1 ] || fail "two processes made $orders orders for one name"
+grep -q "kept" "$tmp/out2" || fail "the second process did not take the first one's certificate: $(cat "$tmp/out2")"
+cmp -s "$tmp/out1" "$tmp/out2" && fail "same output"
+[ "$(sed -n 's/.*serial \([0-9a-f]*\).*/\1/p' "$tmp/out1")" = "$(sed -n 's/.*serial \([0-9a-f]*\).*/\1/p' "$tmp/out2")" ] ||
+        fail "the two processes report different certificates"
+ok "two processes sharing the state directory: one order, the other takes its certificate"
 
 # ---- alternate chains: --preferred-chain ----
 mock_start --alternate-chains 1
