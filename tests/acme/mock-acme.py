@@ -1235,6 +1235,7 @@ class Mock:
         except Exception as e:  # a bug here must still end the validation
             err = {"type": ERR + "serverInternal", "detail": f"validation crashed: {e!r}", "status": 500}
         self.log_line({"event": "validate", "type": ch["type"], "identifier": v, "ok": err is None,
+                       "token": ch.get("token"),
                        "detail": err["detail"] if err else ""})
         with self.lock:
             az["result"] = ("valid" if err is None else "invalid", err, ch["id"])

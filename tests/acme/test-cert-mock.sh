@@ -10,11 +10,11 @@ PYTHONDONTWRITEBYTECODE=1
 export PYTHONDONTWRITEBYTECODE
 here=$PAF_TEST_SRCDIR/tests/acme
 . "$here/pebble.sh" # free_port
+. "$here/mock-lib.sh"
 
 tmp=$(mktemp -d)
-mock_pid=
 cleanup() {
-        [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null && wait "$mock_pid" 2>/dev/null
+        mock_stop
         rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -32,36 +32,6 @@ fail() {
         exit 1
 }
 
-# mock_start [mock flags…]: a new mock on free ports; sets ACME_URL, MGMT, HTTP_PORT, TLS_PORT.
-mock_start() {
-        mock_stop
-        HTTP_PORT=$(free_port)
-        TLS_PORT=$(free_port)
-        rm -f "$tmp/ready" "$tmp/log"
-        python3 "$here/mock-acme.py" --http-port "$HTTP_PORT" --tls-port "$TLS_PORT" \
-                --tls-ca-out "$tmp/ca.pem" --root-out "$tmp/root.pem" \
-                --alt-roots-out "$tmp/alt-roots.pem" --ready-file "$tmp/ready" --log "$tmp/log" \
-                "$@" >"$tmp/mock.out" 2>"$tmp/mock.err" &
-        mock_pid=$!
-        i=0
-        while [ ! -s "$tmp/ready" ]; do
-                i=$((i + 1))
-                [ $i -lt 100 ] || fail "mock-acme.py did not start"
-                kill -0 "$mock_pid" 2>/dev/null || fail "mock-acme.py exited"
-                sleep 0.1
-        done
-        set -- $(cat "$tmp/ready")
-        ACME_URL=https://127.0.0.1:$2/dir
-        MGMT=http://127.0.0.1:$3
-}
-mock_stop() {
-        if [ -n "$mock_pid" ]; then
-                kill "$mock_pid" 2>/dev/null || true
-                wait "$mock_pid" 2>/dev/null || true
-                mock_pid=
-        fi
-}
-
 # paf_cert SUBCOMMAND [args…]: against the mock, state in $tmp/state, output in $tmp/out.
 paf_cert() {
         sub=$1
@@ -71,16 +41,6 @@ paf_cert() {
         # shellcheck disable=SC2086
         "$PAF_BIN" cert "$sub" --acme-url "$ACME_URL" --cacert "$tmp/ca.pem" --dir "$tmp/state" \
                 $extra "$@" >"$tmp/out" 2>&1
-}
-
-# log_query PYTHON-EXPR: evaluated with L, the request lines of the mock's log (dicts).
-log_query() {
-        python3 - "$tmp/log" "$1" <<'EOF'
-import json, sys
-L = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-L = [l for l in L if 'method' in l]
-print(eval(sys.argv[2]))
-EOF
 }
 
 # ---- Retry-After while polling: seconds, then HTTP dates ----
