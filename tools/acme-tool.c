@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -193,6 +194,10 @@ int tool_acme_make(tool_acme *a, paf_acme_options *o) {
         o->directory_url = a->url ? a->url
                            : a->staging ? PAF_ACME_LETSENCRYPT_STAGING_URL
                                         : PAF_ACME_LETSENCRYPT_URL;
+        if (strncasecmp(o->directory_url, "https://", 8) != 0 &&
+            strncasecmp(o->directory_url, "http://", 7) != 0)
+                return tool_usage_error("--acme-url \"%s\": not an https:// URL",
+                                        o->directory_url);
         o->ca_file = a->cacert;
         if (a->cacert && access(a->cacert, R_OK) < 0)
                 return tool_usage_error("--cacert \"%s\": %s", a->cacert, strerror(errno));

@@ -425,9 +425,9 @@ int cmd_cert(int argc, char **argv) {
                 case OPT_REASON: {
                         char *end;
                         long v = strtol(optarg, &end, 10);
-                        if (*optarg == 0 || *end || v < 0 || v > 10)
+                        if (*optarg == 0 || *end || v < 0 || v > 10 || v == 7)
                                 ret = tool_usage_error("--reason \"%s\": an RFC 5280 reason "
-                                                       "code, 0 to 10",
+                                                       "code, 0 to 10 but 7",
                                                        optarg);
                         cc.reason = (int)v;
                         break;

@@ -345,6 +345,12 @@ static void op_done(acme_op *op) {
                 unpublish(op, 0);
         free(op->published);
         op->http = paf_client_free(op->http);
+        /* What the client and its transports left for the loop (deferred
+         * frees of a failed handshake, say) runs before the loop goes: a
+         * pending floating source holds the loop, and the loop holds it, so
+         * dropping the loop with one pending would leak both. */
+        for (unsigned i = 0; op->event && i < 64 && sd_event_run(op->event, 0) > 0; i++)
+                ;
         op->event = sd_event_unref(op->event);
         json_decref(op->dir);
         free(op->nonce);
@@ -1108,7 +1114,10 @@ int paf_acme_cert_load(const char *state_dir, const char *name, paf_acme_cert **
         r = paf_acme_cert_name(name, &sname, error);
         if (r < 0)
                 return r;
-        return cert_load_from(store, state_dir, sname, ret, NULL, error);
+        r = cert_load_from(store, state_dir, sname, ret, NULL, error);
+        if (r == -ENOENT)
+                return paf_error_set(error, r, "%s: no certificate stored in %s", name, state_dir);
+        return r;
 }
 
 int paf_acme_cert_list(const char *state_dir, char ***ret, paf_error *error) {
@@ -1948,6 +1957,9 @@ int paf_acme_revoke(paf_acme_client *c, const char *ident, int reason, paf_error
         void *data = NULL;
         size_t size;
         r = paf_acme_store_get(c->store, key, 0, &data, &size, error);
+        if (r == -ENOENT)
+                return paf_error_set(error, r, "%s: no certificate stored in %s", ident,
+                                     c->state_dir);
         if (r < 0)
                 return r;
         acme_chain ch;

@@ -12,7 +12,7 @@ extern "C" {
 /* The ABI this header describes. A host loads plugins of the same major and
  * of a minor not newer than its own. */
 #define PAF_ABI_MAJOR 1
-#define PAF_ABI_MINOR 2
+#define PAF_ABI_MINOR 3
 /* 1.1: protocol layers (flags, wrap_listener), listener reload.
  * 1.2: checked options (paf_option_spec, the descriptor's option_specs:
  *      ranges, choices, validators); flow write progress
@@ -28,7 +28,10 @@ extern "C" {
  *      (paf/resolver.h: paf_resolve_start, paf_resolve_cancel);
  *      printf-style plugin logging (paf_plugin_log, paf_plugin_logv); the
  *      socket listener's accept hook (paf_socket_listener_set_accept_hook);
- *      listener URLs (paf_listener_format_url). */
+ *      listener URLs (paf_listener_format_url).
+ * 1.3: paf/acme.h: the ACME challenge tables (a TLS layer answers
+ *      tls-alpn-01 from the tls.acme-tlsalpn key: paf_acme_tlsalpn_lookup…),
+ *      the ACME client and its certificate manager. */
 
 /* The symbol every plugin exports (PAF_PLUGIN_DEFINE defines it). */
 #define PAF_PLUGIN_SYMBOL "paf_plugin_entry"

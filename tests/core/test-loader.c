@@ -21,8 +21,8 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 /* PAF_ABI_MINOR + 1, spelt out: the preprocessor cannot add in a string. */
-#if PAF_ABI_MINOR == 2
-#define MINOR_AHEAD "3"
+#if PAF_ABI_MINOR == 3
+#define MINOR_AHEAD "4"
 #else
 #error "spell out PAF_ABI_MINOR + 1 as MINOR_AHEAD"
 #endif
