@@ -536,6 +536,37 @@ static int hop_start(client_call *cc) {
         return 0;
 }
 
+PAF_EXPORT int paf_client_url_ctx(paf_client *c, const char *url, paf_ctx **ret_ctx,
+                                  char **ret_target, paf_error *error) {
+        if (!c || !url || !ret_ctx || !ret_target)
+                return paf_error_set(error, -EINVAL, "paf_client_url_ctx: missing argument");
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *own = NULL, *ctx = NULL;
+        _paf_cleanup_(paf_http_headers_freep) paf_http_headers *none = NULL;
+        /* The ctx of the first hop of a call, as hop_start() makes it. */
+        client_call cc = {.client = c, .url = (char *)url};
+        int r = paf_ctx_new(&own);
+        if (r >= 0)
+                r = paf_http_headers_new(&none);
+        if (r < 0)
+                return paf_error_set(error, r, "%s: out of memory", url);
+        r = paf_registry_parse_url(c->reg, url, own, &cc.error);
+        if (r >= 0)
+                r = hop_ctx(&cc, own, none, &ctx);
+        if (r < 0) {
+                if (error)
+                        *error = cc.error;
+                return r;
+        }
+        const char *target;
+        char *t = NULL;
+        if (paf_ctx_get_string(ctx, "url.path", &target) < 0 || !(t = strdup(target)))
+                return paf_error_set(error, -ENOMEM, "%s: no path", url);
+        *ret_ctx = ctx;
+        ctx = NULL;
+        *ret_target = t;
+        return 0;
+}
+
 static void on_redirect_body(paf_http_call *call _unused_, const void *data _unused_, size_t len,
                              int error, void *userdata) {
         client_call *cc = userdata;

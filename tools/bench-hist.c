@@ -218,8 +218,8 @@ uint64_t bench_hist_percentile(const bench_hist *h, double pct) {
         return h->max; /* not reached: the counts add up to total */
 }
 
-bool bench_hist_next(const bench_hist *h, size_t *iter, uint64_t *ret_lowest,
-                     uint64_t *ret_highest, uint64_t *ret_count) {
+bool bench_hist_next(const bench_hist *h, size_t *iter, uint64_t *ret_lowest, uint64_t *ret_highest,
+                     uint64_t *ret_count) {
         if (!h || !iter || h->total == 0)
                 return false;
         size_t i = *iter, hi = index_of(h->max);
@@ -335,8 +335,8 @@ static uint64_t count_between(const bench_hist *h, uint64_t lo, uint64_t hi) {
 
 static void print_bar(FILE *f, uint64_t count, uint64_t max_count, unsigned room, bool utf8) {
         /* Left eighths, U+2588 (full) down to U+258F (one eighth). */
-        static const char *const blocks[8] = {"",           "\u258f", "\u258e", "\u258d",
-                                              "\u258c",     "\u258b", "\u258a", "\u2589"};
+        static const char *const blocks[8] = {"",       "\u258f", "\u258e", "\u258d",
+                                              "\u258c", "\u258b", "\u258a", "\u2589"};
         unsigned per_cell = utf8 ? 8 : 1;
         long double exact = (long double)count * room * per_cell / max_count;
         uint64_t units = (uint64_t)(exact + 0.5L);

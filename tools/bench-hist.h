@@ -47,8 +47,8 @@ uint64_t bench_hist_lowest_equivalent(uint64_t usec);
 uint64_t bench_hist_highest_equivalent(uint64_t usec);
 /* Walks the non-empty ranges in increasing order: start with *iter = 0; each call that returns
  * true sets the range [*ret_lowest, *ret_highest] and its count (any ret may be NULL). */
-bool bench_hist_next(const bench_hist *h, size_t *iter, uint64_t *ret_lowest,
-                     uint64_t *ret_highest, uint64_t *ret_count);
+bool bench_hist_next(const bench_hist *h, size_t *iter, uint64_t *ret_lowest, uint64_t *ret_highest,
+                     uint64_t *ret_count);
 /* The bytes a histogram takes, whatever it holds. */
 size_t bench_hist_memsize(void);
 

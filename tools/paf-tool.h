@@ -40,5 +40,7 @@ void tool_report_refused(paf_registry *reg, const char *what);
 
 /* `paf serve …`: argv[0] is "serve". Returns the exit status. */
 int cmd_serve(int argc, char **argv);
+/* `paf bench URL …`: argv[0] is "bench". */
+int cmd_bench(int argc, char **argv);
 /* `paf get URL …`: argv[0] is "get". */
 int cmd_get(int argc, char **argv);

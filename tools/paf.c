@@ -24,6 +24,8 @@ static void usage(FILE *f) {
                 "Commands:\n"
                 "  get URL [OPTIONS]         Fetch a URL, curl-style\n"
                 "  serve [OPTIONS]           Serve the files of a directory over HTTP\n"
+                "  bench URL [OPTIONS]       Many connections against a server: latency\n"
+                "                            percentiles, a histogram, every failure\n"
                 "  cert COMMAND [OPTIONS]    Certificates from an ACME CA (Let's Encrypt):\n"
                 "                            issue, renew, revoke, show, key-change, deactivate\n"
                 "  plugins [--config FILE] [-v]\n"
@@ -373,7 +375,7 @@ int main(int argc, char **argv) {
         }
         /* Every command says what went wrong itself, in its own name. */
         opterr = 0;
-        static const char *const commands[] = {"get", "serve", "cert", "plugins", "config", "version"};
+        static const char *const commands[] = {"get", "serve", "cert", "bench", "plugins", "config", "version"};
         static char name[32];
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
                 if (strcmp(cmd, commands[i]) == 0) {
@@ -390,6 +392,8 @@ int main(int argc, char **argv) {
                 return cmd_serve(argc - 1, argv + 1);
         if (strcmp(cmd, "cert") == 0)
                 return cmd_cert(argc - 1, argv + 1);
+        if (strcmp(cmd, "bench") == 0)
+                return cmd_bench(argc - 1, argv + 1);
         if (strcmp(cmd, "plugins") == 0)
                 return cmd_plugins(argc - 1, argv + 1);
         if (strcmp(cmd, "config") == 0)

@@ -101,6 +101,16 @@ typedef struct paf_client_request {
 PAF_EXPORT int paf_client_send(paf_client *c, const paf_client_request *request,
                                paf_client_handler_t handler);
 
+/*
+ * What paf_client_send() would connect with for url, for a program that
+ * drives the connection itself (paf bench): *ret_ctx holds the URL's keys,
+ * the options' (unix_socket, ca_file, insecure) and "http.host", the Host
+ * header to send; connect with paf_registry_connect(). *ret_target is the
+ * request target (path and query), to free(). ABI 1.3.
+ */
+PAF_EXPORT int paf_client_url_ctx(paf_client *c, const char *url, paf_ctx **ret_ctx,
+                                  char **ret_target, paf_error *error);
+
 /* Shorthands: body may be NULL. */
 PAF_EXPORT int paf_client_get(paf_client *c, const char *url, const paf_http_headers *headers,
                               paf_client_handler_t handler, void *userdata);

@@ -59,8 +59,7 @@ static void assert_close(long double got, long double want, long double rel, con
 
 /* Records values into a new histogram and checks everything against the sorted values.
  * Returns the histogram; *worst: the largest relative percentile error seen. */
-static bench_hist *check_values(const char *name, const uint64_t *values, size_t n,
-                                double *worst) {
+static bench_hist *check_values(const char *name, const uint64_t *values, size_t n, double *worst) {
         bench_hist *h = NULL;
         assert_int_equal(bench_hist_new(&h), 0);
         uint64_t *sorted = malloc(n * sizeof(*sorted));
@@ -226,8 +225,8 @@ static void test_edges(void **s) {
 
 static void test_out_of_range(void **s) {
         (void)s;
-        uint64_t v[] = {0, 0, 0, 5, 1, BENCH_HIST_MAX_USEC + 1, UINT64_MAX, BENCH_HIST_MAX_USEC,
-                        10 * BENCH_HIST_MAX_USEC};
+        const uint64_t hour = BENCH_HIST_MAX_USEC;
+        uint64_t v[] = {0, 0, 0, 5, 1, hour + 1, UINT64_MAX, hour, 10 * hour};
         double worst;
         bench_hist *h = check_values("out of range", v, sizeof(v) / sizeof(v[0]), &worst);
         assert_int_equal(bench_hist_min(h), 1);
@@ -429,14 +428,13 @@ static uint64_t parse_usec(const char *p, char **end) {
 typedef struct line {
         uint64_t lo, hi; /* the edges as printed, parsed */
         char lo_text[16], hi_text[16];
-        uint64_t units;  /* bar length, in eighths (utf8) or characters */
+        uint64_t units; /* bar length, in eighths (utf8) or characters */
         uint64_t count;
         double share;
         size_t columns;
 } line;
 
-static size_t parse_print(const bench_hist *h, unsigned width, bool utf8, line *lines,
-                          size_t max) {
+static size_t parse_print(const bench_hist *h, unsigned width, bool utf8, line *lines, size_t max) {
         char *out = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&out, &len);
@@ -586,9 +584,9 @@ static void test_print(void **s) {
 
         /* Round values on the edges of the round numbers, and the clamped. */
         for (size_t i = 0; i < n; i++) {
-                static const uint64_t round[] = {0,      1,       2,        5,
-                                                 10,     100,     1000,     99999,
-                                                 100000, 1000000, 10000000, BENCH_HIST_MAX_USEC,
+                static const uint64_t round[] = {0,         1,       2,        5,
+                                                 10,        100,     1000,     99999,
+                                                 100000,    1000000, 10000000, BENCH_HIST_MAX_USEC,
                                                  UINT64_MAX};
                 v[i] = round[rng() % (sizeof(round) / sizeof(round[0]))];
         }
@@ -686,18 +684,12 @@ static void test_speed(void **s) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_uniform),
-                cmocka_unit_test(test_exponential),
-                cmocka_unit_test(test_log_uniform),
-                cmocka_unit_test(test_constant),
-                cmocka_unit_test(test_edges),
-                cmocka_unit_test(test_out_of_range),
-                cmocka_unit_test(test_merge),
-                cmocka_unit_test(test_reset_and_empty),
-                cmocka_unit_test(test_record_n),
-                cmocka_unit_test(test_constant_memory),
-                cmocka_unit_test(test_print),
-                cmocka_unit_test(test_format),
+                cmocka_unit_test(test_uniform),     cmocka_unit_test(test_exponential),
+                cmocka_unit_test(test_log_uniform), cmocka_unit_test(test_constant),
+                cmocka_unit_test(test_edges),       cmocka_unit_test(test_out_of_range),
+                cmocka_unit_test(test_merge),       cmocka_unit_test(test_reset_and_empty),
+                cmocka_unit_test(test_record_n),    cmocka_unit_test(test_constant_memory),
+                cmocka_unit_test(test_print),       cmocka_unit_test(test_format),
                 cmocka_unit_test(test_speed),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -125,7 +125,7 @@ done
 ok "paf(1) has a section for each command: $(echo "$cmds" | tr '\n' ',' | sed 's/,$//')"
 
 # Every option a command's --help names is documented, in its command's section.
-for cmd in serve get plugins cert; do
+for cmd in serve get plugins cert bench; do
         "$PAF_BIN" "$cmd" --help >"$tmp/help" 2>&1 || fail "paf $cmd --help failed"
         sed -n "/^## paf $cmd /,/^## /p" "$doc/paf.1.scd" >"$tmp/section"
         opts=$(grep -oE '(^|[ ,(])--[a-z][a-z0-9-]*' "$tmp/help" | sed 's/^[ ,(]//' | sort -u)
@@ -136,6 +136,6 @@ for cmd in serve get plugins cert; do
                         fail "paf(1), section \"paf $cmd\", does not document $o (from paf $cmd --help)"
         done
 done
-ok "paf(1) documents every option of paf serve, get, plugins and cert --help"
+ok "paf(1) documents every option of paf serve, get, plugins, cert and bench --help"
 
 echo "all $n_checks checks passed"
