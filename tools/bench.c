@@ -135,6 +135,7 @@ struct bench {
         uint64_t start; /* CLOCK_MONOTONIC µs */
         uint64_t end;
         _Atomic uint64_t claimed;
+        atomic_bool interrupted; /* SIGINT/SIGTERM: nothing new is sent */
         worker *workers;
         int done_fd;
         FILE *log;
@@ -214,7 +215,7 @@ static void conn_fill(conn *c);
 
 static bool claim(worker *w) {
         bench *b = w->b;
-        if (w->stopping)
+        if (w->stopping || atomic_load_explicit(&b->interrupted, memory_order_relaxed))
                 return false;
         if (b->total == 0)
                 return true;
@@ -279,7 +280,8 @@ static void conn_arm(conn *c, uint64_t at) {
 /* After a failure: a new connection, unless the run is over. */
 static void conn_restart(conn *c, bool delay) {
         conn_drop(c);
-        if (c->w->stopping || (c->w->b->total && atomic_load(&c->w->b->claimed) >= c->w->b->total)) {
+        if (c->w->stopping || atomic_load(&c->w->b->interrupted) ||
+            (c->w->b->total && atomic_load(&c->w->b->claimed) >= c->w->b->total)) {
                 worker_conn_idle(c->w, c);
                 return;
         }
@@ -306,12 +308,15 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 return 0;
         }
         if (c->connecting) {
-                /* The connect itself timed out: one request is owed for it. */
+                /* The connect itself timed out: the requests owed for it fail. */
                 inflight r = {.intended = c->connect_start};
                 char d[64];
                 snprintf(d, sizeof(d), "connect: no answer in %" PRIu64 " ms",
                          c->w->b->timeout_usec / 1000);
-                fail(c->w, &r, FAIL_TIMEOUT, d);
+                if (c->n_inflight > 0)
+                        conn_fail_all(c, FAIL_TIMEOUT, d);
+                else if (claim(c->w))
+                        fail(c->w, &r, FAIL_TIMEOUT, d);
                 conn_restart(c, false);
                 return 0;
         }
@@ -437,9 +442,14 @@ static void on_read(paf_flow *flow, const void *data, size_t len, int error, voi
                 return;
         }
         if (c->close_after || w->b->new_connection) {
-                if (c->n_inflight > 0)
-                        conn_fail_all(c, FAIL_RESET, "the server closed the connection (Connection: close)");
-                conn_restart(c, false);
+                /* Requests pipelined behind an answer with Connection: close
+                 * were not served (RFC 9112 §9.6): they go again, on a new
+                 * connection, still timed from when they were first meant. */
+                unsigned keep = c->n_inflight, head = c->head;
+                conn_drop(c);
+                c->n_inflight = keep;
+                c->head = head;
+                conn_connect(c);
                 return;
         }
         conn_fill(c);
@@ -550,8 +560,11 @@ static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n_a
                 fail_kind kind;
                 char d[200];
                 connect_failure(attempts, n_attempts, &kind, d, sizeof(d));
-                /* The request this connection was for fails in its place. */
-                if (claim(w)) {
+                /* The requests this connection was for fail in its place:
+                 * those a closed one left, or the next one. */
+                if (c->n_inflight > 0) {
+                        conn_fail_all(c, kind, d);
+                } else if (claim(w)) {
                         inflight r = {.intended = c->connect_start};
                         fail(w, &r, kind, d);
                 }
@@ -582,6 +595,22 @@ static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n_a
                 conn_restart(c, true);
                 return;
         }
+        if (c->n_inflight > 0) {
+                /* What the last connection left unanswered goes first. */
+                for (unsigned i = 0; i < c->n_inflight; i++)
+                        c->iov[i] = (struct iovec){.iov_base = w->b->request,
+                                                   .iov_len = w->b->request_len};
+                c->ring[c->head].connect_usec = c->connect_usec;
+                c->connect_usec = 0;
+                r = paf_flow_write(flow, c->iov, c->n_inflight, on_written, c);
+                if (r < 0) {
+                        conn_fail_all(c, FAIL_RESET, strerror(-r));
+                        conn_restart(c, false);
+                        return;
+                }
+                if (w->b->timeout_usec)
+                        conn_arm(c, now_usec() + w->b->timeout_usec);
+        }
         conn_fill(c);
 }
 
@@ -595,7 +624,9 @@ static void conn_connect(conn *c) {
         int r = paf_registry_connect(w->b->reg, w->ctx, w->event, on_connected, c, &c->connecting);
         if (r < 0) {
                 inflight ir = {.intended = c->connect_start};
-                if (claim(w))
+                if (c->n_inflight > 0)
+                        conn_fail_all(c, FAIL_CONNECT, strerror(-r));
+                else if (claim(w))
                         fail(w, &ir, FAIL_CONNECT, strerror(-r));
                 conn_restart(c, true);
                 return;
@@ -919,9 +950,8 @@ static int on_interrupt(sd_event_source *s, const struct signalfd_siginfo *si, v
         progress *p = userdata;
         (void)s;
         (void)si;
-        /* Stop early: what was measured is reported. */
-        p->b->total = 1; /* claim() refuses from now on */
-        atomic_store(&p->b->claimed, UINT64_MAX / 2);
+        /* Stop early: what is in flight completes, and is reported. */
+        atomic_store(&p->b->interrupted, true);
         return 0;
 }
 
