@@ -31,8 +31,14 @@ struct flow_req {
         void *userdata;
         int error;
         size_t n_iov;
+        size_t cap; /* room in iov: SPARE_IOV for one that may be kept for reuse */
         struct iovec iov[]; /* the caller's array, copied */
 };
+
+/* A flow keeps one finished write request with room for this many buffers,
+ * so that a steady writer (a server's responses, paf bench's requests)
+ * allocates nothing per write. */
+#define SPARE_IOV 16
 
 typedef struct req_list {
         flow_req *head, *tail;
@@ -55,6 +61,7 @@ struct paf_flow {
         bool read_ended; /* EOF or an error was delivered: nothing more comes */
 
         req_list queue;      /* not handed to the implementation yet */
+        flow_req *spare;     /* a finished write request, for the next write */
         flow_req *in_flight; /* the one the implementation works on */
         req_list done;       /* finished, completion callback not run yet */
         size_t queue_size;
@@ -116,6 +123,7 @@ static void flow_free(paf_flow *f) {
         assert(!f->queue.head && !f->done.head && !f->in_flight);
         sd_event_source_disable_unref(f->defer);
         sd_event_unref(f->event);
+        free(f->spare);
         free(f->protocol);
         free(f->peer);
         free(f->local);
@@ -229,7 +237,10 @@ static void flow_run_completions(paf_flow *f) {
                 f->queue_size -= q->size;
                 if (q->handler)
                         q->handler(f, q->error, q->userdata);
-                free(q);
+                if (q->cap == SPARE_IOV && !f->spare)
+                        f->spare = q;
+                else
+                        free(q);
         }
 }
 
@@ -426,15 +437,23 @@ PAF_EXPORT int paf_flow_write(paf_flow *flow, const struct iovec *iov, size_t n_
         if (n_iov > (SIZE_MAX - sizeof(flow_req)) / sizeof(struct iovec))
                 return -EINVAL;
 
-        flow_req *q = malloc(sizeof(*q) + n_iov * sizeof(struct iovec));
-        if (!q)
-                return -ENOMEM;
+        flow_req *q;
+        size_t cap = n_iov <= SPARE_IOV ? SPARE_IOV : n_iov;
+        if (cap == SPARE_IOV && flow->spare) {
+                q = flow->spare;
+                flow->spare = NULL;
+        } else {
+                q = malloc(sizeof(*q) + cap * sizeof(struct iovec));
+                if (!q)
+                        return -ENOMEM;
+        }
         *q = (flow_req){
                 .kind = REQ_WRITE,
                 .size = size,
                 .handler = handler,
                 .userdata = userdata,
                 .n_iov = n_iov,
+                .cap = cap,
         };
         if (n_iov > 0)
                 memcpy(q->iov, iov, n_iov * sizeof(struct iovec));
