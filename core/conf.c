@@ -516,6 +516,17 @@ static const core_option http_section_options[] = {
           "Seconds between two pieces of a request body (0: none)", RANGE(0, TIMEOUT_MAX)}},
         {{"write-timeout", PAF_TYPE_INT, "30", "Seconds a write may make no progress (0: none)",
           RANGE(0, TIMEOUT_MAX)}},
+        /* Read by paf_http_static_load_config() (core/http/static.c). */
+        {{"open-file-cache", PAF_TYPE_INT, "1000",
+          "Files the static handler keeps open with their metadata (0: none)",
+          RANGE(0, 16777216)}},
+        {{"open-file-cache-valid", PAF_TYPE_INT, "1",
+          "Seconds a cached file is trusted before it is checked again (0: every request)",
+          RANGE(0, TIMEOUT_MAX)}},
+        /* paf serve's: the engine runs on whatever loop it is given. */
+        {{"workers", PAF_TYPE_INT, "0",
+          "paf serve: event loops, one thread each, sharing every listener (0: one per CPU)",
+          RANGE(0, 1024)}},
         {},
 };
 

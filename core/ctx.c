@@ -280,10 +280,13 @@ PAF_EXPORT int paf_ctx_new_layered(paf_ctx *top, paf_ctx *bottom, paf_ctx **ret)
         return 0;
 }
 
+/* Atomic: a layer shared by contexts on several threads (the registry's,
+ * under every connect of paf bench's or paf serve's workers) is referenced
+ * from all of them; reads of it write nothing (see above). */
 PAF_EXPORT paf_ctx *paf_ctx_ref(paf_ctx *ctx) {
         if (ctx) {
-                assert(ctx->n_ref > 0);
-                ctx->n_ref++;
+                assert(__atomic_load_n(&ctx->n_ref, __ATOMIC_RELAXED) > 0);
+                __atomic_add_fetch(&ctx->n_ref, 1, __ATOMIC_RELAXED);
         }
         return ctx;
 }
@@ -291,8 +294,8 @@ PAF_EXPORT paf_ctx *paf_ctx_ref(paf_ctx *ctx) {
 PAF_EXPORT paf_ctx *paf_ctx_unref(paf_ctx *ctx) {
         if (!ctx)
                 return NULL;
-        assert(ctx->n_ref > 0);
-        if (--ctx->n_ref > 0)
+        assert(__atomic_load_n(&ctx->n_ref, __ATOMIC_RELAXED) > 0);
+        if (__atomic_sub_fetch(&ctx->n_ref, 1, __ATOMIC_ACQ_REL) > 0)
                 return NULL;
         for (size_t i = 0; i < ctx->n_slots; i++)
                 slot_free(ctx->slots[i]);

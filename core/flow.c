@@ -1,5 +1,6 @@
 /* core/flow.c — the generic flow: consumer callbacks, write queue and dispatch. */
 #include <time.h>
+#include <unistd.h>
 
 #include "paf-internal.h"
 
@@ -20,6 +21,7 @@
 typedef enum req_kind {
         REQ_WRITE,
         REQ_SHUTDOWN,
+        REQ_FILE, /* paf_flow_send_file() */
 } req_kind;
 
 typedef struct flow_req flow_req;
@@ -30,8 +32,16 @@ struct flow_req {
         paf_flow_write_handler_t handler;
         void *userdata;
         int error;
+        /* REQ_FILE: size bytes of fd from offset. Copied (the flow has no
+         * send_file, or declined this one), it goes as pieces read into the
+         * flow's file buffer: done bytes so far, piece the one in flight,
+         * in iov[0]. */
+        int fd;
+        bool copy;
+        uint64_t offset;
+        size_t done, piece;
         size_t n_iov;
-        size_t cap; /* room in iov: SPARE_IOV for one that may be kept for reuse */
+        size_t cap;         /* room in iov: SPARE_IOV for one that may be kept for reuse */
         struct iovec iov[]; /* the caller's array, copied */
 };
 
@@ -39,6 +49,12 @@ struct flow_req {
  * so that a steady writer (a server's responses, paf bench's requests)
  * allocates nothing per write. */
 #define SPARE_IOV 16
+
+/* A file body the core copies goes in pieces this large: one pread(2) and
+ * one write each; at most FILE_PIECES_PER_RUN of them in a row when the
+ * implementation completes at once, then the loop has its turn. */
+#define FILE_PIECE (128 * 1024)
+#define FILE_PIECES_PER_RUN 8
 
 typedef struct req_list {
         flow_req *head, *tail;
@@ -66,9 +82,15 @@ struct paf_flow {
         req_list done;       /* finished, completion callback not run yet */
         size_t queue_size;
         int write_error; /* sticky: once a write failed the stream is broken */
+        /* A copied file's buffer (FILE_PIECE at most), while one is sent. */
+        uint8_t *file_buf;
+        size_t file_buf_size;
+        bool copy_next; /* the piece in flight went: read and write the next */
         /* Write progress: bytes the transport took, of in_flight so far and
-         * in total, and when it last took any. */
-        size_t in_flight_taken;
+         * in total, and when it last took any; in_flight_limit is how far
+         * into in_flight the implementation was handed (a copied file's
+         * piece ends short of the whole). */
+        size_t in_flight_taken, in_flight_limit;
         uint64_t bytes_written;
         uint64_t progress_usec;
         bool shutdown_queued;
@@ -124,6 +146,7 @@ static void flow_free(paf_flow *f) {
         sd_event_source_disable_unref(f->defer);
         sd_event_unref(f->event);
         free(f->spare);
+        free(f->file_buf);
         free(f->protocol);
         free(f->peer);
         free(f->local);
@@ -168,7 +191,7 @@ static uint64_t flow_now(paf_flow *f) {
 static void flow_progress(paf_flow *f, size_t n) {
         flow_req *q = f->in_flight;
         if (q) {
-                size_t left = q->size - f->in_flight_taken;
+                size_t left = f->in_flight_limit - f->in_flight_taken;
                 if (n > left)
                         n = left;
                 f->in_flight_taken += n;
@@ -185,14 +208,108 @@ static void flow_close_impl(paf_flow *f) {
                 f->ops->close(f);
 }
 
+/* The file buffer goes with the file: a connection between responses
+ * holds none. */
+static void flow_file_finished(paf_flow *f) {
+        free(f->file_buf);
+        f->file_buf = NULL;
+        f->file_buf_size = 0;
+}
+
+/* The request in flight failed, and the implementation holds nothing of it
+ * (it refused it, or a copied file's piece could not be read or written). */
+static void flow_fail_in_flight(paf_flow *f, int error) {
+        flow_req *q = f->in_flight;
+        f->in_flight = NULL;
+        f->copy_next = false;
+        f->write_error = error;
+        if (q->kind == REQ_FILE && q->copy)
+                flow_file_finished(f);
+        flow_complete(f, q, error);
+}
+
+/* Read the next piece of the copied file in flight and write it. */
+static void flow_copy_piece(paf_flow *f) {
+        flow_req *q = f->in_flight;
+        assert(q && q->kind == REQ_FILE && q->copy && q->done < q->size);
+        size_t want = q->size - q->done;
+        if (want > FILE_PIECE)
+                want = FILE_PIECE;
+        if (f->file_buf_size < want) {
+                /* Sized for the file, not always FILE_PIECE: small bodies
+                 * are the common case. */
+                size_t size = q->size < FILE_PIECE ? q->size : FILE_PIECE;
+                uint8_t *b = realloc(f->file_buf, size);
+                if (!b) {
+                        flow_fail_in_flight(f, -ENOMEM);
+                        return;
+                }
+                f->file_buf = b;
+                f->file_buf_size = size;
+        }
+        ssize_t k;
+        do
+                k = pread(q->fd, f->file_buf, want, (off_t)(q->offset + q->done));
+        while (k < 0 && errno == EINTR);
+        if (k <= 0) {
+                /* The file shrank (or failed) under us: what was promised
+                 * cannot be sent, and the stream is broken. */
+                flow_fail_in_flight(f, k < 0 ? -errno : -ENODATA);
+                return;
+        }
+        q->piece = (size_t)k;
+        q->iov[0] = (struct iovec){f->file_buf, q->piece};
+        f->in_flight_limit = q->done + q->piece;
+        size_t done = q->done;
+        int r = f->ops->write(f, q->iov, 1);
+        /* Unless the implementation already called paf_flow_write_done()
+         * for this piece, whose result then stands. */
+        if (r < 0 && f->in_flight == q && q->done == done && !f->copy_next)
+                flow_fail_in_flight(f, r);
+}
+
+/* Hand a file to the implementation, or start copying it. */
+static void flow_start_file(paf_flow *f, flow_req *q) {
+        if (OPS_HAS(f->ops, send_file)) {
+                int r = f->ops->send_file(f, q->fd, q->offset, q->size);
+                if (f->in_flight != q || f->copy_next)
+                        return; /* done, failed or handed back already */
+                if (r >= 0)
+                        return;
+                if (r != -EOPNOTSUPP || f->in_flight_taken > 0) {
+                        flow_fail_in_flight(f, r);
+                        return;
+                }
+        }
+        q->copy = true;
+        q->done = 0;
+        flow_copy_piece(f);
+}
+
 /* Hand queued requests to the implementation, one at a time. Iterative, so
  * that an implementation completing synchronously does not recurse. */
 static void flow_pump(paf_flow *f) {
         if (f->pumping)
                 return;
         f->pumping = true;
-        while (!f->in_flight && f->queue.head && !f->closing) {
+        unsigned pieces = 0;
+        while (!f->closing) {
+                if (f->in_flight) {
+                        if (!f->copy_next)
+                                break;
+                        if (++pieces > FILE_PIECES_PER_RUN) {
+                                /* Completing at once, a big file would hold
+                                 * the loop for all of it. */
+                                flow_schedule(f);
+                                break;
+                        }
+                        f->copy_next = false;
+                        flow_copy_piece(f);
+                        continue;
+                }
                 flow_req *q = list_pop(&f->queue);
+                if (!q)
+                        break;
                 if (f->write_error < 0) {
                         flow_complete(f, q, f->write_error);
                         continue;
@@ -208,6 +325,11 @@ static void flow_pump(paf_flow *f) {
                 }
                 f->in_flight = q;
                 f->in_flight_taken = 0;
+                f->in_flight_limit = q->size;
+                if (q->kind == REQ_FILE) {
+                        flow_start_file(f, q);
+                        continue;
+                }
                 int r = f->ops->write(f, q->iov, q->n_iov);
                 /* If the implementation already called paf_flow_write_done(),
                  * that result stands. */
@@ -250,6 +372,8 @@ static int flow_on_defer(sd_event_source *s, void *userdata) {
 
         if (f->closing)
                 flow_close_impl(f);
+        else if (f->copy_next)
+                flow_pump(f);
         flow_run_completions(f);
 
         if (flow_close_finished(f) && !f->close_notified) {
@@ -391,15 +515,37 @@ PAF_EXPORT void paf_flow_write_done(paf_flow *flow, int error) {
         if (!flow || !flow->in_flight)
                 return; /* cancelled by paf_flow_close(), or a confused implementation */
         flow_req *q = flow->in_flight;
+        if (flow->copy_next)
+                return; /* the piece already went: a confused implementation */
         if (error > 0)
                 error = -error;
+        if (error == -EOPNOTSUPP && q->kind == REQ_FILE && !q->copy && flow->in_flight_taken == 0) {
+                /* Declined before a byte went (a file sendfile cannot read):
+                 * the core copies it. */
+                q->copy = true;
+                q->done = 0;
+                flow->copy_next = true;
+                flow_pump(flow);
+                return;
+        }
         if (error < 0)
                 flow->write_error = error;
         else
                 /* What the implementation did not report went too (all of
                  * it, for one that reports nothing). */
                 flow_progress(flow, q->size);
+        if (error == 0 && q->kind == REQ_FILE && q->copy) {
+                q->done += q->piece;
+                if (q->done < q->size) {
+                        /* From the pump: this may be inside the write. */
+                        flow->copy_next = true;
+                        flow_pump(flow);
+                        return;
+                }
+        }
         flow->in_flight = NULL;
+        if (q->kind == REQ_FILE && q->copy)
+                flow_file_finished(flow);
         flow_complete(flow, q, error);
         flow_pump(flow);
 }
@@ -460,6 +606,39 @@ PAF_EXPORT int paf_flow_write(paf_flow *flow, const struct iovec *iov, size_t n_
         return flow_enqueue(flow, q);
 }
 
+PAF_EXPORT int paf_flow_send_file(paf_flow *flow, int fd, uint64_t offset, size_t len,
+                                  paf_flow_write_handler_t handler, void *userdata) {
+        if (!flow || fd < 0)
+                return -EINVAL;
+        /* Every byte must have an off_t. */
+        if (offset > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - offset)
+                return -EINVAL;
+        if (flow->closing)
+                return -ESHUTDOWN;
+        if (flow->shutdown_queued)
+                return -EPIPE;
+
+        /* SPARE_IOV room: a copied file writes from iov[0], and the request
+         * may then serve as the spare for the writes that follow. */
+        flow_req *q = flow->spare;
+        flow->spare = NULL;
+        if (!q) {
+                q = malloc(sizeof(*q) + SPARE_IOV * sizeof(struct iovec));
+                if (!q)
+                        return -ENOMEM;
+        }
+        *q = (flow_req){
+                .kind = REQ_FILE,
+                .size = len,
+                .handler = handler,
+                .userdata = userdata,
+                .fd = fd,
+                .offset = offset,
+                .cap = SPARE_IOV,
+        };
+        return flow_enqueue(flow, q);
+}
+
 PAF_EXPORT int paf_flow_shutdown(paf_flow *flow, paf_flow_write_handler_t handler, void *userdata) {
         if (!flow)
                 return -EINVAL;
@@ -499,6 +678,7 @@ PAF_EXPORT void paf_flow_close(paf_flow *flow, paf_flow_close_handler_t handler,
         if (flow->in_flight) {
                 flow_req *q = flow->in_flight;
                 flow->in_flight = NULL;
+                flow->copy_next = false;
                 flow_complete(flow, q, -ECANCELED);
         }
         flow_req *q;

@@ -32,17 +32,19 @@ PAF_EXPORT int paf_registry_new(paf_registry **ret) {
         return 0;
 }
 
+/* Atomic: flows accepted on several threads' loops (paf serve --workers)
+ * hold the one registry their listeners came from. */
 PAF_EXPORT paf_registry *paf_registry_ref(paf_registry *reg) {
         if (reg)
-                reg->n_ref++;
+                __atomic_add_fetch(&reg->n_ref, 1, __ATOMIC_RELAXED);
         return reg;
 }
 
 PAF_EXPORT paf_registry *paf_registry_unref(paf_registry *reg) {
         if (!reg)
                 return NULL;
-        assert(reg->n_ref > 0);
-        if (--reg->n_ref > 0)
+        assert(__atomic_load_n(&reg->n_ref, __ATOMIC_RELAXED) > 0);
+        if (__atomic_sub_fetch(&reg->n_ref, 1, __ATOMIC_ACQ_REL) > 0)
                 return NULL;
         /* Rules in the context may point into plugin code: drop them before
          * the plugins go. */

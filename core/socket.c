@@ -2,11 +2,13 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -22,6 +24,9 @@
 #define READS_PER_WAKEUP 16
 /* iovecs per sendmsg(); the rest go on the next round. */
 #define IOV_PER_SEND 64
+/* File bytes sent per wakeup: a reader as fast as the disk would otherwise
+ * hold the loop for the whole file (there is no EAGAIN to stop at). */
+#define SENDFILE_PER_WAKEUP (4 * 1024 * 1024)
 /* Accepts per wakeup, for the same fairness reason. */
 #define ACCEPTS_PER_WAKEUP 64
 /* How long accepting pauses when out of file descriptors or memory. */
@@ -266,6 +271,13 @@ struct socket_flow {
         bool writing;
         const struct iovec *iov;
         size_t n_iov, index, offset;
+        /* Or a file (send_file): what is left of it, sent with sendfile(2). */
+        bool file;
+        bool file_started; /* a byte of it went */
+        bool write_resume; /* room is left, but the wakeup's share was sent */
+        int file_fd;
+        uint64_t file_offset;
+        size_t file_left;
         /* The kernel's send queue (SIOCOUTQ) when a send last found it full:
          * while we wait for room, its shrinking is the peer reading. The
          * wakeup for room may come only once a big part of a large buffer
@@ -290,8 +302,9 @@ static void socket_flow_update_events(socket_flow *sf) {
          * iteration, ahead of every newer source (sd-event orders sources
          * of one priority by when they became pending, and a deferred
          * source stays pending for good). */
-        bool want = sf->reading && sf->can_read && !sf->read_ended &&
-                    paf_flow_is_reading(sf->flow);
+        bool want =
+                (sf->reading && sf->can_read && !sf->read_ended && paf_flow_is_reading(sf->flow)) ||
+                (sf->write_resume && sf->writing && sf->can_write);
         int r = sd_event_source_set_enabled(sf->resume, want ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
         if (r < 0)
                 paf_log(PAF_LOG_ERR, "flow %s: cannot schedule a read: %s",
@@ -302,12 +315,89 @@ static void socket_flow_write_finish(socket_flow *sf, int error) {
         sf->writing = false;
         sf->iov = NULL;
         sf->n_iov = sf->index = sf->offset = 0;
+        sf->file = sf->file_started = sf->write_resume = false;
+        sf->file_fd = -1;
+        sf->file_left = 0;
         socket_flow_update_events(sf);
         /* Last: the core may hand us the next write from in there. */
         paf_flow_write_done(sf->flow, error);
 }
 
+/* sendfile(2) cannot say MSG_NOSIGNAL: a peer gone (a unix socket's at
+ * once, a TCP one's after its reset was read) raises SIGPIPE, which kills
+ * a process that did not ask for it. Blocked around the calls, it stays
+ * pending on this thread and is taken back before it is unblocked. Nothing
+ * to do where it is blocked already: that program handles it. */
+static void socket_flow_push_file(socket_flow *sf) {
+        sigset_t pipe, old;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        bool blocked = pthread_sigmask(SIG_BLOCK, &pipe, &old) == 0 && !sigismember(&old, SIGPIPE);
+        bool epipe = false;
+        size_t sent = 0;
+
+        while (sf->writing && !sf->closed) {
+                if (sf->file_left == 0) {
+                        socket_flow_write_finish(sf, 0);
+                        break;
+                }
+                if (sent >= SENDFILE_PER_WAKEUP) {
+                        sf->write_resume = true;
+                        socket_flow_update_events(sf);
+                        break;
+                }
+                /* Linux sends at most about 2 GiB per call. */
+                size_t want = sf->file_left < (1u << 30) ? sf->file_left : (1u << 30);
+                off_t off = (off_t)sf->file_offset;
+                ssize_t k = sendfile(sf->fd, sf->file_fd, &off, want);
+                if (k < 0) {
+                        int e = errno;
+                        if (e == EINTR)
+                                continue;
+                        if (e == EAGAIN) {
+                                sf->can_write = false;
+                                sf->outq_known = ioctl(sf->fd, SIOCOUTQ, &sf->outq) >= 0;
+                                break; /* the next EPOLLOUT edge brings us back */
+                        }
+                        epipe = e == EPIPE;
+                        /* A file sendfile cannot read (no splice on its
+                         * file system): the core copies it instead. */
+                        if (!sf->file_started && (e == EINVAL || e == ENOSYS || e == EOPNOTSUPP))
+                                e = EOPNOTSUPP;
+                        socket_flow_write_finish(sf, -e);
+                        break;
+                }
+                if (k == 0) {
+                        /* The file ended before its length: it shrank. */
+                        socket_flow_write_finish(sf, -ENODATA);
+                        break;
+                }
+                sf->outq_known = false;
+                sf->file_started = true;
+                sf->file_offset += (uint64_t)k;
+                sf->file_left -= (size_t)k;
+                sent += (size_t)k;
+                /* As for sendmsg: a partial send is progress, the last one
+                 * counts at the completion. */
+                if (sf->file_left > 0)
+                        paf_flow_write_progress(sf->flow, (size_t)k);
+        }
+
+        if (blocked) {
+                if (epipe) {
+                        const struct timespec zero = {0, 0};
+                        while (sigtimedwait(&pipe, NULL, &zero) == SIGPIPE) {
+                        }
+                }
+                (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
+}
+
 static void socket_flow_push(socket_flow *sf) {
+        if (sf->file) {
+                socket_flow_push_file(sf);
+                return;
+        }
         while (sf->writing && !sf->closed) {
                 struct iovec v[IOV_PER_SEND];
                 size_t n = 0;
@@ -449,6 +539,7 @@ static int poller_on_io(sd_event_source *s, int fd, uint32_t revents, void *user
 static void socket_flow_handle(socket_flow *sf, uint32_t revents) {
         if (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))
                 sf->can_write = true;
+        sf->write_resume = false; /* pushed now, if it can */
         if (revents & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
                 sf->can_read = true;
         if (revents & (EPOLLRDHUP | EPOLLERR | EPOLLHUP))
@@ -471,7 +562,13 @@ static int socket_flow_on_resume(sd_event_source *s, void *userdata) {
         (void)s;
         socket_flow *sf = userdata;
         sf->in_handler = true;
-        socket_flow_pull(sf);
+        if (sf->write_resume) {
+                sf->write_resume = false;
+                if (sf->writing && sf->can_write)
+                        socket_flow_push(sf);
+        }
+        if (!sf->closed)
+                socket_flow_pull(sf);
         sf->in_handler = false;
         if (sf->closed)
                 socket_flow_release(sf);
@@ -504,6 +601,20 @@ static int socket_flow_write(paf_flow *flow, const struct iovec *iov, size_t n_i
         sf->n_iov = n_iov;
         sf->index = sf->offset = 0;
         /* Try at once: most writes fit in the socket buffer. */
+        if (sf->can_write)
+                socket_flow_push(sf);
+        return 0;
+}
+
+static int socket_flow_send_file(paf_flow *flow, int fd, uint64_t offset, size_t len) {
+        socket_flow *sf = paf_flow_get_impl(flow);
+        assert(!sf->writing);
+        sf->writing = true;
+        sf->file = true;
+        sf->file_started = false;
+        sf->file_fd = fd;
+        sf->file_offset = offset;
+        sf->file_left = len;
         if (sf->can_write)
                 socket_flow_push(sf);
         return 0;
@@ -592,6 +703,7 @@ static const paf_flow_ops socket_flow_ops = {
         .shutdown = socket_flow_shutdown,
         .close = socket_flow_close,
         .query = socket_flow_query,
+        .send_file = socket_flow_send_file,
 };
 
 PAF_EXPORT int paf_socket_flow_new(sd_event *event, int fd, const char *protocol, paf_flow **ret) {
@@ -615,6 +727,7 @@ PAF_EXPORT int paf_socket_flow_new(sd_event *event, int fd, const char *protocol
                 return -ENOMEM;
         }
         sf->fd = fd;
+        sf->file_fd = -1;
         sf->can_write = true; /* a new socket has room; EAGAIN will say otherwise */
 
         sf->local_len = sizeof(sf->local);

@@ -12,4 +12,5 @@
 #include <paf/protocol.h>
 #include <paf/registry.h>
 #include <paf/resolver.h>
+#include <paf/static.h>
 #include <paf/systemd.h>

@@ -11,6 +11,7 @@ packages=(
         # real peers for the HTTP tests and benchmarks
         libgnutls28-dev
         curl nginx-light wrk python3 gnutls-bin systemd netcat-openbsd openssl
+        nghttp2-client # h2load, a client to compare paf bench with (bench/client.sh)
         # tests: private network namespaces, sanitizers' symbolizer, valgrind
         iproute2 util-linux valgrind binutils
         # the ABI check: abidw and abidiff (scripts/abi-baseline.sh, tests/abi)

@@ -88,6 +88,7 @@ typedef struct conn {
         bool parse_failed;
         bool active; /* still has work: false once its share is done */
         bool waiting_slot; /* a -R slot in the future: the timer sends it */
+        bool reserved;     /* --new-connection: the request this connection is made for */
         uint64_t slot_at;
         struct iovec iov[MAX_DEPTH];
 } conn;
@@ -110,6 +111,7 @@ struct worker {
         uint64_t slot; /* -R: the next slot of this thread */
         double interval_usec;
         bool stopping;
+        bool finished; /* every connection is idle: the loop stops */
         sd_event_source *deadline;
         char *log;
         size_t log_len, log_cap;
@@ -227,7 +229,7 @@ static void worker_conn_idle(worker *w, conn *c) {
                 return;
         c->active = false;
         if (--w->n_active == 0)
-                sd_event_exit(w->event, 0);
+                w->finished = true;
 }
 
 static void on_closed(paf_flow *flow, void *userdata) {
@@ -285,6 +287,15 @@ static void conn_restart(conn *c, bool delay) {
                 worker_conn_idle(c->w, c);
                 return;
         }
+        /* One connection per request: the request is taken before the
+         * connection is made, so that none is made for nothing. */
+        if (c->w->b->new_connection && !c->reserved) {
+                if (!claim(c->w)) {
+                        worker_conn_idle(c->w, c);
+                        return;
+                }
+                c->reserved = true;
+        }
         if (delay)
                 conn_arm(c, now_usec() + RECONNECT_DELAY_USEC);
         else
@@ -315,8 +326,10 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                          c->w->b->timeout_usec / 1000);
                 if (c->n_inflight > 0)
                         conn_fail_all(c, FAIL_TIMEOUT, d);
-                else if (claim(c->w))
+                else if (c->reserved || claim(c->w)) {
+                        c->reserved = false;
                         fail(c->w, &r, FAIL_TIMEOUT, d);
+                }
                 conn_restart(c, false);
                 return 0;
         }
@@ -441,11 +454,16 @@ static void on_read(paf_flow *flow, const void *data, size_t len, int error, voi
                 conn_restart(c, false);
                 return;
         }
-        if (c->close_after || w->b->new_connection) {
+        if (c->close_after || (w->b->new_connection && c->n_inflight == 0)) {
                 /* Requests pipelined behind an answer with Connection: close
                  * were not served (RFC 9112 §9.6): they go again, on a new
                  * connection, still timed from when they were first meant. */
                 unsigned keep = c->n_inflight, head = c->head;
+                if (keep == 0) {
+                        /* A new connection only if there is more to send. */
+                        conn_restart(c, false);
+                        return;
+                }
                 conn_drop(c);
                 c->n_inflight = keep;
                 c->head = head;
@@ -487,7 +505,9 @@ static void conn_fill(conn *c) {
                         }
                         intended = at;
                 }
-                if (!claim(w))
+                if (c->reserved)
+                        c->reserved = false;
+                else if (!claim(w))
                         break;
                 if (b->rate > 0)
                         w->slot++;
@@ -564,7 +584,8 @@ static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n_a
                  * those a closed one left, or the next one. */
                 if (c->n_inflight > 0) {
                         conn_fail_all(c, kind, d);
-                } else if (claim(w)) {
+                } else if (c->reserved || claim(w)) {
+                        c->reserved = false;
                         inflight r = {.intended = c->connect_start};
                         fail(w, &r, kind, d);
                 }
@@ -590,8 +611,12 @@ static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n_a
         int r = paf_flow_read_start(flow, on_read, c);
         if (r < 0) {
                 inflight ir = {.intended = c->connect_start};
-                if (claim(w))
+                if (c->n_inflight > 0) {
+                        conn_fail_all(c, FAIL_CONNECT, strerror(-r));
+                } else if (c->reserved || claim(w)) {
+                        c->reserved = false;
                         fail(w, &ir, FAIL_CONNECT, strerror(-r));
+                }
                 conn_restart(c, true);
                 return;
         }
@@ -626,8 +651,10 @@ static void conn_connect(conn *c) {
                 inflight ir = {.intended = c->connect_start};
                 if (c->n_inflight > 0)
                         conn_fail_all(c, FAIL_CONNECT, strerror(-r));
-                else if (claim(w))
+                else if (c->reserved || claim(w)) {
+                        c->reserved = false;
                         fail(w, &ir, FAIL_CONNECT, strerror(-r));
+                }
                 conn_restart(c, true);
                 return;
         }
@@ -652,10 +679,18 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
 
 static void *worker_run(void *arg) {
         worker *w = arg;
-        for (unsigned i = 0; i < w->n_conns; i++)
-                conn_connect(&w->conns[i]);
-        if (w->n_active > 0)
-                w->exit_error = sd_event_loop(w->event);
+        for (unsigned i = 0; i < w->n_conns; i++) {
+                if (w->b->new_connection)
+                        conn_restart(&w->conns[i], false); /* takes its request first */
+                else
+                        conn_connect(&w->conns[i]);
+        }
+        /* Run by hand rather than sd_event_loop(): once that returns, the
+         * loop runs nothing more, and the closes it still holds would leak. */
+        if (w->n_active == 0)
+                w->finished = true;
+        while (!w->finished && w->exit_error >= 0)
+                w->exit_error = sd_event_run(w->event, UINT64_MAX);
         for (unsigned i = 0; i < w->n_conns; i++) {
                 conn_drop(&w->conns[i]);
                 w->conns[i].timer = sd_event_source_disable_unref(w->conns[i].timer);
@@ -1060,7 +1095,7 @@ int cmd_bench(int argc, char **argv) {
         const char *json_path = NULL, *log_path = NULL;
         size_t n_headers = 0;
         bool allow_failures = false, total_given = false;
-        uint64_t v, threads = 0;
+        uint64_t v = 0, threads = 0;
         int c, ret;
         while ((c = getopt_long(argc, argv, ":c:n:z:t:R:p:X:H:kh", options, NULL)) >= 0) {
                 ret = 0;

@@ -1,12 +1,17 @@
 /* tools/serve.c — `paf serve`: static files on every listener the plugins offer, HTTPS through the
- * tls layer, access log. */
+ * tls layer, access log; one event loop per worker thread. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -14,12 +19,14 @@
 
 #include "acme-tool.h"
 #include "paf-tool.h"
-#include "static.h"
+#include "workers.h"
+#include <paf/static.h>
 
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 #define MAX_LISTEN 64
 #define STATUS_INTERVAL_USEC (1000 * 1000ULL)
-#define MAX_CERTS 16 /* what the tls layer takes: tls.cert-file, tls.cert-file.2 … .16 */
+#define MAX_CERTS 16     /* what the tls layer takes: tls.cert-file, tls.cert-file.2 … .16 */
+#define MAX_WORKERS 1024 /* [http] workers' range */
 
 /* What --cert, --key and --client-ca say. */
 typedef struct tls_config {
@@ -29,39 +36,121 @@ typedef struct tls_config {
         char *client_ca; /* NULL: no client certificates asked for */
 } tls_config;
 
-typedef struct tls_listener {
-        paf_listener *listener; /* owned by the server */
-        char *label;            /* "https://127.0.0.1:8443", for messages */
-        paf_ctx *ctx;           /* the layer's configuration: the files, read again on SIGHUP */
-} tls_listener;
+/* What a TLS listener's configuration is made from. Each worker's listener
+ * gets a context of its own, made by the control thread: a context is read
+ * by one thread at a time. A reload makes new ones from the same source, so
+ * the files are read again. */
+typedef enum tls_source {
+        TLS_FILES,   /* --cert, --key, --client-ca */
+        TLS_SECTION, /* [listen.NAME] */
+        TLS_ACME,    /* the ACME manager's certificate, and the tls-alpn-01 table */
+} tls_source;
 
-typedef struct serve {
-        sd_event *event;
-        paf_registry *reg;
+typedef struct tls_group {
+        tls_source source;
+        char *section;    /* TLS_SECTION: "listen.web" */
+        char *label;      /* "https://127.0.0.1:8443", for messages */
+        size_t n_workers; /* that serve it: all of them, or one */
+} tls_group;
+
+/* A worker's listener of one tls_group. */
+typedef struct worker_tls {
+        bool serves;            /* the worker has such a listener: set once, read by both threads */
+        paf_listener *listener; /* owned by the worker's server */
+        paf_ctx *ctx;           /* what it was loaded from */
+        /* Under the worker's lock: */
+        paf_ctx *next; /* a reload's, from the control thread */
+        int result;    /* of this round's reload: 0, or -errno with error */
+        char error[512];
+} worker_tls;
+
+/* What the control thread asks of a worker. */
+enum {
+        CMD_RELOAD = 1 << 0, /* load the worker_tls.next contexts */
+        CMD_ACME = 1 << 1,   /* an ACME certificate exists: plain HTTP may redirect */
+        CMD_STOP = 1 << 2,   /* graceful stop */
+        CMD_EXIT = 1 << 3,   /* a second signal: stop at once */
+};
+
+typedef struct serve serve;
+
+/*
+ * A worker: an event loop with its own server and listeners. With one
+ * worker it is the control loop itself and no thread runs; with several,
+ * each runs on a thread of its own and shares every listening socket with
+ * the others (workers.h). The control thread keeps the signals, sd_notify
+ * and the ACME manager, and talks to the workers through their lock and
+ * wake_fd; they answer through serve.wake_fd.
+ */
+typedef struct worker {
+        serve *s;
+        unsigned id;       /* 1…n, in STATUS= */
+        sd_event *event;   /* the control loop, with a single worker */
+        worker_loop *loop; /* NULL with a single worker */
         paf_http_server *server;
-        static_root *root;
-        tls_listener *tls;
+        paf_acme_http01_chain *chain;
+        worker_tls *tls; /* one per serve.groups, in the same order */
         size_t n_tls;
+        bool acme_has_cert;
+        bool stopping;
+        sd_event_source *wake, *publish;
+        int wake_fd; /* eventfd: commands wait */
+        pthread_t thread;
+        bool running; /* the thread was started */
+        int exit_code;
+
+        pthread_mutex_t lock;
+        /* Under lock: */
+        unsigned commands;
+        unsigned want_round, round; /* the reload round asked for, and the last one done */
+        bool done;                  /* the loop is over */
+        unsigned n_conns;           /* what STATUS= says */
+        uint64_t n_reqs;
+} worker;
+
+struct serve {
+        sd_event *event; /* the control loop */
+        paf_registry *reg;
+        paf_http_static *root; /* thread-safe: every worker serves from it */
+        worker *workers;
+        size_t n_workers;
+        worker_loop **loops; /* the workers' loops: each one's siblings */
+        tls_group *groups;
+        size_t n_groups;
+        /* With several workers: the listeners made from the configuration
+         * (and socket activation), which accept nothing themselves; each
+         * worker listens on a dup of their sockets. */
+        paf_listener **origins;
+        size_t n_origins;
+        tls_config tls;
         bool quiet;
         bool stopping;
+        bool failed; /* a worker's loop failed */
+        int wake_fd; /* eventfd: a worker has news */
+        sd_event_source *wake;
+        /* Reloads, one round at a time through every worker. */
+        unsigned round;
+        bool reloading;
+        bool round_sighup;           /* else a new ACME certificate's */
+        bool want_sighup, want_acme; /* asked for during a round */
         /* What STATUS= last said. */
         unsigned status_conns;
         uint64_t status_reqs;
         char status_cert[1200];
         uint64_t watchdog_usec; /* 0: no WatchdogSec= */
-        /* --acme: the certificate of the TLS listeners whose ctx is acme_ctx
-         * comes from the manager, and the challenges from these tables. */
+        /* --acme: the certificate of the TLS listeners whose source is
+         * TLS_ACME comes from the manager, and the challenges from these
+         * tables (thread-safe: every worker answers from them). */
         tool_acme acme_opts;
         bool acme;
         paf_acme_http01 *http01;
         paf_acme_tlsalpn *tlsalpn;
-        paf_acme_http01_chain *chain;
         paf_acme_client *acme_client;
         paf_acme_manager *manager;
-        paf_ctx *acme_ctx;
+        char *acme_cert, *acme_key; /* the certificate's files; NULL: none yet */
         bool acme_has_cert;
         char *https_port; /* where plain HTTP is redirected; NULL: 443 */
-} serve;
+};
 
 static void usage(FILE *f) {
         fprintf(f, "Usage: paf serve [OPTIONS]\n"
@@ -101,6 +190,8 @@ static void usage(FILE *f) {
                    "  --eab-hmac-key KEY External account binding: HMAC key (base64url)\n"
                    "  --config FILE      paf.conf: plugins, [http] limits, [tls], [acme],\n"
                    "                     [listen.NAME]\n"
+                   "  --workers N        Event loops, one thread each, sharing every listener\n"
+                   "                     (default: [http] workers, else one per CPU)\n"
                    "  --quiet            No access log\n"
                    "  --help             Show this help\n"
                    "\n"
@@ -110,7 +201,7 @@ static void usage(FILE *f) {
                    "Under systemd: the sockets of socket activation are served too (only them\n"
                    "when nothing else is configured); one whose FileDescriptorName= is NAME\n"
                    "takes [listen.NAME]'s settings instead of its address. Type=notify and\n"
-                   "WatchdogSec= are supported.\n");
+                   "WatchdogSec= are supported; STATUS= counts the requests of each worker.\n");
 }
 
 /* ---- access log: combined format, one write(2) per line ---- */
@@ -145,10 +236,10 @@ static size_t log_escape(char *out, size_t size, const char *s) {
         return n;
 }
 
-/* "[24/Nov/2026:22:00:00 +0000]", formatted once per second. */
+/* "[24/Nov/2026:22:00:00 +0000]", formatted once per second by each worker. */
 static const char *log_time(void) {
-        static char buf[40];
-        static time_t last = -1;
+        static _Thread_local char buf[40];
+        static _Thread_local time_t last = -1;
         time_t now = time(NULL);
         if (now != last) {
                 struct tm tm;
@@ -270,9 +361,10 @@ static void access_end(int status, uint64_t bytes, void *userdata) {
 /* ---- the server ---- */
 
 /* --acme: plain HTTP goes to https (301), as a certificate now exists for it. */
-static bool acme_redirect(serve *s, paf_http_request *req) {
+static bool acme_redirect(worker *w, paf_http_request *req) {
+        serve *s = w->s;
         const char *proto = paf_flow_get_protocol(paf_http_request_get_flow(req));
-        if (!s->acme || !s->acme_opts.redirect_http || !s->acme_has_cert ||
+        if (!s->acme || !s->acme_opts.redirect_http || !w->acme_has_cert ||
             (proto && strcmp(proto, "tls") == 0))
                 return false;
         const char *host = paf_http_headers_get(paf_http_request_get_headers(req), "Host");
@@ -318,16 +410,16 @@ static bool acme_redirect(serve *s, paf_http_request *req) {
 }
 
 static void on_request(paf_http_request *req, void *userdata) {
-        serve *s = userdata;
-        if (acme_redirect(s, req))
+        worker *w = userdata;
+        if (acme_redirect(w, req))
                 return;
-        access_entry *e = s->quiet ? NULL : access_begin(req);
-        static_serve(s->root, req, e ? access_end : NULL, e);
+        access_entry *e = w->s->quiet ? NULL : access_begin(req);
+        (void)paf_http_static_serve(w->s->root, req, e ? access_end : NULL, e);
 }
 
 static void on_error(const char *peer, int status, const char *reason, void *userdata) {
-        serve *s = userdata;
-        if (s->quiet)
+        worker *w = userdata;
+        if (w->s->quiet)
                 return;
         if (status > 0)
                 tool_error("%s: %d %s", peer ? peer : "-", status, reason ? reason : "");
@@ -336,28 +428,187 @@ static void on_error(const char *peer, int status, const char *reason, void *use
 }
 
 static void notify_status(serve *s, const char *extra);
+static void control_check(serve *s);
+static void worker_reload(worker *w);
 
-static void on_stopped(void *userdata) {
-        serve *s = userdata;
-        sd_event_exit(s->event, 0);
+/* ---- workers and the control thread ---- */
+
+/* The counts STATUS= shows, as the worker's thread reads them. */
+static void worker_publish(worker *w) {
+        unsigned conns = paf_http_server_get_n_connections(w->server);
+        uint64_t reqs = paf_http_server_get_n_requests(w->server);
+        pthread_mutex_lock(&w->lock);
+        w->n_conns = conns;
+        w->n_reqs = reqs;
+        pthread_mutex_unlock(&w->lock);
 }
 
-static int on_signal(sd_event_source *source, const struct signalfd_siginfo *si, void *userdata) {
-        serve *s = userdata;
+static void worker_counts(worker *w, unsigned *ret_conns, uint64_t *ret_reqs) {
+        if (!w->loop) {
+                /* Our own loop: the server is there to ask. */
+                *ret_conns = paf_http_server_get_n_connections(w->server);
+                *ret_reqs = paf_http_server_get_n_requests(w->server);
+                return;
+        }
+        pthread_mutex_lock(&w->lock);
+        *ret_conns = w->n_conns;
+        *ret_reqs = w->n_reqs;
+        pthread_mutex_unlock(&w->lock);
+}
+
+/* From the worker to the control thread: something to look at. */
+static void worker_reply(worker *w) {
+        if (!w->loop) {
+                control_check(w->s);
+                return;
+        }
+        uint64_t one = 1;
+        if (write(w->s->wake_fd, &one, sizeof(one)) < 0) {
+                /* The counter is full: a wakeup is pending anyway. */
+        }
+}
+
+/* The worker's loop is over (or, with a single worker, its server). */
+static void worker_finished(worker *w) {
+        if (w->server)
+                worker_publish(w);
+        pthread_mutex_lock(&w->lock);
+        bool was = w->done;
+        w->done = true;
+        pthread_mutex_unlock(&w->lock);
+        if (!was)
+                worker_reply(w);
+}
+
+static void worker_exit(worker *w) {
+        if (w->loop)
+                sd_event_exit(w->event, 0);
+        else
+                worker_finished(w); /* the control loop decides when to end */
+}
+
+static void on_worker_stopped(void *userdata) {
+        worker_exit(userdata);
+}
+
+/* On the worker's thread (or, with a single worker, the control thread). */
+static void worker_run(worker *w, unsigned commands) {
+        if (commands & CMD_ACME)
+                w->acme_has_cert = true;
+        if (commands & CMD_RELOAD)
+                worker_reload(w);
+        if ((commands & CMD_STOP) && !w->stopping) {
+                w->stopping = true;
+                int r = paf_http_server_stop(w->server, on_worker_stopped, w);
+                if (r < 0) {
+                        tool_error("cannot stop gracefully: %s", strerror(-r));
+                        commands |= CMD_EXIT;
+                }
+        }
+        if (commands & CMD_EXIT)
+                worker_exit(w);
+}
+
+/* From the control thread to the worker. */
+static void worker_post(worker *w, unsigned commands) {
+        if (!w->loop) {
+                worker_run(w, commands);
+                return;
+        }
+        pthread_mutex_lock(&w->lock);
+        w->commands |= commands;
+        pthread_mutex_unlock(&w->lock);
+        uint64_t one = 1;
+        if (write(w->wake_fd, &one, sizeof(one)) < 0) {
+                /* Full: a wakeup is pending anyway. */
+        }
+}
+
+static int on_worker_wake(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
         (void)source;
-        (void)si;
+        (void)revents;
+        worker *w = userdata;
+        uint64_t n;
+        if (read(fd, &n, sizeof(n)) < 0) {
+                /* EAGAIN: nothing new. */
+        }
+        pthread_mutex_lock(&w->lock);
+        unsigned commands = w->commands;
+        w->commands = 0;
+        pthread_mutex_unlock(&w->lock);
+        worker_run(w, commands);
+        return 0;
+}
+
+static int on_publish_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        (void)usec;
+        worker_publish(userdata);
+        int r = sd_event_source_set_time_relative(source, STATUS_INTERVAL_USEC);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(source, SD_EVENT_ONESHOT);
+        return r;
+}
+
+/* Graceful: the workers accept nothing more and finish what is in flight;
+ * a second call ends them at once. */
+static void serve_stop(serve *s) {
         if (s->stopping) {
-                /* A second signal: stop waiting for slow clients. */
-                sd_event_exit(s->event, 0);
-                return 0;
+                for (size_t i = 0; i < s->n_workers; i++)
+                        worker_post(&s->workers[i], CMD_EXIT);
+                return;
         }
         s->stopping = true;
         notify_status(s, "STOPPING=1\n");
-        int r = paf_http_server_stop(s->server, on_stopped, s);
-        if (r < 0) {
-                tool_error("cannot stop gracefully: %s", strerror(-r));
-                sd_event_exit(s->event, 0);
+        /* New connections are refused once the workers close theirs too. */
+        for (size_t i = 0; i < s->n_origins; i++)
+                paf_listener_free(s->origins[i]);
+        s->n_origins = 0;
+        for (size_t i = 0; i < s->n_workers; i++)
+                worker_post(&s->workers[i], CMD_STOP);
+}
+
+static void reload_finish(serve *s);
+
+/* What the workers said: a reload round done, loops over. */
+static void control_check(serve *s) {
+        size_t done = 0;
+        bool round_done = true;
+        for (size_t i = 0; i < s->n_workers; i++) {
+                worker *w = &s->workers[i];
+                pthread_mutex_lock(&w->lock);
+                if (w->done)
+                        done++;
+                else if (w->round != w->want_round)
+                        round_done = false;
+                pthread_mutex_unlock(&w->lock);
         }
+        if (s->reloading && round_done)
+                reload_finish(s);
+        if (done == s->n_workers)
+                sd_event_exit(s->event, 0);
+        else if (done > 0 && !s->stopping) {
+                /* A worker whose loop failed: serving on with fewer would
+                 * hide it. */
+                s->failed = true;
+                serve_stop(s);
+        }
+}
+
+static int on_control_wake(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        (void)source;
+        (void)revents;
+        uint64_t n;
+        if (read(fd, &n, sizeof(n)) < 0) {
+                /* EAGAIN: nothing new. */
+        }
+        control_check(userdata);
+        return 0;
+}
+
+static int on_signal(sd_event_source *source, const struct signalfd_siginfo *si, void *userdata) {
+        (void)source;
+        (void)si;
+        serve_stop(userdata);
         return 0;
 }
 
@@ -488,6 +739,197 @@ static int tls_ctx_section(paf_registry *reg, const char *section, paf_ctx **ret
         return 0;
 }
 
+/* The tls layer's context for the ACME certificate: its files once there is
+ * one, the tls-alpn-01 table (which also serves a listener with no
+ * certificate yet), and ours. */
+static int tls_ctx_acme(serve *s, paf_ctx **ret) {
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *ctx = NULL;
+        int r = paf_ctx_new(&ctx);
+        if (r >= 0)
+                r = tls_ctx_serve(s->reg, ctx);
+        if (r >= 0)
+                /* tls.so takes its own reference. */
+                r = paf_ctx_set_pointer(ctx, "tls.acme-tlsalpn", s->tlsalpn, NULL);
+        if (r >= 0 && s->acme_cert) {
+                r = paf_ctx_set_string(ctx, "tls.cert-file", s->acme_cert);
+                if (r >= 0)
+                        r = paf_ctx_set_string(ctx, "tls.key-file", s->acme_key);
+        }
+        if (r < 0)
+                return r;
+        *ret = ctx;
+        ctx = NULL;
+        return 0;
+}
+
+/* A new context for one worker's listener of g, from what g says now. */
+static int tls_group_ctx(serve *s, const tls_group *g, paf_ctx **ret) {
+        paf_ctx *ctx = NULL;
+        int r;
+        switch (g->source) {
+        case TLS_FILES:
+                r = tls_ctx_new(s->reg, &s->tls, &ctx);
+                break;
+        case TLS_SECTION:
+                r = tls_ctx_section(s->reg, g->section, &ctx);
+                if (r >= 0 && !ctx)
+                        r = -ENOENT; /* tls = no now: the configuration does not change */
+                break;
+        case TLS_ACME:
+                r = tls_ctx_acme(s, &ctx);
+                break;
+        default:
+                r = -EINVAL;
+        }
+        if (r < 0)
+                return r;
+        *ret = ctx;
+        return 0;
+}
+
+/* ---- reloading the TLS listeners of every worker ---- */
+
+/*
+ * A round: a new context for each of the workers' TLS listeners (all of
+ * them for SIGHUP, those of the ACME certificate for a new one), loaded by
+ * each worker on its thread; the result is told once every worker did. One
+ * round at a time: one asked for meanwhile runs next.
+ */
+static void reload_start(serve *s, bool sighup) {
+        if (s->stopping)
+                return; /* the listeners are gone */
+        if (s->reloading) {
+                if (sighup)
+                        s->want_sighup = true;
+                else
+                        s->want_acme = true;
+                return;
+        }
+        s->reloading = true;
+        s->round_sighup = sighup;
+        s->round++;
+        for (size_t i = 0; i < s->n_workers; i++) {
+                worker *w = &s->workers[i];
+                pthread_mutex_lock(&w->lock);
+                for (size_t g = 0; g < w->n_tls; g++) {
+                        worker_tls *t = &w->tls[g];
+                        t->result = 0;
+                        t->error[0] = '\0';
+                        if (!t->serves || (!sighup && s->groups[g].source != TLS_ACME))
+                                continue;
+                        paf_ctx *ctx = NULL;
+                        int r = tls_group_ctx(s, &s->groups[g], &ctx);
+                        if (r < 0) {
+                                t->result = r;
+                                snprintf(t->error, sizeof(t->error), "%s", strerror(-r));
+                                continue;
+                        }
+                        paf_ctx_unref(t->next);
+                        t->next = ctx;
+                }
+                w->want_round = s->round;
+                pthread_mutex_unlock(&w->lock);
+        }
+        /* Once every worker has its contexts: with a single worker, this
+         * finishes the round before it returns. */
+        for (size_t i = 0; i < s->n_workers; i++)
+                worker_post(&s->workers[i], CMD_RELOAD | (s->acme_has_cert ? CMD_ACME : 0));
+}
+
+/* On the worker's thread: new credentials for new handshakes; connections
+ * keep the ones they started with. On error the old ones stay. */
+static void worker_reload(worker *w) {
+        pthread_mutex_lock(&w->lock);
+        unsigned round = w->want_round;
+        pthread_mutex_unlock(&w->lock);
+        for (size_t g = 0; g < w->n_tls; g++) {
+                worker_tls *t = &w->tls[g];
+                pthread_mutex_lock(&w->lock);
+                paf_ctx *ctx = t->next;
+                t->next = NULL;
+                pthread_mutex_unlock(&w->lock);
+                if (!ctx)
+                        continue;
+                paf_error error = PAF_ERROR_NULL;
+                int r = 0;
+                /* Stopping: the server freed its listeners. */
+                if (!w->stopping)
+                        r = paf_listener_reload(t->listener, ctx, &error);
+                if (r >= 0 && !w->stopping) {
+                        paf_ctx_unref(t->ctx);
+                        t->ctx = ctx;
+                } else
+                        paf_ctx_unref(ctx);
+                pthread_mutex_lock(&w->lock);
+                t->result = r;
+                if (r < 0)
+                        snprintf(t->error, sizeof(t->error), "%s",
+                                 error.message[0] ? error.message : strerror(-r));
+                pthread_mutex_unlock(&w->lock);
+        }
+        pthread_mutex_lock(&w->lock);
+        w->round = round;
+        pthread_mutex_unlock(&w->lock);
+        worker_reply(w);
+}
+
+/* Every worker did the round: one message per listener, whatever the
+ * number of workers, then sd_notify. */
+static void reload_finish(serve *s) {
+        s->reloading = false;
+        size_t failed_groups = 0;
+        for (size_t g = 0; g < s->n_groups; g++) {
+                if (!s->round_sighup && s->groups[g].source != TLS_ACME)
+                        continue;
+                size_t failed = 0;
+                char error[512] = "";
+                for (size_t i = 0; i < s->n_workers; i++) {
+                        worker *w = &s->workers[i];
+                        pthread_mutex_lock(&w->lock);
+                        if (g < w->n_tls && w->tls[g].result < 0) {
+                                if (failed++ == 0)
+                                        snprintf(error, sizeof(error), "%s", w->tls[g].error);
+                        }
+                        pthread_mutex_unlock(&w->lock);
+                }
+                if (s->stopping)
+                        continue;
+                const char *label = s->groups[g].label ? s->groups[g].label : "?";
+                char where[64] = "";
+                if (failed > 0 && failed < s->groups[g].n_workers)
+                        snprintf(where, sizeof(where), " in %zu of %zu workers", failed,
+                                 s->groups[g].n_workers);
+                if (failed > 0)
+                        failed_groups++;
+                if (failed == 0 && s->round_sighup)
+                        tool_error("%s: certificates reloaded", label);
+                else if (failed > 0 && s->round_sighup)
+                        tool_error("%s: reload failed%s, keeping the old certificates: %s", label,
+                                   where, error);
+                else if (failed > 0)
+                        tool_error("%s: the new certificate could not be loaded%s, keeping the "
+                                   "old one: %s",
+                                   label, where, error);
+        }
+        if (!s->stopping && s->round_sighup) {
+                /* Serving either way: a failed listener keeps its old
+                 * certificates. */
+                notify_status(s, "READY=1\n");
+                if (failed_groups > 0)
+                        sd_notifyf(0,
+                                   "STATUS=Serving, but %zu of %zu TLS listeners kept their old "
+                                   "certificates (see the log)",
+                                   failed_groups, s->n_groups);
+        } else if (!s->stopping)
+                notify_status(s, NULL);
+        if (s->want_sighup || s->want_acme) {
+                /* A SIGHUP's round reloads the ACME listeners too. */
+                bool sighup = s->want_sighup;
+                s->want_sighup = s->want_acme = false;
+                reload_start(s, sighup);
+        }
+}
+
 /* SIGHUP: new certificates for new connections; established ones go on. */
 static int on_reload(sd_event_source *source, const struct signalfd_siginfo *si, void *userdata) {
         serve *s = userdata;
@@ -499,121 +941,210 @@ static int on_reload(sd_event_source *source, const struct signalfd_siginfo *si,
         clock_gettime(CLOCK_MONOTONIC, &ts);
         sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64,
                    (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000);
-        size_t failed = 0;
-        if (s->n_tls == 0)
+        if (s->n_groups == 0) {
                 tool_error("SIGHUP: no TLS listener, nothing to reload");
-        for (size_t i = 0; i < s->n_tls; i++) {
-                tls_listener *t = &s->tls[i];
-                paf_error error = PAF_ERROR_NULL;
-                int r = paf_listener_reload(t->listener, t->ctx, &error);
-                if (r < 0) {
-                        tool_error("%s: reload failed, keeping the old certificates: %s", t->label,
-                                   error.message[0] ? error.message : strerror(-r));
-                        failed++;
-                } else
-                        tool_error("%s: certificates reloaded", t->label);
+                notify_status(s, "READY=1\n");
+                return 0;
         }
-        /* Serving either way: a failed listener keeps its old certificates. */
-        notify_status(s, "READY=1\n");
-        if (failed > 0)
-                sd_notifyf(0,
-                           "STATUS=Serving, but %zu of %zu TLS listeners kept their old "
-                           "certificates (see the log)",
-                           failed, s->n_tls);
+        reload_start(s, true);
         return 0;
 }
 
 /* ---- listening ---- */
 
+/* A listener serves TLS from one of these, or (NULL) plain HTTP. */
+typedef struct tls_spec {
+        tls_source source;
+        const char *section; /* TLS_SECTION */
+} tls_spec;
+
+static int tls_group_add(serve *s, const tls_spec *spec) {
+        tls_group *a = reallocarray(s->groups, s->n_groups + 1, sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        s->groups = a;
+        a[s->n_groups] = (tls_group){.source = spec->source};
+        if (spec->section && !(a[s->n_groups].section = strdup(spec->section)))
+                return -ENOMEM;
+        s->n_groups++;
+        return 0;
+}
+
+/* w's listener on l's socket: l itself when w alone serves it, else one of
+ * w's loop on a dup of its fd. Takes nothing. */
+static int worker_listener(worker *w, paf_listener *l, bool alone, const char *protocol,
+                           paf_listener **ret) {
+        if (alone) {
+                *ret = l;
+                return 0;
+        }
+        int fd = fcntl(paf_listener_get_fd(l), F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return -errno;
+        return worker_listener_new(w->loop, fd, protocol, paf_listener_get_address(l), ret);
+}
+
 /*
- * Hand l to the server, through the tls layer configured by tls when it is
- * not NULL (what names the listener in messages; how, if not NULL, is
- * appended to "listening on"). Takes l, also on failure.
+ * Hand l to every worker, or to alone only when not NULL (l is on its
+ * loop), through the tls layer configured as tls says when it is not NULL
+ * (what names the listener in messages; how, if not NULL, is appended to
+ * "listening on"). Takes l, also on failure.
  */
-static int serve_add(serve *s, const char *what, paf_listener *l, paf_ctx *tls, const char *how) {
-        paf_error error = PAF_ERROR_NULL;
-        char *inner = NULL;
-        tls_listener t = {};
+static int serve_add(serve *s, const char *what, paf_listener *l, const tls_spec *tls,
+                     const char *how, worker *alone) {
+        char inner[64];
+        snprintf(inner, sizeof(inner), "%s",
+                 paf_listener_get_protocol(l) ? paf_listener_get_protocol(l) : "?");
+        if (s->n_workers == 1)
+                alone = &s->workers[0];
         int r;
-        if (tls) {
-                inner = strdup(paf_listener_get_protocol(l) ? paf_listener_get_protocol(l) : "?");
-                if (!inner) {
-                        paf_listener_free(l);
-                        tool_error("%s: %s", what, strerror(ENOMEM));
-                        return -ENOMEM;
-                }
-                /* The layer owns the inner listener from here, also on failure. */
-                paf_listener *inner_l = l;
-                l = NULL;
-                r = paf_registry_wrap_listener(s->reg, "tls", inner_l, tls, &l, &error);
-                if (r < 0) {
-                        free(inner);
-                        tool_error("%s: TLS: %s", what,
-                                   error.message[0] ? error.message : strerror(-r));
-                        return r;
-                }
-                tls_listener *a = reallocarray(s->tls, s->n_tls + 1, sizeof(*a));
+        if (!alone) {
+                /* Ours from here: it keeps the socket the workers share. */
+                paf_listener **a = reallocarray(s->origins, s->n_origins + 1, sizeof(*a));
                 if (!a) {
                         paf_listener_free(l);
-                        free(inner);
                         tool_error("%s: %s", what, strerror(ENOMEM));
                         return -ENOMEM;
                 }
-                s->tls = a;
-                t.ctx = paf_ctx_ref(tls);
+                s->origins = a;
+                a[s->n_origins++] = l;
+        }
+        if (tls && (r = tls_group_add(s, tls)) < 0) {
+                if (alone)
+                        paf_listener_free(l);
+                tool_error("%s: %s", what, strerror(-r));
+                return r;
         }
 
-        char *label = listener_label(l, inner);
-        free(inner);
-        /* The server owns l from here, also when this fails. */
-        r = paf_http_server_add_listener(s->server, l);
-        if (r < 0 || !label) {
-                tool_error("%s: %s", what, strerror(r < 0 ? -r : ENOMEM));
-                paf_ctx_unref(t.ctx);
+        char *label = NULL;
+        bool taken = false; /* alone's server has l */
+        for (size_t i = 0; i < s->n_workers; i++) {
+                worker *w = &s->workers[i];
+                bool serves = !alone || w == alone;
+                if (tls) {
+                        /* Every worker has an entry per group, NULL for a
+                         * listener it does not serve. */
+                        worker_tls *a = reallocarray(w->tls, w->n_tls + 1, sizeof(*a));
+                        if (!a) {
+                                r = -ENOMEM;
+                                tool_error("%s: %s", what, strerror(-r));
+                                break;
+                        }
+                        w->tls = a;
+                        a[w->n_tls++] = (worker_tls){};
+                }
+                if (!serves)
+                        continue;
+                paf_listener *wl = NULL;
+                r = worker_listener(w, l, alone, inner, &wl);
+                if (r < 0) {
+                        tool_error("%s: %s", what, strerror(-r));
+                        break;
+                }
+                taken = alone;
+                if (tls) {
+                        paf_ctx *ctx = NULL;
+                        r = tls_group_ctx(s, &s->groups[s->n_groups - 1], &ctx);
+                        if (r < 0) {
+                                paf_listener_free(wl);
+                                tool_error("%s: %s", what, strerror(-r));
+                                break;
+                        }
+                        /* The layer owns the inner listener from here, also
+                         * on failure. */
+                        paf_listener *inner_l = wl;
+                        paf_error error = PAF_ERROR_NULL;
+                        r = paf_registry_wrap_listener(s->reg, "tls", inner_l, ctx, &wl, &error);
+                        if (r < 0) {
+                                paf_ctx_unref(ctx);
+                                tool_error("%s: TLS: %s", what,
+                                           error.message[0] ? error.message : strerror(-r));
+                                break;
+                        }
+                        w->tls[w->n_tls - 1] =
+                                (worker_tls){.serves = true, .listener = wl, .ctx = ctx};
+                }
+                if (!label) {
+                        /* A worker's plain listener has no registry to name
+                         * its URL by: the one it came from has. */
+                        label = listener_label(tls || alone ? wl : l, tls ? inner : NULL);
+                        if (!label) {
+                                paf_listener_free(wl);
+                                r = -ENOMEM;
+                                tool_error("%s: %s", what, strerror(-r));
+                                break;
+                        }
+                }
+                /* The server owns wl from here, also when this fails. */
+                r = paf_http_server_add_listener(w->server, wl);
+                if (r < 0) {
+                        tool_error("%s: %s", what, strerror(-r));
+                        break;
+                }
+        }
+        if (r < 0) {
+                if (alone && !taken)
+                        paf_listener_free(l);
                 free(label);
-                return r < 0 ? r : -ENOMEM;
+                return r;
         }
         if (how)
                 tool_error("listening on %s (%s)", label, how);
         else
                 tool_error("listening on %s", label);
         if (tls) {
-                t.listener = l;
-                t.label = label;
-                s->tls[s->n_tls++] = t;
+                s->groups[s->n_groups - 1].label = label;
+                s->groups[s->n_groups - 1].n_workers = alone ? 1 : s->n_workers;
         } else
                 free(label);
         return 0;
 }
 
+/* Listen on address on event's loop: l, or the error reported as what's. */
+static int listen_address(serve *s, const char *what, const char *address, sd_event *event,
+                          paf_listener **ret) {
+        paf_error error = PAF_ERROR_NULL;
+        int r = paf_registry_listen_address(s->reg, address, event, NULL, NULL, ret, &error);
+        if (r >= 0)
+                return 0;
+        /* The plugins' messages usually start with the address already. */
+        char quoted[512];
+        snprintf(quoted, sizeof(quoted), "\"%s\"", address);
+        size_t n = strlen(quoted);
+        const char *message = error.message[0] ? error.message : strerror(-r);
+        if (strncmp(message, quoted, n) == 0 && message[n] == ':' && strstr(what, address))
+                message += n + 1 + (message[n + 1] == ' ');
+        /* No plugin took the address: which ones there are, and where
+         * others would be found. */
+        char *hint = r == -EAFNOSUPPORT ? tool_plugin_hint(s->reg) : NULL;
+        if (hint)
+                tool_error("%s: %s (%s)", what, message, hint);
+        else
+                tool_error("%s: %s", what, message);
+        free(hint);
+        return r;
+}
+
 /*
  * Listen on address (what: "--listen \"8080\"", "[listen.web]" for messages),
- * through TLS configured by tls when it is not NULL, and hand the listener
- * to the server.
+ * through TLS as tls says when it is not NULL, and hand the listener to the
+ * workers.
  */
-static int serve_listen(serve *s, const char *what, const char *address, paf_ctx *tls) {
+static int serve_listen(serve *s, const char *what, const char *address, const tls_spec *tls) {
         paf_listener *l = NULL;
-        paf_error error = PAF_ERROR_NULL;
-        int r = paf_registry_listen_address(s->reg, address, s->event, NULL, NULL, &l, &error);
-        if (r < 0) {
-                /* The plugins' messages usually start with the address already. */
-                char quoted[512];
-                snprintf(quoted, sizeof(quoted), "\"%s\"", address);
-                size_t n = strlen(quoted);
-                const char *message = error.message[0] ? error.message : strerror(-r);
-                if (strncmp(message, quoted, n) == 0 && message[n] == ':' && strstr(what, address))
-                        message += n + 1 + (message[n + 1] == ' ');
-                /* No plugin took the address: which ones there are, and
-                 * where others would be found. */
-                char *hint = r == -EAFNOSUPPORT ? tool_plugin_hint(s->reg) : NULL;
-                if (hint)
-                        tool_error("%s: %s (%s)", what, message, hint);
-                else
-                        tool_error("%s: %s", what, message);
-                free(hint);
+        int r = listen_address(s, what, address, s->event, &l);
+        if (r < 0)
                 return r;
-        }
-        return serve_add(s, what, l, tls, NULL);
+        if (s->n_workers == 1 || paf_listener_get_fd(l) >= 0)
+                return serve_add(s, what, l, tls, NULL, NULL);
+        /* A transport without a socket (an in-process one) has nothing the
+         * workers could share: the first one alone serves it, on its loop. */
+        paf_listener_free(l);
+        r = listen_address(s, what, address, s->workers[0].event, &l);
+        if (r < 0)
+                return r;
+        tool_error("%s: its transport has no socket to share: worker 1 alone serves it", what);
+        return serve_add(s, what, l, tls, NULL, &s->workers[0]);
 }
 
 /* Whether an activated socket is named after [listen.NAME]: it then takes
@@ -642,12 +1173,14 @@ static int listen_config(serve *s, const char *config, paf_activated *activated)
                 paf_ctx *tls = NULL;
                 r = paf_registry_get_option(s->reg, names[i], "address", &address);
                 if (r >= 0)
+                        /* Whether it is TLS, and that its settings work. */
                         r = tls_ctx_section(s->reg, names[i], &tls);
                 if (r < 0) {
                         tool_error("%s: %s", what, strerror(-r));
                         break;
                 }
-                r = serve_listen(s, what, address.string, tls);
+                tls_spec spec = {TLS_SECTION, names[i]};
+                r = serve_listen(s, what, address.string, tls ? &spec : NULL);
                 paf_ctx_unref(tls);
         }
         return r;
@@ -692,7 +1225,9 @@ static int listen_activated(serve *s, const char *config, paf_activated **ret) {
                                 break;
                         }
                 }
-                r = serve_add(s, what, paf_activated_steal_listener(a, i), tls, how);
+                tls_spec spec = {TLS_SECTION, section};
+                r = serve_add(s, what, paf_activated_steal_listener(a, i), tls ? &spec : NULL, how,
+                              NULL);
                 paf_ctx_unref(tls);
         }
         return r;
@@ -700,18 +1235,46 @@ static int listen_activated(serve *s, const char *config, paf_activated **ret) {
 
 /* ---- systemd notifications (sd_notify: no-ops outside a Type=notify service) ---- */
 
+/* The open connections and served requests of every worker; per, with
+ * several, "(per worker: 10, 12)". */
+static void serve_counts(serve *s, unsigned *ret_conns, uint64_t *ret_reqs, char *per,
+                         size_t size) {
+        unsigned conns = 0;
+        uint64_t reqs = 0;
+        size_t n = 0;
+        per[0] = '\0';
+        for (size_t i = 0; i < s->n_workers; i++) {
+                unsigned c;
+                uint64_t r;
+                worker_counts(&s->workers[i], &c, &r);
+                conns += c;
+                reqs += r;
+                if (s->n_workers > 1 && n + 32 < size)
+                        n += (size_t)snprintf(per + n, size - n, "%s%" PRIu64,
+                                              i == 0 ? " (per worker: " : ", ", r);
+                else if (s->n_workers > 1 && n + 5 < size && !strstr(per, "…"))
+                        n += (size_t)snprintf(per + n, size - n, ", …");
+        }
+        if (s->n_workers > 1 && n + 2 < size)
+                snprintf(per + n, size - n, ")");
+        *ret_conns = conns;
+        *ret_reqs = reqs;
+}
+
 /* STATUS=, as systemctl status shows it. */
 static void notify_status(serve *s, const char *extra) {
-        unsigned conns = paf_http_server_get_n_connections(s->server);
-        uint64_t reqs = paf_http_server_get_n_requests(s->server);
+        unsigned conns;
+        uint64_t reqs;
+        char per[1024];
+        serve_counts(s, &conns, &reqs, per, sizeof(per));
         s->status_conns = conns;
         s->status_reqs = reqs;
         snprintf(s->status_cert, sizeof(s->status_cert), "%s",
                  s->manager ? paf_acme_manager_get_status(s->manager) : "");
         const char *cert = s->manager ? paf_acme_manager_get_status(s->manager) : NULL;
-        sd_notifyf(0, "%sSTATUS=%s%u connection%s open, %" PRIu64 " request%s served%s%s",
+        sd_notifyf(0, "%sSTATUS=%s%u connection%s open, %" PRIu64 " request%s served%s%s%s",
                    extra ? extra : "", s->stopping ? "Stopping: " : "Serving: ", conns,
-                   conns == 1 ? "" : "s", reqs, reqs == 1 ? "" : "s", cert ? "; " : "",
+                   conns == 1 ? "" : "s", reqs, reqs == 1 ? "" : "s", per, cert ? "; " : "",
                    cert ? cert : "");
 }
 
@@ -720,8 +1283,11 @@ static int on_status_timer(sd_event_source *source, uint64_t usec, void *userdat
         serve *s = userdata;
         (void)usec;
         const char *cert = s->manager ? paf_acme_manager_get_status(s->manager) : NULL;
-        if (paf_http_server_get_n_connections(s->server) != s->status_conns ||
-            paf_http_server_get_n_requests(s->server) != s->status_reqs ||
+        unsigned conns;
+        uint64_t reqs;
+        char per[1024];
+        serve_counts(s, &conns, &reqs, per, sizeof(per));
+        if (conns != s->status_conns || reqs != s->status_reqs ||
             (cert && strcmp(cert, s->status_cert) != 0))
                 notify_status(s, NULL);
         int r = sd_event_source_set_time_relative(source, STATUS_INTERVAL_USEC);
@@ -758,49 +1324,38 @@ static int notify_setup(serve *s) {
 /* ---- --acme ---- */
 
 /* A certificate from the manager (the stored one at start, then each
- * renewal): the ACME TLS listeners load it, live. */
+ * renewal): every worker's ACME TLS listeners load it, live. */
 static void on_acme_cert(paf_acme_manager *m, const paf_acme_cert *cert, void *userdata) {
         serve *s = userdata;
         (void)m;
-        int r = paf_ctx_set_string(s->acme_ctx, "tls.cert-file", cert->fullchain_path);
-        if (r >= 0)
-                r = paf_ctx_set_string(s->acme_ctx, "tls.key-file", cert->key_path);
-        if (r < 0) {
-                tool_error("ACME: %s", strerror(-r));
+        char *a = strdup(cert->fullchain_path), *b = strdup(cert->key_path);
+        if (!a || !b) {
+                free(a);
+                free(b);
+                tool_error("ACME: %s", strerror(ENOMEM));
                 return;
         }
+        free(s->acme_cert);
+        free(s->acme_key);
+        s->acme_cert = a;
+        s->acme_key = b;
         s->acme_has_cert = true;
         char until[64];
         tool_acme_format_time(cert->not_after, until, sizeof(until));
         tool_error("ACME: certificate for %s, serial %s, valid until %s%s", cert->name,
                    cert->serial, until, cert->reused ? " (stored)" : " (new)");
-        if (s->stopping)
-                return;
-        for (size_t i = 0; i < s->n_tls; i++) {
-                tls_listener *t = &s->tls[i];
-                if (t->ctx != s->acme_ctx)
-                        continue;
-                paf_error error = PAF_ERROR_NULL;
-                r = paf_listener_reload(t->listener, t->ctx, &error);
-                if (r < 0)
-                        tool_error("%s: the new certificate could not be loaded, keeping the old "
-                                   "one: %s",
-                                   t->label, error.message[0] ? error.message : strerror(-r));
-        }
-        notify_status(s, NULL);
+        /* notify_status() follows once every worker has it. */
+        reload_start(s, false);
 }
 
-/* The tables, the client and its manager, and the context of the TLS
- * listeners: the stored certificate if there is a good one, and the
- * tls-alpn-01 table, which also serves a listener with no certificate yet. */
-static int acme_setup(serve *s, const paf_acme_options *options, paf_ctx **ret_tls_ctx) {
+/* The tables, the client and its manager (on the control loop: one for
+ * every worker), and the stored certificate if there is a good one. */
+static int acme_setup(serve *s, const paf_acme_options *options) {
         paf_acme_options o = *options;
         paf_error error = PAF_ERROR_NULL;
         int r = paf_acme_http01_new(&s->http01);
         if (r >= 0)
                 r = paf_acme_tlsalpn_new(&s->tlsalpn);
-        if (r >= 0)
-                r = paf_acme_http01_chain_new(s->http01, on_request, on_error, s, &s->chain);
         if (r < 0) {
                 tool_error("ACME: %s", strerror(-r));
                 return r;
@@ -815,34 +1370,182 @@ static int acme_setup(serve *s, const paf_acme_options *options, paf_ctx **ret_t
                 tool_error("ACME: %s", error.message[0] ? error.message : strerror(-r));
                 return r;
         }
-        r = paf_ctx_new(&s->acme_ctx);
-        if (r >= 0)
-                r = tls_ctx_serve(s->reg, s->acme_ctx);
-        if (r >= 0)
-                /* tls.so takes its own reference. */
-                r = paf_ctx_set_pointer(s->acme_ctx, "tls.acme-tlsalpn", s->tlsalpn, NULL);
-        if (r < 0) {
-                tool_error("ACME: %s", strerror(-r));
-                return r;
-        }
         paf_acme_cert *stored = NULL;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         uint64_t now = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+        r = 0;
         if (paf_acme_cert_load(o.state_dir, s->acme_opts.names[0], &stored, NULL) >= 0 &&
             !stored->revoked && now < stored->not_after) {
-                r = paf_ctx_set_string(s->acme_ctx, "tls.cert-file", stored->fullchain_path);
-                if (r >= 0)
-                        r = paf_ctx_set_string(s->acme_ctx, "tls.key-file", stored->key_path);
+                s->acme_cert = strdup(stored->fullchain_path);
+                s->acme_key = strdup(stored->key_path);
+                if (!s->acme_cert || !s->acme_key)
+                        r = -ENOMEM;
                 s->acme_has_cert = r >= 0;
         }
         paf_acme_cert_free(stored);
-        *ret_tls_ctx = paf_ctx_ref(s->acme_ctx);
+        if (r < 0)
+                tool_error("ACME: %s", strerror(-r));
         return r;
 }
 
+/* ---- workers ---- */
+
+/* The CPUs this process may run on (taskset, CPUAffinity=). */
+static unsigned n_cpus(void) {
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+                return (unsigned)CPU_COUNT(&set);
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n > 0 ? (unsigned)n : 1;
+}
+
+/* What lives on the worker's loop: freed from its thread once that ran. */
+static void worker_release(worker *w) {
+        w->server = paf_http_server_free(w->server);
+        /* After the server: it is the server's handler. */
+        w->chain = paf_acme_http01_chain_free(w->chain);
+        for (size_t i = 0; i < w->n_tls; i++) {
+                w->tls[i].listener = NULL; /* the server's, gone with it */
+                w->tls[i].ctx = paf_ctx_unref(w->tls[i].ctx);
+        }
+        w->wake = sd_event_source_disable_unref(w->wake);
+        w->publish = sd_event_source_disable_unref(w->publish);
+}
+
+/* Once its thread is over, if it had one. */
+static void worker_free(worker *w) {
+        worker_release(w);
+        for (size_t i = 0; i < w->n_tls; i++)
+                paf_ctx_unref(w->tls[i].next);
+        free(w->tls);
+        worker_loop_free(w->loop);
+        sd_event_unref(w->event);
+        if (w->wake_fd >= 0)
+                (void)close(w->wake_fd);
+        pthread_mutex_destroy(&w->lock);
+}
+
+static void *worker_thread(void *userdata) {
+        worker *w = userdata;
+        int r = worker_loop_run(w->loop);
+        if (r < 0)
+                tool_error("worker %u: event loop: %s", w->id, strerror(-r));
+        w->exit_code = r;
+        worker_publish(w);
+        worker_release(w);
+        worker_finished(w);
+        return NULL;
+}
+
+/* n workers, each with its server and its share of limits (not listening
+ * yet). With one, it is the control loop's. */
+static int workers_new(serve *s, unsigned n, const paf_http_limits *limits) {
+        s->workers = calloc(n, sizeof(*s->workers));
+        if (n > 1)
+                s->loops = calloc(n, sizeof(*s->loops));
+        if (!s->workers || (n > 1 && !s->loops))
+                return -ENOMEM;
+        bool notify = getenv("NOTIFY_SOCKET");
+        for (unsigned i = 0; i < n; i++) {
+                worker *w = &s->workers[i];
+                *w = (worker){.s = s, .id = i + 1, .wake_fd = -1};
+                pthread_mutex_init(&w->lock, NULL);
+                s->n_workers++;
+                w->acme_has_cert = s->acme_has_cert;
+                int r = 0;
+                if (n == 1)
+                        w->event = sd_event_ref(s->event);
+                else
+                        r = sd_event_new(&w->event);
+                if (r >= 0 && n > 1)
+                        r = worker_loop_new(w->event, &w->loop);
+                if (r >= 0 && n > 1) {
+                        s->loops[i] = w->loop;
+                        w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+                        r = w->wake_fd < 0 ? -errno
+                                           : sd_event_add_io(w->event, &w->wake, w->wake_fd,
+                                                             EPOLLIN, on_worker_wake, w);
+                }
+                if (r >= 0 && n > 1 && notify)
+                        r = sd_event_add_time_relative(w->event, &w->publish, CLOCK_MONOTONIC,
+                                                       STATUS_INTERVAL_USEC, 0, on_publish_timer,
+                                                       w);
+                if (r >= 0 && s->acme)
+                        r = paf_acme_http01_chain_new(s->http01, on_request, on_error, w,
+                                                      &w->chain);
+                if (r >= 0 && s->acme)
+                        /* Challenges first, on every listener; then the files. */
+                        r = paf_http_server_new(w->event, paf_acme_http01_chain_handler,
+                                                paf_acme_http01_chain_error_handler, w->chain,
+                                                &w->server);
+                else if (r >= 0)
+                        r = paf_http_server_new(w->event, on_request, on_error, w, &w->server);
+                if (r >= 0) {
+                        /* max-connections is the whole server's: each worker
+                         * takes its share, and one at its share leaves new
+                         * connections to the others. */
+                        paf_http_limits l = *limits;
+                        if (l.max_connections > 0)
+                                l.max_connections = limits->max_connections / n +
+                                                    (i < limits->max_connections % n);
+                        r = paf_http_server_set_limits(w->server, &l);
+                }
+                if (r < 0)
+                        return r;
+        }
+        for (unsigned i = 0; i < n && n > 1; i++)
+                worker_loop_set_siblings(s->workers[i].loop, s->loops, n);
+        return 0;
+}
+
+static int workers_start(serve *s) {
+        if (s->n_workers == 1)
+                return 0; /* the control loop serves */
+        sigset_t all, old;
+        sigfillset(&all);
+        /* Signals are the control loop's: the workers take none. */
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int r = 0;
+        for (size_t i = 0; i < s->n_workers && r >= 0; i++) {
+                worker *w = &s->workers[i];
+                r = -pthread_create(&w->thread, NULL, worker_thread, w);
+                w->running = r >= 0;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r < 0)
+                tool_error("cannot start a worker thread: %s", strerror(-r));
+        return r;
+}
+
+static void workers_join(serve *s) {
+        for (size_t i = 0; i < s->n_workers; i++)
+                if (s->workers[i].running)
+                        worker_post(&s->workers[i], CMD_EXIT);
+        for (size_t i = 0; i < s->n_workers; i++) {
+                worker *w = &s->workers[i];
+                if (!w->running)
+                        continue;
+                pthread_join(w->thread, NULL);
+                w->running = false;
+                if (w->exit_code < 0)
+                        s->failed = true;
+        }
+}
+
+/* --workers, [http] workers: 0 is one per CPU. */
+static int parse_workers(const char *arg, unsigned *ret) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(arg, &end, 10);
+        if (errno != 0 || end == arg || *end || arg[0] == '-' || v > MAX_WORKERS)
+                return -EINVAL;
+        *ret = (unsigned)v;
+        return 0;
+}
+
 int cmd_serve(int argc, char **argv) {
-        enum { OPT_LISTEN_TLS = 256, OPT_CERT, OPT_KEY, OPT_CLIENT_CA, OPT_DOTFILES };
+        enum { OPT_LISTEN_TLS = 256, OPT_CERT, OPT_KEY, OPT_CLIENT_CA, OPT_DOTFILES, OPT_WORKERS };
         /* --acme's, shared with paf cert (acme-tool.h). */
         static const struct option options[] = {
                 {"listen", required_argument, NULL, 'l'},
@@ -864,6 +1567,7 @@ int cmd_serve(int argc, char **argv) {
                 {"eab-kid", required_argument, NULL, TOOL_ACME_EAB_KID},
                 {"eab-hmac-key", required_argument, NULL, TOOL_ACME_EAB_HMAC_KEY},
                 {"config", required_argument, NULL, 'c'},
+                {"workers", required_argument, NULL, OPT_WORKERS},
                 {"quiet", no_argument, NULL, 'q'},
                 {"help", no_argument, NULL, 'h'},
                 {},
@@ -873,7 +1577,9 @@ int cmd_serve(int argc, char **argv) {
         size_t n_listen = 0, n_listen_tls = 0, n_certs = 0, n_keys = 0;
         const char *root_path = ".", *config = NULL, *client_ca = NULL;
         bool quiet = false, dotfiles = false;
-        serve s = {.quiet = quiet};
+        unsigned n_workers = 0;
+        bool workers_given = false;
+        serve s = {.quiet = quiet, .wake_fd = -1};
         int c, ret;
         while ((c = getopt_long(argc, argv, ":l:r:c:qh", options, NULL)) >= 0) {
                 switch (c) {
@@ -908,6 +1614,15 @@ int cmd_serve(int argc, char **argv) {
                 case 'c':
                         config = optarg;
                         break;
+                case OPT_WORKERS:
+                        if (parse_workers(optarg, &n_workers) < 0) {
+                                tool_acme_done(&s.acme_opts);
+                                return tool_usage_error("--workers \"%s\": not a number from 0 "
+                                                        "to %d",
+                                                        optarg, MAX_WORKERS);
+                        }
+                        workers_given = true;
+                        break;
                 case 'q':
                         quiet = true;
                         break;
@@ -938,17 +1653,15 @@ int cmd_serve(int argc, char **argv) {
         if (n_listen_tls == 0 && (n_certs > 0 || client_ca))
                 return tool_usage_error("--cert, --key and --client-ca need --listen-tls");
 
-        tls_config tls = {};
-        paf_ctx *tls_ctx = NULL;
         paf_activated *activated = NULL;
         int status = 1;
 
-        int r = static_root_new(root_path, &s.root);
+        int r = paf_http_static_new(root_path, &s.root);
         if (r < 0) {
                 tool_error("--root \"%s\": %s", root_path, strerror(-r));
                 return 1;
         }
-        static_root_set_dotfiles(s.root, dotfiles);
+        (void)paf_http_static_set_dotfiles(s.root, dotfiles);
         if (load_registry(config, &s.reg) < 0)
                 goto out;
         /* The core knows no transport: there would be nothing to listen on. */
@@ -988,17 +1701,39 @@ int cmd_serve(int argc, char **argv) {
 
         paf_http_limits limits;
         r = paf_http_limits_load(&limits, s.reg);
+        if (r >= 0)
+                r = paf_http_static_load_config(s.root, s.reg);
         if (r < 0) {
                 tool_error("%s: [http]: %s", config ? config : "default configuration",
                            strerror(-r));
                 goto out;
         }
+        if (!workers_given) {
+                paf_value v;
+                r = paf_registry_get_option(s.reg, "http", "workers", &v);
+                if (r < 0 || v.type != PAF_TYPE_INT || v.integer < 0 || v.integer > MAX_WORKERS) {
+                        tool_error("%s: [http] workers: %s",
+                                   config ? config : "default configuration",
+                                   strerror(r < 0 ? -r : ERANGE));
+                        goto out;
+                }
+                n_workers = (unsigned)v.integer;
+        }
+        if (n_workers == 0)
+                n_workers = n_cpus();
+        if (n_workers > MAX_WORKERS)
+                n_workers = MAX_WORKERS;
+        if (limits.max_connections > 0 && n_workers > limits.max_connections) {
+                /* Each takes a share of the connections: none may be 0,
+                 * which is "no limit". */
+                tool_error("[http] max-connections = %u: as many workers, not %u",
+                           limits.max_connections, n_workers);
+                n_workers = limits.max_connections;
+        }
         for (size_t i = 0; i < n_certs; i++)
-                if (tls_config_add_cert(&tls, certs[i], keys[i]) < 0)
+                if (tls_config_add_cert(&s.tls, certs[i], keys[i]) < 0)
                         goto oom;
-        if (client_ca && !(tls.client_ca = strdup(client_ca)))
-                goto oom;
-        if (n_listen_tls > 0 && !s.acme && tls_ctx_new(s.reg, &tls, &tls_ctx) < 0)
+        if (client_ca && !(s.tls.client_ca = strdup(client_ca)))
                 goto oom;
 
         /* Signals arrive through the loop, so stopping and reloading run
@@ -1013,21 +1748,26 @@ int cmd_serve(int argc, char **argv) {
 
         r = sd_event_default(&s.event);
         if (r >= 0)
+                /* Cached files unused for a while are closed also when no
+                 * request comes (one deleted frees its space). */
+                r = paf_http_static_attach_event(s.root, s.event);
+        if (r >= 0)
                 r = sd_event_add_signal(s.event, NULL, SIGTERM, on_signal, &s);
         if (r >= 0)
                 r = sd_event_add_signal(s.event, NULL, SIGINT, on_signal, &s);
         if (r >= 0)
                 r = sd_event_add_signal(s.event, NULL, SIGHUP, on_reload, &s);
-        if (r >= 0 && s.acme)
-                r = acme_setup(&s, &acme_options, &tls_ctx);
-        if (r >= 0 && s.acme)
-                /* Challenges first, on every listener; then the files. */
-                r = paf_http_server_new(s.event, paf_acme_http01_chain_handler,
-                                        paf_acme_http01_chain_error_handler, s.chain, &s.server);
-        else if (r >= 0)
-                r = paf_http_server_new(s.event, on_request, on_error, &s, &s.server);
+        if (r >= 0 && (s.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+                r = -errno;
         if (r >= 0)
-                r = paf_http_server_set_limits(s.server, &limits);
+                r = sd_event_add_io(s.event, &s.wake, s.wake_fd, EPOLLIN, on_control_wake, &s);
+        if (r < 0) {
+                tool_error("cannot set up the server: %s", strerror(-r));
+                goto out;
+        }
+        if (s.acme && acme_setup(&s, &acme_options) < 0)
+                goto out;
+        r = workers_new(&s, n_workers, &limits);
         if (r >= 0)
                 r = notify_setup(&s);
         if (r < 0) {
@@ -1076,7 +1816,8 @@ int cmd_serve(int argc, char **argv) {
                 else
                         snprintf(what, sizeof(what), "--listen%s \"%s\"", secure ? "-tls" : "",
                                  address);
-                if (serve_listen(&s, what, address, secure ? tls_ctx : NULL) < 0)
+                tls_spec spec = {s.acme ? TLS_ACME : TLS_FILES, NULL};
+                if (serve_listen(&s, what, address, secure ? &spec : NULL) < 0)
                         goto out;
         }
         if (listen_config(&s, config, activated) < 0)
@@ -1089,38 +1830,61 @@ int cmd_serve(int argc, char **argv) {
                 tool_error("ACME: cannot start: %s", strerror(-r));
                 goto out;
         }
+        if (workers_start(&s) < 0)
+                goto out;
         /* Every listener is listening: connections wait in its backlog until
-         * the loop runs. */
+         * the loops run. */
         notify_status(&s, "READY=1\n");
         r = sd_event_loop(s.event);
         if (r < 0)
                 tool_error("event loop: %s", strerror(-r));
-        else
+        workers_join(&s);
+        if (r >= 0 && !s.failed)
                 status = 0;
+        if (s.n_workers > 1) {
+                unsigned conns;
+                uint64_t reqs;
+                char per[1024];
+                serve_counts(&s, &conns, &reqs, per, sizeof(per));
+                tool_error("%" PRIu64 " request%s served%s", reqs, reqs == 1 ? "" : "s", per);
+        }
         goto out;
 oom:
         tool_error("%s", strerror(ENOMEM));
 out:
         paf_activated_free(activated);
+        workers_join(&s);
         /* The renewal thread goes first: it publishes into the tables. */
         paf_acme_manager_free(s.manager);
         paf_acme_client_free(s.acme_client);
-        paf_http_server_free(s.server);
-        paf_acme_http01_chain_free(s.chain);
+        /* Every server before any loop: a listener going tells the other
+         * loops. */
+        for (size_t i = 0; i < s.n_workers; i++)
+                worker_release(&s.workers[i]);
+        for (size_t i = 0; i < s.n_workers; i++)
+                worker_free(&s.workers[i]);
+        free(s.workers);
+        free(s.loops);
+        for (size_t i = 0; i < s.n_origins; i++)
+                paf_listener_free(s.origins[i]);
+        free(s.origins);
+        for (size_t i = 0; i < s.n_groups; i++) {
+                free(s.groups[i].section);
+                free(s.groups[i].label);
+        }
+        free(s.groups);
         paf_acme_http01_unref(s.http01);
         paf_acme_tlsalpn_unref(s.tlsalpn);
-        paf_ctx_unref(s.acme_ctx);
+        free(s.acme_cert);
+        free(s.acme_key);
         free(s.https_port);
         tool_acme_done(&s.acme_opts);
+        sd_event_source_disable_unref(s.wake);
+        if (s.wake_fd >= 0)
+                (void)close(s.wake_fd);
         sd_event_unref(s.event);
-        for (size_t i = 0; i < s.n_tls; i++) {
-                paf_ctx_unref(s.tls[i].ctx);
-                free(s.tls[i].label);
-        }
-        free(s.tls);
-        paf_ctx_unref(tls_ctx);
-        tls_config_done(&tls);
+        tls_config_done(&s.tls);
         paf_registry_unref(s.reg);
-        static_root_free(s.root);
+        paf_http_static_unref(s.root);
         return status;
 }

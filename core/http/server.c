@@ -1985,6 +1985,81 @@ PAF_EXPORT int paf_http_response_write(paf_http_request *req, const void *data, 
         return 0;
 }
 
+/* A file body piece: as conn_write(), through the flow's send_file. The
+ * flow orders it after what is queued on it: bytes the engine still holds
+ * back (a head not written yet) must be queued before. */
+static int conn_send_file(conn *c, paf_http_request *req, int fd, uint64_t offset, size_t len,
+                          bool user) {
+        int r = paf_flow_send_file(c->flow, fd, offset, len,
+                                   user ? on_user_write_done : on_engine_write_done, req);
+        if (r < 0)
+                return r;
+        req_ref(req);
+        if (req->n_writes++ == 0)
+                c->write_at = conn_now(c);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_response_send_file(paf_http_request *req, int fd, uint64_t offset,
+                                           uint64_t len, paf_http_write_handler_t handler,
+                                           void *userdata) {
+        if (!req || fd < 0)
+                return -EINVAL;
+        conn *c = req->conn;
+        if (!c)
+                return -ECONNRESET;
+        if (req->resp != RESP_STARTED)
+                return -EINVAL;
+        if (req->user_write_pending)
+                return -EBUSY;
+        if (req->no_body && len > 0)
+                return -EINVAL;
+        if (req->framing == FRAMING_LENGTH && len > req->remaining)
+                return -EINVAL;
+        if (len > SIZE_MAX || offset > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - offset)
+                return -EINVAL;
+        if (!req->send_body || len == 0) {
+                /* HEAD: the head alone, and the completion from the loop. */
+                int r = paf_http_response_write(req, NULL, 0, handler, userdata);
+                if (r >= 0 && req->framing == FRAMING_LENGTH)
+                        req->remaining -= len;
+                return r;
+        }
+
+        /* The head (and a chunk's size line) as a write, then the file: the
+         * flow keeps them in order. */
+        struct iovec iov[2];
+        size_t n = 0;
+        if (req->head_pending)
+                iov[n++] = (struct iovec){req->out, req->out_len};
+        bool chunked = req->framing == FRAMING_CHUNKED;
+        if (chunked) {
+                int k = snprintf(req->chunk_prefix, sizeof(req->chunk_prefix), "%" PRIx64 "\r\n",
+                                 len);
+                iov[n++] = (struct iovec){req->chunk_prefix, (size_t)k};
+        }
+        int r = n > 0 ? conn_write(c, req, iov, n, false) : 0;
+        if (r < 0)
+                return r;
+        req->head_pending = false;
+        /* Past this point the head is queued: a failure leaves the response
+         * short of what it announced, and finishing it closes the
+         * connection. */
+        r = conn_send_file(c, req, fd, offset, (size_t)len, !chunked);
+        if (r >= 0 && chunked) {
+                struct iovec end = {(void *)"\r\n", 2};
+                r = conn_write(c, req, &end, 1, true);
+        }
+        if (r < 0)
+                return r;
+        if (req->framing == FRAMING_LENGTH)
+                req->remaining -= len;
+        req->user_write_pending = true;
+        req->write_handler = handler;
+        req->write_userdata = userdata;
+        return 0;
+}
+
 static void trail_append(paf_http_request *req, const char *s, size_t len) {
         if (req->trail_size - req->trail_len < len) {
                 size_t n = req->trail_size ? req->trail_size : 128;

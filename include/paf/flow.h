@@ -47,6 +47,19 @@ PAF_EXPORT int paf_flow_read_start(paf_flow *flow, paf_flow_read_handler_t handl
 PAF_EXPORT int paf_flow_read_stop(paf_flow *flow);
 PAF_EXPORT int paf_flow_write(paf_flow *flow, const struct iovec *iov, size_t n_iov,
                               paf_flow_write_handler_t handler, void *userdata);
+/*
+ * Send len bytes of the file fd from offset (ABI 1.3), queued with the
+ * writes and completed like one: in order with them, once every byte was
+ * handed to the transport, or with a negative errno (-ENODATA: the file
+ * ended first; the stream is then broken, as after any failed write). fd is
+ * the caller's and must stay open until the completion; its file offset is
+ * not used nor moved. A socket sends it with sendfile(2), without copying it
+ * through user space; a flow that cannot (a TLS layer, a plugin built before
+ * 1.3) gets it from the core as pread(2) and ordinary writes. Progress counts
+ * as for writes (paf_flow_get_write_progress()).
+ */
+PAF_EXPORT int paf_flow_send_file(paf_flow *flow, int fd, uint64_t offset, size_t len,
+                                  paf_flow_write_handler_t handler, void *userdata);
 /* Shut the write side down once every queued write completed. */
 PAF_EXPORT int paf_flow_shutdown(paf_flow *flow, paf_flow_write_handler_t handler, void *userdata);
 PAF_EXPORT void paf_flow_close(paf_flow *flow, paf_flow_close_handler_t handler, void *userdata);
@@ -124,7 +137,13 @@ PAF_EXPORT void *paf_flow_get_userdata(paf_flow *flow);
  *                         call into the flow afterwards. Never called from
  *                         inside the implementation's own paf_flow_deliver()
  *                         (the core defers it to the loop);
- *   query                 optional.
+ *   query                 optional;
+ *   send_file             optional (ABI 1.3): like write, for len bytes of
+ *                         fd from offset (fd stays valid until then);
+ *                         -EOPNOTSUPP, returned before taking any byte and
+ *                         without paf_flow_write_done(), hands this one
+ *                         back to the core, which sends it as pread(2) and
+ *                         writes; NULL (or a struct_size without it) always.
  * Members may be appended in later minor versions; NULL means "default".
  */
 typedef struct paf_flow_ops {
@@ -135,6 +154,8 @@ typedef struct paf_flow_ops {
         int (*shutdown)(paf_flow *flow);
         void (*close)(paf_flow *flow);
         int (*query)(paf_flow *flow, int what, void *ret, size_t size);
+        /* ABI 1.3. */
+        int (*send_file)(paf_flow *flow, int fd, uint64_t offset, size_t len);
 } paf_flow_ops;
 
 PAF_EXPORT int paf_flow_new(sd_event *event, const paf_flow_ops *ops, void *impl,

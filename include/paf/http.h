@@ -143,6 +143,15 @@ PAF_EXPORT int paf_http_response_start(paf_http_request *req, int status,
                                        const paf_http_headers *headers, int64_t content_length);
 PAF_EXPORT int paf_http_response_write(paf_http_request *req, const void *data, size_t len,
                                        paf_http_write_handler_t handler, void *userdata);
+/* A body piece from a file (ABI 1.3): len bytes of fd from offset, sent by
+ * the flow without copying them through user space where it can
+ * (sendfile(2) on sockets; see paf_flow_send_file()). Otherwise as
+ * paf_http_response_write(): the handler runs once the flow took them (write
+ * the next piece then), and until then fd stays open and the range of the
+ * file unchanged. For HEAD nothing is sent. */
+PAF_EXPORT int paf_http_response_send_file(paf_http_request *req, int fd, uint64_t offset,
+                                           uint64_t len, paf_http_write_handler_t handler,
+                                           void *userdata);
 /* End the response (trailers only for chunked; may be NULL). The request is
  * released once its bytes are written. */
 PAF_EXPORT int paf_http_response_finish(paf_http_request *req, const paf_http_headers *trailers);

@@ -31,7 +31,9 @@ extern "C" {
  *      listener URLs (paf_listener_format_url).
  * 1.3: paf/acme.h: the ACME challenge tables (a TLS layer answers
  *      tls-alpn-01 from the tls.acme-tlsalpn key: paf_acme_tlsalpn_lookup…),
- *      the ACME client and its certificate manager. */
+ *      the ACME client and its certificate manager; file bodies
+ *      (paf_flow_send_file, the flow op send_file: sendfile(2) on sockets,
+ *      the core's copy for flows without it). */
 
 /* The symbol every plugin exports (PAF_PLUGIN_DEFINE defines it). */
 #define PAF_PLUGIN_SYMBOL "paf_plugin_entry"

@@ -1519,6 +1519,10 @@ static int tls_flow_query(paf_flow *flow, int what, void *ret, size_t size) {
         }
 }
 
+/* No send_file: the records go through our own transport functions (onto
+ * any flow), so GnuTLS never hands the session to kernel TLS, and
+ * gnutls_record_send_file() would only copy as the core does. File bodies
+ * are the core's pread(2) and our write. */
 static const paf_flow_ops tls_flow_ops = {
         .struct_size = sizeof(paf_flow_ops),
         .read_start = tls_flow_read_start,

@@ -66,6 +66,12 @@ state-dir = $tmp/state
 agree-tos = yes
 email = admin@paf.test
 redirect-http = no
+
+# Two workers, one connection each: two connections held open are one on
+# each worker.
+[http]
+workers = 2
+max-connections = 2
 EOF
 "$PAF_BIN" config check "$tmp/paf.conf" >/dev/null || fail "paf config check refuses the [acme] section"
 python3 "$PAF_TEST_SRCDIR/tests/http/systemd-notify.py" "$tmp/notify.sock" "$tmp/notify.log" &
@@ -121,6 +127,24 @@ body=$(curl -sS --cacert "$tmp/root.pem" --resolve "$name:$TLS_PORT:127.0.0.1" "
         fail "HTTPS with the renewed certificate"
 kill -0 "$serve_pid" || fail "paf serve died"
 ok "the retry renews: serial $first, then $second, served live by the same process"
+
+# The manager runs once, and its certificate reaches every worker.
+[ "$(grep -c "ACME: certificate for $name" "$tmp/serve.err")" = 2 ] ||
+        fail "not one certificate message per issuance: $(grep "ACME: certificate" "$tmp/serve.err")"
+rm -f "$tmp/quit"
+python3 "$PAF_TEST_SRCDIR/tests/http/workers.py" hold "127.0.0.1:$TLS_PORT" 2 "$tmp/quit" \
+        --ca "$tmp/root.pem" --name "$name" --serial "$second" >"$tmp/hold.out" 2>&1 &
+holder=$!
+i=0
+until grep -q '^held 2$' "$tmp/hold.out"; do
+        kill -0 "$holder" 2>/dev/null || fail "$(cat "$tmp/hold.out")"
+        i=$((i + 1))
+        [ $i -lt 100 ] || fail "workers.py hold: no 2 connections in 10 s"
+        sleep 0.1
+done
+: >"$tmp/quit"
+wait "$holder" || fail "$(cat "$tmp/hold.out")"
+ok "one certificate message per issuance; a connection to each of the 2 workers gets serial $second"
 
 kill "$serve_pid"
 wait "$serve_pid" || fail "paf serve did not exit 0 on SIGTERM"

@@ -203,7 +203,8 @@ term "after max-connections"
 
 # ---- 7. [tls] max-handshakes ----
 printf '[tls]\nmax-handshakes = 4\nhandshake-timeout = 30\n' >"$tmp/hs.conf"
-serve --config "$tmp/hs.conf" --listen-tls 127.0.0.1:0 --cert "$certs/srv.pem" --key "$certs/srv.key"
+# One worker: each has TLS listeners of its own, so the limit is per worker.
+serve --workers 1 --config "$tmp/hs.conf" --listen-tls 127.0.0.1:0 --cert "$certs/srv.pem" --key "$certs/srv.key"
 base=$(sockets_of "$pid")
 hold hold 40
 sleep 0.5

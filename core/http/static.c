@@ -1,71 +1,413 @@
-/* tools/static.c — static files for `paf serve`: safe paths, validators, ranges, streaming. */
+/* core/http/static.c — static files as an HTTP handler: safe paths, validators, ranges, listings,
+ * an open-file cache. */
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/openat2.h>
-#include <stdbool.h>
+#include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "static.h"
+#include "core/paf-internal.h"
+#include <paf/static.h>
 
-/* One pread and one write per piece: large enough to keep syscalls cheap on
- * big files, small enough that a read never stalls the event loop. */
-#define PIECE_SIZE (128u * 1024u)
+/* A body at most this long is read (pread) and written with its head, in
+ * one piece: sendfile would cost as many system calls for it, and a head
+ * of its own on the wire. Longer ones go through the flow's send_file. */
+#define COPY_MAX (64u * 1024u)
+/* A file body is handed to the flow this much at a time: the access log
+ * of a transfer cut short counts pieces, and each completion lets the
+ * loop run. */
+#define SEND_PIECE (1024u * 1024u)
 /* A directory with more entries than this is listed truncated. */
 #define LISTING_MAX 100000
+/* Cache entries unused this long go (nginx's open_file_cache inactive). */
+#define INACTIVE_USEC (20 * UINT64_C(1000000))
+/* Entries looked at for inactivity per request: the sweep stays O(1). */
+#define SWEEP_PER_LOOKUP 4
+#define DEFAULT_ENTRIES 1000
+#define DEFAULT_VALID_USEC UINT64_C(1000000)
 
-struct static_root {
+typedef struct file_entry file_entry;
+struct file_entry {
+        unsigned n_ref; /* under the lock: the table's, and one per user */
+        bool cached;    /* in the table */
+        int fd;
+        struct stat st;
+        uint64_t checked_usec; /* when the path was last opened and compared */
+        uint64_t used_usec;
+        uint64_t hash;
+        file_entry *hnext;       /* the bucket's chain */
+        file_entry *prev, *next; /* recency: head is the most recent */
+        char rel[];              /* the path under the root */
+};
+
+struct paf_http_static {
+        unsigned n_ref; /* atomic */
         int fd;
         /* For the fallback check when the kernel has no openat2. */
         char *real;
-        bool dotfiles; /* serve names starting with '.' (off by default) */
+        bool dotfiles;
+
+        pthread_mutex_t lock; /* the cache */
+        unsigned max_entries;
+        uint64_t valid_usec;
+        file_entry **buckets;
+        size_t n_buckets; /* a power of two */
+        file_entry *head, *tail;
+        unsigned n_entries;
+        sd_event_source *sweep;
 };
 
-/* Set once openat2 answered ENOSYS (kernels before 5.6, some seccomp filters). */
+/* Set once openat2 answered ENOSYS (kernels before 5.6, some seccomp
+ * filters); read and set atomically, by any thread serving. */
 static bool no_openat2;
 
-int static_root_new(const char *path, static_root **ret) {
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* ---- the open-file cache ---- */
+
+static uint64_t path_hash(const char *s, size_t len) {
+        uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a */
+        for (size_t i = 0; i < len; i++) {
+                h ^= (unsigned char)s[i];
+                h *= UINT64_C(1099511628211);
+        }
+        return h;
+}
+
+/* Drops a reference; the caller holds the lock. */
+static void entry_unref_locked(file_entry *e) {
+        assert(e->n_ref > 0);
+        if (--e->n_ref > 0)
+                return;
+        assert(!e->cached);
+        if (e->fd >= 0)
+                close(e->fd);
+        free(e);
+}
+
+static void entry_release(paf_http_static *s, file_entry *e) {
+        if (!e)
+                return;
+        pthread_mutex_lock(&s->lock);
+        entry_unref_locked(e);
+        pthread_mutex_unlock(&s->lock);
+}
+
+static void lru_unlink(paf_http_static *s, file_entry *e) {
+        if (e->prev)
+                e->prev->next = e->next;
+        else
+                s->head = e->next;
+        if (e->next)
+                e->next->prev = e->prev;
+        else
+                s->tail = e->prev;
+        e->prev = e->next = NULL;
+}
+
+static void lru_push(paf_http_static *s, file_entry *e) {
+        e->prev = NULL;
+        e->next = s->head;
+        if (s->head)
+                s->head->prev = e;
+        else
+                s->tail = e;
+        s->head = e;
+}
+
+static file_entry *table_find(paf_http_static *s, const char *rel, size_t len, uint64_t hash) {
+        if (!s->buckets)
+                return NULL;
+        for (file_entry *e = s->buckets[hash & (s->n_buckets - 1)]; e; e = e->hnext)
+                if (e->hash == hash && strncmp(e->rel, rel, len) == 0 && e->rel[len] == '\0')
+                        return e;
+        return NULL;
+}
+
+/* Out of the table; its descriptor closes once the last response using it
+ * is done. */
+static void table_remove(paf_http_static *s, file_entry *e) {
+        assert(e->cached);
+        file_entry **p = &s->buckets[e->hash & (s->n_buckets - 1)];
+        while (*p != e)
+                p = &(*p)->hnext;
+        *p = e->hnext;
+        e->hnext = NULL;
+        lru_unlink(s, e);
+        e->cached = false;
+        s->n_entries--;
+        entry_unref_locked(e);
+}
+
+static void table_insert(paf_http_static *s, file_entry *e) {
+        size_t b = e->hash & (s->n_buckets - 1);
+        e->hnext = s->buckets[b];
+        s->buckets[b] = e;
+        lru_push(s, e);
+        e->cached = true;
+        e->n_ref++;
+        s->n_entries++;
+        while (s->n_entries > s->max_entries)
+                table_remove(s, s->tail);
+}
+
+/* Entries unused for INACTIVE_USEC, from the least recently used; at most
+ * max of them (0: all). */
+static void table_sweep(paf_http_static *s, uint64_t now, unsigned max) {
+        for (unsigned i = 0; s->tail && (max == 0 || i < max); i++) {
+                if (now - s->tail->used_usec < INACTIVE_USEC)
+                        break;
+                table_remove(s, s->tail);
+        }
+}
+
+static void table_flush(paf_http_static *s) {
+        while (s->tail)
+                table_remove(s, s->tail);
+}
+
+/* The same file, unchanged: what the ETag and the body depend on. ctime
+ * also moves on a change that sets mtime back. */
+static bool same_file(const struct stat *a, const struct stat *b) {
+        return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_mode == b->st_mode &&
+               a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+               a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+               a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static int open_beneath(paf_http_static *s, const char *rel);
+
+/* The file at rel, opened and stat'ed: from the cache while it is valid,
+ * else opened again (and the cache told). Release with entry_release(). */
+static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
+        size_t len = strlen(rel);
+        uint64_t hash = path_hash(rel, len);
+        uint64_t now = now_usec();
+
+        pthread_mutex_lock(&s->lock);
+        if (s->n_entries > 0) {
+                table_sweep(s, now, SWEEP_PER_LOOKUP);
+                file_entry *e = table_find(s, rel, len, hash);
+                if (e && now - e->checked_usec < s->valid_usec) {
+                        e->used_usec = now;
+                        lru_unlink(s, e);
+                        lru_push(s, e);
+                        e->n_ref++;
+                        pthread_mutex_unlock(&s->lock);
+                        *ret = e;
+                        return 0;
+                }
+        }
+        pthread_mutex_unlock(&s->lock);
+
+        int fd = open_beneath(s, rel);
+        if (fd == -EMFILE || fd == -ENFILE) {
+                /* Our own descriptors may be what is missing: give back
+                 * the older half and try once more. */
+                pthread_mutex_lock(&s->lock);
+                unsigned n = s->n_entries / 2 + 1;
+                for (unsigned i = 0; i < n && s->tail; i++)
+                        table_remove(s, s->tail);
+                pthread_mutex_unlock(&s->lock);
+                fd = open_beneath(s, rel);
+        }
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) < 0) {
+                int r = -errno;
+                close(fd);
+                fd = r;
+        }
+
+        pthread_mutex_lock(&s->lock);
+        file_entry *e = table_find(s, rel, len, hash);
+        if (fd < 0) {
+                /* Gone, or no longer ours to read: so is its entry. */
+                if (e)
+                        table_remove(s, e);
+                pthread_mutex_unlock(&s->lock);
+                return fd;
+        }
+        if (e && same_file(&e->st, &st)) {
+                e->checked_usec = e->used_usec = now;
+                lru_unlink(s, e);
+                lru_push(s, e);
+                e->n_ref++;
+                pthread_mutex_unlock(&s->lock);
+                close(fd);
+                *ret = e;
+                return 0;
+        }
+        if (e)
+                table_remove(s, e); /* changed: responses using it finish with it */
+        e = malloc(sizeof(*e) + len + 1);
+        if (!e) {
+                pthread_mutex_unlock(&s->lock);
+                close(fd);
+                return -ENOMEM;
+        }
+        *e = (file_entry){
+                .n_ref = 1,
+                .fd = fd,
+                .st = st,
+                .checked_usec = now,
+                .used_usec = now,
+                .hash = hash,
+        };
+        memcpy(e->rel, rel, len + 1);
+        /* FIFOs and devices are refused, never kept. */
+        if (s->max_entries > 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))
+                table_insert(s, e);
+        pthread_mutex_unlock(&s->lock);
+        *ret = e;
+        return 0;
+}
+
+static int on_sweep(sd_event_source *source, uint64_t usec, void *userdata) {
+        paf_http_static *s = userdata;
+        pthread_mutex_lock(&s->lock);
+        table_sweep(s, now_usec(), 0);
+        pthread_mutex_unlock(&s->lock);
+        (void)sd_event_source_set_time(source, usec + INACTIVE_USEC / 2);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_static_attach_event(paf_http_static *s, sd_event *event) {
+        if (!s)
+                return -EINVAL;
+        s->sweep = sd_event_source_disable_unref(s->sweep);
+        if (!event)
+                return 0;
+        uint64_t now;
+        int r = sd_event_now(event, CLOCK_MONOTONIC, &now);
+        if (r >= 0)
+                r = sd_event_add_time(event, &s->sweep, CLOCK_MONOTONIC, now + INACTIVE_USEC / 2,
+                                      INACTIVE_USEC / 10, on_sweep, s);
+        if (r < 0)
+                return r;
+        (void)sd_event_source_set_enabled(s->sweep, SD_EVENT_ON);
+        (void)sd_event_source_set_description(s->sweep, "paf-static-cache");
+        return 0;
+}
+
+PAF_EXPORT int paf_http_static_set_cache(paf_http_static *s, unsigned max_entries,
+                                         uint64_t valid_usec) {
+        if (!s || max_entries > (1u << 24))
+                return -EINVAL;
+        size_t n = 0;
+        file_entry **buckets = NULL;
+        if (max_entries > 0) {
+                n = 16;
+                while (n < max_entries)
+                        n *= 2;
+                buckets = calloc(n, sizeof(*buckets));
+                if (!buckets)
+                        return -ENOMEM;
+        }
+        pthread_mutex_lock(&s->lock);
+        table_flush(s);
+        free(s->buckets);
+        s->buckets = buckets;
+        s->n_buckets = n;
+        s->max_entries = max_entries;
+        s->valid_usec = valid_usec;
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_static_load_config(paf_http_static *s, paf_registry *reg) {
+        if (!s)
+                return -EINVAL;
+        /* The defaults live in conf.c's table: a registry without a file
+         * still answers with them. */
+        paf_registry *own = NULL;
+        if (!reg) {
+                int r = paf_registry_new(&own);
+                if (r < 0)
+                        return r;
+                reg = own;
+        }
+        paf_value entries, valid;
+        int r = paf_registry_get_option(reg, "http", "open-file-cache", &entries);
+        if (r >= 0)
+                r = paf_registry_get_option(reg, "http", "open-file-cache-valid", &valid);
+        paf_registry_unref(own);
+        if (r < 0)
+                return r;
+        /* conf.c's ranges keep both within what the cache counts in. */
+        if (entries.type != PAF_TYPE_INT || valid.type != PAF_TYPE_INT || entries.integer < 0 ||
+            entries.integer > (1 << 24) || valid.integer < 0 || valid.integer > 86400)
+                return -ERANGE;
+        return paf_http_static_set_cache(s, (unsigned)entries.integer,
+                                         (uint64_t)valid.integer * 1000000);
+}
+
+/* ---- the object ---- */
+
+PAF_EXPORT int paf_http_static_new(const char *path, paf_http_static **ret) {
         if (!path || !ret)
                 return -EINVAL;
         int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
-        static_root *root = calloc(1, sizeof(*root));
+        paf_http_static *s = calloc(1, sizeof(*s));
         char *real = realpath(path, NULL);
-        if (!root || !real) {
-                int r = root ? -errno : -ENOMEM;
-                free(root);
+        if (!s || !real) {
+                int r = s ? -errno : -ENOMEM;
+                free(s);
                 free(real);
                 close(fd);
                 return r;
         }
-        root->fd = fd;
-        root->real = real;
-        *ret = root;
+        s->n_ref = 1;
+        s->fd = fd;
+        s->real = real;
+        pthread_mutex_init(&s->lock, NULL);
+        int r = paf_http_static_set_cache(s, DEFAULT_ENTRIES, DEFAULT_VALID_USEC);
+        if (r < 0) {
+                paf_http_static_unref(s);
+                return r;
+        }
+        *ret = s;
         return 0;
 }
 
-void static_root_set_dotfiles(static_root *root, bool allow) {
-        if (root)
-                root->dotfiles = allow;
+PAF_EXPORT paf_http_static *paf_http_static_ref(paf_http_static *s) {
+        if (s)
+                __atomic_add_fetch(&s->n_ref, 1, __ATOMIC_RELAXED);
+        return s;
 }
 
-static_root *static_root_free(static_root *root) {
-        if (!root)
+PAF_EXPORT paf_http_static *paf_http_static_unref(paf_http_static *s) {
+        if (!s || __atomic_sub_fetch(&s->n_ref, 1, __ATOMIC_ACQ_REL) > 0)
                 return NULL;
-        close(root->fd);
-        free(root->real);
-        free(root);
+        sd_event_source_disable_unref(s->sweep);
+        pthread_mutex_lock(&s->lock);
+        table_flush(s);
+        pthread_mutex_unlock(&s->lock);
+        pthread_mutex_destroy(&s->lock);
+        free(s->buckets);
+        close(s->fd);
+        free(s->real);
+        free(s);
         return NULL;
+}
+
+PAF_EXPORT int paf_http_static_set_dotfiles(paf_http_static *s, bool allow) {
+        if (!s)
+                return -EINVAL;
+        s->dotfiles = allow;
+        return 0;
 }
 
 /* ---- mapping a target to a path under the root ---- */
@@ -80,7 +422,11 @@ static int unhex(char c) {
         return -1;
 }
 
-int static_map_target(const char *target, char **ret_rel, bool *ret_slash) {
+/* The target's path as a path relative to the root ("." for the root),
+ * percent-decoded with dot segments resolved; *ret_slash tells whether it
+ * named a directory ("/a/"). Returns 0, or the status to answer (400, 403,
+ * 404, 500). */
+static int map_target(const char *target, char **ret_rel, bool *ret_slash) {
         if (!target || !ret_rel || !ret_slash)
                 return 400;
         const char *p = target;
@@ -176,7 +522,9 @@ static bool name_is_hidden(const char *name, size_t len, unsigned depth) {
                  strncmp(name, ".well-known", len) == 0);
 }
 
-bool static_path_is_hidden(const char *rel) {
+/* Whether a path from map_target() has a segment starting with '.' (but for
+ * a leading ".well-known"): what answers 404 without dotfiles. */
+static bool path_is_hidden(const char *rel) {
         if (!rel || strcmp(rel, ".") == 0)
                 return false;
         unsigned depth = 0;
@@ -194,11 +542,11 @@ bool static_path_is_hidden(const char *rel) {
 /* Opens rel beneath the root: neither "..", an absolute symlink nor a
  * /proc magic link may lead outside it. Returns an fd or -errno; -EXDEV
  * when the path tried to escape. */
-static int open_beneath(static_root *root, const char *rel) {
+static int open_beneath(paf_http_static *root, const char *rel) {
         /* O_NONBLOCK: opening a FIFO someone left under the root must not
          * block the loop; it is refused after fstat anyway. */
         int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-        if (!no_openat2) {
+        if (!__atomic_load_n(&no_openat2, __ATOMIC_RELAXED)) {
                 struct open_how how = {
                         .flags = (uint64_t)flags,
                         .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
@@ -208,7 +556,7 @@ static int open_beneath(static_root *root, const char *rel) {
                         return (int)fd;
                 if (errno != ENOSYS)
                         return -errno;
-                no_openat2 = true;
+                __atomic_store_n(&no_openat2, true, __ATOMIC_RELAXED);
         }
 
         /* Without openat2: open, then check where the fd really points. ".."
@@ -297,16 +645,18 @@ static const char *mime_type(const char *name) {
 /* ---- one response ---- */
 
 typedef struct response {
+        paf_http_static *s;
         paf_http_request *req;
-        static_done_handler_t done;
+        paf_http_static_done_handler_t done;
         void *userdata;
         int status;
-        /* The body: from fd at offset, or from mem. */
-        int fd;
+        /* The body: from the file of entry at offset, or from mem. */
+        file_entry *entry;
         uint64_t offset, remaining;
         const char *mem;
         char *owned; /* freed with the response */
-        char *buf;
+        char *buf;   /* a copied piece of the file */
+        size_t buf_size;
         size_t piece; /* bytes of the write in flight */
         uint64_t sent;
         bool writing, pumping, aborted, finished;
@@ -314,8 +664,9 @@ typedef struct response {
 } response;
 
 static void response_free(response *r) {
-        if (r->fd >= 0)
-                close(r->fd);
+        if (r->entry)
+                entry_release(r->s, r->entry);
+        paf_http_static_unref(r->s);
         free(r->owned);
         free(r->buf);
         free(r);
@@ -362,6 +713,29 @@ static void on_written(paf_http_request *req, int error, void *userdata) {
         response_pump(r);
 }
 
+/* The next piece of the file, copied: short bodies and the tail of long
+ * ones. */
+static int response_read(response *r, const void **ret) {
+        size_t want = (size_t)r->remaining;
+        if (r->buf_size < want) {
+                char *b = realloc(r->buf, want);
+                if (!b)
+                        return -ENOMEM;
+                r->buf = b;
+                r->buf_size = want;
+        }
+        ssize_t k;
+        do
+                k = pread(r->entry->fd, r->buf, want, (off_t)r->offset);
+        while (k < 0 && errno == EINTR);
+        /* Short: the file shrank under us. The length was promised, so the
+         * connection cannot carry on. */
+        if (k < 0 || (size_t)k < want)
+                return -EIO;
+        *ret = r->buf;
+        return 0;
+}
+
 /* Writes the next piece once the previous one completed: the flow's
  * backpressure is what keeps memory flat for files of any size. */
 static void response_pump(response *r) {
@@ -372,27 +746,23 @@ static void response_pump(response *r) {
                         response_end(r);
                         return;
                 }
-                const void *data;
-                if (r->mem) {
-                        data = r->mem;
-                        r->piece = (size_t)r->remaining;
-                } else {
-                        size_t want = r->remaining < PIECE_SIZE ? (size_t)r->remaining : PIECE_SIZE;
-                        ssize_t k;
-                        do
-                                k = pread(r->fd, r->buf, want, (off_t)r->offset);
-                        while (k < 0 && errno == EINTR);
-                        if (k <= 0) {
-                                /* The file shrank or failed under us: the length was
-                                 * promised, so the connection cannot carry on. */
-                                r->aborted = true;
-                                continue;
-                        }
-                        data = r->buf;
-                        r->piece = (size_t)k;
-                }
+                int k;
                 r->writing = true;
-                if (paf_http_response_write(r->req, data, r->piece, on_written, r) < 0) {
+                if (r->mem) {
+                        r->piece = (size_t)r->remaining;
+                        k = paf_http_response_write(r->req, r->mem, r->piece, on_written, r);
+                } else if (r->remaining <= COPY_MAX) {
+                        const void *data = NULL;
+                        r->piece = (size_t)r->remaining;
+                        k = response_read(r, &data);
+                        if (k >= 0)
+                                k = paf_http_response_write(r->req, data, r->piece, on_written, r);
+                } else {
+                        r->piece = r->remaining < SEND_PIECE ? (size_t)r->remaining : SEND_PIECE;
+                        k = paf_http_response_send_file(r->req, r->entry->fd, r->offset, r->piece,
+                                                        on_written, r);
+                }
+                if (k < 0) {
                         r->writing = false;
                         r->aborted = true;
                 } else if (r->writing && r->piece == r->remaining) {
@@ -417,7 +787,7 @@ static void on_abort(paf_http_request *req, int error, void *userdata) {
                 response_end(r);
 }
 
-/* Starts the response; the body comes from r->fd or r->mem, r->remaining bytes. */
+/* Starts the response; the body comes from r->entry or r->mem, r->remaining bytes. */
 static void response_begin(response *r, int status, const paf_http_headers *headers) {
         r->status = status;
         bool head = strcmp(paf_http_request_get_method(r->req), "HEAD") == 0;
@@ -428,15 +798,6 @@ static void response_begin(response *r, int status, const paf_http_headers *head
                 r->remaining = 0;
                 response_end(r);
                 return;
-        }
-        if (r->fd >= 0 && r->remaining > 0) {
-                size_t size = r->remaining < PIECE_SIZE ? (size_t)r->remaining : PIECE_SIZE;
-                r->buf = malloc(size);
-                if (!r->buf) {
-                        r->aborted = true;
-                        response_end(r);
-                        return;
-                }
         }
         paf_http_request_set_abort_handler(r->req, on_abort, r);
         response_pump(r);
@@ -455,6 +816,9 @@ static void respond_status(response *r, int status, const char *name, const char
                 if (name)
                         (void)paf_http_headers_add(h, name, value);
         }
+        /* Not the file's: an error body comes from memory. */
+        entry_release(r->s, r->entry);
+        r->entry = NULL;
         int k = snprintf(r->small, sizeof(r->small), "%d %s\n", status,
                          paf_http_status_reason(status));
         r->mem = r->small;
@@ -577,7 +941,9 @@ static int parse_range(const char *v, uint64_t size, uint64_t *first, uint64_t *
 
 /* ---- files ---- */
 
-static void serve_file(response *r, int fd, const struct stat *st, const char *name) {
+/* Answers with the file of e (taken), a regular file. */
+static void serve_file(response *r, file_entry *e, const char *name) {
+        const struct stat *st = &e->st;
         const paf_http_headers *in = paf_http_request_get_headers(r->req);
         bool get = strcmp(paf_http_request_get_method(r->req), "GET") == 0;
         uint64_t size = (uint64_t)st->st_size;
@@ -585,7 +951,7 @@ static void serve_file(response *r, int fd, const struct stat *st, const char *n
         make_etag(st, etag, sizeof(etag));
         if (paf_http_format_date(st->st_mtim.tv_sec, date, sizeof(date)) < 0)
                 date[0] = '\0';
-        r->fd = fd;
+        r->entry = e;
 
         /* RFC 9110 13.2.2: preconditions in this order. */
         const char *v = paf_http_headers_get(in, "If-Match");
@@ -718,11 +1084,15 @@ static const char *url_path(const char *rel, char *buf, size_t size) {
 }
 
 /* hide_dotfiles: leave out what would answer 404, so the listing names
- * nothing it would not serve. */
-static void serve_listing(response *r, int dirfd, const char *rel, bool hide_dotfiles) {
-        DIR *d = fdopendir(dirfd);
+ * nothing it would not serve. de_dir is the directory's entry, whose
+ * descriptor may be shared: the listing reads through one of its own. */
+static void serve_listing(response *r, file_entry *de_dir, const char *rel, bool hide_dotfiles) {
+        int dirfd = openat(de_dir->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        entry_release(r->s, de_dir);
+        DIR *d = dirfd >= 0 ? fdopendir(dirfd) : NULL;
         if (!d) {
-                close(dirfd);
+                if (dirfd >= 0)
+                        close(dirfd);
                 respond_status(r, 500, NULL, NULL);
                 return;
         }
@@ -836,88 +1206,93 @@ static void redirect_to_dir(response *r, const char *rel) {
         free(location);
 }
 
-static void serve_directory(response *r, int dirfd, static_root *root, const char *rel,
-                            bool slash) {
+static void serve_directory(response *r, file_entry *dir, const char *rel, bool slash) {
         if (!slash) {
-                close(dirfd);
+                entry_release(r->s, dir);
                 redirect_to_dir(r, rel);
                 return;
         }
         size_t ilen = strlen(rel) + sizeof("/index.html");
         char *index = malloc(ilen);
         if (!index) {
-                close(dirfd);
+                entry_release(r->s, dir);
                 respond_status(r, 500, NULL, NULL);
                 return;
         }
         snprintf(index, ilen, "%s/index.html", rel);
-        int fd = open_beneath(root, index);
+        file_entry *e = NULL;
+        int k = file_open(r->s, index, &e);
         free(index);
-        if (fd >= 0) {
-                struct stat st;
-                if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-                        close(dirfd);
-                        serve_file(r, fd, &st, "index.html");
+        if (k >= 0) {
+                if (S_ISREG(e->st.st_mode)) {
+                        entry_release(r->s, dir);
+                        serve_file(r, e, "index.html");
                         return;
                 }
-                close(fd);
-        } else if (fd != -ENOENT) {
-                close(dirfd);
-                respond_status(r, errno_to_status(fd), NULL, NULL);
+                entry_release(r->s, e);
+        } else if (k != -ENOENT) {
+                entry_release(r->s, dir);
+                respond_status(r, errno_to_status(k), NULL, NULL);
                 return;
         }
-        serve_listing(r, dirfd, rel, !root->dotfiles);
+        serve_listing(r, dir, rel, !r->s->dotfiles);
 }
 
-void static_serve(static_root *root, paf_http_request *req, static_done_handler_t done,
-                  void *userdata) {
+PAF_EXPORT int paf_http_static_serve(paf_http_static *s, paf_http_request *req,
+                                     paf_http_static_done_handler_t done, void *userdata) {
+        if (!s || !req)
+                return -EINVAL;
         response *r = calloc(1, sizeof(*r));
         if (!r) {
                 (void)paf_http_respond(req, 500, "text/plain", "500 Internal Server Error\n", 26);
                 if (done)
                         done(500, 26, userdata);
-                return;
+                return 0;
         }
-        *r = (response){.req = req, .done = done, .userdata = userdata, .fd = -1};
+        *r = (response){
+                .s = paf_http_static_ref(s), .req = req, .done = done, .userdata = userdata};
 
         const char *method = paf_http_request_get_method(req);
         if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
                 respond_status(r, 405, "Allow", "GET, HEAD");
-                return;
+                return 0;
         }
         char *rel = NULL;
         bool slash = false;
-        int status = static_map_target(paf_http_request_get_target(req), &rel, &slash);
-        if (status == 0 && !root->dotfiles && static_path_is_hidden(rel)) {
+        int status = map_target(paf_http_request_get_target(req), &rel, &slash);
+        if (status == 0 && !s->dotfiles && path_is_hidden(rel)) {
                 /* 404, not 403: whether /.git exists is not the client's business. */
                 free(rel);
                 status = 404;
         }
         if (status != 0) {
                 respond_status(r, status, NULL, NULL);
-                return;
+                return 0;
         }
-        int fd = open_beneath(root, rel);
-        struct stat st;
-        if (fd < 0)
-                status = errno_to_status(fd);
-        else if (fstat(fd, &st) < 0)
-                status = errno_to_status(-errno);
-        else if (S_ISDIR(st.st_mode)) {
-                serve_directory(r, fd, root, rel, slash);
+        file_entry *e = NULL;
+        int k = file_open(s, rel, &e);
+        if (k < 0)
+                status = errno_to_status(k);
+        else if (S_ISDIR(e->st.st_mode)) {
+                serve_directory(r, e, rel, slash);
                 free(rel);
-                return;
-        } else if (!S_ISREG(st.st_mode))
+                return 0;
+        } else if (!S_ISREG(e->st.st_mode))
                 status = 403; /* FIFOs, devices, sockets */
         else if (slash)
                 status = 404; /* "/file.txt/" */
         else {
-                serve_file(r, fd, &st, rel);
+                serve_file(r, e, rel);
                 free(rel);
-                return;
+                return 0;
         }
-        if (fd >= 0)
-                close(fd);
+        entry_release(s, e);
         free(rel);
         respond_status(r, status, NULL, NULL);
+        return 0;
+}
+
+PAF_EXPORT void paf_http_static_handler(paf_http_request *req, void *userdata) {
+        if (paf_http_static_serve(userdata, req, NULL, NULL) < 0)
+                (void)paf_http_respond(req, 500, "text/plain", "500 Internal Server Error\n", 26);
 }

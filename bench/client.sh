@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# bench/client.sh — HTTP/1.1 client speed: paf bench vs wrk vs h2load --h1 against one nginx, requests/s and the client's CPU per request.
+#
+#   bench/client.sh [--quick] [--duration SECS] [--rounds N] [--build DIR]
+#
+# nginx (one process, access_log off) runs on CPU 0 and every client on
+# CPU 1, each with -c 50 and the same threads (-t 1, then -t 2), for a fixed
+# duration, on a 4 KiB and a 13-byte file, keep-alive and then pipelined 16
+# deep (paf bench -p 16, h2load -m 16, wrk with bench/pipeline.lua). The
+# client's CPU is its utime+stime from wait4() (bash's time: the client has
+# exited, so /proc/PID/stat is gone), divided by the requests it completed;
+# nginx's stub_status counts the requests the server answered, as a check of
+# every tool's own count, and /proc/stat the CPU the rest of the machine took
+# meanwhile. Rounds alternate the tools; medians are compared.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+name=client.sh
+tools="wrk h2load nginx curl bc python3 taskset"
+# shellcheck source=lib.sh
+. bench/lib.sh
+duration=5
+bench_init "$@"
+depth=16
+clients="paf wrk h2load"
+
+paf_bin=$build/tools/paf
+
+# nginx on one core, the client on the other, so that neither takes the
+# other's CPU time and the client's figure is its own. With one core, no pinning.
+if [ "$(nproc)" -ge 2 ]; then
+        server_pin=(taskset -c 0)
+        client_pin=(taskset -c 1)
+else
+        echo "$name: one CPU: nginx and the clients share it" >&2
+        server_pin=()
+        client_pin=()
+fi
+
+# ---- files and the server ----
+
+mkdir -p "$tmp/www"
+printf 'hello, world\n' >"$tmp/www/hello.txt"
+{
+        echo '<!DOCTYPE html><html><head><title>bench</title></head><body>'
+        head -c 3000 /dev/zero | tr '\0' 'x' | fold -w 100
+        echo '</body></html>'
+} >"$tmp/www/index.html"
+truncate -s 4096 "$tmp/www/index.html"
+
+port=$(free_port)
+status_port=$(free_port)
+mkdir -p "$tmp/nginx"
+cat >"$tmp/nginx/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $tmp/nginx/error.log;
+pid $tmp/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+        access_log off;
+        default_type text/plain;
+        keepalive_requests 100000000;
+        keepalive_timeout 60s;
+        sendfile on;
+        client_body_temp_path $tmp/nginx/body;
+        proxy_temp_path $tmp/nginx/proxy;
+        fastcgi_temp_path $tmp/nginx/fastcgi;
+        uwsgi_temp_path $tmp/nginx/uwsgi;
+        scgi_temp_path $tmp/nginx/scgi;
+        types { text/html html; text/plain txt; }
+        server {
+                listen 127.0.0.1:$port;
+                root $tmp/www;
+        }
+        server {
+                listen 127.0.0.1:$status_port;
+                location / { stub_status; }
+        }
+}
+EOF
+"${server_pin[@]}" nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx.err" &
+nginx_pid=$!
+pids+=($nginx_pid)
+for _ in $(seq 200); do
+        curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+        kill -0 $nginx_pid 2>/dev/null || { cat "$tmp/nginx.err" >&2; exit 1; }
+        sleep 0.05
+done
+cmp -s <(curl -s "http://127.0.0.1:$port/index.html") "$tmp/www/index.html" ||
+        { echo "$name: nginx: wrong file" >&2; exit 1; }
+
+# The requests nginx has answered so far (this query included).
+served() {
+        curl -s "http://127.0.0.1:$status_port/" | awk 'NR == 3 { print $3 }'
+}
+
+# The machine's busy CPU time so far, in clock ticks (all CPUs).
+busy_ticks() {
+        awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# seconds TEXT: "3.02s", "500.00ms", "1.00m" → seconds.
+seconds() {
+        awk -v t="$1" 'BEGIN {
+                v = t + 0
+                if (t ~ /us$/) v /= 1e6; else if (t ~ /ms$/) v /= 1e3; else if (t ~ /m$/) v *= 60
+                print v }'
+}
+
+# run_client TOOL URL MODE THREADS SECS: one run, the client pinned; sets
+# $requests (answered ok), $wall (s, the tool's own), $cpu_us (the client's
+# utime+stime) and $errors.
+run_client() {
+        local tool=$1 url=$2 mode=$3 t=$4 secs=$5 out=$tmp/out.$1 cmd rc=0 times
+        case $tool in
+        paf)
+                cmd=("$paf_bin" bench -c "$connections" -t "$t" -z "$secs" --json "$tmp/paf.json")
+                [ "$mode" = pipelined ] && cmd+=(-p $depth)
+                cmd+=("$url")
+                ;;
+        wrk)
+                cmd=(wrk -c"$connections" -t"$t" -d"${secs}s")
+                [ "$mode" = pipelined ] && cmd+=(-s bench/pipeline.lua)
+                cmd+=("$url")
+                [ "$mode" = pipelined ] && cmd+=(-- $depth)
+                ;;
+        h2load)
+                cmd=(h2load --h1 -c "$connections" -t "$t" -D "$secs")
+                [ "$mode" = pipelined ] && cmd+=(-m $depth)
+                cmd+=("$url")
+                ;;
+        esac
+        local TIMEFORMAT='%3U %3S'
+        { time "${client_pin[@]}" "${cmd[@]}" >"$out" 2>&1; } 2>"$tmp/time" || rc=$?
+        echo "== ${cmd[*]} (exit $rc)" >>"$tmp/clients.log"
+        cat "$out" >>"$tmp/clients.log"
+        times=$(tail -n 1 "$tmp/time")
+        cpu_us=$(echo "$times" | awk '{ printf "%d", ($1 + $2) * 1000000 }')
+        errors=
+        case $tool in
+        paf)
+                requests=$(sed -n 's/^ *"ok": \([0-9]*\),/\1/p' "$tmp/paf.json")
+                wall=$(sed -n 's/^ *"wall_seconds": \([0-9.]*\),/\1/p' "$tmp/paf.json")
+                local failed
+                failed=$(sed -n 's/^ *"failed": \([0-9]*\),/\1/p' "$tmp/paf.json")
+                [ "${failed:-0}" = 0 ] || errors="$failed failed"
+                ;;
+        wrk)
+                requests=$(sed -n 's/^ *\([0-9]*\) requests in \([^,]*\),.*/\1/p' "$out")
+                wall=$(seconds "$(sed -n 's/^ *[0-9]* requests in \([^,]*\),.*/\1/p' "$out")")
+                errors=$(awk '/Socket errors|Non-2xx/ { sub(/^ */, ""); e = e $0 "; " } END { print e }' "$out")
+                ;;
+        h2load)
+                requests=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$out")
+                wall=$(seconds "$(sed -n 's/^finished in \([^,]*\),.*/\1/p' "$out")")
+                errors=$(sed -n 's/^requests: .* \([0-9]*\) failed, \([0-9]*\) errored.*/\1 \2/p' "$out" |
+                        awk '$1 + $2 > 0 { print $1 " failed, " $2 " errored" }')
+                ;;
+        esac
+        if [ -z "$requests" ] || [ "$requests" = 0 ] || [ -z "$wall" ]; then
+                echo "$name: $tool gave no count (exit $rc); its output:" >&2
+                cat "$out" >&2
+                exit 1
+        fi
+        [ $rc = 0 ] || [ -n "$errors" ] || errors="exit $rc"
+        return 0
+}
+
+# measure LABEL TOOL URL MODE THREADS: one measured run; prints its line and
+# sets $us (client CPU µs per request) and $rps.
+measure() {
+        local label=$1 tool=$2 url=$3 mode=$4 t=$5 s0 s1 n0 n1 b0 b1 e0 e1 server_us others check=
+        s0=$(served)
+        n0=$(cpu_ticks $nginx_pid)
+        b0=$(busy_ticks) e0=$(date +%s%N)
+        run_client "$tool" "$url" "$mode" "$t" "$duration"
+        b1=$(busy_ticks) e1=$(date +%s%N)
+        n1=$(cpu_ticks $nginx_pid)
+        s1=$(served)
+        # nginx's count, less the stub_status query that read s1; the tool's
+        # must not exceed it, and is short of it only by what was in flight.
+        local answered=$((s1 - s0 - 1))
+        if [ "$requests" -gt "$answered" ] || [ "$requests" -lt $((answered * 9 / 10)) ]; then
+                check="count? nginx answered $answered"
+        fi
+        us=$(echo "scale=3; $cpu_us / $requests" | bc)
+        rps=$(echo "scale=0; $requests / $wall" | bc)
+        server_us=$(echo "scale=2; ($n1 - $n0) * 1000000 / $clk_tck / $answered" | bc)
+        # What the rest of the machine ran meanwhile, in % of one CPU: on
+        # a shared machine, a figure measured beside a busy neighbour is
+        # not comparable (nginx, pinned, loses its core to it).
+        others=$(echo "scale=3; v = (($b1 - $b0) / $clk_tck - ($n1 - $n0) / $clk_tck - $cpu_us / 1000000) * 100 * 1000000000 / ($e1 - $e0);
+                if (v < 0) v = 0; scale=0; v / 1" | bc)
+        printf '%-30s %-7s %9d %9d %8.3f %9.3f %9.2f %7s%s\n' "$label" "$tool" "$requests" "$rps" \
+                "$(echo "scale=3; $cpu_us / 1000000" | bc)" "$us" "$server_us" "$others" \
+                "${errors:+  ($errors)}${check:+  ($check)}"
+        [ "$others" -lt 10 ] || busy_runs=$((busy_runs + 1))
+        return 0
+}
+
+# bench_client_row LABEL URL MODE THREADS: a warm-up, then rounds in which
+# every client runs once, in an order that rotates from round to round.
+bench_client_row() {
+        local label=$1 url=$2 mode=$3 t=$4 r i tool
+        local -A all_us all_rps
+        run_client wrk "$url" "$mode" "$t" 1
+        local order=($clients)
+        for ((r = 0; r < rounds; r++)); do
+                for ((i = 0; i < ${#order[@]}; i++)); do
+                        tool=${order[(i + r) % ${#order[@]}]}
+                        measure "$label" "$tool" "$url" "$mode" "$t"
+                        all_us[$tool]+="$us " all_rps[$tool]+="$rps "
+                done
+        done
+        local entry=$label
+        for tool in $clients; do
+                # shellcheck disable=SC2086 # the lists are words on purpose
+                entry+="|$(median ${all_rps[$tool]})|$(median ${all_us[$tool]})"
+        done
+        rows+=("$entry")
+}
+
+ratio() {
+        printf "%.2f" "$(echo "scale=4; $1 / $2" | bc)"
+}
+
+echo
+echo "nginx on CPU 0, the client on CPU 1; -c $connections, ${duration}s per run, $rounds round(s) per row;" \
+        "pipelined: $depth requests in flight per connection"
+printf '%-30s %-7s %9s %9s %8s %9s %9s %7s\n' "row" "client" "requests" "req/s" "cpu s" "cpu us/req" \
+        "nginx us/req" "others%"
+busy_runs=0
+for t in 1 2; do
+        for file in "4 KiB:index.html" "13 B:hello.txt"; do
+                for mode in keep-alive pipelined; do
+                        bench_client_row "${file%%:*}, $mode, -t $t" "http://127.0.0.1:$port/${file#*:}" \
+                                "$mode" "$t"
+                done
+        done
+done
+
+echo
+printf '%-30s %9s %9s %9s %8s %8s %8s %8s %8s %8s\n' "row" "paf req/s" "wrk req/s" "h2load" \
+        "paf/wrk" "paf us" "wrk us" "h2load us" "paf/wrk" "paf/h2l"
+met=0
+for entry in "${rows[@]}"; do
+        IFS='|' read -r label prps pus wrps wus hrps hus <<<"$entry"
+        rr=$(ratio "$prps" "$wrps")
+        cr=$(ratio "$pus" "$wus")
+        printf '%-30s %9s %9s %9s %8s %8s %8s %8s %8s %8s\n' "$label" "$prps" "$wrps" "$hrps" "$rr" \
+                "$pus" "$wus" "$hus" "$cr" "$(ratio "$pus" "$hus")"
+        [ "$(echo "$rr >= 1 && $cr <= 1" | bc)" = 1 ] && met=$((met + 1))
+done
+echo
+echo "medians of $rounds round(s); req/s: each client's own count over its own wall time;"
+echo "us = the client's CPU (user + system) per request it completed; paf/wrk and paf/h2l"
+echo "are paf bench's over the other's (req/s: higher is better for paf; us: lower is better)."
+echo "targets (req/s >= 1.00x wrk's and cpu <= 1.00x wrk's) met in $met of ${#rows[@]} rows"
+if [ "$busy_runs" -gt 0 ]; then
+        echo "$name: in $busy_runs run(s) the rest of the machine took 10% of a CPU or more" \
+                "(others%): those figures are not comparable; run again on a quiet machine" >&2
+fi
