@@ -67,6 +67,7 @@ typedef struct worker worker;
 
 typedef struct inflight {
         uint64_t intended; /* when it was meant to go (-R), or when it went */
+        uint64_t sent;     /* when it went: the timeout counts from here */
         uint64_t connect_usec; /* the connection's setup, for the first request on it; else 0 */
 } inflight;
 
@@ -312,6 +313,14 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 return 0;
         }
         if (c->n_inflight > 0 && c->flow) {
+                /* Armed for an older request: the oldest one now may still
+                 * have time. */
+                uint64_t deadline = c->ring[c->head].sent + c->w->b->timeout_usec;
+                uint64_t now = now_usec();
+                if (deadline > now) {
+                        conn_arm(c, deadline);
+                        return 0;
+                }
                 char d[64];
                 snprintf(d, sizeof(d), "no answer in %" PRIu64 " ms", c->w->b->timeout_usec / 1000);
                 conn_fail_all(c, FAIL_TIMEOUT, d);
@@ -342,8 +351,9 @@ static void conn_request_done(conn *c) {
         worker *w = c->w;
         bench *b = w->b;
         inflight *r = &c->ring[c->head];
-        uint64_t now = now_usec();
-        uint64_t total = now - r->intended;
+        /* When its last bytes arrived: one clock read per delivery. */
+        uint64_t now = c->read_usec;
+        uint64_t total = now > r->intended ? now - r->intended : 0;
         uint64_t ttfb = c->head_first_byte > r->intended ? c->head_first_byte - r->intended : 0;
         int status = c->parser.status_code;
         if (status >= 0 && status < 600)
@@ -491,6 +501,11 @@ static void conn_fill(conn *c) {
         unsigned n = 0;
         uint64_t now = now_usec();
         unsigned depth = b->new_connection ? 1 : b->depth;
+        /* A pipeline is topped up once half of it was answered, in one
+         * write, rather than one request per answer: one send for many, as
+         * a pipelining client does, and the server reads them together. */
+        if (depth > 1 && c->n_inflight > depth / 2)
+                return;
         while (c->n_inflight + n < depth) {
                 uint64_t intended = now;
                 if (b->rate > 0) {
@@ -513,6 +528,7 @@ static void conn_fill(conn *c) {
                         w->slot++;
                 inflight *r = &c->ring[(c->head + c->n_inflight + n) % MAX_DEPTH];
                 r->intended = intended;
+                r->sent = now;
                 r->connect_usec = c->connect_usec;
                 c->connect_usec = 0;
                 c->iov[n] = (struct iovec){.iov_base = b->request, .iov_len = b->request_len};
@@ -526,8 +542,14 @@ static void conn_fill(conn *c) {
                         conn_restart(c, false);
                         return;
                 }
-                if (b->timeout_usec && !c->waiting_slot)
-                        conn_arm(c, now_usec() + b->timeout_usec);
+                /* One timer per connection, moved only when it fires (moving
+                 * an sd-event timer on every request costs more than the
+                 * request): it then looks at the oldest request. */
+                int on = SD_EVENT_OFF;
+                if (b->timeout_usec && !c->waiting_slot &&
+                    (!c->timer || sd_event_source_get_enabled(c->timer, &on) < 0 ||
+                     on == SD_EVENT_OFF))
+                        conn_arm(c, now + b->timeout_usec);
                 return;
         }
         if (c->n_inflight == 0 && !c->waiting_slot) {
@@ -627,6 +649,8 @@ static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n_a
                                                    .iov_len = w->b->request_len};
                 c->ring[c->head].connect_usec = c->connect_usec;
                 c->connect_usec = 0;
+                for (unsigned i = 0; i < c->n_inflight; i++)
+                        c->ring[(c->head + i) % MAX_DEPTH].sent = now;
                 r = paf_flow_write(flow, c->iov, c->n_inflight, on_written, c);
                 if (r < 0) {
                         conn_fail_all(c, FAIL_RESET, strerror(-r));
