@@ -258,6 +258,7 @@ struct socket_flow {
          * triggering would have the kernel re-poll every ready socket on
          * every epoll_wait, which costs more than the requests themselves. */
         sd_event_source *resume; /* reads left over when an edge outlives a wakeup */
+        bool resume_on;          /* resume is armed: its state, without asking sd-event */
         bool can_read;   /* data or EOF may be waiting */
         bool eof_seen;   /* EPOLLRDHUP/HUP: a short read does not mean drained */
         bool can_write;  /* the last send did not hit EAGAIN */
@@ -305,10 +306,16 @@ static void socket_flow_update_events(socket_flow *sf) {
         bool want =
                 (sf->reading && sf->can_read && !sf->read_ended && paf_flow_is_reading(sf->flow)) ||
                 (sf->write_resume && sf->writing && sf->can_write);
+        /* Called several times per exchange, mostly to change nothing: an
+         * sd-event call each time would cost more than the exchange. */
+        if (want == sf->resume_on)
+                return;
         int r = sd_event_source_set_enabled(sf->resume, want ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
         if (r < 0)
                 paf_log(PAF_LOG_ERR, "flow %s: cannot schedule a read: %s",
                         paf_flow_get_peer(sf->flow), strerror(-r));
+        else
+                sf->resume_on = want;
 }
 
 static void socket_flow_write_finish(socket_flow *sf, int error) {
@@ -561,6 +568,7 @@ static void socket_flow_handle(socket_flow *sf, uint32_t revents) {
 static int socket_flow_on_resume(sd_event_source *s, void *userdata) {
         (void)s;
         socket_flow *sf = userdata;
+        sf->resume_on = false; /* a oneshot source is off once dispatched */
         sf->in_handler = true;
         if (sf->write_resume) {
                 sf->write_resume = false;
