@@ -288,9 +288,9 @@ static void conn_restart(conn *c, bool delay) {
                 worker_conn_idle(c->w, c);
                 return;
         }
-        /* One connection per request: the request is taken before the
-         * connection is made, so that none is made for nothing. */
-        if (c->w->b->new_connection && !c->reserved) {
+        /* A request is taken before a new connection is made for it, so
+         * that none is made for nothing (--new-connection: one each). */
+        if (!c->reserved) {
                 if (!claim(c->w)) {
                         worker_conn_idle(c->w, c);
                         return;
@@ -501,10 +501,10 @@ static void conn_fill(conn *c) {
         unsigned n = 0;
         uint64_t now = now_usec();
         unsigned depth = b->new_connection ? 1 : b->depth;
-        /* A pipeline is topped up once half of it was answered, in one
-         * write, rather than one request per answer: one send for many, as
-         * a pipelining client does, and the server reads them together. */
-        if (depth > 1 && c->n_inflight > depth / 2)
+        /* A pipeline is refilled once it was answered, in one write, rather
+         * than one request per answer: one send for DEPTH requests, which
+         * the server then reads together (as wrk's pipelining does). */
+        if (depth > 1 && c->n_inflight > 0)
                 return;
         while (c->n_inflight + n < depth) {
                 uint64_t intended = now;
