@@ -185,8 +185,8 @@ static void log_line(worker *w, const inflight *r, uint64_t ttfb, uint64_t total
         log_flush(w, false);
 }
 
-static void fail(worker *w, const inflight *r, fail_kind kind, const char *detail) {
-        uint64_t now = now_usec();
+/* One more failure of kind and detail, in its group. */
+static void group_count(worker *w, fail_kind kind, const char *detail, uint64_t now) {
         atomic_fetch_add_explicit(&w->failed, 1, memory_order_relaxed);
         fail_group *g = NULL;
         for (unsigned i = 0; i < w->n_groups && !g; i++)
@@ -200,6 +200,11 @@ static void fail(worker *w, const inflight *r, fail_kind kind, const char *detai
         if (!g)
                 g = &w->groups[MAX_GROUPS - 1]; /* counted with the last kind seen */
         g->count++;
+}
+
+static void fail(worker *w, const inflight *r, fail_kind kind, const char *detail) {
+        uint64_t now = now_usec();
+        group_count(w, kind, detail, now);
         if (r) {
                 char what[240];
                 snprintf(what, sizeof(what), "%s%s%s", fail_names[kind], detail && *detail ? ":" : "",
@@ -268,6 +273,18 @@ static void conn_fail_all(conn *c, fail_kind kind, const char *detail) {
         c->n_inflight = 0;
 }
 
+/* A connection could not be made: the requests owed for it fail in its
+ * place, those a closed one left or the next one. */
+static void conn_fail_owed(conn *c, fail_kind kind, const char *detail) {
+        if (c->n_inflight > 0) {
+                conn_fail_all(c, kind, detail);
+        } else if (c->reserved || claim(c->w)) {
+                c->reserved = false;
+                inflight r = {.intended = c->connect_start};
+                fail(c->w, &r, kind, detail);
+        }
+}
+
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 static void conn_arm(conn *c, uint64_t at) {
@@ -329,16 +346,10 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         }
         if (c->connecting) {
                 /* The connect itself timed out: the requests owed for it fail. */
-                inflight r = {.intended = c->connect_start};
                 char d[64];
                 snprintf(d, sizeof(d), "connect: no answer in %" PRIu64 " ms",
                          c->w->b->timeout_usec / 1000);
-                if (c->n_inflight > 0)
-                        conn_fail_all(c, FAIL_TIMEOUT, d);
-                else if (c->reserved || claim(c->w)) {
-                        c->reserved = false;
-                        fail(c->w, &r, FAIL_TIMEOUT, d);
-                }
+                conn_fail_owed(c, FAIL_TIMEOUT, d);
                 conn_restart(c, false);
                 return 0;
         }
@@ -362,19 +373,8 @@ static void conn_request_done(conn *c) {
         if (status < 0 || status >= 600 || !b->expect[status]) {
                 char d[32];
                 snprintf(d, sizeof(d), "%d", status);
-                atomic_fetch_add_explicit(&w->failed, 1, memory_order_relaxed);
                 /* Counted as a failure, timed as an answer. */
-                fail_group *g = NULL;
-                for (unsigned i = 0; i < w->n_groups && !g; i++)
-                        if (w->groups[i].kind == FAIL_STATUS && strcmp(w->groups[i].detail, d) == 0)
-                                g = &w->groups[i];
-                if (!g && w->n_groups < MAX_GROUPS) {
-                        g = &w->groups[w->n_groups++];
-                        *g = (fail_group){.kind = FAIL_STATUS, .first_usec = now - b->start};
-                        snprintf(g->detail, sizeof(g->detail), "%s", d);
-                }
-                if (g)
-                        g->count++;
+                group_count(w, FAIL_STATUS, d, now);
                 log_line(w, r, ttfb, total, status, c->head_bytes, "unexpected_status");
         } else {
                 atomic_fetch_add_explicit(&w->done, 1, memory_order_relaxed);
@@ -604,13 +604,7 @@ static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n_a
                 connect_failure(attempts, n_attempts, &kind, d, sizeof(d));
                 /* The requests this connection was for fail in its place:
                  * those a closed one left, or the next one. */
-                if (c->n_inflight > 0) {
-                        conn_fail_all(c, kind, d);
-                } else if (c->reserved || claim(w)) {
-                        c->reserved = false;
-                        inflight r = {.intended = c->connect_start};
-                        fail(w, &r, kind, d);
-                }
+                conn_fail_owed(c, kind, d);
                 conn_restart(c, true);
                 return;
         }
@@ -632,13 +626,7 @@ static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n_a
         c->parser.data = c;
         int r = paf_flow_read_start(flow, on_read, c);
         if (r < 0) {
-                inflight ir = {.intended = c->connect_start};
-                if (c->n_inflight > 0) {
-                        conn_fail_all(c, FAIL_CONNECT, strerror(-r));
-                } else if (c->reserved || claim(w)) {
-                        c->reserved = false;
-                        fail(w, &ir, FAIL_CONNECT, strerror(-r));
-                }
+                conn_fail_owed(c, FAIL_CONNECT, strerror(-r));
                 conn_restart(c, true);
                 return;
         }
@@ -672,13 +660,7 @@ static void conn_connect(conn *c) {
         c->connect_start = now_usec();
         int r = paf_registry_connect(w->b->reg, w->ctx, w->event, on_connected, c, &c->connecting);
         if (r < 0) {
-                inflight ir = {.intended = c->connect_start};
-                if (c->n_inflight > 0)
-                        conn_fail_all(c, FAIL_CONNECT, strerror(-r));
-                else if (c->reserved || claim(w)) {
-                        c->reserved = false;
-                        fail(w, &ir, FAIL_CONNECT, strerror(-r));
-                }
+                conn_fail_owed(c, FAIL_CONNECT, strerror(-r));
                 conn_restart(c, true);
                 return;
         }
