@@ -184,8 +184,13 @@ struct poller {
         sd_event *event; /* the loop holds us through io; flows hold the loop */
         int epfd;
         sd_event_source *io;
-        unsigned n_ref; /* one per flow, and one while a batch runs */
+        /* one per flow, one while a batch runs, and one for good once flat
+         * (dropped when the loop frees io, then floating) */
+        unsigned n_ref;
         bool dispatching;
+        /* Flat: paf_event_run() drives the loop, and epfd holds the loop's
+         * own fd rather than the other way round (see there). */
+        bool flat;
         socket_flow *graveyard;
         poller *next;
 };
@@ -205,7 +210,8 @@ static void poller_unref(poller *p) {
                         *i = p->next;
                         break;
                 }
-        sd_event_source_disable_unref(p->io);
+        if (!p->flat)
+                sd_event_source_disable_unref(p->io); /* floating once flat: the loop's */
         close_fd(p->epfd);
         free(p);
 }
@@ -515,6 +521,23 @@ static void socket_flow_release(socket_flow *sf) {
                 socket_flow_free(sf);
 }
 
+/* Hands out a batch of epoll_wait()'s events; the caller holds a reference.
+ * NULL stands for the loop's own fd (flat pollers), which is not ours. */
+static void poller_dispatch(poller *p, const struct epoll_event *ev, int n) {
+        p->dispatching = true;
+        for (int i = 0; i < n; i++) {
+                socket_flow *sf = ev[i].data.ptr;
+                if (sf && !sf->closed)
+                        socket_flow_handle(sf, ev[i].events);
+        }
+        p->dispatching = false;
+        while (p->graveyard) {
+                socket_flow *sf = p->graveyard;
+                p->graveyard = sf->grave_next;
+                socket_flow_free(sf);
+        }
+}
+
 static int poller_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         (void)s;
         (void)revents;
@@ -527,20 +550,116 @@ static int poller_on_io(sd_event_source *s, int fd, uint32_t revents, void *user
                 return 0;
         }
         p->n_ref++;
-        p->dispatching = true;
-        for (int i = 0; i < n; i++) {
-                socket_flow *sf = ev[i].data.ptr;
-                if (!sf->closed)
-                        socket_flow_handle(sf, ev[i].events);
-        }
-        p->dispatching = false;
-        while (p->graveyard) {
-                socket_flow *sf = p->graveyard;
-                p->graveyard = sf->grave_next;
-                socket_flow_free(sf);
-        }
+        poller_dispatch(p, ev, n);
         poller_unref(p);
         return 0;
+}
+
+/* ---- driving the loop: one epoll_wait for the loop and its sockets ----
+ *
+ * A poller nested in the loop's epoll costs on every socket event: the
+ * peer's send wakes the poller's epoll, which wakes the loop's (two wakeup
+ * callbacks, in the sender's time), and each wakeup here is two
+ * epoll_wait(), the outer one polling the inner set again. Turned inside
+ * out, the poller's set holds the loop's fd: a socket event is one wakeup
+ * and one epoll_wait, and the loop's own sources (timers, signals,
+ * listeners) come through its fd. Only a loop that paf_event_run() drives
+ * can be turned, for good: sd_event_run() would no longer see the sockets.
+ */
+
+static void poller_on_loop_gone(void *userdata) {
+        poller *p = userdata;
+        p->io = NULL; /* being freed by the loop */
+        poller_unref(p);
+}
+
+static int poller_make_flat(poller *p) {
+        /* The loop stops watching our set (disabling removes the fd from
+         * its epoll; it must be out of there before its fd is in ours, or
+         * the two sets would contain each other), and frees the source, and
+         * our reference with it, when it goes itself. */
+        int r = sd_event_source_set_enabled(p->io, SD_EVENT_OFF);
+        if (r < 0)
+                return r;
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+        if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, sd_event_get_fd(p->event), &ev) < 0) {
+                r = -errno;
+                (void)sd_event_source_set_enabled(p->io, SD_EVENT_ON);
+                return r;
+        }
+        r = sd_event_source_set_destroy_callback(p->io, poller_on_loop_gone);
+        if (r >= 0)
+                r = sd_event_source_set_floating(p->io, true);
+        if (r < 0) {
+                (void)sd_event_source_set_destroy_callback(p->io, NULL);
+                (void)epoll_ctl(p->epfd, EPOLL_CTL_DEL, sd_event_get_fd(p->event), NULL);
+                (void)sd_event_source_set_enabled(p->io, SD_EVENT_ON);
+                return r;
+        }
+        /* The loop's reference on io is its own now: ours goes. */
+        sd_event_source_unref(p->io);
+        p->flat = true;
+        p->n_ref++; /* dropped by poller_on_loop_gone() */
+        return 0;
+}
+
+PAF_EXPORT int paf_event_run(sd_event *event, uint64_t timeout_usec) {
+        if (!event)
+                return -EINVAL;
+        poller *p;
+        int r = poller_get(event, &p);
+        if (r < 0)
+                return r;
+        if (!p->flat && (r = poller_make_flat(p)) < 0)
+                goto out;
+        /* sd-event's embedding protocol (prepare, wait on its fd, collect,
+         * dispatch), with our set as the fd waited on. */
+        r = sd_event_prepare(event);
+        if (r < 0)
+                goto out;
+        int ms = -1;
+        if (r > 0)
+                ms = 0; /* sources are pending: only what the sockets have now */
+        else if (timeout_usec != UINT64_MAX)
+                ms = timeout_usec / 1000 > INT32_MAX ? INT32_MAX
+                                                     : (int)((timeout_usec + 999) / 1000);
+        struct epoll_event ev[POLLER_BATCH];
+        int n = epoll_wait(p->epfd, ev, POLLER_BATCH, ms);
+        int wait_error = n < 0 && errno != EINTR ? -errno : 0;
+        if (n < 0)
+                n = 0;
+        /* Collected before the sockets' handlers run: it also takes the
+         * loop's time, which their timers are set from. */
+        if (r == 0)
+                r = sd_event_wait(event, 0);
+        if (r >= 0)
+                poller_dispatch(p, ev, n);
+        if (r > 0)
+                r = sd_event_dispatch(event);
+        if (r >= 0 && wait_error < 0)
+                r = wait_error;
+        else if (r == 0 && n > 0)
+                r = 1;
+out:
+        poller_unref(p);
+        return r;
+}
+
+PAF_EXPORT int paf_event_loop(sd_event *event) {
+        if (!event)
+                return -EINVAL;
+        sd_event_ref(event);
+        int r;
+        while ((r = sd_event_get_state(event)) != SD_EVENT_FINISHED && r >= 0)
+                if ((r = paf_event_run(event, UINT64_MAX)) < 0)
+                        break;
+        if (r >= 0) {
+                int code = 0;
+                r = sd_event_get_exit_code(event, &code);
+                r = r < 0 ? r : code;
+        }
+        sd_event_unref(event);
+        return r;
 }
 
 static void socket_flow_handle(socket_flow *sf, uint32_t revents) {

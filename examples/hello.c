@@ -59,7 +59,9 @@ int main(int argc, char **argv) {
                 paf_listener_get_address(listener));
         paf_http_server_add_listener(server, listener);
 
-        int r = sd_event_loop(event);
+        /* sd_event_loop() would do; this one waits for the loop and the
+         * connections in one epoll_wait (paf/event.h). */
+        int r = paf_event_loop(event);
         paf_http_server_free(server);
         sd_event_unref(event);
         paf_registry_unref(reg);

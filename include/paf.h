@@ -6,6 +6,7 @@
 #include <paf/common.h>
 #include <paf/ctx.h>
 #include <paf/error.h>
+#include <paf/event.h>
 #include <paf/flow.h>
 #include <paf/http.h>
 #include <paf/plugin.h>

@@ -691,19 +691,20 @@ static void *worker_run(void *arg) {
                 else
                         conn_connect(&w->conns[i]);
         }
-        /* Run by hand rather than sd_event_loop(): once that returns, the
-         * loop runs nothing more, and the closes it still holds would leak. */
+        /* Run by hand rather than with a loop call: once that returns, the
+         * loop runs nothing more, and the closes it still holds would leak.
+         * paf_event_run(): one epoll_wait() for the sockets and the loop. */
         if (w->n_active == 0)
                 w->finished = true;
         while (!w->finished && w->exit_error >= 0)
-                w->exit_error = sd_event_run(w->event, UINT64_MAX);
+                w->exit_error = paf_event_run(w->event, UINT64_MAX);
         for (unsigned i = 0; i < w->n_conns; i++) {
                 conn_drop(&w->conns[i]);
                 w->conns[i].timer = sd_event_source_disable_unref(w->conns[i].timer);
         }
         w->deadline = sd_event_source_disable_unref(w->deadline);
         /* The closes and cancels left deferred work on the loop. */
-        for (unsigned i = 0; i < 64 && sd_event_run(w->event, 0) > 0; i++)
+        for (unsigned i = 0; i < 64 && paf_event_run(w->event, 0) > 0; i++)
                 ;
         log_flush(w, true);
         uint64_t one = 1;
@@ -1263,12 +1264,13 @@ int cmd_bench(int argc, char **argv) {
                 const char *host = NULL;
                 if (r >= 0 && paf_ctx_get_string(ctx, "http.host", &host) < 0)
                         host = "localhost";
-                bool has_host = false, has_ua = false, has_accept = false;
-                for (size_t i = 0; i < n_headers; i++) {
+                /* The request wrk sends: the request line and Host, and
+                 * what -H adds. Every header costs the server (a
+                 * User-Agent, nginx's browser detection), and a load tool
+                 * measures the server's answer to the request asked for. */
+                bool has_host = false;
+                for (size_t i = 0; i < n_headers; i++)
                         has_host = has_host || strncasecmp(headers[i], "Host:", 5) == 0;
-                        has_ua = has_ua || strncasecmp(headers[i], "User-Agent:", 11) == 0;
-                        has_accept = has_accept || strncasecmp(headers[i], "Accept:", 7) == 0;
-                }
                 FILE *m = NULL;
                 if (r >= 0) {
                         m = open_memstream(&b.request, &b.request_len);
@@ -1279,10 +1281,6 @@ int cmd_bench(int argc, char **argv) {
                         fprintf(m, "%s %s HTTP/1.1\r\n", method, target);
                         if (!has_host)
                                 fprintf(m, "Host: %s\r\n", host);
-                        if (!has_ua)
-                                fprintf(m, "User-Agent: paf-bench/" PAF_VERSION "\r\n");
-                        if (!has_accept)
-                                fprintf(m, "Accept: */*\r\n");
                         for (size_t i = 0; i < n_headers; i++)
                                 fprintf(m, "%s\r\n", headers[i]);
                         if (body || strcasecmp(method, "POST") == 0 || strcasecmp(method, "PUT") == 0)

@@ -1835,7 +1835,7 @@ int cmd_serve(int argc, char **argv) {
         /* Every listener is listening: connections wait in its backlog until
          * the loops run. */
         notify_status(&s, "READY=1\n");
-        r = sd_event_loop(s.event);
+        r = paf_event_loop(s.event);
         if (r < 0)
                 tool_error("event loop: %s", strerror(-r));
         workers_join(&s);
