@@ -191,6 +191,12 @@ struct poller {
         /* Flat: paf_event_run() drives the loop, and epfd holds the loop's
          * own fd rather than the other way round (see there). */
         bool flat;
+        /* What the loop's sockets read into: delivered data is borrowed for
+         * the call only, so one buffer serves every flow, and an idle
+         * connection holds none. Busy while a delivery runs; a read from
+         * inside one (a consumer pulling another flow) gets its own. */
+        uint8_t *read_buf;
+        bool read_buf_busy;
         socket_flow *graveyard;
         poller *next;
 };
@@ -213,6 +219,7 @@ static void poller_unref(poller *p) {
         if (!p->flat)
                 sd_event_source_disable_unref(p->io); /* floating once flat: the loop's */
         close_fd(p->epfd);
+        free(p->read_buf);
         free(p);
 }
 
@@ -271,7 +278,6 @@ struct socket_flow {
 
         bool reading;    /* the consumer wants data */
         bool read_ended; /* EOF or an error was seen: stop polling for input */
-        uint8_t *buffer; /* READ_BUFFER_SIZE, allocated on first read */
 
         /* The write in progress: the core keeps the iovec array alive until
          * paf_flow_write_done(); we only track how far we got. */
@@ -462,26 +468,17 @@ static void socket_flow_push(socket_flow *sf) {
         }
 }
 
-static void socket_flow_pull(socket_flow *sf) {
-        if (!sf->buffer) {
-                sf->buffer = malloc(READ_BUFFER_SIZE);
-                if (!sf->buffer) {
-                        sf->read_ended = true;
-                        paf_flow_deliver(sf->flow, NULL, 0, -ENOMEM);
-                        return;
-                }
-        }
-
+static void socket_flow_pull_into(socket_flow *sf, uint8_t *buffer) {
         for (unsigned i = 0; i < READS_PER_WAKEUP; i++) {
                 if (sf->closed || sf->read_ended || !sf->reading || !paf_flow_is_reading(sf->flow))
                         return;
-                ssize_t n = recv(sf->fd, sf->buffer, READ_BUFFER_SIZE, MSG_DONTWAIT);
+                ssize_t n = recv(sf->fd, buffer, READ_BUFFER_SIZE, MSG_DONTWAIT);
                 if (n > 0) {
                         /* A short read drained the socket (new data brings a
                          * new edge), unless the peer's EOF is still to read. */
                         if (n < READ_BUFFER_SIZE && !sf->eof_seen)
                                 sf->can_read = false;
-                        paf_flow_deliver(sf->flow, sf->buffer, (size_t)n, 0);
+                        paf_flow_deliver(sf->flow, buffer, (size_t)n, 0);
                         if (!sf->can_read)
                                 return;
                         continue;
@@ -504,9 +501,34 @@ static void socket_flow_pull(socket_flow *sf) {
         /* READS_PER_WAKEUP reached with data left: update_events resumes. */
 }
 
+static void socket_flow_pull(socket_flow *sf) {
+        if (sf->closed || sf->read_ended || !sf->reading || !paf_flow_is_reading(sf->flow))
+                return;
+        poller *p = sf->poller;
+        uint8_t *own = NULL, *buffer;
+        if (!p->read_buf_busy) {
+                if (!p->read_buf)
+                        p->read_buf = malloc(READ_BUFFER_SIZE);
+                buffer = p->read_buf;
+        } else
+                buffer = own = malloc(READ_BUFFER_SIZE);
+        if (!buffer) {
+                sf->read_ended = true;
+                paf_flow_deliver(sf->flow, NULL, 0, -ENOMEM);
+                return;
+        }
+        bool took = !own;
+        if (took)
+                p->read_buf_busy = true;
+        /* The flow stays (in_handler), and holds the poller. */
+        socket_flow_pull_into(sf, buffer);
+        if (took)
+                p->read_buf_busy = false;
+        free(own);
+}
+
 static void socket_flow_free(socket_flow *sf) {
         poller *p = sf->poller;
-        free(sf->buffer);
         free(sf);
         if (p)
                 poller_unref(p);
