@@ -41,6 +41,9 @@ struct flow_req {
         uint64_t offset;
         size_t done, piece;
         size_t n_iov;
+        /* The first of writes joined into one (see flow_pump()): all their
+         * buffers, which the implementation holds until the completion. */
+        struct iovec *joined;
         size_t cap;         /* room in iov: SPARE_IOV for one that may be kept for reuse */
         struct iovec iov[]; /* the caller's array, copied */
 };
@@ -55,6 +58,11 @@ struct flow_req {
  * implementation completes at once, then the loop has its turn. */
 #define FILE_PIECE (128 * 1024)
 #define FILE_PIECES_PER_RUN 8
+
+/* Writes waiting together go to the implementation as one, up to this many
+ * buffers (a socket's sendmsg takes 64) and bytes. */
+#define JOIN_IOV_MAX 64
+#define JOIN_BYTES_MAX (256 * 1024)
 
 typedef struct req_list {
         flow_req *head, *tail;
@@ -79,6 +87,7 @@ struct paf_flow {
         req_list queue;      /* not handed to the implementation yet */
         flow_req *spare;     /* a finished write request, for the next write */
         flow_req *in_flight; /* the one the implementation works on */
+        req_list joined;     /* handed over with in_flight, as one write */
         req_list done;       /* finished, completion callback not run yet */
         size_t queue_size;
         int write_error; /* sticky: once a write failed the stream is broken */
@@ -142,7 +151,7 @@ static paf_flow *flow_ref(paf_flow *f) {
 
 static void flow_free(paf_flow *f) {
         assert(f->impl_closed);
-        assert(!f->queue.head && !f->done.head && !f->in_flight);
+        assert(!f->queue.head && !f->done.head && !f->in_flight && !f->joined.head);
         sd_event_source_disable_unref(f->defer);
         sd_event_unref(f->event);
         free(f->spare);
@@ -286,6 +295,48 @@ static void flow_start_file(paf_flow *f, flow_req *q) {
         flow_copy_piece(f);
 }
 
+/* q, the write in flight, and the ones joined to it, complete together. */
+static void flow_complete_in_flight(paf_flow *f, flow_req *q, int error) {
+        flow_complete(f, q, error);
+        flow_req *j;
+        while ((j = list_pop(&f->joined)))
+                flow_complete(f, j, error);
+}
+
+/* Joins the writes queued right behind q (taken for the write in flight)
+ * to it: one implementation write for all, so that the answers to
+ * pipelined requests, made during one delivery, leave in one sendmsg.
+ * Returns the buffers to write, in *iov. Nothing waits to be joined: only
+ * what is queued already is taken. */
+static size_t flow_join(paf_flow *f, flow_req *q, const struct iovec **iov) {
+        size_t n_iov = q->n_iov, size = q->size, n = 0;
+        for (flow_req *j = f->queue.head; j && j->kind == REQ_WRITE && j->size > 0 &&
+                                          n_iov + j->n_iov <= JOIN_IOV_MAX &&
+                                          size + j->size <= JOIN_BYTES_MAX;
+             j = j->next) {
+                n_iov += j->n_iov;
+                size += j->size;
+                n++;
+        }
+        if (n == 0)
+                return q->n_iov;
+        struct iovec *all = malloc(n_iov * sizeof(*all));
+        if (!all)
+                return q->n_iov; /* one at a time, then */
+        memcpy(all, q->iov, q->n_iov * sizeof(*all));
+        size_t at = q->n_iov;
+        for (size_t i = 0; i < n; i++) {
+                flow_req *j = list_pop(&f->queue);
+                memcpy(all + at, j->iov, j->n_iov * sizeof(*all));
+                at += j->n_iov;
+                list_append(&f->joined, j);
+        }
+        q->joined = all;
+        f->in_flight_limit = size;
+        *iov = all;
+        return n_iov;
+}
+
 /* Hand queued requests to the implementation, one at a time. Iterative, so
  * that an implementation completing synchronously does not recurse. */
 static void flow_pump(paf_flow *f) {
@@ -330,13 +381,15 @@ static void flow_pump(paf_flow *f) {
                         flow_start_file(f, q);
                         continue;
                 }
-                int r = f->ops->write(f, q->iov, q->n_iov);
+                const struct iovec *iov = q->iov;
+                size_t n_iov = flow_join(f, q, &iov);
+                int r = f->ops->write(f, iov, n_iov);
                 /* If the implementation already called paf_flow_write_done(),
                  * that result stands. */
                 if (r < 0 && f->in_flight == q) {
                         f->in_flight = NULL;
                         f->write_error = r;
-                        flow_complete(f, q, r);
+                        flow_complete_in_flight(f, q, r);
                 }
         }
         f->pumping = false;
@@ -359,6 +412,9 @@ static void flow_run_completions(paf_flow *f) {
                 f->queue_size -= q->size;
                 if (q->handler)
                         q->handler(f, q->error, q->userdata);
+                /* Completed, the implementation holds these no more. */
+                free(q->joined);
+                q->joined = NULL;
                 if (q->cap == SPARE_IOV && !f->spare)
                         f->spare = q;
                 else
@@ -496,15 +552,23 @@ PAF_EXPORT void paf_flow_deliver(paf_flow *flow, const void *data, size_t len, i
          * (impl_depth), so a completion that closes the flow leaves the
          * implementation's close to the loop, as flow.h promises; a closing
          * flow keeps the deferred path. */
-        if (flow->impl_depth == 1 && !flow->closing && flow->done.head) {
-                /* A few rounds: answering pipelined requests, each
-                 * completion leads to the next response. Bounded, so that
-                 * one busy connection cannot starve the others. */
-                for (unsigned i = 0; i < INLINE_COMPLETION_ROUNDS && flow->done.head &&
-                                     !flow->closing;
-                     i++)
+        if (flow->impl_depth == 1 && !flow->closing) {
+                /* What the handler wrote goes now, together. Then a few
+                 * rounds of completions: answering pipelined requests, each
+                 * completion may lead to the next response, which goes at
+                 * the round's end. Bounded, so that one busy connection
+                 * cannot starve the others. */
+                bool ran = false;
+                for (unsigned i = 0; i < INLINE_COMPLETION_ROUNDS && !flow->closing; i++) {
+                        flow_pump(flow);
+                        if (!flow->done.head || flow->closing)
+                                break;
                         flow_run_completions(flow);
-                if (!flow->done.head && !flow->closing)
+                        ran = true;
+                }
+                if (!flow->closing)
+                        flow_pump(flow); /* the last round's writes */
+                if (ran && !flow->done.head && !flow->closing && !flow->copy_next)
                         (void)sd_event_source_set_enabled(flow->defer, SD_EVENT_OFF);
         }
         flow->impl_depth--;
@@ -533,7 +597,7 @@ PAF_EXPORT void paf_flow_write_done(paf_flow *flow, int error) {
         else
                 /* What the implementation did not report went too (all of
                  * it, for one that reports nothing). */
-                flow_progress(flow, q->size);
+                flow_progress(flow, flow->in_flight_limit);
         if (error == 0 && q->kind == REQ_FILE && q->copy) {
                 q->done += q->piece;
                 if (q->done < q->size) {
@@ -546,7 +610,7 @@ PAF_EXPORT void paf_flow_write_done(paf_flow *flow, int error) {
         flow->in_flight = NULL;
         if (q->kind == REQ_FILE && q->copy)
                 flow_file_finished(flow);
-        flow_complete(flow, q, error);
+        flow_complete_in_flight(flow, q, error);
         flow_pump(flow);
 }
 
@@ -559,6 +623,12 @@ PAF_EXPORT void paf_flow_write_progress(paf_flow *flow, size_t n) {
 static int flow_enqueue(paf_flow *flow, flow_req *q) {
         list_append(&flow->queue, q);
         flow->queue_size += q->size;
+        /* Written during a delivery (answers to what it brought), a write
+         * waits for the delivery's end, where it leaves with the others
+         * (paf_flow_deliver()). Anything else goes now, and takes the
+         * waiting writes with it, in order. */
+        if (flow->impl_depth > 0 && q->kind == REQ_WRITE)
+                return 0;
         flow_pump(flow);
         return 0;
 }
@@ -669,6 +739,10 @@ PAF_EXPORT void paf_flow_close(paf_flow *flow, paf_flow_close_handler_t handler,
          * source of the loop, its own deferred close included. */
         if (flow->reading && OPS_HAS(flow->ops, read_stop))
                 (void)flow->ops->read_stop(flow);
+        /* Writes held for the end of a delivery go to the implementation
+         * first, as they would have without the wait: an answer written
+         * just before the close (an error page, say) is not lost. */
+        flow_pump(flow);
         flow->closing = true;
         flow->close_handler = handler;
         flow->close_userdata = userdata;
@@ -679,7 +753,7 @@ PAF_EXPORT void paf_flow_close(paf_flow *flow, paf_flow_close_handler_t handler,
                 flow_req *q = flow->in_flight;
                 flow->in_flight = NULL;
                 flow->copy_next = false;
-                flow_complete(flow, q, -ECANCELED);
+                flow_complete_in_flight(flow, q, -ECANCELED);
         }
         flow_req *q;
         while ((q = list_pop(&flow->queue)))

@@ -1090,9 +1090,12 @@ static void test_generic_one_write_in_flight(void **state) {
         assert_int_equal(fk.writes, 1);
         assert_int_equal(paf_flow_get_write_queue_size(fk.flow), 30);
 
-        /* Finishing one starts the next at once, but its callback waits. */
+        /* Finishing one starts the next at once, but its callback waits.
+         * The two that waited go as one write (joined: one sendmsg for
+         * both on a socket), still one write in flight. */
         fake_finish(&fk, 0);
         assert_int_equal(fk.writes, 2);
+        assert_int_equal(fk.bytes, 30);
         assert_int_equal(s.n, 0);
         assert_int_equal(paf_flow_get_write_queue_size(fk.flow), 30);
         run_for(f->event, 10);
@@ -1100,7 +1103,7 @@ static void test_generic_one_write_in_flight(void **state) {
         assert_int_equal(paf_flow_get_write_queue_size(fk.flow), 20);
 
         fake_finish(&fk, 0);
-        fake_finish(&fk, 0);
+        assert_int_equal(fk.writes, 2);
         assert_int_equal(fk.max_in_flight, 1);
         run_for(f->event, 10);
         assert_int_equal(s.n, 3);
@@ -1229,6 +1232,71 @@ static void test_generic_deliver_only_while_reading(void **state) {
         close_and_wait(f->event, fk.flow);
         free(r.data);
         free(r2.data);
+}
+
+/* A consumer answering what a delivery brought: three answers, then
+ * (on the second flow) one and a close. */
+typedef struct answerer {
+        fake *fk;
+        seq *s;
+        unsigned answers;
+        bool close_after;
+        unsigned writes_seen_in_handler;
+} answerer;
+
+static void on_answer_read(paf_flow *flow, const void *data, size_t len, int error,
+                           void *userdata) {
+        (void)data;
+        answerer *a = userdata;
+        if (error < 0 || len == 0)
+                return;
+        static char reply[10];
+        struct iovec v = {reply, sizeof(reply)};
+        for (unsigned i = 0; i < a->answers; i++)
+                assert_int_equal(paf_flow_write(flow, &v, 1, on_seq_write, a->s), 0);
+        a->writes_seen_in_handler = a->fk->writes;
+        if (a->close_after)
+                paf_flow_close(flow, NULL, NULL);
+}
+
+/* Writes made during one delivery reach the implementation together, as
+ * one write, once the read handler returned; a close right after an
+ * answer still hands the answer over first. */
+static void test_generic_writes_in_a_delivery_join(void **state) {
+        fixture *f = *state;
+        fake fk = {.sync = true};
+        seq s = {0};
+        assert_int_equal(paf_flow_new(f->event, &fake_ops, &fk, "fake", NULL, NULL, &fk.flow), 0);
+        answerer a = {.fk = &fk, .s = &s, .answers = 3};
+        assert_int_equal(paf_flow_read_start(fk.flow, on_answer_read, &a), 0);
+        paf_flow_deliver(fk.flow, "req", 3, 0);
+        assert_int_equal(a.writes_seen_in_handler, 0);
+        assert_int_equal(fk.writes, 1);
+        assert_int_equal(fk.bytes, 30);
+        /* Completed in order, right after the delivery. */
+        assert_int_equal(s.n, 3);
+        for (unsigned i = 0; i < 3; i++)
+                assert_int_equal(s.errors[i], 0);
+        /* Outside a delivery, a write goes at once. */
+        char buf[5] = {0};
+        struct iovec v = {buf, sizeof(buf)};
+        assert_int_equal(paf_flow_write(fk.flow, &v, 1, on_seq_write, &s), 0);
+        assert_int_equal(fk.writes, 2);
+        close_and_wait(f->event, fk.flow);
+
+        fake fk2 = {.sync = true};
+        seq s2 = {0};
+        assert_int_equal(paf_flow_new(f->event, &fake_ops, &fk2, "fake", NULL, NULL, &fk2.flow),
+                         0);
+        answerer a2 = {.fk = &fk2, .s = &s2, .answers = 1, .close_after = true};
+        assert_int_equal(paf_flow_read_start(fk2.flow, on_answer_read, &a2), 0);
+        paf_flow_deliver(fk2.flow, "bad", 3, 0);
+        assert_int_equal(fk2.writes, 1);
+        assert_int_equal(fk2.bytes, 10);
+        run_for(f->event, 10);
+        assert_true(fk2.closed);
+        assert_int_equal(s2.n, 1);
+        assert_int_equal(s2.errors[0], 0);
 }
 
 static void test_generic_new_checks(void **state) {
@@ -1489,6 +1557,8 @@ int main(void) {
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_socket_connect, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_generic_one_write_in_flight, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_generic_writes_in_a_delivery_join, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_generic_synchronous_done_is_async, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_generic_close_cancels_in_flight, setup,
