@@ -26,6 +26,11 @@
 #define SEND_PIECE (1024u * 1024u)
 /* A directory with more entries than this is listed truncated. */
 #define LISTING_MAX 100000
+/* A cached regular file at most this long keeps its bytes too: a small
+ * body is then written from memory, with its head (no pread per request),
+ * and answers to pipelined requests leave together. 1000 entries hold at
+ * most 16 MiB of it. */
+#define CONTENT_MAX (16u * 1024u)
 /* Cache entries unused this long go (nginx's open_file_cache inactive). */
 #define INACTIVE_USEC (20 * UINT64_C(1000000))
 /* Entries looked at for inactivity per request: the sweep stays O(1). */
@@ -39,6 +44,9 @@ struct file_entry {
         bool cached;    /* in the table */
         int fd;
         struct stat st;
+        /* The file's bytes, read when the entry was made (CONTENT_MAX at
+         * most; NULL when not): what fd reads, as the same stat says. */
+        char *data;
         uint64_t checked_usec; /* when the path was last opened and compared */
         uint64_t used_usec;
         uint64_t hash;
@@ -93,6 +101,7 @@ static void entry_unref_locked(file_entry *e) {
         assert(!e->cached);
         if (e->fd >= 0)
                 close(e->fd);
+        free(e->data);
         free(e);
 }
 
@@ -188,6 +197,25 @@ static bool same_file(const struct stat *a, const struct stat *b) {
 
 static int open_beneath(paf_http_static *s, const char *rel);
 
+/* fd's bytes, exactly st's size of them, or NULL (a file that changes while
+ * read is then read per request, as an uncached one). */
+static char *file_content(int fd, const struct stat *st) {
+        size_t size = (size_t)st->st_size;
+        char *data = malloc(size + 1);
+        if (!data)
+                return NULL;
+        ssize_t k;
+        do
+                k = pread(fd, data, size + 1, 0);
+        while (k < 0 && errno == EINTR);
+        struct stat now;
+        if (k != (ssize_t)size || fstat(fd, &now) < 0 || !same_file(st, &now)) {
+                free(data);
+                return NULL;
+        }
+        return data;
+}
+
 /* The file at rel, opened and stat'ed: from the cache while it is valid,
  * else opened again (and the cache told). Release with entry_release(). */
 static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
@@ -250,9 +278,11 @@ static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
         }
         if (e)
                 table_remove(s, e); /* changed: responses using it finish with it */
+        bool keep = s->max_entries > 0;
+        pthread_mutex_unlock(&s->lock);
+
         e = malloc(sizeof(*e) + len + 1);
         if (!e) {
-                pthread_mutex_unlock(&s->lock);
                 close(fd);
                 return -ENOMEM;
         }
@@ -265,9 +295,18 @@ static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
                 .hash = hash,
         };
         memcpy(e->rel, rel, len + 1);
-        /* FIFOs and devices are refused, never kept. */
-        if (s->max_entries > 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))
+        if (keep && S_ISREG(st.st_mode) && st.st_size > 0 && st.st_size <= CONTENT_MAX)
+                e->data = file_content(fd, &st);
+
+        pthread_mutex_lock(&s->lock);
+        /* FIFOs and devices are refused, never kept. Another thread may
+         * have made an entry for rel meanwhile: ours replaces it. */
+        if (s->max_entries > 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+                file_entry *other = table_find(s, rel, len, hash);
+                if (other)
+                        table_remove(s, other);
                 table_insert(s, e);
+        }
         pthread_mutex_unlock(&s->lock);
         *ret = e;
         return 0;
@@ -1009,6 +1048,9 @@ static void serve_file(response *r, file_entry *e, const char *name) {
         }
         uint64_t first, last;
         int k = range ? parse_range(range, size, &first, &last) : 0;
+        /* Cached bytes are the body of this very stat; else the fd. */
+        if (e->data)
+                r->mem = e->data;
         if (k < 0) {
                 snprintf(range_text, sizeof(range_text), "bytes */%" PRIu64, size);
                 paf_http_headers_free(h);
@@ -1019,6 +1061,8 @@ static void serve_file(response *r, file_entry *e, const char *name) {
                 status = 206;
                 r->offset = first;
                 r->remaining = last - first + 1;
+                if (r->mem)
+                        r->mem += first;
                 snprintf(range_text, sizeof(range_text), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
                          first, last, size);
                 (void)paf_http_headers_add(h, "Content-Range", range_text);

@@ -451,6 +451,71 @@ static void test_ranges(void **state) {
         free(big);
 }
 
+/* Bodies from the cache's copy (at most 16 KiB), read per request (up to
+ * 64 KiB) or sent from the file: every range byte-exact, on one connection. */
+static void test_small_ranges(void **state) {
+        fixture *f = *state;
+        assert_int_equal(paf_http_static_set_cache(f->st, 100, 60 * 1000 * 1000), 0);
+        static const size_t sizes[] = {1, 1000, 16383, 16384, 16385, 65536, 65537};
+        int fd = connect_client(f);
+        for (size_t k = 0; k < ELEMENTS(sizes); k++) {
+                size_t size = sizes[k];
+                char *body = malloc(size + 1);
+                assert_non_null(body);
+                for (size_t i = 0; i < size; i++)
+                        body[i] = (char)('!' + (i * 13 + k) % 90);
+                body[size] = '\0';
+                char name[32];
+                snprintf(name, sizeof(name), "s%zu.bin", size);
+                put(f, name, body);
+                struct {
+                        size_t first, last;
+                } cases[] = {{0, size - 1}, {size / 3, size - 1}, {size - 1, size - 1},
+                             {size / 2, size / 2 + (size > 10 ? 7 : 0)}};
+                for (int twice = 0; twice < 2; twice++) /* the second from the cache */
+                        for (size_t i = 0; i < ELEMENTS(cases); i++) {
+                                size_t first = cases[i].first,
+                                       last = cases[i].last < size ? cases[i].last : size - 1;
+                                char req[256];
+                                snprintf(req, sizeof(req),
+                                         "GET /%s HTTP/1.1\r\nHost: x\r\nRange: bytes=%zu-%zu\r\n\r\n",
+                                         name, first, last);
+                                answer a;
+                                exchange(f, fd, req, false, &a);
+                                assert_int_equal(a.status, 206);
+                                assert_int_equal(a.body_len, last - first + 1);
+                                assert_memory_equal(a.body, body + first, last - first + 1);
+                                answer_done(&a);
+                                snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nHost: x\r\n\r\n",
+                                         name);
+                                exchange(f, fd, req, false, &a);
+                                assert_int_equal(a.status, 200);
+                                assert_int_equal(a.body_len, size);
+                                assert_memory_equal(a.body, body, size);
+                                answer_done(&a);
+                        }
+                free(body);
+        }
+        close(fd);
+}
+
+/* Rewritten in place with the same size: the cached copy of the bytes goes
+ * with the stat it was read under. */
+static void test_cache_sees_same_size_rewrite(void **state) {
+        fixture *f = *state;
+        assert_int_equal(paf_http_static_set_cache(f->st, 100, VALID_MS * 1000), 0);
+        put(f, "same.txt", "aaaa-one");
+        expect_body(f, "/same.txt", "aaaa-one");
+        char p[256];
+        path_of(f, "same.txt", p, sizeof(p));
+        int fd = open(p, O_WRONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "bbbb-two", 8, 0), 8);
+        close(fd);
+        run_for(f->event, VALID_MS + 50);
+        expect_body(f, "/same.txt", "bbbb-two");
+}
+
 /* ---- paf_http_response_send_file() itself ---- */
 
 static void on_sent(paf_http_request *req, int error, void *userdata) {
@@ -549,6 +614,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_cache_bounded, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_response_outlives_entry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ranges, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_small_ranges, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cache_sees_same_size_rewrite, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_file_api, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         };
