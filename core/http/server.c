@@ -12,13 +12,27 @@
 /*
  * How things live.
  *
- * A connection (conn) owns its flow, one timer, one read buffer and one
- * request object, which is reset and reused for every request on it. Both
- * are reference counted: the connection holds its request; the handler holds
- * it from the call of the request handler until it ends the response
- * (finish, respond, upgrade); every write queued on the flow holds it until
- * its completion ran (the flow always runs it, with -ECANCELED after a close),
- * so that the buffers a write points to stay valid.
+ * A connection (conn) owns its flow and little else: while it waits for a
+ * request (a keep-alive connection between two, or a new one before its
+ * first byte) it holds no request object, no parser and no buffer, so that
+ * tens of thousands of idle connections cost a few hundred bytes each. Its
+ * timeout is a place in one of the server's lists (one per kind, sorted by
+ * when it started, all under one timer) and its deferred work a place in the
+ * server's queue, not event sources of its own.
+ *
+ * The first byte of a request takes a request object (with the llhttp
+ * parser, the header arena and the response head's buffer) from the
+ * server's spares, or allocates one; it goes back once the response is
+ * written and nothing of a next request is buffered. The spares are
+ * bounded, so a keep-alive connection allocates nothing per request and an
+ * idle one holds nothing.
+ *
+ * The connection and the request are reference counted: the connection
+ * holds its request; the handler holds it from the call of the request
+ * handler until it ends the response (finish, respond, upgrade); every
+ * write queued on the flow holds it until its completion ran (the flow
+ * always runs it, with -ECANCELED after a close), so that the buffers a
+ * write points to stay valid.
  *
  * When the connection goes away first (peer gone, timeout, bad body, server
  * freed), the request is detached (req->conn == NULL), the body reader gets
@@ -50,7 +64,20 @@
 #define TIMER_ACCURACY_USEC (10 * 1000)
 /* Parser steps per dispatch: a pipelining client cannot starve the loop. */
 #define STEPS_PER_RUN 64
+/* Timeouts handled per timer dispatch: expiring thousands of connections at
+ * once must not hold the loop from the live ones for long. */
+#define TIMEOUTS_PER_RUN 256
 #define NO_OFFSET UINT32_MAX
+/* A connection's buffer for unparsed bytes starts this large. */
+#define BUF_SIZE (16 * 1024)
+/* What the server keeps for reuse, at most: request objects and buffers
+ * that busy connections took and gave back. Bounded: the busy connections
+ * of a moment, not every connection. */
+#define SPARE_REQS 32
+#define SPARE_BUFS 8
+/* A spare request keeps buffers at most this large; a larger one (a request
+ * with big headers) goes back to malloc. */
+#define SPARE_KEEP 4096
 
 typedef struct conn conn;
 
@@ -72,10 +99,55 @@ typedef enum framing {
         FRAMING_CLOSE,   /* HTTP/1.0, length unknown: ends with the connection */
 } framing;
 
+typedef enum phase {
+        PHASE_IDLE,     /* between requests, nothing of the next one yet */
+        PHASE_HEADERS,  /* request line and headers */
+        PHASE_BODY,     /* the handler has the request, its body is not parsed to the end */
+        PHASE_COMPLETE, /* the request is parsed, its response not done */
+} phase;
+
+typedef enum parse_event {
+        EV_NONE,
+        EV_BODY,
+        EV_COMPLETE,
+} parse_event;
+
+typedef enum timeout_kind {
+        TIMEOUT_NONE,
+        TIMEOUT_HEADER,
+        TIMEOUT_IDLE,
+        TIMEOUT_BODY,
+        TIMEOUT_WRITE,
+        TIMEOUT_LINGER,
+        _TIMEOUT_MAX,
+} timeout_kind;
+
 struct paf_http_request {
         unsigned n_ref;
         conn *conn; /* NULL once the connection is gone */
-        char *peer, *local;
+        paf_http_request *spare_next;
+        char *peer, *local; /* in addrs */
+        char *addrs;
+        size_t addrs_size;
+
+        /* The parser, while the connection has a request (or a pipelined
+         * one) to parse; and what its callbacks record for the driver. */
+        llhttp_t parser;
+        bool parser_owed; /* llhttp paused: it may have work left (a message end) without input */
+        bool headers_ready;
+        parse_event ev;
+        const char *ev_data;
+        size_t ev_len;
+        bool field_open, value_at_end;
+        const char *exec_start, *exec_end; /* the span given to llhttp_execute() */
+        int err_status;
+        char err_reason[256];
+
+        bool request_bytes; /* the request has begun */
+        bool discarding;    /* the response is done; the rest of the body goes */
+        size_t header_bytes;
+        uint64_t body_bytes;
+        uint64_t body_at;
 
         /* The request as parsed: strings live in arena, NUL-terminated. */
         const char *method;
@@ -120,74 +192,40 @@ struct paf_http_request {
         unsigned n_writes;
 };
 
-typedef enum phase {
-        PHASE_IDLE,     /* between requests, nothing of the next one yet */
-        PHASE_HEADERS,  /* request line and headers */
-        PHASE_BODY,     /* the handler has the request, its body is not parsed to the end */
-        PHASE_COMPLETE, /* the request is parsed, its response not done */
-} phase;
-
-typedef enum parse_event {
-        EV_NONE,
-        EV_BODY,
-        EV_COMPLETE,
-} parse_event;
-
-typedef enum timeout_kind {
-        TIMEOUT_NONE,
-        TIMEOUT_HEADER,
-        TIMEOUT_IDLE,
-        TIMEOUT_BODY,
-        TIMEOUT_WRITE,
-        TIMEOUT_LINGER,
-} timeout_kind;
-
+/* Kept small: this is all an idle connection costs us. */
 struct conn {
         unsigned n_ref;
+        phase phase;
+        timeout_kind tkind; /* the list it is in, TIMEOUT_NONE: none */
+        bool reading, read_eof;
+        bool close_after; /* close once the current response is written */
+        bool shutting_down, shutdown_pending, lingering;
+        bool closed, upgraded;
+        bool running, rerun;
+        bool kicked; /* in the server's kick queue */
+
         paf_http_server *server; /* NULL once closed */
-        conn *prev, *next;
+        conn *prev, *next;       /* the server's connections */
+        conn *tprev, *tnext;     /* the server's list of tkind */
+        conn *kick_next;
         paf_flow *flow;
-        sd_event *event;
-        sd_event_source *timer, *kick;
-        uint64_t timer_at;
-        bool timer_armed;
-        llhttp_t parser;
-        paf_http_request *req;
+        paf_http_request *req; /* NULL while no request is under way */
 
         /* Input: the flow's delivery being parsed in place, or our buffer. */
         const char *in;
         size_t in_len;
         char *buf;
-        size_t buf_start, buf_end, buf_size;
-        const char *exec_start, *exec_end; /* the span given to llhttp_execute() */
-        bool reading, read_eof;
-        /* llhttp paused: it may have work left (a message end) without input. */
-        bool parser_owed;
+        uint32_t buf_start, buf_end, buf_size;
 
-        /* Set by the llhttp callbacks for the driver. */
-        bool headers_ready;
-        parse_event ev;
-        const char *ev_data;
-        size_t ev_len;
-        bool field_open, value_at_end;
-        int err_status;
-        char err_reason[256];
-
-        phase phase;
-        bool request_bytes; /* the current request has begun */
-        size_t header_bytes;
-        uint64_t body_bytes;
-        uint64_t phase_at, body_at, write_at, linger_at;
+        uint64_t tkey;     /* when the timeout of tkind started */
+        uint64_t phase_at; /* when the phase began; while lingering, when that did */
+        uint64_t write_at;
         uint64_t progress_at, polled_at; /* the flow's write progress, and when asked */
-
-        bool close_after; /* close once the current response is written */
-        bool discarding;  /* the response is done; the rest of the body goes */
-        bool shutting_down, shutdown_pending, lingering;
-        bool closed, upgraded;
-        bool running, rerun;
-
-        char reject_buf[512];
 };
+
+typedef struct conn_list {
+        conn *head, *tail;
+} conn_list;
 
 struct paf_http_server {
         sd_event *event;
@@ -204,6 +242,25 @@ struct paf_http_server {
         unsigned n_conns;
         uint64_t n_requests;
 
+        /* The connections waiting for a timeout, one list per kind, each in
+         * the order their timeouts started (a kind's length is the same for
+         * all), under one timer armed at the earliest. */
+        conn_list timeouts[_TIMEOUT_MAX];
+        sd_event_source *timer;
+        uint64_t timer_at;
+        bool timer_armed;
+        /* Connections whose driver runs from the loop, in order. */
+        conn_list kicks;
+        sd_event_source *kick;
+
+        paf_http_request *spare_reqs;
+        unsigned n_spare_reqs;
+        char *spare_bufs[SPARE_BUFS];
+        unsigned n_spare_bufs;
+
+        /* > 0 inside the server's own event callbacks, which run user code
+         * that may free the server: the free of the struct waits. */
+        unsigned dispatching;
         bool stopping, freeing, done_called;
         paf_http_done_handler_t done;
         void *done_userdata;
@@ -218,13 +275,14 @@ static void conn_close(conn *c, int error);
 static void conn_kick(conn *c);
 static void conn_update_reading(conn *c);
 static void conn_update_timer(conn *c);
+static void timeouts_remove(paf_http_server *s, conn *c);
 static void conn_on_read(paf_flow *flow, const void *data, size_t len, int error, void *userdata);
 
 /* ---- small helpers ---- */
 
 static uint64_t conn_now(conn *c) {
         uint64_t t;
-        if (sd_event_now(c->event, CLOCK_MONOTONIC, &t) < 0) {
+        if (!c->server || sd_event_now(c->server->event, CLOCK_MONOTONIC, &t) < 0) {
                 struct timespec ts;
                 clock_gettime(CLOCK_MONOTONIC, &ts);
                 t = (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
@@ -300,8 +358,7 @@ static void req_free(paf_http_request *req) {
         free(req->fields);
         free(req->out);
         free(req->trail);
-        free(req->peer);
-        free(req->local);
+        free(req->addrs);
         free(req);
 }
 
@@ -311,27 +368,22 @@ static void req_unref(paf_http_request *req) {
                 req_free(req);
 }
 
-static paf_http_request *req_new(conn *c) {
-        paf_http_request *req = calloc(1, sizeof(*req));
-        if (!req)
-                return NULL;
-        req->n_ref = 1;
-        req->conn = c;
-        req->target = NO_OFFSET;
-        req->peer = strdup(paf_flow_get_peer(c->flow));
-        req->local = strdup(paf_flow_get_local(c->flow));
-        if (!req->peer || !req->local) {
-                req_free(req);
-                return NULL;
-        }
-        return req;
-}
-
-/* Make the request ready for the next one on the same connection: buffers
- * are kept, so a keep-alive connection allocates nothing per request. */
+/* Make the request ready for the next one: buffers are kept, and so is the
+ * parser, which may hold the start of a pipelined request. */
 static void req_reset(paf_http_request *req) {
         req->headers = paf_http_headers_free(req->headers);
         req->trailers = paf_http_headers_free(req->trailers);
+        req->headers_ready = false;
+        req->ev = EV_NONE;
+        req->ev_data = NULL;
+        req->ev_len = 0;
+        req->field_open = req->value_at_end = false;
+        req->exec_start = req->exec_end = NULL;
+        req->err_status = 0;
+        req->request_bytes = req->discarding = false;
+        req->header_bytes = 0;
+        req->body_bytes = 0;
+        req->body_at = 0;
         req->method = NULL;
         req->version = 0;
         req->head = false;
@@ -356,6 +408,75 @@ static void req_reset(paf_http_request *req) {
         req->write_handler = NULL;
         req->write_userdata = NULL;
         req->user_write_pending = false;
+}
+
+static const llhttp_settings_t parser_settings;
+
+/* A request object for c, a spare one if the server has any. */
+static paf_http_request *req_get(conn *c) {
+        paf_http_server *s = c->server;
+        paf_http_request *req = s->spare_reqs;
+        if (req) {
+                s->spare_reqs = req->spare_next;
+                s->n_spare_reqs--;
+                req->spare_next = NULL;
+        } else {
+                req = calloc(1, sizeof(*req));
+                if (!req)
+                        return NULL;
+                req_reset(req);
+        }
+        /* Copies: the handler may keep the request past the connection. */
+        const char *peer = paf_flow_get_peer(c->flow), *local = paf_flow_get_local(c->flow);
+        size_t np = strlen(peer) + 1, nl = strlen(local) + 1;
+        if (req->addrs_size < np + nl) {
+                char *a = realloc(req->addrs, np + nl);
+                if (!a) {
+                        req_free(req);
+                        return NULL;
+                }
+                req->addrs = a;
+                req->addrs_size = np + nl;
+        }
+        memcpy(req->addrs, peer, np);
+        memcpy(req->addrs + np, local, nl);
+        req->peer = req->addrs;
+        req->local = req->addrs + np;
+        req->n_ref = 1;
+        req->conn = c;
+        llhttp_init(&req->parser, HTTP_REQUEST, &parser_settings);
+        req->parser.data = c;
+        req->parser_owed = false;
+        return req;
+}
+
+static void *shrink(void *p, size_t *size, size_t each) {
+        if (*size * each <= SPARE_KEEP)
+                return p;
+        free(p);
+        *size = 0;
+        return NULL;
+}
+
+/* A request nobody else holds goes back to the server's spares, with its
+ * buffers unless they grew large. */
+static void req_recycle(paf_http_server *s, paf_http_request *req) {
+        assert(req->n_ref == 1 && req->n_writes == 0);
+        req_reset(req);
+        req->conn = NULL;
+        if (s->freeing || s->n_spare_reqs >= SPARE_REQS) {
+                req_free(req);
+                return;
+        }
+        req->arena = shrink(req->arena, &req->arena_size, 1);
+        req->fields = shrink(req->fields, &req->fields_size, sizeof(field_ref));
+        req->out = shrink(req->out, &req->out_size, 1);
+        req->trail = shrink(req->trail, &req->trail_size, 1);
+        req->addrs = shrink(req->addrs, &req->addrs_size, 1);
+        req->peer = req->local = NULL;
+        req->spare_next = s->spare_reqs;
+        s->spare_reqs = req;
+        s->n_spare_reqs++;
 }
 
 static int arena_append(paf_http_request *req, const char *data, size_t len, size_t cap) {
@@ -471,7 +592,7 @@ static __attribute__((noinline)) void conn_unref(conn *c) {
         assert(c->n_ref > 0);
         if (--c->n_ref > 0)
                 return;
-        assert(c->closed);
+        assert(c->closed && !c->req);
         free(c->buf);
         free(c);
 }
@@ -496,7 +617,7 @@ static void conn_consume(conn *c, size_t n) {
                 return; /* c->in may be NULL: even NULL + 0 is undefined in C */
         if (c->buf_end > c->buf_start) {
                 assert(n <= c->buf_end - c->buf_start);
-                c->buf_start += n;
+                c->buf_start += (uint32_t)n;
                 if (c->buf_start == c->buf_end)
                         c->buf_start = c->buf_end = 0;
         } else {
@@ -509,24 +630,62 @@ static void conn_consume(conn *c, size_t n) {
 static int conn_buffer(conn *c, const char *data, size_t len) {
         if (len == 0)
                 return 0;
+        /* Never more than BACKLOG_MAX plus a delivery (reading stops
+         * there): the sizes fit in 32 bits with room to double. */
+        if (len > UINT32_MAX / 8 || c->buf_end - c->buf_start > UINT32_MAX / 8)
+                return -ENOBUFS;
         if (c->buf_start > 0 && c->buf_size - c->buf_end < len) {
                 memmove(c->buf, c->buf + c->buf_start, c->buf_end - c->buf_start);
                 c->buf_end -= c->buf_start;
                 c->buf_start = 0;
         }
+        if (!c->buf && c->server && c->server->n_spare_bufs > 0) {
+                c->buf = c->server->spare_bufs[--c->server->n_spare_bufs];
+                c->buf_size = BUF_SIZE;
+        }
         if (c->buf_size - c->buf_end < len) {
-                size_t n = c->buf_size ? c->buf_size : 16 * 1024;
+                size_t n = c->buf_size ? c->buf_size : BUF_SIZE;
                 while (n - c->buf_end < len)
                         n *= 2;
                 char *b = realloc(c->buf, n);
                 if (!b)
                         return -ENOMEM;
                 c->buf = b;
-                c->buf_size = n;
+                c->buf_size = (uint32_t)n;
         }
         memcpy(c->buf + c->buf_end, data, len);
-        c->buf_end += len;
+        c->buf_end += (uint32_t)len;
         return 0;
+}
+
+/* Nothing of a request is under way and nothing is buffered: what a busy
+ * connection needs goes back to the server, and an idle one costs only
+ * its struct. */
+static void conn_go_idle(conn *c) {
+        paf_http_server *s = c->server;
+        paf_http_request *req = c->req;
+        assert(s && conn_pending(c) == 0);
+        if (req) {
+                if (req->n_writes > 0 || req->handler_owned)
+                        return; /* its writes still count for the write timeout */
+                c->req = NULL;
+                if (req->n_ref == 1)
+                        req_recycle(s, req);
+                else {
+                        /* Someone still holds it (cannot happen with a
+                         * well-behaved handler): leave it to them. */
+                        req->conn = NULL;
+                        req_unref(req);
+                }
+        }
+        if (c->buf) {
+                if (c->buf_size == BUF_SIZE && s->n_spare_bufs < SPARE_BUFS && !s->freeing)
+                        s->spare_bufs[s->n_spare_bufs++] = c->buf;
+                else
+                        free(c->buf);
+                c->buf = NULL;
+                c->buf_size = c->buf_start = c->buf_end = 0;
+        }
 }
 
 static void conn_update_reading(conn *c) {
@@ -537,7 +696,7 @@ static void conn_update_reading(conn *c) {
                 want = true;
         else if (c->shutting_down || c->read_eof)
                 want = false;
-        else if (c->phase == PHASE_BODY && !c->discarding && c->req && c->req->body_paused)
+        else if (c->phase == PHASE_BODY && c->req && !c->req->discarding && c->req->body_paused)
                 want = false; /* the reader asked for backpressure */
         else
                 want = conn_pending(c) < BACKLOG_MAX;
@@ -569,6 +728,12 @@ static void on_write_done(paf_flow *flow, int error, void *userdata, bool user) 
                 if (h)
                         h(req, error, req->write_userdata);
         }
+        if (c && req->conn == c) {
+                /* The write's reference goes first: the connection holds
+                 * another, and the driver reuses a request only it holds. */
+                req_unref(req);
+                req = NULL;
+        }
         if (c) {
                 if (error < 0 && error != -ECANCELED && !c->closed) {
                         char reason[128];
@@ -579,7 +744,8 @@ static void on_write_done(paf_flow *flow, int error, void *userdata, bool user) 
                         conn_run(c);
                 conn_unref(c);
         }
-        req_unref(req);
+        if (req)
+                req_unref(req);
 }
 
 static void on_engine_write_done(paf_flow *flow, int error, void *userdata) {
@@ -590,15 +756,26 @@ static void on_user_write_done(paf_flow *flow, int error, void *userdata) {
         on_write_done(flow, error, userdata, true);
 }
 
+/* A write of req's was queued: it holds req, and the write timeout runs.
+ * Also for a handler answering later, from outside the driver (which
+ * updates the timeout when it is done): a reader that stops must not hold
+ * that response for good. */
+static void conn_wrote(conn *c, paf_http_request *req) {
+        req_ref(req);
+        if (req->n_writes++ == 0) {
+                c->write_at = conn_now(c);
+                if (!c->running)
+                        conn_update_timer(c);
+        }
+}
+
 static int conn_write(conn *c, paf_http_request *req, const struct iovec *iov, size_t n,
                       bool user) {
         int r = paf_flow_write(c->flow, iov, n, user ? on_user_write_done : on_engine_write_done,
                                req);
         if (r < 0)
                 return r;
-        req_ref(req);
-        if (req->n_writes++ == 0)
-                c->write_at = conn_now(c);
+        conn_wrote(c, req);
         return 0;
 }
 
@@ -623,9 +800,8 @@ static void conn_close(conn *c, int error) {
                         c->next->prev = c->prev;
                 c->prev = c->next = NULL;
                 s->n_conns--;
+                timeouts_remove(s, c);
         }
-        c->timer = sd_event_source_disable_unref(c->timer);
-        c->kick = sd_event_source_disable_unref(c->kick);
         if (!c->upgraded && c->flow)
                 paf_flow_close(c->flow, NULL, NULL);
         c->flow = NULL;
@@ -650,7 +826,7 @@ static void on_shutdown_done(paf_flow *flow, int error, void *userdata) {
                         conn_close(c, error < 0 ? error : 0);
                 else {
                         c->lingering = true;
-                        c->linger_at = conn_now(c);
+                        c->phase_at = conn_now(c);
                         conn_update_reading(c);
                         conn_update_timer(c);
                 }
@@ -679,7 +855,7 @@ static void conn_shutdown(conn *c) {
 static void on_reject_written(paf_flow *flow, int error, void *userdata) {
         (void)flow;
         (void)error;
-        conn_unref(userdata);
+        free(userdata);
 }
 
 /* A request we refuse: tell, answer with status (unless the handler already
@@ -708,8 +884,17 @@ static void conn_reject(conn *c, int status, const char *reason) {
                 return;
         }
 
+        /* Its own buffer, which the write holds: the connection keeps none
+         * for what is rare. */
+        enum { REJECT_SIZE = 512 };
+        char *answer = malloc(REJECT_SIZE);
+        if (!answer) {
+                conn_close(c, -ENOMEM);
+                conn_unref(c);
+                return;
+        }
         const char *text = paf_http_status_reason(status);
-        int n = snprintf(c->reject_buf, sizeof(c->reject_buf),
+        int n = snprintf(answer, REJECT_SIZE,
                          "HTTP/1.1 %d %s\r\n"
                          "Date: %s\r\n"
                          "Server: paf/" PAF_VERSION "\r\n"
@@ -719,12 +904,11 @@ static void conn_reject(conn *c, int status, const char *reason) {
                          "\r\n"
                          "%s\n",
                          status, text, server_date(s), strlen(text) + 1, text);
-        assert(n > 0 && (size_t)n < sizeof(c->reject_buf));
-        struct iovec iov = {c->reject_buf, (size_t)n - (head ? strlen(text) + 1 : 0)};
-        /* The write holds the connection: reject_buf must outlive it. */
-        int r = paf_flow_write(c->flow, &iov, 1, on_reject_written, conn_ref(c));
+        assert(n > 0 && n < REJECT_SIZE);
+        struct iovec iov = {answer, (size_t)n - (head ? strlen(text) + 1 : 0)};
+        int r = paf_flow_write(c->flow, &iov, 1, on_reject_written, answer);
         if (r < 0) {
-                conn_unref(c);
+                free(answer);
                 conn_close(c, r);
         } else {
                 c->close_after = true;
@@ -735,12 +919,12 @@ static void conn_reject(conn *c, int status, const char *reason) {
 
 static int parse_error(conn *c, int status, const char *format, ...) PAF_PRINTF(3, 4);
 static int parse_error(conn *c, int status, const char *format, ...) {
-        if (c->err_status == 0) {
+        if (c->req->err_status == 0) {
                 va_list ap;
                 va_start(ap, format);
-                vsnprintf(c->err_reason, sizeof(c->err_reason), format, ap);
+                vsnprintf(c->req->err_reason, sizeof(c->req->err_reason), format, ap);
                 va_end(ap);
-                c->err_status = status;
+                c->req->err_status = status;
         }
         return HPE_USER;
 }
@@ -764,7 +948,7 @@ static int on_message_begin(llhttp_t *p) {
                 c->phase = PHASE_HEADERS;
                 c->phase_at = conn_now(c);
         }
-        c->request_bytes = true;
+        c->req->request_bytes = true;
         return 0;
 }
 
@@ -796,7 +980,7 @@ static int on_url_complete(llhttp_t *p) {
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
         conn *c = p->data;
         paf_http_request *req = c->req;
-        if (!c->field_open) {
+        if (!c->req->field_open) {
                 unsigned max = c->server->limits.max_headers;
                 if (req->n_fields >= max)
                         return parse_error(c, 431, "too many header fields (more than %u)", max);
@@ -812,7 +996,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
                         .name = (uint32_t)req->arena_len,
                         .value = NO_OFFSET,
                 };
-                c->field_open = true;
+                c->req->field_open = true;
         }
         if (arena_append(req, at, len, arena_cap(c)) < 0)
                 return header_overflow(c);
@@ -822,9 +1006,9 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_field_complete(llhttp_t *p) {
         conn *c = p->data;
-        if (!c->field_open || c->req->fields[c->req->n_fields - 1].name_len == 0)
+        if (!c->req->field_open || c->req->fields[c->req->n_fields - 1].name_len == 0)
                 return parse_error(c, 400, "empty header field name");
-        c->field_open = false;
+        c->req->field_open = false;
         if (arena_append(c->req, "", 1, arena_cap(c)) < 0)
                 return header_overflow(c);
         return 0;
@@ -836,7 +1020,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
         field_ref *f = &req->fields[req->n_fields - 1];
         if (f->value == NO_OFFSET)
                 f->value = (uint32_t)req->arena_len;
-        else if (!c->value_at_end || at != c->exec_start)
+        else if (!c->req->value_at_end || at != c->req->exec_start)
                 /* A second piece of one value that is not a buffer boundary:
                  * llhttp let an obs-fold continuation line through. */
                 return parse_error(c, 400, "obsolete line folding in header field \"%s\"",
@@ -851,7 +1035,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
         if (arena_append(req, at, len, arena_cap(c)) < 0)
                 return header_overflow(c);
         f->value_len += (uint32_t)len;
-        c->value_at_end = at + len == c->exec_end;
+        c->req->value_at_end = at + len == c->req->exec_end;
         return 0;
 }
 
@@ -865,7 +1049,7 @@ static int on_header_value_complete(llhttp_t *p) {
                                     req->arena[f->value + f->value_len - 1] == '\t'))
                 f->value_len--;
         req->arena_len = f->value + f->value_len;
-        c->value_at_end = false;
+        c->req->value_at_end = false;
         if (arena_append(req, "", 1, arena_cap(c)) < 0)
                 return header_overflow(c);
         return 0;
@@ -874,7 +1058,7 @@ static int on_header_value_complete(llhttp_t *p) {
 static int on_headers_complete(llhttp_t *p) {
         conn *c = p->data;
         paf_http_request *req = c->req;
-        c->headers_ready = true;
+        c->req->headers_ready = true;
         req->n_headers = req->n_fields;
         if (p->flags & F_CHUNKED)
                 req->content_length = -1;
@@ -893,20 +1077,20 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
         conn *c = p->data;
         if (len == 0)
                 return 0; /* a span restarted on an empty execute */
-        c->body_bytes += len;
+        c->req->body_bytes += len;
         uint64_t max = c->server->limits.max_body;
-        if (c->req->content_length < 0 && c->body_bytes > max)
+        if (c->req->content_length < 0 && c->req->body_bytes > max)
                 return parse_error(c, 413, "request body too large (more than %" PRIu64 " bytes)",
                                    max);
-        c->ev = EV_BODY;
-        c->ev_data = at;
-        c->ev_len = len;
+        c->req->ev = EV_BODY;
+        c->req->ev_data = at;
+        c->req->ev_len = len;
         return HPE_PAUSED;
 }
 
 static int on_message_complete(llhttp_t *p) {
         conn *c = p->data;
-        c->ev = EV_COMPLETE;
+        c->req->ev = EV_COMPLETE;
         return HPE_PAUSED;
 }
 
@@ -941,7 +1125,7 @@ static void conn_deliver_body(conn *c, const void *data, size_t len) {
 static bool conn_dispatch(conn *c) {
         paf_http_server *s = c->server;
         paf_http_request *req = c->req;
-        llhttp_t *p = &c->parser;
+        llhttp_t *p = &c->req->parser;
         char reason[256];
 
         if (p->http_major != 1 || p->http_minor > 1) {
@@ -1015,13 +1199,13 @@ static bool conn_dispatch(conn *c) {
         if (s->stopping || p->method == HTTP_CONNECT)
                 c->close_after = true;
 
-        if (c->ev == EV_COMPLETE) {
-                c->ev = EV_NONE;
+        if (c->req->ev == EV_COMPLETE) {
+                c->req->ev = EV_NONE;
                 c->phase = PHASE_COMPLETE;
                 req->body_complete = true;
         } else
                 c->phase = PHASE_BODY;
-        c->body_at = conn_now(c);
+        c->req->body_at = conn_now(c);
         s->n_requests++;
 
         req->handler_owned = true;
@@ -1038,7 +1222,7 @@ static bool conn_parser_runnable(conn *c) {
         case PHASE_HEADERS:
                 return true;
         case PHASE_BODY:
-                return c->discarding ||
+                return c->req->discarding ||
                        (c->req->body_handler && !c->req->body_paused && !c->req->body_ended);
         case PHASE_COMPLETE:
                 return false;
@@ -1047,6 +1231,19 @@ static bool conn_parser_runnable(conn *c) {
 }
 
 static bool conn_parse(conn *c) {
+        if (!c->req) {
+                /* The first byte of a request (or of the leading empty
+                 * lines RFC 9112 §2.2 lets a server skip). */
+                c->req = req_get(c);
+                if (!c->req) {
+                        server_report(c->server, c, 0, "out of memory for a request");
+                        conn_close(c, -ENOMEM);
+                        return false;
+                }
+        }
+        /* Ours for the call: the handler, or a close, may drop the
+         * connection's. */
+        paf_http_request *req = req_ref(c->req);
         const char *data;
         size_t len;
         conn_input(c, &data, &len);
@@ -1054,27 +1251,28 @@ static bool conn_parse(conn *c) {
                 data = "";
 
         phase before = c->phase;
-        c->exec_start = data;
-        c->exec_end = data + len;
-        c->ev = EV_NONE;
-        c->headers_ready = false;
-        c->err_status = 0;
+        req->exec_start = data;
+        req->exec_end = data + len;
+        req->ev = EV_NONE;
+        req->headers_ready = false;
+        req->err_status = 0;
 
-        llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+        bool go_on = false;
+        llhttp_errno_t err = llhttp_execute(&req->parser, data, len);
         size_t used = len;
-        c->parser_owed = err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE;
-        if (c->parser_owed) {
-                used = (size_t)(llhttp_get_error_pos(&c->parser) - data);
+        req->parser_owed = err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE;
+        if (req->parser_owed) {
+                used = (size_t)(llhttp_get_error_pos(&req->parser) - data);
                 if (err == HPE_PAUSED)
-                        llhttp_resume(&c->parser);
+                        llhttp_resume(&req->parser);
                 else
                         /* An Upgrade the handler declined: HTTP goes on. */
-                        llhttp_resume_after_upgrade(&c->parser);
+                        llhttp_resume_after_upgrade(&req->parser);
         } else if (err != HPE_OK) {
-                int status = c->err_status;
+                int status = req->err_status;
                 char reason[300];
                 if (status)
-                        snprintf(reason, sizeof(reason), "%s", c->err_reason);
+                        snprintf(reason, sizeof(reason), "%s", req->err_reason);
                 else if (err == HPE_INVALID_VERSION) {
                         status = 505;
                         snprintf(reason, sizeof(reason), "HTTP version not supported");
@@ -1082,47 +1280,50 @@ static bool conn_parse(conn *c) {
                         status = 400;
                         snprintf(reason, sizeof(reason), "malformed request%s: %s",
                                  before == PHASE_BODY ? " body" : "",
-                                 llhttp_get_error_reason(&c->parser) ?: llhttp_errno_name(err));
+                                 llhttp_get_error_reason(&req->parser) ?: llhttp_errno_name(err));
                 }
                 conn_reject(c, status, reason);
-                return false;
+                goto out;
         }
         conn_consume(c, used);
 
         if (before == PHASE_IDLE || before == PHASE_HEADERS) {
-                c->header_bytes += used;
+                req->header_bytes += used;
                 size_t max = c->server->limits.max_header_bytes;
-                if (c->header_bytes > max) {
+                if (req->header_bytes > max) {
                         char reason[128];
                         snprintf(reason, sizeof(reason),
                                  "request header fields too large (%zu bytes > %zu)",
-                                 c->header_bytes, max);
+                                 req->header_bytes, max);
                         conn_reject(c, 431, reason);
-                        return false;
+                        goto out;
                 }
         }
 
-        if (c->headers_ready && !conn_dispatch(c))
-                return false;
+        if (req->headers_ready && !conn_dispatch(c))
+                goto out;
 
-        switch (c->ev) {
+        switch (req->ev) {
         case EV_BODY:
-                c->body_at = conn_now(c);
-                if (!c->discarding)
-                        conn_deliver_body(c, c->ev_data, c->ev_len);
+                req->body_at = conn_now(c);
+                if (!req->discarding)
+                        conn_deliver_body(c, req->ev_data, req->ev_len);
                 break;
         case EV_COMPLETE:
                 c->phase = PHASE_COMPLETE;
-                c->req->body_complete = true;
-                if (c->discarding)
-                        c->discarding = false;
+                req->body_complete = true;
+                if (req->discarding)
+                        req->discarding = false;
                 else
                         conn_deliver_body(c, NULL, 0);
                 break;
         case EV_NONE:
                 break;
         }
-        return !c->closed && !c->upgraded;
+        go_on = !c->closed && !c->upgraded;
+out:
+        req_unref(req);
+        return go_on;
 }
 
 /* The response went out: on to the next request. */
@@ -1132,22 +1333,28 @@ static void conn_next_request(conn *c) {
                 req_reset(req);
         else {
                 /* Someone still holds it (cannot happen with a well-behaved
-                 * handler): leave it to them rather than reuse it. */
-                paf_http_request *n = req_new(c);
+                 * handler): leave it to them rather than reuse it. The
+                 * parser goes on in the new one: it may hold the start of a
+                 * pipelined request. */
+                paf_http_request *n = req_get(c);
                 if (!n) {
                         conn_close(c, -ENOMEM);
                         return;
                 }
+                n->parser = req->parser;
+                n->parser_owed = req->parser_owed;
                 c->req = n;
                 req->conn = NULL;
                 req_unref(req);
         }
         c->phase = PHASE_IDLE;
         c->phase_at = conn_now(c);
-        c->request_bytes = false;
-        c->header_bytes = 0;
-        c->body_bytes = 0;
-        c->discarding = false;
+}
+
+/* No request begun: an idle connection, or a new one before its first byte. */
+static bool conn_between_requests(conn *c) {
+        return c->phase == PHASE_IDLE ||
+               (c->phase == PHASE_HEADERS && !(c->req && c->req->request_bytes));
 }
 
 /* EOF with nothing left to parse. */
@@ -1160,13 +1367,13 @@ static void conn_on_eof(conn *c) {
                 conn_shutdown(c);
                 return;
         case PHASE_HEADERS:
-                if (c->request_bytes)
+                if (c->req && c->req->request_bytes)
                         server_report(s, c, 0,
                                       "connection closed before the end of the request headers");
                 conn_close(c, 0);
                 return;
         case PHASE_BODY:
-                if (!c->discarding)
+                if (!c->req->discarding)
                         server_report(s, c, 0,
                                       "connection closed before the end of the request body");
                 conn_close(c, -EPIPE);
@@ -1183,8 +1390,8 @@ static bool conn_step(conn *c) {
         paf_http_request *req = c->req;
         paf_http_server *s = c->server;
 
-        if (req->handler_owned && req->body_handler && req->body_complete && !req->body_ended &&
-            !req->body_paused) {
+        if (req && req->handler_owned && req->body_handler && req->body_complete &&
+            !req->body_ended && !req->body_paused) {
                 conn_deliver_body(c, NULL, 0);
                 return true;
         }
@@ -1199,9 +1406,9 @@ static bool conn_step(conn *c) {
                                 conn_next_request(c);
                                 return true;
                         }
-                        if (!c->discarding) {
-                                c->discarding = true;
-                                c->body_at = conn_now(c);
+                        if (!req->discarding) {
+                                req->discarding = true;
+                                req->body_at = conn_now(c);
                         }
                 } else if (c->phase == PHASE_COMPLETE) {
                         /* Even after a read EOF: a client that shut its
@@ -1219,7 +1426,9 @@ static bool conn_step(conn *c) {
         }
         if (!conn_parser_runnable(c))
                 return false;
-        if (conn_pending(c) == 0 && !c->parser_owed) {
+        if (conn_pending(c) == 0 && !(c->req && c->req->parser_owed)) {
+                if (conn_between_requests(c))
+                        conn_go_idle(c);
                 if (c->read_eof)
                         conn_on_eof(c);
                 return false;
@@ -1252,7 +1461,20 @@ static void conn_run(conn *c) {
 
 static int on_kick(sd_event_source *source, void *userdata) {
         (void)source;
-        conn_run(userdata);
+        paf_http_server *s = userdata;
+        /* The queue as it is now: what is kicked meanwhile waits for the
+         * next iteration, so that one busy connection cannot starve the
+         * loop. Each queued connection holds a reference. */
+        conn *c = s->kicks.head;
+        s->kicks.head = s->kicks.tail = NULL;
+        while (c) {
+                conn *next = c->kick_next;
+                c->kick_next = NULL;
+                c->kicked = false;
+                conn_run(c);
+                conn_unref(c);
+                c = next;
+        }
         return 0;
 }
 
@@ -1264,17 +1486,29 @@ static void conn_kick(conn *c) {
                 c->rerun = true;
                 return;
         }
+        if (c->kicked)
+                return;
+        paf_http_server *s = c->server;
         int r = 0;
-        if (!c->kick) {
-                r = sd_event_add_defer(c->event, &c->kick, on_kick, c);
+        if (!s->kick) {
+                r = sd_event_add_defer(s->event, &s->kick, on_kick, s);
                 if (r >= 0)
-                        (void)sd_event_source_set_description(c->kick, "paf-http-conn");
+                        (void)sd_event_source_set_description(s->kick, "paf-http-kick");
         }
-        if (r >= 0)
-                r = sd_event_source_set_enabled(c->kick, SD_EVENT_ONESHOT);
-        if (r < 0)
+        if (r >= 0 && !s->kicks.head)
+                r = sd_event_source_set_enabled(s->kick, SD_EVENT_ONESHOT);
+        if (r < 0) {
                 paf_log(PAF_LOG_ERR, "http %s: cannot schedule work: %s",
                         paf_flow_get_peer(c->flow), strerror(-r));
+                return;
+        }
+        c->kicked = true;
+        conn_ref(c);
+        if (s->kicks.tail)
+                s->kicks.tail->kick_next = c;
+        else
+                s->kicks.head = c;
+        s->kicks.tail = c;
 }
 
 static void conn_on_read(paf_flow *flow, const void *data, size_t len, int error, void *userdata) {
@@ -1289,7 +1523,7 @@ static void conn_on_read(paf_flow *flow, const void *data, size_t len, int error
         }
         conn_ref(c);
         if (error < 0) {
-                if (c->request_bytes || (c->req && c->req->handler_owned)) {
+                if (c->req && (c->req->request_bytes || c->req->handler_owned)) {
                         char reason[128];
                         snprintf(reason, sizeof(reason), "read failed: %s", strerror(-error));
                         server_report(c->server, c, 0, reason);
@@ -1327,24 +1561,21 @@ static void conn_on_read(paf_flow *flow, const void *data, size_t len, int error
         conn_unref(c);
 }
 
-/* ---- timeouts: one timer per connection, moved lazily ---- */
+/* ---- timeouts: lists in the server, one timer for all ---- */
 
+/* The timeout that runs for c, and when it started (its key in the list of
+ * that kind). The write timeout's list is ordered by when the flow was last
+ * asked about progress, which it is a few times per timeout. */
 static timeout_kind conn_timeout(conn *c, uint64_t *ret) {
         if (c->closed || c->upgraded)
                 return TIMEOUT_NONE;
         const paf_http_limits *l = &c->server->limits;
         if (c->lingering) {
-                *ret = c->linger_at + LINGER_USEC;
+                *ret = c->phase_at;
                 return TIMEOUT_LINGER;
         }
         if (((c->req && c->req->n_writes > 0) || c->shutdown_pending) && l->write_timeout_usec) {
-                /* From the last byte the transport took, not the last write
-                 * that completed: a big write (a file piece, a whole
-                 * response) to a slow reader takes long, yet moves. The
-                 * flow is asked when the timer fires (on_timer), which it
-                 * does a few times per timeout (conn_update_timer). */
-                uint64_t at = c->write_at > c->progress_at ? c->write_at : c->progress_at;
-                *ret = at + l->write_timeout_usec;
+                *ret = c->write_at > c->polled_at ? c->write_at : c->polled_at;
                 return TIMEOUT_WRITE;
         }
         if (c->shutting_down)
@@ -1353,17 +1584,17 @@ static timeout_kind conn_timeout(conn *c, uint64_t *ret) {
         case PHASE_IDLE:
                 if (!l->idle_timeout_usec)
                         return TIMEOUT_NONE;
-                *ret = c->phase_at + l->idle_timeout_usec;
+                *ret = c->phase_at;
                 return TIMEOUT_IDLE;
         case PHASE_HEADERS:
                 if (!l->header_timeout_usec)
                         return TIMEOUT_NONE;
-                *ret = c->phase_at + l->header_timeout_usec;
+                *ret = c->phase_at;
                 return TIMEOUT_HEADER;
         case PHASE_BODY:
                 if (!l->body_timeout_usec || !conn_parser_runnable(c))
                         return TIMEOUT_NONE;
-                *ret = c->body_at + l->body_timeout_usec;
+                *ret = c->req->body_at;
                 return TIMEOUT_BODY;
         case PHASE_COMPLETE:
                 return TIMEOUT_NONE;
@@ -1371,72 +1602,153 @@ static timeout_kind conn_timeout(conn *c, uint64_t *ret) {
         return TIMEOUT_NONE;
 }
 
-static int on_timer(sd_event_source *source, uint64_t usec, void *userdata);
-
-static void conn_update_timer(conn *c) {
-        if (c->closed || c->upgraded)
-                return;
-        uint64_t deadline = 0;
-        timeout_kind kind = conn_timeout(c, &deadline);
-        if (kind == TIMEOUT_NONE) {
-                if (c->timer_armed) {
-                        (void)sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-                        c->timer_armed = false;
-                }
-                return;
-        }
-        if (kind == TIMEOUT_WRITE) {
+/* How long after its key a connection of that kind is looked at. */
+static uint64_t timeout_period(paf_http_server *s, timeout_kind kind) {
+        const paf_http_limits *l = &s->limits;
+        switch (kind) {
+        case TIMEOUT_HEADER:
+                return l->header_timeout_usec;
+        case TIMEOUT_IDLE:
+                return l->idle_timeout_usec;
+        case TIMEOUT_BODY:
+                return l->body_timeout_usec;
+        case TIMEOUT_WRITE:
                 /* Progress is asked for, not told: asking four times per
                  * timeout cuts a stalled reader at most a quarter of it late. */
-                uint64_t last = c->write_at > c->polled_at ? c->write_at : c->polled_at;
-                uint64_t poll = last + c->server->limits.write_timeout_usec / 4;
-                if (poll < deadline)
-                        deadline = poll;
+                return l->write_timeout_usec / 4 ?: 1;
+        case TIMEOUT_LINGER:
+                return LINGER_USEC;
+        case TIMEOUT_NONE:
+        case _TIMEOUT_MAX:
+                break;
         }
-        /* An armed timer that fires no later than needed stays: it re-arms
-         * itself when it fires early, which spares a heap update per event. */
-        if (c->timer_armed && c->timer_at <= deadline)
-                return;
-        int r;
-        if (!c->timer) {
-                r = sd_event_add_time(c->event, &c->timer, CLOCK_MONOTONIC, deadline,
-                                      TIMER_ACCURACY_USEC, on_timer, c);
-                if (r >= 0)
-                        (void)sd_event_source_set_description(c->timer, "paf-http-timeout");
-        } else
-                r = sd_event_source_set_time(c->timer, deadline);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
-        if (r < 0) {
-                paf_log(PAF_LOG_ERR, "http %s: cannot arm the timeout: %s",
-                        paf_flow_get_peer(c->flow), strerror(-r));
-                return;
-        }
-        c->timer_at = deadline;
-        c->timer_armed = true;
+        return 0;
 }
 
-static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
-        (void)source;
-        (void)usec;
-        conn *c = userdata;
-        c->timer_armed = false;
-        uint64_t deadline = 0;
-        timeout_kind kind = conn_timeout(c, &deadline);
+static void timeouts_remove(paf_http_server *s, conn *c) {
+        if (c->tkind == TIMEOUT_NONE)
+                return;
+        conn_list *l = &s->timeouts[c->tkind];
+        if (c->tprev)
+                c->tprev->tnext = c->tnext;
+        else
+                l->head = c->tnext;
+        if (c->tnext)
+                c->tnext->tprev = c->tprev;
+        else
+                l->tail = c->tprev;
+        c->tprev = c->tnext = NULL;
+        c->tkind = TIMEOUT_NONE;
+}
+
+/* Keys are mostly "now", so that this appends; a connection that comes back
+ * to a timeout started earlier (a body timeout after a write) walks back. */
+static void timeouts_insert(paf_http_server *s, conn *c, timeout_kind kind, uint64_t key) {
+        conn_list *l = &s->timeouts[kind];
+        conn *after = l->tail;
+        while (after && after->tkey > key)
+                after = after->tprev;
+        c->tkind = kind;
+        c->tkey = key;
+        c->tprev = after;
+        c->tnext = after ? after->tnext : l->head;
+        if (c->tnext)
+                c->tnext->tprev = c;
+        else
+                l->tail = c;
+        if (after)
+                after->tnext = c;
+        else
+                l->head = c;
+}
+
+static int on_timer(sd_event_source *source, uint64_t usec, void *userdata);
+
+/* An armed timer that fires no later than needed stays: it finds nothing
+ * due and re-arms itself, which spares an sd-event call per change. */
+static void server_arm_timer(paf_http_server *s, uint64_t deadline) {
+        if (s->timer_armed && s->timer_at <= deadline)
+                return;
+        int r;
+        if (!s->timer) {
+                r = sd_event_add_time(s->event, &s->timer, CLOCK_MONOTONIC, deadline,
+                                      TIMER_ACCURACY_USEC, on_timer, s);
+                if (r >= 0)
+                        (void)sd_event_source_set_description(s->timer, "paf-http-timeouts");
+        } else
+                r = sd_event_source_set_time(s->timer, deadline);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+        if (r < 0) {
+                paf_log(PAF_LOG_ERR, "http: cannot arm the timeouts' timer: %s", strerror(-r));
+                return;
+        }
+        s->timer_at = deadline;
+        s->timer_armed = true;
+}
+
+/* The timer at the earliest of the lists' heads, or off. */
+static void server_rearm_timer(paf_http_server *s) {
+        bool any = false;
+        uint64_t first = 0;
+        for (int k = TIMEOUT_NONE + 1; k < _TIMEOUT_MAX; k++) {
+                conn *c = s->timeouts[k].head;
+                if (!c)
+                        continue;
+                uint64_t at = c->tkey + timeout_period(s, (timeout_kind)k);
+                if (!any || at < first)
+                        first = at;
+                any = true;
+        }
+        if (any) {
+                s->timer_armed = false;
+                server_arm_timer(s, first);
+        } else if (s->timer_armed) {
+                (void)sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
+                s->timer_armed = false;
+        }
+}
+
+static void conn_update_timer(conn *c) {
+        paf_http_server *s = c->server;
+        if (!s)
+                return;
+        uint64_t key = 0;
+        timeout_kind kind = conn_timeout(c, &key);
+        if (kind == c->tkind && (kind == TIMEOUT_NONE || key == c->tkey))
+                return;
+        timeouts_remove(s, c);
+        if (kind == TIMEOUT_NONE)
+                return;
+        timeouts_insert(s, c, kind, key);
+        server_arm_timer(s, key + timeout_period(s, kind));
+}
+
+/* c is at the head of its list and due: check, then close it, or move it
+ * (further down its list, or to another). */
+static void conn_on_timeout(conn *c, uint64_t now) {
+        paf_http_server *s = c->server;
+        uint64_t key = 0;
+        timeout_kind kind = conn_timeout(c, &key);
+        if (kind != c->tkind || key != c->tkey) {
+                /* Its state moved on without telling: catch up. */
+                conn_update_timer(c);
+                return;
+        }
+        const paf_http_limits *l = &s->limits;
         if (kind == TIMEOUT_WRITE) {
                 /* Has the transport taken bytes since we last asked? */
                 uint64_t progress;
-                c->polled_at = conn_now(c);
+                c->polled_at = now;
                 if (paf_flow_get_write_progress(c->flow, NULL, &progress) >= 0 &&
                     progress > c->progress_at)
                         c->progress_at = progress;
-                kind = conn_timeout(c, &deadline);
+                uint64_t last = c->write_at > c->progress_at ? c->write_at : c->progress_at;
+                if (now < last + l->write_timeout_usec) {
+                        conn_update_timer(c);
+                        return;
+                }
         }
-        if (kind == TIMEOUT_NONE || conn_now(c) < deadline) {
-                conn_update_timer(c);
-                return 0;
-        }
-        const paf_http_limits *l = &c->server->limits;
         char reason[128], d[32];
         int status = 0;
         switch (kind) {
@@ -1460,13 +1772,46 @@ static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
                 break;
         case TIMEOUT_LINGER:
         case TIMEOUT_NONE:
+        case _TIMEOUT_MAX:
                 conn_close(c, 0);
-                return 0;
+                return;
         }
         conn_ref(c);
-        server_report(c->server, c, status, reason);
+        server_report(s, c, status, reason);
         conn_close(c, -ETIMEDOUT);
         conn_unref(c);
+}
+
+static void server_free_now(paf_http_server *s);
+
+static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        (void)source;
+        (void)usec;
+        paf_http_server *s = userdata;
+        s->timer_armed = false;
+        uint64_t now;
+        if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0)
+                return 0;
+        /* Closing runs user code (abort handlers), which may free the
+         * server or change any list: each round looks at a head afresh. */
+        s->dispatching++;
+        unsigned n = 0;
+        for (int k = TIMEOUT_NONE + 1; k < _TIMEOUT_MAX && !s->freeing; k++)
+                for (; n < TIMEOUTS_PER_RUN && !s->freeing; n++) {
+                        conn *c = s->timeouts[k].head;
+                        if (!c || c->tkey + timeout_period(s, (timeout_kind)k) > now)
+                                break;
+                        conn_on_timeout(c, now);
+                }
+        s->dispatching--;
+        if (s->freeing) {
+                if (s->dispatching == 0)
+                        server_free_now(s);
+                return 0;
+        }
+        /* What is left due (more than one run's share) fires next
+         * iteration: the rest of the loop has its turn in between. */
+        server_rearm_timer(s);
         return 0;
 }
 
@@ -1533,6 +1878,11 @@ PAF_EXPORT int paf_http_server_new(sd_event *event, paf_http_request_handler_t h
         return 0;
 }
 
+static void server_free_now(paf_http_server *s) {
+        sd_event_unref(s->event);
+        free(s);
+}
+
 PAF_EXPORT paf_http_server *paf_http_server_free(paf_http_server *s) {
         if (!s || s->freeing)
                 return NULL;
@@ -1544,9 +1894,27 @@ PAF_EXPORT paf_http_server *paf_http_server_free(paf_http_server *s) {
         s->n_listeners = 0;
         while (s->conns)
                 conn_close(s->conns, -ECANCELED);
-        sd_event_source_disable_unref(s->done_defer);
-        sd_event_unref(s->event);
-        free(s);
+        /* Closed above, they only hold their queue's reference. */
+        for (conn *c = s->kicks.head, *next; c; c = next) {
+                next = c->kick_next;
+                c->kick_next = NULL;
+                c->kicked = false;
+                conn_unref(c);
+        }
+        s->kicks.head = s->kicks.tail = NULL;
+        while (s->spare_reqs) {
+                paf_http_request *req = s->spare_reqs;
+                s->spare_reqs = req->spare_next;
+                req_free(req);
+        }
+        s->n_spare_reqs = 0;
+        while (s->n_spare_bufs > 0)
+                free(s->spare_bufs[--s->n_spare_bufs]);
+        s->timer = sd_event_source_disable_unref(s->timer);
+        s->kick = sd_event_source_disable_unref(s->kick);
+        s->done_defer = sd_event_source_disable_unref(s->done_defer);
+        if (s->dispatching == 0)
+                server_free_now(s);
         return NULL;
 }
 
@@ -1554,6 +1922,12 @@ PAF_EXPORT int paf_http_server_set_limits(paf_http_server *s, const paf_http_lim
         if (!s || !limits || limits->max_header_bytes == 0 || limits->max_headers == 0)
                 return -EINVAL;
         s->limits = *limits;
+        /* The timeouts' lengths may have changed: every connection's. */
+        for (conn *c = s->conns; c; c = c->next) {
+                timeouts_remove(s, c);
+                conn_update_timer(c);
+        }
+        server_rearm_timer(s);
         server_update_listeners(s);
         return 0;
 }
@@ -1616,15 +1990,6 @@ PAF_EXPORT int paf_http_server_add_flow(paf_http_server *s, paf_flow *flow) {
         }
         c->n_ref = 1;
         c->flow = flow;
-        c->event = s->event;
-        c->req = req_new(c);
-        if (!c->req) {
-                paf_flow_close(flow, NULL, NULL);
-                free(c);
-                return -ENOMEM;
-        }
-        llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
-        c->parser.data = c;
         c->server = s;
         c->next = s->conns;
         if (s->conns)
@@ -1671,8 +2036,7 @@ PAF_EXPORT int paf_http_server_stop(paf_http_server *s, paf_http_done_handler_t 
          * an idle connection runs no user code, so the list stays sound. */
         for (conn *c = s->conns, *next; c; c = next) {
                 next = c->next;
-                bool idle = !c->shutting_down && (c->phase == PHASE_IDLE ||
-                                                  (c->phase == PHASE_HEADERS && !c->request_bytes));
+                bool idle = !c->shutting_down && conn_between_requests(c);
                 if (idle)
                         conn_close(c, 0);
                 else
@@ -1793,7 +2157,7 @@ PAF_EXPORT int paf_http_request_read_body(paf_http_request *req, paf_http_body_h
         }
         req->body_handler = handler;
         req->body_userdata = userdata;
-        c->body_at = conn_now(c);
+        c->req->body_at = conn_now(c);
         conn_kick(c);
         return 0;
 }
@@ -1819,7 +2183,7 @@ PAF_EXPORT int paf_http_request_resume_body(paf_http_request *req) {
         if (!req->body_paused)
                 return 0;
         req->body_paused = false;
-        req->conn->body_at = conn_now(req->conn);
+        req->body_at = conn_now(req->conn);
         conn_kick(req->conn);
         return 0;
 }
@@ -1861,7 +2225,7 @@ static int resp_begin(paf_http_request *req, int status, const paf_http_headers 
                  * large one, and on one the client may never send. */
                 if (req->expect_continue && !req->continue_sent)
                         c->close_after = true;
-                else if (req->content_length >= 0 && c->parser.content_length > DISCARD_MAX)
+                else if (req->content_length >= 0 && c->req->parser.content_length > DISCARD_MAX)
                         c->close_after = true;
         }
 
@@ -1994,9 +2358,7 @@ static int conn_send_file(conn *c, paf_http_request *req, int fd, uint64_t offse
                                    user ? on_user_write_done : on_engine_write_done, req);
         if (r < 0)
                 return r;
-        req_ref(req);
-        if (req->n_writes++ == 0)
-                c->write_at = conn_now(c);
+        conn_wrote(c, req);
         return 0;
 }
 

@@ -99,6 +99,9 @@ fi
 python3 "$here/slowpeer.py" stall "$addr" "/stream?bytes=16777216&piece=16777216" \
         "$tmp/server.err" 2 || fail "stalled reader"
 grep -q 'write timeout (2 s)' "$tmp/server.err" || fail "no 'write timeout (2 s)' report"
+# Likewise when the handler answers later, from outside the engine's driver.
+python3 "$here/slowpeer.py" stall "$addr" "/stream?bytes=16777216&piece=16777216&delay=200" \
+        "$tmp/server.err" 2 || fail "stalled reader of a response begun 200 ms late"
 
 out=$(curl -sS --max-time 5 "http://$addr/hello") || fail "GET /hello afterwards"
 [ "$out" = hello ] || fail "GET /hello afterwards gave '$out'"
