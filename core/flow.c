@@ -68,10 +68,38 @@ typedef struct req_list {
         flow_req *head, *tail;
 } req_list;
 
+/*
+ * What the flows of one event loop share: the deferred source that
+ * dispatches their completions and closes (one per loop rather than one
+ * per flow: an idle connection then holds none), the flows waiting for it,
+ * and finished write requests kept for reuse. Loops are used from one
+ * thread each.
+ */
+typedef struct flow_loop flow_loop;
+struct flow_loop {
+        sd_event *event; /* borrowed: the flows hold it */
+        sd_event_source *defer;
+        unsigned n_ref;            /* one per flow */
+        paf_flow *head, *tail;     /* waiting for the defer, in order */
+        uint64_t generation;       /* of the dispatch running, see loop_on_defer() */
+        flow_req *spares;          /* SPARE_IOV requests, for the next writes */
+        unsigned n_spares;
+        flow_loop *next;
+};
+
+/* Kept per loop: enough for a burst of writes, nothing per connection. */
+#define LOOP_SPARES 64
+
+static _Thread_local flow_loop *flow_loops;
+
 struct paf_flow {
         unsigned n_ref;
         sd_event *event;
-        sd_event_source *defer; /* dispatches completions and the close */
+        flow_loop *loop;
+        /* In loop's list: completions or a close wait for its defer. */
+        paf_flow *pending_prev, *pending_next;
+        uint64_t pending_generation;
+        bool pending;
 
         const paf_flow_ops *ops;
         void *impl;
@@ -85,7 +113,6 @@ struct paf_flow {
         bool read_ended; /* EOF or an error was delivered: nothing more comes */
 
         req_list queue;      /* not handed to the implementation yet */
-        flow_req *spare;     /* a finished write request, for the next write */
         flow_req *in_flight; /* the one the implementation works on */
         req_list joined;     /* handed over with in_flight, as one write */
         req_list done;       /* finished, completion callback not run yet */
@@ -149,12 +176,15 @@ static paf_flow *flow_ref(paf_flow *f) {
         return f;
 }
 
+static void flow_unschedule(paf_flow *f);
+static void loop_unref(flow_loop *l);
+
 static void flow_free(paf_flow *f) {
         assert(f->impl_closed);
         assert(!f->queue.head && !f->done.head && !f->in_flight && !f->joined.head);
-        sd_event_source_disable_unref(f->defer);
+        flow_unschedule(f);
+        loop_unref(f->loop);
         sd_event_unref(f->event);
-        free(f->spare);
         free(f->file_buf);
         free(f->protocol);
         free(f->peer);
@@ -171,11 +201,43 @@ static void flow_unref(paf_flow *f) {
 }
 
 static void flow_schedule(paf_flow *f) {
-        int r = sd_event_source_set_enabled(f->defer, SD_EVENT_ONESHOT);
-        if (r < 0)
-                /* Only fails when the event loop is gone; nothing can run then. */
-                paf_log(PAF_LOG_ERR, "flow %s: cannot schedule completions: %s", f->peer,
-                        strerror(-r));
+        if (f->pending)
+                return;
+        flow_loop *l = f->loop;
+        f->pending = true;
+        f->pending_generation = l->generation;
+        f->pending_next = NULL;
+        f->pending_prev = l->tail;
+        if (l->tail)
+                l->tail->pending_next = f;
+        else {
+                l->head = f;
+                int r = sd_event_source_set_enabled(l->defer, SD_EVENT_ONESHOT);
+                if (r < 0)
+                        /* Only fails when the event loop is gone; nothing can run then. */
+                        paf_log(PAF_LOG_ERR, "flow %s: cannot schedule completions: %s",
+                                f->peer, strerror(-r));
+        }
+        l->tail = f;
+}
+
+/* Nothing waits for the defer any more (or the flow goes). */
+static void flow_unschedule(paf_flow *f) {
+        if (!f->pending)
+                return;
+        flow_loop *l = f->loop;
+        if (f->pending_prev)
+                f->pending_prev->pending_next = f->pending_next;
+        else
+                l->head = f->pending_next;
+        if (f->pending_next)
+                f->pending_next->pending_prev = f->pending_prev;
+        else
+                l->tail = f->pending_prev;
+        f->pending = false;
+        f->pending_prev = f->pending_next = NULL;
+        if (!l->head)
+                (void)sd_event_source_set_enabled(l->defer, SD_EVENT_OFF);
 }
 
 static void flow_complete(paf_flow *f, flow_req *q, int error) {
@@ -415,16 +477,18 @@ static void flow_run_completions(paf_flow *f) {
                 /* Completed, the implementation holds these no more. */
                 free(q->joined);
                 q->joined = NULL;
-                if (q->cap == SPARE_IOV && !f->spare)
-                        f->spare = q;
-                else
+                flow_loop *l = f->loop;
+                if (q->cap == SPARE_IOV && l->n_spares < LOOP_SPARES) {
+                        q->next = l->spares;
+                        l->spares = q;
+                        l->n_spares++;
+                } else
                         free(q);
         }
 }
 
-static int flow_on_defer(sd_event_source *s, void *userdata) {
-        (void)s;
-        paf_flow *f = flow_ref(userdata);
+static void flow_on_defer(paf_flow *f) {
+        flow_ref(f);
 
         if (f->closing)
                 flow_close_impl(f);
@@ -439,7 +503,85 @@ static int flow_on_defer(sd_event_source *s, void *userdata) {
                 flow_unref(f); /* the consumer's reference */
         }
         flow_unref(f);
+}
+
+/* Runs the flows that waited when this dispatch began; those scheduled
+ * meanwhile (a completion that writes again, say) wait for the next one,
+ * so that a writer whose writes complete at once cannot starve the loop. */
+static int loop_on_defer(sd_event_source *s, void *userdata) {
+        (void)s;
+        flow_loop *l = userdata;
+        l->n_ref++; /* the last flow may go from in here */
+        uint64_t generation = l->generation++;
+        paf_flow *f;
+        while ((f = l->head) && f->pending_generation <= generation) {
+                flow_unschedule(f);
+                flow_on_defer(f);
+        }
+        if (l->head)
+                (void)sd_event_source_set_enabled(l->defer, SD_EVENT_ONESHOT);
+        loop_unref(l);
         return 0;
+}
+
+static void loop_unref(flow_loop *l) {
+        assert(l->n_ref > 0);
+        if (--l->n_ref > 0)
+                return;
+        assert(!l->head);
+        for (flow_loop **i = &flow_loops; *i; i = &(*i)->next)
+                if (*i == l) {
+                        *i = l->next;
+                        break;
+                }
+        sd_event_source_disable_unref(l->defer);
+        while (l->spares) {
+                flow_req *q = l->spares;
+                l->spares = q->next;
+                free(q);
+        }
+        free(l);
+}
+
+static int loop_get(sd_event *event, flow_loop **ret) {
+        for (flow_loop *l = flow_loops; l; l = l->next)
+                if (l->event == event) {
+                        l->n_ref++;
+                        *ret = l;
+                        return 0;
+                }
+        flow_loop *l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        l->event = event;
+        int r = sd_event_add_defer(event, &l->defer, loop_on_defer, l);
+        if (r < 0) {
+                free(l);
+                return r;
+        }
+        (void)sd_event_source_set_enabled(l->defer, SD_EVENT_OFF);
+        (void)sd_event_source_set_description(l->defer, "paf-flow");
+        l->n_ref = 1;
+        l->next = flow_loops;
+        flow_loops = l;
+        *ret = l;
+        return 0;
+}
+
+/* A write request with room for n_iov buffers: a kept one if it fits. */
+static flow_req *req_new(paf_flow *f, size_t n_iov) {
+        flow_loop *l = f->loop;
+        if (n_iov <= SPARE_IOV && l->spares) {
+                flow_req *q = l->spares;
+                l->spares = q->next;
+                l->n_spares--;
+                return q;
+        }
+        size_t cap = n_iov <= SPARE_IOV ? SPARE_IOV : n_iov;
+        flow_req *q = malloc(sizeof(*q) + cap * sizeof(struct iovec));
+        if (q)
+                q->cap = cap;
+        return q;
 }
 
 PAF_EXPORT int paf_flow_new(sd_event *event, const paf_flow_ops *ops, void *impl,
@@ -459,7 +601,7 @@ PAF_EXPORT int paf_flow_new(sd_event *event, const paf_flow_ops *ops, void *impl
         f->local = strdup(local ?: "?");
         int r = -ENOMEM;
         if (f->protocol && f->peer && f->local)
-                r = sd_event_add_defer(event, &f->defer, flow_on_defer, f);
+                r = loop_get(event, &f->loop);
         if (r < 0) {
                 free(f->protocol);
                 free(f->peer);
@@ -467,8 +609,6 @@ PAF_EXPORT int paf_flow_new(sd_event *event, const paf_flow_ops *ops, void *impl
                 free(f);
                 return r;
         }
-        (void)sd_event_source_set_enabled(f->defer, SD_EVENT_OFF);
-        (void)sd_event_source_set_description(f->defer, "paf-flow");
         f->event = sd_event_ref(event);
         *ret = f;
         return 0;
@@ -569,7 +709,7 @@ PAF_EXPORT void paf_flow_deliver(paf_flow *flow, const void *data, size_t len, i
                 if (!flow->closing)
                         flow_pump(flow); /* the last round's writes */
                 if (ran && !flow->done.head && !flow->closing && !flow->copy_next)
-                        (void)sd_event_source_set_enabled(flow->defer, SD_EVENT_OFF);
+                        flow_unschedule(flow);
         }
         flow->impl_depth--;
         flow_unref(flow);
@@ -653,16 +793,10 @@ PAF_EXPORT int paf_flow_write(paf_flow *flow, const struct iovec *iov, size_t n_
         if (n_iov > (SIZE_MAX - sizeof(flow_req)) / sizeof(struct iovec))
                 return -EINVAL;
 
-        flow_req *q;
-        size_t cap = n_iov <= SPARE_IOV ? SPARE_IOV : n_iov;
-        if (cap == SPARE_IOV && flow->spare) {
-                q = flow->spare;
-                flow->spare = NULL;
-        } else {
-                q = malloc(sizeof(*q) + cap * sizeof(struct iovec));
-                if (!q)
-                        return -ENOMEM;
-        }
+        flow_req *q = req_new(flow, n_iov);
+        if (!q)
+                return -ENOMEM;
+        size_t cap = q->cap;
         *q = (flow_req){
                 .kind = REQ_WRITE,
                 .size = size,
@@ -690,13 +824,9 @@ PAF_EXPORT int paf_flow_send_file(paf_flow *flow, int fd, uint64_t offset, size_
 
         /* SPARE_IOV room: a copied file writes from iov[0], and the request
          * may then serve as the spare for the writes that follow. */
-        flow_req *q = flow->spare;
-        flow->spare = NULL;
-        if (!q) {
-                q = malloc(sizeof(*q) + SPARE_IOV * sizeof(struct iovec));
-                if (!q)
-                        return -ENOMEM;
-        }
+        flow_req *q = req_new(flow, SPARE_IOV);
+        if (!q)
+                return -ENOMEM;
         *q = (flow_req){
                 .kind = REQ_FILE,
                 .size = len,

@@ -197,6 +197,12 @@ struct poller {
          * inside one (a consumer pulling another flow) gets its own. */
         uint8_t *read_buf;
         bool read_buf_busy;
+        /* The flows with reads (or writes) left over when an edge outlived
+         * a wakeup, run from one deferred source of the loop: an idle
+         * connection holds no source of its own. */
+        sd_event_source *resume;
+        socket_flow *resume_head, *resume_tail;
+        uint64_t resume_generation;
         socket_flow *graveyard;
         poller *next;
 };
@@ -206,6 +212,7 @@ static _Thread_local poller *pollers;
 
 static void socket_flow_handle(socket_flow *sf, uint32_t revents);
 static void socket_flow_free(socket_flow *sf);
+static int poller_on_resume(sd_event_source *s, void *userdata);
 
 static void poller_unref(poller *p) {
         assert(p->n_ref > 0);
@@ -216,8 +223,12 @@ static void poller_unref(poller *p) {
                         *i = p->next;
                         break;
                 }
-        if (!p->flat)
-                sd_event_source_disable_unref(p->io); /* floating once flat: the loop's */
+        assert(!p->resume_head);
+        if (!p->flat) {
+                /* Floating once flat: the loop's. */
+                sd_event_source_disable_unref(p->resume);
+                sd_event_source_disable_unref(p->io);
+        }
         close_fd(p->epfd);
         free(p->read_buf);
         free(p);
@@ -243,11 +254,19 @@ static int poller_get(sd_event *event, poller **ret) {
                 return r;
         }
         int r = sd_event_add_io(event, &p->io, p->epfd, EPOLLIN, poller_on_io, p);
+        if (r >= 0) {
+                r = sd_event_add_defer(event, &p->resume, poller_on_resume, p);
+                if (r >= 0)
+                        (void)sd_event_source_set_enabled(p->resume, SD_EVENT_OFF);
+                else
+                        p->io = sd_event_source_disable_unref(p->io);
+        }
         if (r < 0) {
                 close_fd(p->epfd);
                 free(p);
                 return r;
         }
+        (void)sd_event_source_set_description(p->resume, "paf-socket-resume");
         (void)sd_event_source_set_description(p->io, "paf-socket-poller");
         p->n_ref = 1;
         p->next = pollers;
@@ -270,8 +289,11 @@ struct socket_flow {
          * until a read or write finds the socket drained or full. Level
          * triggering would have the kernel re-poll every ready socket on
          * every epoll_wait, which costs more than the requests themselves. */
-        sd_event_source *resume; /* reads left over when an edge outlives a wakeup */
-        bool resume_on;          /* resume is armed: its state, without asking sd-event */
+        /* In the poller's resume list: reads (or a write's rest) left over
+         * when an edge outlived a wakeup. */
+        bool resume_on;
+        socket_flow *resume_prev, *resume_next;
+        uint64_t resume_generation;
         bool can_read;   /* data or EOF may be waiting */
         bool eof_seen;   /* EPOLLRDHUP/HUP: a short read does not mean drained */
         bool can_write;  /* the last send did not hit EAGAIN */
@@ -301,9 +323,43 @@ struct socket_flow {
         bool in_handler; /* close() from in there leaves the free to the handler */
         bool closed;
 
-        struct sockaddr_storage peer, local;
-        socklen_t peer_len, local_len;
 };
+
+static void resume_link(socket_flow *sf) {
+        poller *p = sf->poller;
+        sf->resume_on = true;
+        sf->resume_generation = p->resume_generation;
+        sf->resume_next = NULL;
+        sf->resume_prev = p->resume_tail;
+        if (p->resume_tail)
+                p->resume_tail->resume_next = sf;
+        else {
+                p->resume_head = sf;
+                int r = sd_event_source_set_enabled(p->resume, SD_EVENT_ONESHOT);
+                if (r < 0)
+                        paf_log(PAF_LOG_ERR, "flow %s: cannot schedule a read: %s",
+                                paf_flow_get_peer(sf->flow), strerror(-r));
+        }
+        p->resume_tail = sf;
+}
+
+static void resume_unlink(socket_flow *sf) {
+        if (!sf->resume_on)
+                return;
+        poller *p = sf->poller;
+        if (sf->resume_prev)
+                sf->resume_prev->resume_next = sf->resume_next;
+        else
+                p->resume_head = sf->resume_next;
+        if (sf->resume_next)
+                sf->resume_next->resume_prev = sf->resume_prev;
+        else
+                p->resume_tail = sf->resume_prev;
+        sf->resume_on = false;
+        sf->resume_prev = sf->resume_next = NULL;
+        if (!p->resume_head)
+                (void)sd_event_source_set_enabled(p->resume, SD_EVENT_OFF);
+}
 
 /* No edge will come for input that was already announced: when the
  * consumer wants data that may be waiting, read it from the loop. */
@@ -322,12 +378,10 @@ static void socket_flow_update_events(socket_flow *sf) {
          * sd-event call each time would cost more than the exchange. */
         if (want == sf->resume_on)
                 return;
-        int r = sd_event_source_set_enabled(sf->resume, want ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
-        if (r < 0)
-                paf_log(PAF_LOG_ERR, "flow %s: cannot schedule a read: %s",
-                        paf_flow_get_peer(sf->flow), strerror(-r));
+        if (want)
+                resume_link(sf);
         else
-                sf->resume_on = want;
+                resume_unlink(sf);
 }
 
 static void socket_flow_write_finish(socket_flow *sf, int error) {
@@ -612,14 +666,19 @@ static int poller_make_flat(poller *p) {
         r = sd_event_source_set_destroy_callback(p->io, poller_on_loop_gone);
         if (r >= 0)
                 r = sd_event_source_set_floating(p->io, true);
+        /* Our other source goes with the loop too: held by us, it would
+         * hold the loop, which would never go. */
+        if (r >= 0 && (r = sd_event_source_set_floating(p->resume, true)) < 0)
+                (void)sd_event_source_set_floating(p->io, false);
         if (r < 0) {
                 (void)sd_event_source_set_destroy_callback(p->io, NULL);
                 (void)epoll_ctl(p->epfd, EPOLL_CTL_DEL, sd_event_get_fd(p->event), NULL);
                 (void)sd_event_source_set_enabled(p->io, SD_EVENT_ON);
                 return r;
         }
-        /* The loop's reference on io is its own now: ours goes. */
+        /* The loop's references are its own now: ours go. */
         sd_event_source_unref(p->io);
+        sd_event_source_unref(p->resume);
         p->flat = true;
         p->n_ref++; /* dropped by poller_on_loop_gone() */
         return 0;
@@ -706,10 +765,7 @@ static void socket_flow_handle(socket_flow *sf, uint32_t revents) {
                 socket_flow_update_events(sf);
 }
 
-static int socket_flow_on_resume(sd_event_source *s, void *userdata) {
-        (void)s;
-        socket_flow *sf = userdata;
-        sf->resume_on = false; /* a oneshot source is off once dispatched */
+static void socket_flow_on_resume(socket_flow *sf) {
         sf->in_handler = true;
         if (sf->write_resume) {
                 sf->write_resume = false;
@@ -723,6 +779,35 @@ static int socket_flow_on_resume(sd_event_source *s, void *userdata) {
                 socket_flow_release(sf);
         else
                 socket_flow_update_events(sf);
+}
+
+/* The flows that waited when this dispatch began; those that arm again
+ * meanwhile (no progress, or READS_PER_WAKEUP reached) wait for the next
+ * one, behind the loop's other sources. */
+static int poller_on_resume(sd_event_source *s, void *userdata) {
+        (void)s;
+        poller *p = userdata;
+        p->n_ref++;
+        bool nested = p->dispatching;
+        p->dispatching = true; /* closed flows wait in the graveyard */
+        uint64_t generation = p->resume_generation++;
+        socket_flow *sf;
+        while ((sf = p->resume_head) && sf->resume_generation <= generation) {
+                resume_unlink(sf);
+                if (!sf->closed)
+                        socket_flow_on_resume(sf);
+        }
+        if (p->resume_head)
+                (void)sd_event_source_set_enabled(p->resume, SD_EVENT_ONESHOT);
+        if (!nested) {
+                p->dispatching = false;
+                while (p->graveyard) {
+                        socket_flow *g = p->graveyard;
+                        p->graveyard = g->grave_next;
+                        socket_flow_free(g);
+                }
+        }
+        poller_unref(p);
         return 0;
 }
 
@@ -780,7 +865,7 @@ static void socket_flow_close(paf_flow *flow) {
         socket_flow *sf = paf_flow_get_impl(flow);
         if (sf->fd >= 0)
                 (void)epoll_ctl(sf->poller->epfd, EPOLL_CTL_DEL, sf->fd, NULL);
-        sf->resume = sd_event_source_disable_unref(sf->resume);
+        resume_unlink(sf);
         close_fd(sf->fd);
         sf->fd = -1;
         sf->closed = true;
@@ -833,11 +918,15 @@ static int socket_flow_query(paf_flow *flow, int what, void *ret, size_t size) {
                 bool peer = what == PAF_FLOW_QUERY_PEER_SOCKADDR;
                 if (size < sizeof(struct sockaddr_storage))
                         return -EINVAL;
-                if ((peer ? sf->peer_len : sf->local_len) == 0)
-                        return -ENOTCONN;
-                memcpy(ret, peer ? &sf->peer : &sf->local, sizeof(struct sockaddr_storage));
+                struct sockaddr_storage sa = {0};
+                socklen_t len = sizeof(sa);
+                int k = peer ? getpeername(sf->fd, (struct sockaddr *)&sa, &len)
+                             : getsockname(sf->fd, (struct sockaddr *)&sa, &len);
+                if (k < 0)
+                        return errno == ENOTCONN || errno == EINVAL ? -ENOTCONN : -errno;
+                memcpy(ret, &sa, sizeof(sa));
                 /* The length is useful for unix addresses, where it matters. */
-                return (int)(peer ? sf->peer_len : sf->local_len);
+                return (int)len;
         }
         default:
                 return -EOPNOTSUPP;
@@ -879,16 +968,18 @@ PAF_EXPORT int paf_socket_flow_new(sd_event *event, int fd, const char *protocol
         sf->file_fd = -1;
         sf->can_write = true; /* a new socket has room; EAGAIN will say otherwise */
 
-        sf->local_len = sizeof(sf->local);
-        if (getsockname(fd, (struct sockaddr *)&sf->local, &sf->local_len) < 0)
-                sf->local_len = 0;
+        /* Only for the names: a flow asked for its addresses asks the
+         * kernel again (an idle connection keeps no copy). */
+        struct sockaddr_storage peer_sa, local_sa;
+        socklen_t local_len = sizeof(local_sa), peer_len = sizeof(peer_sa);
+        if (getsockname(fd, (struct sockaddr *)&local_sa, &local_len) < 0)
+                local_len = 0;
         /* A peer that already went (reset before we got here) is not an
          * error yet: the first read reports it. */
-        sf->peer_len = sizeof(sf->peer);
-        if (getpeername(fd, (struct sockaddr *)&sf->peer, &sf->peer_len) < 0)
-                sf->peer_len = 0;
-        if (sf->local_len > 0)
-                sf->family = sf->local.ss_family;
+        if (getpeername(fd, (struct sockaddr *)&peer_sa, &peer_len) < 0)
+                peer_len = 0;
+        if (local_len > 0)
+                sf->family = local_sa.ss_family;
         else {
                 socklen_t len = sizeof(sf->family);
                 if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &sf->family, &len) < 0)
@@ -903,8 +994,8 @@ PAF_EXPORT int paf_socket_flow_new(sd_event *event, int fd, const char *protocol
         }
 
         char peer[256], local[256];
-        sockaddr_text(&sf->peer, sf->peer_len, peer, sizeof(peer));
-        sockaddr_text(&sf->local, sf->local_len, local, sizeof(local));
+        sockaddr_text(&peer_sa, peer_len, peer, sizeof(peer));
+        sockaddr_text(&local_sa, local_len, local, sizeof(local));
 
         r = poller_get(event, &sf->poller);
         if (r >= 0) {
@@ -915,16 +1006,11 @@ PAF_EXPORT int paf_socket_flow_new(sd_event *event, int fd, const char *protocol
                 if (epoll_ctl(sf->poller->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
                         r = -errno;
         }
-        if (r >= 0)
-                r = sd_event_add_defer(event, &sf->resume, socket_flow_on_resume, sf);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(sf->resume, SD_EVENT_OFF);
         if (r >= 0) {
                 r = paf_flow_new(event, &socket_flow_ops, sf,
                                  protocol ?: family_protocol(sf->family), peer, local, &sf->flow);
         }
         if (r < 0) {
-                sd_event_source_disable_unref(sf->resume);
                 close_fd(fd); /* leaves the epoll set with it */
                 socket_flow_free(sf);
                 return r;
