@@ -685,12 +685,10 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
 
 static void *worker_run(void *arg) {
         worker *w = arg;
-        for (unsigned i = 0; i < w->n_conns; i++) {
-                if (w->b->new_connection)
-                        conn_restart(&w->conns[i], false); /* takes its request first */
-                else
-                        conn_connect(&w->conns[i]);
-        }
+        /* Each takes its request first: a thread that starts late, when
+         * the others took every request of -n, makes no connection. */
+        for (unsigned i = 0; i < w->n_conns; i++)
+                conn_restart(&w->conns[i], false);
         /* Run by hand rather than with a loop call: once that returns, the
          * loop runs nothing more, and the closes it still holds would leak.
          * paf_event_run(): one epoll_wait() for the sockets and the loop. */

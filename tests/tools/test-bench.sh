@@ -268,9 +268,12 @@ for p in 1 8; do
         logged=$(nginx_count "$ng" "n-nginx-p$p" 5000)
         [ "$logged" = 5000 ] || show "n-nginx-p$p" "$bargs" "nginx logged $logged requests, not 5000"
         conns=$(awk '$4 == "/?r=n-nginx-p'$p'" { print $1 }' "$ng/logs/access.log" | sort -u | wc -l)
-        [ "$conns/$made/$(jget "n-nginx-p$p" connections_made)" = 50/50/50 ] ||
-                show "n-nginx-p$p" "$bargs" "connections: $conns in nginx's log, $made accepted by nginx, $(jget "n-nginx-p$p" connections_made) made by paf bench; not 50"
-        ok "-n 5000 -c 50 -t 2 -p $p against nginx: summary, JSON and nginx's access log say 5000, over 50 connections ($wall_ms ms)"
+        # Every connection made carried requests, and at most -c were made
+        # (fewer when one thread starts after the other took every request).
+        [ "$conns" = "$made" ] && [ "$made" = "$(jget "n-nginx-p$p" connections_made)" ] &&
+                [ "$made" -ge 25 ] && [ "$made" -le 50 ] ||
+                show "n-nginx-p$p" "$bargs" "connections: $conns in nginx's log, $made accepted by nginx, $(jget "n-nginx-p$p" connections_made) made by paf bench; not the same 25-50"
+        ok "-n 5000 -c 50 -t 2 -p $p against nginx: summary, JSON and nginx's access log say 5000, over $made connections, each carrying requests ($wall_ms ms)"
 done
 
 # ---- -z stops on time ----
