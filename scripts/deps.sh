@@ -14,6 +14,7 @@ packages=(
         nghttp2-client # h2load, a client to compare paf bench with (bench/client.sh)
         # tests: private network namespaces, sanitizers' symbolizer, valgrind
         iproute2 util-linux valgrind binutils
+        strace # a server's write calls per pipelined batch (tests/http/test-pipeline.sh)
         # the ABI check: abidw and abidiff (scripts/abi-baseline.sh, tests/abi)
         abigail-tools
         # ACME: a real ACME server and its DNS, peers to compare with (tests/acme, bench/acme.sh)

@@ -22,10 +22,9 @@
  *
  * The first byte of a request takes a request object (with the llhttp
  * parser, the header arena and the response head's buffer) from the
- * server's spares, or allocates one; it goes back once the response is
- * written and nothing of a next request is buffered. The spares are
- * bounded, so a keep-alive connection allocates nothing per request and an
- * idle one holds nothing.
+ * server's spares, or allocates one; it goes back once its response is
+ * written. The spares are bounded, so a keep-alive connection allocates
+ * nothing per request and an idle one holds nothing.
  *
  * The connection and the request are reference counted: the connection
  * holds its request; the handler holds it from the call of the request
@@ -47,9 +46,19 @@
  * llhttp_execute(). Unparsed bytes stay where they are: in the flow's buffer
  * during the read callback, copied into the connection's buffer only when the
  * parser has to wait (pipelining, a handler answering later, a paused body).
- * The next request is parsed only once the previous response was finished
- * and all of it written, which keeps pipelined responses in order and the
- * per-request buffers free for reuse.
+ *
+ * The next request is parsed once the previous response is finished, that
+ * is all of it queued on the flow, not written: so the answers to the
+ * pipelined requests of one read are all made during that read's delivery,
+ * and the flow hands them to the transport together (one sendmsg). Queued
+ * in request order, they leave in that order; a handler answering later
+ * holds the next request back, never the reverse. A finished request whose
+ * writes are not done yet is retired: the parser moves on to a new request
+ * object, and the retired one (its head buffer, its strings) lives on,
+ * held by its writes, until the last of them completed. Retired requests
+ * are bounded per connection, in number and in queued bytes; beyond, the
+ * next request waits for completions as it did before, so a client that
+ * pipelines without reading grows nothing.
  */
 
 #define USEC_PER_SEC UINT64_C(1000000)
@@ -68,6 +77,12 @@
  * once must not hold the loop from the live ones for long. */
 #define TIMEOUTS_PER_RUN 256
 #define NO_OFFSET UINT32_MAX
+/* Finished responses a connection may have queued and not written yet,
+ * at most (retired requests), and the bytes its flow may hold queued before
+ * the next request waits: what the flow joins into one write at most (64
+ * buffers, 256 KiB), for responses of two buffers (head, body). */
+#define RETIRED_MAX 32
+#define RETIRED_BYTES (256 * 1024)
 /* A connection's buffer for unparsed bytes starts this large. */
 #define BUF_SIZE (16 * 1024)
 /* What the server keeps for reuse, at most: request objects and buffers
@@ -189,6 +204,7 @@ struct paf_http_request {
         paf_http_write_handler_t write_handler;
         void *write_userdata;
         bool user_write_pending;
+        bool retired; /* finished, the connection went past it: its writes hold it */
         unsigned n_writes;
 };
 
@@ -202,7 +218,8 @@ struct conn {
         bool shutting_down, shutdown_pending, lingering;
         bool closed, upgraded;
         bool running, rerun;
-        bool kicked; /* in the server's kick queue */
+        bool kicked;       /* in the server's kick queue */
+        uint8_t n_retired; /* requests finished and not written, each holding a reference */
 
         paf_http_server *server; /* NULL once closed */
         conn *prev, *next;       /* the server's connections */
@@ -597,6 +614,12 @@ static __attribute__((noinline)) void conn_unref(conn *c) {
         free(c);
 }
 
+/* Whether writes of the connection's are not completed yet: a retired
+ * request's always are. */
+static bool conn_writing(conn *c) {
+        return c->n_retired > 0 || (c->req && c->req->n_writes > 0);
+}
+
 static size_t conn_pending(conn *c) {
         return (c->buf_end - c->buf_start) + c->in_len;
 }
@@ -667,7 +690,7 @@ static void conn_go_idle(conn *c) {
         assert(s && conn_pending(c) == 0);
         if (req) {
                 if (req->n_writes > 0 || req->handler_owned)
-                        return; /* its writes still count for the write timeout */
+                        return; /* not done: it goes when it is */
                 c->req = NULL;
                 if (req->n_ref == 1)
                         req_recycle(s, req);
@@ -711,6 +734,35 @@ static void conn_update_reading(conn *c) {
 
 /* ---- writing ---- */
 
+/* A request nobody needs any more: back to the server's spares if it is
+ * still there and nobody else holds the request, else let it go. */
+static void req_put(conn *c, paf_http_request *req) {
+        if (req->n_ref == 1 && req->n_writes == 0 && c->server) {
+                req_recycle(c->server, req);
+                return;
+        }
+        req->conn = NULL;
+        req_unref(req);
+}
+
+/* The last write of a retired request completed: the request goes. The
+ * time its answer took to leave does not count against the request after
+ * it (as when that one was parsed only then): its phase's timeout starts
+ * over once nothing retired is left. */
+static void conn_retired_done(conn *c, paf_http_request *req) {
+        assert(req->retired && req->conn == c && c->n_retired > 0);
+        req->retired = false;
+        if (--c->n_retired == 0 && !c->closed && !c->shutting_down) {
+                uint64_t now = conn_now(c);
+                if (c->phase == PHASE_BODY && c->req)
+                        c->req->body_at = now;
+                else
+                        c->phase_at = now;
+        }
+        req_put(c, req);
+        conn_unref(c); /* the retired request's */
+}
+
 static void on_write_done(paf_flow *flow, int error, void *userdata, bool user) {
         (void)flow;
         paf_http_request *req = userdata;
@@ -728,7 +780,15 @@ static void on_write_done(paf_flow *flow, int error, void *userdata, bool user) 
                 if (h)
                         h(req, error, req->write_userdata);
         }
-        if (c && req->conn == c) {
+        if (req->retired && req->n_writes == 0) {
+                /* The write's reference goes, then the retired request's
+                 * own: the latter holds it, so the former never frees it
+                 * (said directly: GCC cannot tell from req_unref()). */
+                assert(req->n_ref >= 2);
+                req->n_ref--;
+                conn_retired_done(c, req);
+                req = NULL;
+        } else if (c && req->conn == c) {
                 /* The write's reference goes first: the connection holds
                  * another, and the driver reuses a request only it holds. */
                 req_unref(req);
@@ -761,8 +821,10 @@ static void on_user_write_done(paf_flow *flow, int error, void *userdata) {
  * updates the timeout when it is done): a reader that stops must not hold
  * that response for good. */
 static void conn_wrote(conn *c, paf_http_request *req) {
+        bool first = !conn_writing(c);
         req_ref(req);
-        if (req->n_writes++ == 0) {
+        req->n_writes++;
+        if (first) {
                 c->write_at = conn_now(c);
                 if (!c->running)
                         conn_update_timer(c);
@@ -1326,6 +1388,20 @@ out:
         return go_on;
 }
 
+/* A new request object for the next request, c->req's parser moved to
+ * it: the parser may hold the start of a pipelined request. */
+static paf_http_request *conn_take_next(conn *c) {
+        paf_http_request *req = c->req, *n = req_get(c);
+        if (!n) {
+                server_report(c->server, c, 0, "out of memory for a request");
+                conn_close(c, -ENOMEM);
+                return NULL;
+        }
+        n->parser = req->parser;
+        n->parser_owed = req->parser_owed;
+        return n;
+}
+
 /* The response went out: on to the next request. */
 static void conn_next_request(conn *c) {
         paf_http_request *req = c->req;
@@ -1333,20 +1409,43 @@ static void conn_next_request(conn *c) {
                 req_reset(req);
         else {
                 /* Someone still holds it (cannot happen with a well-behaved
-                 * handler): leave it to them rather than reuse it. The
-                 * parser goes on in the new one: it may hold the start of a
-                 * pipelined request. */
-                paf_http_request *n = req_get(c);
-                if (!n) {
-                        conn_close(c, -ENOMEM);
+                 * handler): leave it to them rather than reuse it. */
+                paf_http_request *n = conn_take_next(c);
+                if (!n)
                         return;
-                }
-                n->parser = req->parser;
-                n->parser_owed = req->parser_owed;
                 c->req = n;
                 req->conn = NULL;
                 req_unref(req);
         }
+        c->phase = PHASE_IDLE;
+        c->phase_at = conn_now(c);
+}
+
+/* Whether the connection may go past a finished response not written yet:
+ * within the bounds on what it holds queued. */
+static bool conn_may_retire(conn *c) {
+        return c->n_retired < RETIRED_MAX && paf_flow_get_write_queue_size(c->flow) < RETIRED_BYTES;
+}
+
+/* The response is finished, its writes are not done: on to the next
+ * request in a new request object, while this one stays for its writes
+ * (they hold it, and it holds the connection, which it still points to).
+ * With nothing of the next request buffered, the next byte takes the new
+ * object: the message is complete (its last callback ran), so what llhttp
+ * still owes is only its return to the start state, where a parser fresh
+ * from llhttp_init() is too. */
+static void conn_retire(conn *c) {
+        paf_http_request *req = c->req, *next = NULL;
+        assert(c->phase == PHASE_COMPLETE);
+        if (conn_pending(c) > 0) {
+                next = conn_take_next(c);
+                if (!next)
+                        return;
+        }
+        req->retired = true;
+        c->n_retired++;
+        conn_ref(c);
+        c->req = next;
         c->phase = PHASE_IDLE;
         c->phase_at = conn_now(c);
 }
@@ -1397,13 +1496,20 @@ static bool conn_step(conn *c) {
         }
 
         if (c->phase == PHASE_BODY || c->phase == PHASE_COMPLETE) {
-                if (req->resp == RESP_FINISHED && req->n_writes == 0) {
+                if (req->resp == RESP_FINISHED) {
                         if (c->close_after) {
-                                conn_shutdown(c);
+                                /* The last response: nothing after it. */
+                                if (!conn_writing(c))
+                                        conn_shutdown(c);
                                 return false;
                         }
                         if (c->phase == PHASE_COMPLETE) {
-                                conn_next_request(c);
+                                if (req->n_writes == 0)
+                                        conn_next_request(c);
+                                else if (conn_may_retire(c))
+                                        conn_retire(c);
+                                else
+                                        return false; /* a completion makes room */
                                 return true;
                         }
                         if (!req->discarding) {
@@ -1421,7 +1527,12 @@ static bool conn_step(conn *c) {
         }
 
         if (c->phase == PHASE_IDLE && s->stopping) {
-                conn_close(c, 0);
+                /* Responses still going out when the stop came (close_after)
+                 * end the connection after them, as a last one would. */
+                if (conn_writing(c) || c->close_after)
+                        conn_shutdown(c);
+                else
+                        conn_close(c, 0);
                 return false;
         }
         if (!conn_parser_runnable(c))
@@ -1574,7 +1685,7 @@ static timeout_kind conn_timeout(conn *c, uint64_t *ret) {
                 *ret = c->phase_at;
                 return TIMEOUT_LINGER;
         }
-        if (((c->req && c->req->n_writes > 0) || c->shutdown_pending) && l->write_timeout_usec) {
+        if ((conn_writing(c) || c->shutdown_pending) && l->write_timeout_usec) {
                 *ret = c->write_at > c->polled_at ? c->write_at : c->polled_at;
                 return TIMEOUT_WRITE;
         }
@@ -2036,7 +2147,7 @@ PAF_EXPORT int paf_http_server_stop(paf_http_server *s, paf_http_done_handler_t 
          * an idle connection runs no user code, so the list stays sound. */
         for (conn *c = s->conns, *next; c; c = next) {
                 next = c->next;
-                bool idle = !c->shutting_down && conn_between_requests(c);
+                bool idle = !c->shutting_down && conn_between_requests(c) && !conn_writing(c);
                 if (idle)
                         conn_close(c, 0);
                 else
@@ -2439,15 +2550,15 @@ static void trail_append(paf_http_request *req, const char *s, size_t len) {
         req->trail_len += len;
 }
 
-/* The response is complete on our side: the request goes back to the
- * connection once its writes completed. */
+/* The response is complete on our side: the connection goes on to the
+ * next request now (its writes need not be done), and the request goes
+ * once they are. */
 static void resp_finished(paf_http_request *req) {
         conn *c = req->conn;
         req->resp = RESP_FINISHED;
         req->head_pending = false;
         req_release(req);
-        if (req->n_writes == 0)
-                conn_kick(c);
+        conn_kick(c);
 }
 
 PAF_EXPORT int paf_http_response_finish(paf_http_request *req, const paf_http_headers *trailers) {

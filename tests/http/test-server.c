@@ -74,6 +74,7 @@ struct env {
         sd_event_source *timer;
         char late_body[64];
         bool late_read_body;
+        unsigned writes[4]; /* counted flows' implementation writes */
 };
 
 /* /pattern's body: big enough to outlast several write timeouts at the
@@ -154,6 +155,17 @@ static void on_handler(paf_http_request *req, void *userdata) {
                 assert_non_null(b);
                 fill_pattern(b, PATTERN_SIZE);
                 assert_int_equal(paf_http_respond(req, 200, NULL, b, PATTERN_SIZE), 0);
+                free(b);
+                return;
+        }
+        if (strncmp(target, "/kb16", 5) == 0) {
+                /* 16 KiB that start with the target: which answer it is. */
+                enum { KB16 = 16 * 1024 };
+                char *b = malloc(KB16);
+                assert_non_null(b);
+                memset(b, 'x', KB16);
+                memcpy(b, target, strlen(target));
+                assert_int_equal(paf_http_respond(req, 200, NULL, b, KB16), 0);
                 free(b);
                 return;
         }
@@ -319,6 +331,102 @@ static client *client_new_sndbuf(env *v, int sndbuf) {
 
 static client *client_new(env *v) {
         return client_new_sndbuf(v, 0);
+}
+
+/* A flow over the server's socket flow that counts the writes the core
+ * hands it: what the engine's flow would give its transport (one sendmsg
+ * each, for a socket). */
+typedef struct count_flow {
+        paf_flow *flow, *inner;
+        unsigned *writes;
+        bool closed;
+} count_flow;
+
+static void count_on_inner_read(paf_flow *inner, const void *data, size_t len, int error,
+                                void *userdata) {
+        (void)inner;
+        count_flow *cf = userdata;
+        paf_flow_deliver(cf->flow, data, len, error);
+}
+
+static int count_read_start(paf_flow *flow) {
+        count_flow *cf = paf_flow_get_impl(flow);
+        return paf_flow_read_start(cf->inner, count_on_inner_read, cf);
+}
+
+static int count_read_stop(paf_flow *flow) {
+        count_flow *cf = paf_flow_get_impl(flow);
+        return paf_flow_read_stop(cf->inner);
+}
+
+static void count_on_inner_write(paf_flow *inner, int error, void *userdata) {
+        (void)inner;
+        count_flow *cf = userdata;
+        if (!cf->closed)
+                paf_flow_write_done(cf->flow, error);
+}
+
+static int count_write(paf_flow *flow, const struct iovec *iov, size_t n_iov) {
+        count_flow *cf = paf_flow_get_impl(flow);
+        (*cf->writes)++;
+        return paf_flow_write(cf->inner, iov, n_iov, count_on_inner_write, cf);
+}
+
+static int count_shutdown(paf_flow *flow) {
+        count_flow *cf = paf_flow_get_impl(flow);
+        return paf_flow_shutdown(cf->inner, NULL, NULL);
+}
+
+static void count_on_inner_closed(paf_flow *inner, void *userdata) {
+        (void)inner;
+        free(userdata);
+}
+
+static void count_close(paf_flow *flow) {
+        count_flow *cf = paf_flow_get_impl(flow);
+        cf->closed = true;
+        paf_flow_close(cf->inner, count_on_inner_closed, cf);
+}
+
+static int count_query(paf_flow *flow, int what, void *ret, size_t size) {
+        count_flow *cf = paf_flow_get_impl(flow);
+        return paf_flow_query(cf->inner, what, ret, size);
+}
+
+static const paf_flow_ops count_flow_ops = {
+        .struct_size = sizeof(paf_flow_ops),
+        .read_start = count_read_start,
+        .read_stop = count_read_stop,
+        .write = count_write,
+        .shutdown = count_shutdown,
+        .close = count_close,
+        .query = count_query,
+};
+
+/* A client whose server side counts its writes into *writes. */
+static client *client_new_counted(env *v, int sndbuf, unsigned *writes) {
+        int fds[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+        if (sndbuf > 0)
+                assert_int_equal(setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)),
+                                 0);
+        assert_true(v->n_clients < MAX_CLIENTS);
+        client *c = calloc(1, sizeof(*c));
+        assert_non_null(c);
+        c->buf = malloc(CLIENT_BUF);
+        assert_non_null(c->buf);
+        c->fd = fds[1];
+        assert_int_equal(fcntl(c->fd, F_SETFL, O_NONBLOCK), 0);
+        count_flow *cf = calloc(1, sizeof(*cf));
+        assert_non_null(cf);
+        cf->writes = writes;
+        assert_int_equal(paf_socket_flow_new(v->event, fds[0], "unix", &cf->inner), 0);
+        assert_int_equal(
+                paf_flow_new(v->event, &count_flow_ops, cf, "count", "peer", "local", &cf->flow),
+                0);
+        assert_int_equal(paf_http_server_add_flow(v->server, cf->flow), 0);
+        v->clients[v->n_clients++] = c;
+        return c;
 }
 
 static void client_pump(client *c) {
@@ -1512,6 +1620,264 @@ static void test_half_close(void **state) {
         assert_int_equal(v->n_aborts, 1);
 }
 
+/* Run until the client has n responses' worth parsed into rs (or fail). */
+static void next_resps(env *v, client *c, size_t n, resp *rs) {
+        for (size_t i = 0; i < n; i++)
+                next_resp(v, c, false, &rs[i]);
+}
+
+/* The answers to the pipelined requests of one read are made during its
+ * delivery and leave together: one implementation write (one sendmsg on a
+ * socket), in request order, byte-exact. Before, each answer went in its
+ * own write, the next request being parsed only once the previous answer
+ * was written: 16 writes for 16 requests. */
+static void test_pipeline_coalesced(void **state) {
+        env *v = *state;
+        static resp rs[16];
+        char batch[2048];
+        size_t n = 0;
+
+        /* Answers of every shape: respond() (head and body in one buffer),
+         * start/write/finish (head and body apart), HEAD, 204. */
+        client *c = client_new_counted(v, 0, &v->writes[0]);
+        for (int i = 0; i < 16; i++) {
+                const char *t = i == 5 ? "/cl" : i == 9 ? "/nocontent" : NULL;
+                char target[16];
+                snprintf(target, sizeof(target), "/p%d", i);
+                n += (size_t)snprintf(batch + n, sizeof(batch) - n,
+                                      "%s %s HTTP/1.1\r\nHost: x\r\n\r\n", i == 12 ? "HEAD" : "GET",
+                                      t ? t : target);
+        }
+        client_send_n(c, batch, n);
+        for (int i = 0; i < 16; i++) {
+                next_resp(v, c, i == 12, &rs[i]);
+                char want[16];
+                snprintf(want, sizeof(want), "/p%d", i);
+                if (i == 5)
+                        assert_body(&rs[i], "hello");
+                else if (i == 9)
+                        assert_int_equal(rs[i].status, 204);
+                else if (i == 12) {
+                        char val[16];
+                        assert_string_equal(field(rs[i].head, "Content-Length", val, sizeof(val)),
+                                            "4");
+                } else
+                        assert_body(&rs[i], want);
+        }
+        run_env_for(v, 20);
+        assert_int_equal(c->off, c->len); /* nothing more */
+        assert_int_equal(v->n_handled, 16);
+        assert_int_equal(v->writes[0], 1);
+        assert_false(c->eof);
+        /* The next read's answers too. */
+        client_send_n(c, batch, n);
+        next_resps(v, c, 12, rs);
+        assert_body(&rs[11], "/p11");
+        next_resp(v, c, true, &rs[12]);
+        next_resps(v, c, 3, rs + 13);
+        assert_body(&rs[15], "/p15");
+        assert_int_equal(v->writes[0], 2);
+
+        /* Connection: close in the middle: the answers before it and its
+         * own, together, then the end; nothing after it. */
+        client *d = client_new_counted(v, 0, &v->writes[1]);
+        client_send(d, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                       "GET /never HTTP/1.1\r\nHost: x\r\n\r\n");
+        next_resps(v, d, 2, rs);
+        assert_body(&rs[0], "/a");
+        assert_body(&rs[1], "/b");
+        char val[16];
+        assert_string_equal(field(rs[1].head, "Connection", val, sizeof(val)), "close");
+        assert_true(wait_eof(v, d, 3000));
+        assert_int_equal(d->off, d->len);
+        assert_int_equal(v->n_handled, 32 + 2);
+        assert_int_equal(v->writes[1], 1);
+
+        /* A bad request after good ones: the good ones are answered first,
+         * then the 400, all in one write, and the connection ends. */
+        client *e = client_new_counted(v, 0, &v->writes[2]);
+        client_send(e, "GET /g1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /g2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /bad\x01 HTTP/1.1\r\nHost: x\r\n\r\n");
+        next_resps(v, e, 3, rs);
+        assert_body(&rs[0], "/g1");
+        assert_body(&rs[1], "/g2");
+        assert_int_equal(rs[2].status, 400);
+        assert_true(wait_eof(v, e, 3000));
+        assert_int_equal(e->off, e->len);
+        assert_int_equal(v->n_handled, 32 + 2 + 2);
+        assert_int_equal(v->writes[2], 1);
+        assert_int_equal(v->n_reports, 1);
+        assert_int_equal(v->reports[0].status, 400);
+}
+
+/* Pipelined requests with bodies, 100-continue and an Upgrade behind
+ * answers not written yet: each in its place in the order, the answers of
+ * one read in one write. */
+static void test_pipeline_mixed(void **state) {
+        env *v = *state;
+        static resp rs[4];
+        client *c = client_new_counted(v, 0, &v->writes[0]);
+        client_send(c, "GET /m1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd"
+                       "GET /m2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                       "Content-Length: 3\r\n\r\n");
+        next_resps(v, c, 4, rs);
+        assert_body(&rs[0], "/m1");
+        assert_body(&rs[1], "4|abcd");
+        assert_body(&rs[2], "/m2");
+        assert_int_equal(rs[3].status, 100);
+        run_env_for(v, 20);
+        assert_int_equal(c->off, c->len);
+        assert_int_equal(v->writes[0], 1);
+        client_send(c, "xyz");
+        next_resp(v, c, false, &rs[0]);
+        assert_body(&rs[0], "3|xyz");
+        assert_int_equal(v->writes[0], 2);
+
+        /* An Upgrade behind an answer: that answer, the 101, then the raw
+         * flow, with the bytes that followed the request. */
+        client_send(c, "GET /m3 HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                       "Upgrade: test\r\n\r\nEARLY");
+        next_resps(v, c, 2, rs);
+        assert_body(&rs[0], "/m3");
+        assert_int_equal(rs[1].status, 101);
+        assert_non_null(v->upgraded);
+        assert_int_equal(paf_http_server_get_n_connections(v->server), 0);
+        assert_int_equal(paf_flow_read_start(v->upgraded, on_up_read, v), 0);
+        uint64_t end = now_ms() + 2000;
+        while (v->up_len < 5 && now_ms() < end)
+                run_env_for(v, 5);
+        assert_int_equal(v->up_len, 5);
+        assert_memory_equal(v->up_data, "EARLY", 5);
+        assert_int_equal(v->n_handled, 6);
+}
+
+/* Coalescing never holds a response back: an answer goes when it is made,
+ * not when a later one is; a handler answering later holds back only the
+ * answers after its own. */
+static void test_pipeline_no_wait(void **state) {
+        env *v = *state;
+        resp r;
+        /* A lone request is answered within the loop iteration that read it. */
+        client *c = client_new_counted(v, 0, &v->writes[0]);
+        run_env_for(v, 10);
+        client_send(c, "GET /alone HTTP/1.1\r\nHost: x\r\n\r\n");
+        for (int i = 0; i < 3 && !parse_resp(c->buf, c->len, false, false, &r); i++) {
+                assert_true(sd_event_run(v->event, 1000 * 1000) >= 0);
+                pump_all(v);
+        }
+        assert_true(parse_resp(c->buf + c->off, c->len - c->off, false, false, &r) > 0);
+        next_resp(v, c, false, &r);
+        assert_body(&r, "/alone");
+
+        /* The first answer at once; the late one after its 200 ms; the one
+         * behind it right after, in order. */
+        arm_late(v, 200);
+        uint64_t t0 = now_ms();
+        client_send(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /late HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+        next_resp(v, c, false, &r);
+        uint64_t t_first = now_ms() - t0;
+        assert_body(&r, "/first");
+        assert_true(t_first < 150);
+        assert_int_equal(v->n_handled, 3); /* /alone, /first, /late: /after waits */
+        next_resp(v, c, false, &r);
+        uint64_t t_late = now_ms() - t0;
+        assert_body(&r, "late");
+        assert_true(t_late >= 190);
+        next_resp(v, c, false, &r);
+        uint64_t t_after = now_ms() - t0;
+        assert_body(&r, "/after");
+        assert_true(t_after - t_late < 100);
+        assert_int_equal(v->n_handled, 4);
+        run_env_for(v, 20);
+        assert_int_equal(c->off, c->len);
+        assert_false(c->eof);
+}
+
+/* A client that pipelines without reading: the engine goes past finished
+ * answers not written only so far (in count and queued bytes), then waits
+ * for the client; once it reads, every answer comes, in order. */
+static void test_pipeline_bounded(void **state) {
+        env *v = *state;
+        enum { N = 48, KB16 = 16 * 1024 };
+        client *c = client_new_counted(v, 4096, &v->writes[0]);
+        c->no_pump = true;
+        char batch[N * 48];
+        size_t n = 0;
+        for (int i = 0; i < N; i++)
+                n += (size_t)snprintf(batch + n, sizeof(batch) - n,
+                                      "GET /kb16?%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+        client_send_n(c, batch, n);
+        run_env_for(v, 100);
+        unsigned handled = v->n_handled;
+        /* 256 KiB of queued answers at most, and what the socket took. */
+        assert_true(handled >= 2);
+        assert_true(handled <= 24);
+        run_env_for(v, 100);
+        assert_int_equal(v->n_handled, handled); /* and it waits */
+        c->no_pump = false;
+        static resp r;
+        for (int i = 0; i < N; i++) {
+                next_resp(v, c, false, &r);
+                char want[16];
+                int k = snprintf(want, sizeof(want), "/kb16?%d", i);
+                assert_int_equal(r.body_len, KB16);
+                assert_memory_equal(r.body, want, (size_t)k);
+                assert_int_equal(r.body[k], 'x');
+        }
+        assert_int_equal(v->n_handled, N);
+        run_env_for(v, 20);
+        assert_int_equal(c->off, c->len);
+        assert_int_equal(v->n_reports, 0);
+}
+
+/* A graceful stop while answers the engine made are still queued: every
+ * one of them goes out before the connection ends (the handlers ran; their
+ * answers are not dropped), and nothing after them. */
+static void test_pipeline_stop(void **state) {
+        env *v = *state;
+        enum { N = 8, KB16 = 16 * 1024 };
+        client *c = client_new_counted(v, 4096, &v->writes[0]);
+        c->no_pump = true;
+        char batch[N * 48 + 64];
+        size_t n = 0;
+        for (int i = 0; i < N; i++)
+                n += (size_t)snprintf(batch + n, sizeof(batch) - n,
+                                      "GET /kb16?%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+        client_send_n(c, batch, n);
+        run_env_for(v, 50);
+        assert_int_equal(v->n_handled, N);
+        assert_int_equal(paf_http_server_stop(v->server, on_done, v), 0);
+        /* Not idle: its answers are being written. */
+        run_env_for(v, 50);
+        assert_int_equal(paf_http_server_get_n_connections(v->server), 1);
+        assert_false(c->eof);
+        client_send(c, "GET /never HTTP/1.1\r\nHost: x\r\n\r\n");
+        c->no_pump = false;
+        static resp r;
+        for (int i = 0; i < N; i++) {
+                next_resp(v, c, false, &r);
+                char want[16];
+                int k = snprintf(want, sizeof(want), "/kb16?%d", i);
+                assert_int_equal(r.body_len, KB16);
+                assert_memory_equal(r.body, want, (size_t)k);
+        }
+        assert_true(wait_eof(v, c, 3000));
+        assert_int_equal(c->off, c->len);
+        assert_int_equal(v->n_handled, N);
+        close(c->fd);
+        c->fd = -1;
+        run_env_for(v, 30);
+        assert_int_equal(v->n_done, 1);
+        assert_int_equal(paf_http_server_get_n_connections(v->server), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_get, setup, teardown),
@@ -1537,6 +1903,11 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_listener, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_slow_reader, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_half_close, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pipeline_coalesced, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pipeline_mixed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pipeline_no_wait, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pipeline_bounded, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pipeline_stop, setup, teardown),
         };
         /* PAF_TEST_FILTER=test_upgrade runs one test (a glob). */
         const char *filter = getenv("PAF_TEST_FILTER");
