@@ -273,8 +273,11 @@ pebble_cleanup() {
 }
 
 cert_serial() {
+        # certtool prints the DER integer's bytes, with the 00 that keeps a
+        # serial whose top bit is set positive; paf (as openssl x509
+        # -serial) names the number without it. One serial in 256 has it.
         certtool -i --infile "$1" 2>/dev/null |
-                sed -n '/^[[:space:]]*Serial Number (hex): */{s///p;q;}'
+                sed -n '/^[[:space:]]*Serial Number (hex): */{s///;s/^00\([89a-fA-F]\)/\1/;p;q;}'
 }
 
 # pebble_cert_status SERIAL_HEX [--json]: pebble's /cert-status-by-serial.
