@@ -34,12 +34,7 @@ cacert=$tmp/certs/ca.pem
 
 mkdir -p "$tmp/www"
 printf 'hello, world\n' >"$tmp/www/hello.txt"
-{
-        echo '<!DOCTYPE html><html><head><title>bench</title></head><body>'
-        head -c 3000 /dev/zero | tr '\0' 'x' | fold -w 100
-        echo '</body></html>'
-} >"$tmp/www/index.html"
-truncate -s 4096 "$tmp/www/index.html"
+bench_page "$tmp/www/index.html"
 
 # ---- servers ----
 
@@ -59,23 +54,7 @@ done
 nginx_port=$(free_port)
 mkdir -p "$tmp/nginx"
 cat >"$tmp/nginx/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $tmp/nginx/error.log;
-pid $tmp/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-        access_log off;
-        default_type text/plain;
-        keepalive_requests 100000000;
-        keepalive_timeout 60s;
-        sendfile on;
-        client_body_temp_path $tmp/nginx/body;
-        proxy_temp_path $tmp/nginx/proxy;
-        fastcgi_temp_path $tmp/nginx/fastcgi;
-        uwsgi_temp_path $tmp/nginx/uwsgi;
-        scgi_temp_path $tmp/nginx/scgi;
+$(nginx_conf_head)
         types { text/html html; text/plain txt; }
         ssl_protocols TLSv1.3;
         ssl_session_cache off;

@@ -63,6 +63,41 @@ bench_cleanup() {
         rm -rf "$tmp"
 }
 
+# bench_page FILE: the 4 KiB HTML page the static rows serve.
+bench_page() {
+        {
+                echo '<!DOCTYPE html><html><head><title>bench</title></head><body>'
+                head -c 3000 /dev/zero | tr '\0' 'x' | fold -w 100
+                echo '</body></html>'
+        } >"$1"
+        truncate -s 4096 "$1"
+}
+
+# nginx_conf_head: what every script's nginx.conf starts with, in
+# $tmp/nginx: one process, access_log off, long keep-alive, sendfile; it
+# opens the http block, which the script goes on with and closes.
+nginx_conf_head() {
+        cat <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $tmp/nginx/error.log;
+pid $tmp/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+        access_log off;
+        default_type text/plain;
+        keepalive_requests 100000000;
+        keepalive_timeout 60s;
+        sendfile on;
+        client_body_temp_path $tmp/nginx/body;
+        proxy_temp_path $tmp/nginx/proxy;
+        fastcgi_temp_path $tmp/nginx/fastcgi;
+        uwsgi_temp_path $tmp/nginx/uwsgi;
+        scgi_temp_path $tmp/nginx/scgi;
+EOF
+}
+
 free_port() {
         python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -42,12 +42,7 @@ fi
 # ---- files and certificates ----
 
 mkdir -p "$tmp/www"
-{
-        echo '<!DOCTYPE html><html><head><title>bench</title></head><body>'
-        head -c 3000 /dev/zero | tr '\0' 'x' | fold -w 100
-        echo '</body></html>'
-} >"$tmp/www/index.html"
-truncate -s 4096 "$tmp/www/index.html"
+bench_page "$tmp/www/index.html"
 head -c $((100 * 1024 * 1024)) /dev/urandom >"$tmp/www/big.bin"
 
 # shellcheck source=../tests/http/https-certs.sh
@@ -94,26 +89,10 @@ n_http=$(free_port)
 n_https=$(free_port)
 mkdir -p "$tmp/nginx"
 cat >"$tmp/nginx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $tmp/nginx/error.log;
-pid $tmp/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-        access_log off;
-        default_type text/plain;
-        keepalive_requests 100000000;
-        keepalive_timeout 60s;
-        sendfile on;
+$(nginx_conf_head)
         tcp_nopush on;
         open_file_cache max=1000 inactive=20s;
         open_file_cache_valid 1s;
-        client_body_temp_path $tmp/nginx/body;
-        proxy_temp_path $tmp/nginx/proxy;
-        fastcgi_temp_path $tmp/nginx/fastcgi;
-        uwsgi_temp_path $tmp/nginx/uwsgi;
-        scgi_temp_path $tmp/nginx/scgi;
         types { text/html html; application/octet-stream bin; }
         ssl_protocols TLSv1.3;
         ssl_session_cache off;
