@@ -530,6 +530,34 @@ static const core_option http_section_options[] = {
         {},
 };
 
+/* HTTP/2 (core/http/h2.c). The limits of [http] apply to it too: header
+ * bytes and fields per stream, body size, connections, timeouts. */
+static const core_option http2_section_options[] = {
+        {{"enabled", PAF_TYPE_BOOL, "yes",
+          "Speak HTTP/2: h2 by ALPN on TLS listeners, h2c prior knowledge on plain ones"}},
+        {{"max-concurrent-streams", PAF_TYPE_INT, "100",
+          "Streams a client may have open on one connection (SETTINGS_MAX_CONCURRENT_STREAMS)",
+          RANGE(1, 65536)}},
+        {{"initial-window", PAF_TYPE_INT, "65535",
+          "Bytes of a request body a client may send ahead per stream (SETTINGS_INITIAL_WINDOW_SIZE)",
+          RANGE(1, 2147483647)}},
+        {{"connection-window", PAF_TYPE_INT, "1048576",
+          "Bytes of request bodies a client may send ahead per connection", RANGE(65535, 2147483647)}},
+        {{"reset-burst", PAF_TYPE_INT, "200",
+          "Stream resets and stream errors a connection may cause at once before GOAWAY "
+          "(rapid reset, MadeYouReset)",
+          RANGE(1, 1000000)}},
+        {{"reset-rate", PAF_TYPE_INT, "50", "Stream resets and errors per second the budget regains",
+          RANGE(1, 1000000)}},
+        {{"alpn", PAF_TYPE_STRING, "h2,http/1.1",
+          "paf serve: what TLS listeners offer by ALPN, in order of preference (h2 is left out "
+          "when enabled is no)"}},
+        {{"max-output", PAF_TYPE_INT, "524288",
+          "Bytes of output a connection may have queued before the server stops reading from it",
+          RANGE(16384, 1073741824)}},
+        {},
+};
+
 static const char *const acme_challenges[] = {"http-01", "tls-alpn-01", NULL};
 static const char *const acme_key_types[] = {"p256", "p384", "rsa2048", "rsa3072", NULL};
 
@@ -595,6 +623,7 @@ static const core_option listen_section_options[] = {
 static const core_section core_sections[] = {
         {"paf", paf_section_options},
         {"http", http_section_options},
+        {"http2", http2_section_options},
         {"acme", acme_section_options},
 };
 

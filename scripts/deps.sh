@@ -12,6 +12,7 @@ packages=(
         libgnutls28-dev
         curl nginx-light wrk python3 gnutls-bin systemd netcat-openbsd openssl
         nghttp2-client # h2load, a client to compare paf bench with (bench/client.sh)
+        libnghttp2-dev nghttp2-server python3-h2 python3-hyperframe python3-hpack # HTTP/2: the engine, nghttpd as a peer, frame-level tests
         # tests: private network namespaces, sanitizers' symbolizer, valgrind
         iproute2 util-linux valgrind binutils
         strace # a server's write calls per pipelined batch (tests/http/test-pipeline.sh)

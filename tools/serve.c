@@ -155,7 +155,7 @@ struct serve {
 static void usage(FILE *f) {
         fprintf(f, "Usage: paf serve [OPTIONS]\n"
                    "\n"
-                   "Serve the files of a directory over HTTP/1.1.\n"
+                   "Serve the files of a directory over HTTP/1.1 and HTTP/2.\n"
                    "\n"
                    "  --listen ADDR      Listen on ADDR (repeatable; default " DEFAULT_LISTEN "):\n"
                    "                       PORT             every address (tcp)\n"
@@ -684,10 +684,40 @@ static int tls_config_add_cert(tls_config *c, const char *cert, const char *key)
 /* What every TLS listener of ours says on top of its files: ALPN, and the
  * [tls] options of paf.conf. */
 static int tls_ctx_serve(paf_registry *reg, paf_ctx *ctx) {
-        int r = paf_ctx_set_string(ctx, "tls.alpn", "http/1.1");
+        /* [http2] alpn, without h2 when HTTP/2 is off: the client would
+         * pick it and get an HTTP/1.1 server. */
+        paf_value v, e;
+        const char *alpn = "http/1.1";
+        char *own = NULL;
+        if (paf_registry_get_option(reg, "http2", "enabled", &e) >= 0 && e.type == PAF_TYPE_BOOL &&
+            paf_registry_get_option(reg, "http2", "alpn", &v) >= 0 && v.type == PAF_TYPE_STRING) {
+                if (e.boolean)
+                        alpn = v.string;
+                else {
+                        own = calloc(1, strlen(v.string) + 1);
+                        if (!own)
+                                return -ENOMEM;
+                        char *copy = strdup(v.string), *save = NULL;
+                        if (!copy) {
+                                free(own);
+                                return -ENOMEM;
+                        }
+                        for (char *t = strtok_r(copy, ", ", &save); t;
+                             t = strtok_r(NULL, ", ", &save)) {
+                                if (strcmp(t, "h2") == 0)
+                                        continue;
+                                if (*own)
+                                        strcat(own, ",");
+                                strcat(own, t);
+                        }
+                        free(copy);
+                        alpn = *own ? own : "http/1.1";
+                }
+        }
+        int r = paf_ctx_set_string(ctx, "tls.alpn", alpn);
+        free(own);
         /* Absent when the tls plugin declares no such option: the layer's
          * own defaults apply. */
-        paf_value v;
         if (r >= 0 && paf_registry_get_option(reg, "tls", "priority", &v) >= 0 &&
             v.type == PAF_TYPE_STRING)
                 r = paf_ctx_set_string(ctx, "tls.priority", v.string);
@@ -1440,7 +1470,8 @@ static void *worker_thread(void *userdata) {
 
 /* n workers, each with its server and its share of limits (not listening
  * yet). With one, it is the control loop's. */
-static int workers_new(serve *s, unsigned n, const paf_http_limits *limits) {
+static int workers_new(serve *s, unsigned n, const paf_http_limits *limits,
+                       const paf_http2_settings *h2) {
         s->workers = calloc(n, sizeof(*s->workers));
         if (n > 1)
                 s->loops = calloc(n, sizeof(*s->loops));
@@ -1491,6 +1522,8 @@ static int workers_new(serve *s, unsigned n, const paf_http_limits *limits) {
                                                     (i < limits->max_connections % n);
                         r = paf_http_server_set_limits(w->server, &l);
                 }
+                if (r >= 0)
+                        r = paf_http_server_set_http2(w->server, h2);
                 if (r < 0)
                         return r;
         }
@@ -1708,6 +1741,13 @@ int cmd_serve(int argc, char **argv) {
                            strerror(-r));
                 goto out;
         }
+        paf_http2_settings h2;
+        r = paf_http2_settings_load(&h2, s.reg);
+        if (r < 0) {
+                tool_error("%s: [http2]: %s", config ? config : "default configuration",
+                           strerror(-r));
+                goto out;
+        }
         if (!workers_given) {
                 paf_value v;
                 r = paf_registry_get_option(s.reg, "http", "workers", &v);
@@ -1767,7 +1807,7 @@ int cmd_serve(int argc, char **argv) {
         }
         if (s.acme && acme_setup(&s, &acme_options) < 0)
                 goto out;
-        r = workers_new(&s, n_workers, &limits);
+        r = workers_new(&s, n_workers, &limits, &h2);
         if (r >= 0)
                 r = notify_setup(&s);
         if (r < 0) {

@@ -280,3 +280,62 @@ PAF_EXPORT int paf_http_limits_load(paf_http_limits *ret, paf_registry *reg) {
         *ret = l;
         return 0;
 }
+
+PAF_EXPORT int paf_http2_settings_load(paf_http2_settings *ret, paf_registry *reg) {
+        if (!ret)
+                return -EINVAL;
+        static const struct {
+                const char *key;
+                size_t offset;
+                int size; /* sizeof the member */
+        } keys[] = {
+                {"max-concurrent-streams", offsetof(paf_http2_settings, max_concurrent_streams),
+                 sizeof(uint32_t)},
+                {"initial-window", offsetof(paf_http2_settings, initial_window), sizeof(uint32_t)},
+                {"connection-window", offsetof(paf_http2_settings, connection_window),
+                 sizeof(uint32_t)},
+                {"reset-burst", offsetof(paf_http2_settings, reset_burst), sizeof(uint32_t)},
+                {"reset-rate", offsetof(paf_http2_settings, reset_rate), sizeof(uint32_t)},
+                {"max-output", offsetof(paf_http2_settings, max_output), sizeof(size_t)},
+        };
+        paf_registry *own = NULL;
+        if (!reg) {
+                int r = paf_registry_new(&own);
+                if (r < 0)
+                        return r;
+                reg = own;
+        }
+        paf_http2_settings h = {};
+        paf_value v;
+        int r = paf_registry_get_option(reg, "http2", "enabled", &v);
+        if (r >= 0) {
+                if (v.type != PAF_TYPE_BOOL)
+                        r = -EINVAL;
+                else
+                        h.enabled = v.boolean;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(keys) && r >= 0; i++) {
+                r = paf_registry_get_option(reg, "http2", keys[i].key, &v);
+                if (r < 0)
+                        break;
+                /* conf.c's ranges keep every value within its member. */
+                if (v.type != PAF_TYPE_INT || v.integer < 0 ||
+                    (keys[i].size == sizeof(uint32_t) && (uint64_t)v.integer > UINT32_MAX)) {
+                        r = -ERANGE;
+                        break;
+                }
+                char *dst = (char *)&h + keys[i].offset;
+                if (keys[i].size == sizeof(uint32_t)) {
+                        uint32_t u = (uint32_t)v.integer;
+                        memcpy(dst, &u, sizeof(u));
+                } else {
+                        size_t z = (size_t)v.integer;
+                        memcpy(dst, &z, sizeof(z));
+                }
+        }
+        paf_registry_unref(own);
+        if (r < 0)
+                return r;
+        *ret = h;
+        return 0;
+}

@@ -76,7 +76,6 @@
 /* Timeouts handled per timer dispatch: expiring thousands of connections at
  * once must not hold the loop from the live ones for long. */
 #define TIMEOUTS_PER_RUN 256
-#define NO_OFFSET UINT32_MAX
 /* Finished responses a connection may have queued and not written yet,
  * at most (retired requests), and the bytes its flow may hold queued before
  * the next request waits: what the flow joins into one write at most (64
@@ -89,124 +88,11 @@
  * that busy connections took and gave back. Bounded: the busy connections
  * of a moment, not every connection. */
 #define SPARE_REQS 32
-#define SPARE_BUFS 8
 /* A spare request keeps buffers at most this large; a larger one (a request
  * with big headers) goes back to malloc. */
 #define SPARE_KEEP 4096
 
-typedef struct conn conn;
-
-typedef struct field_ref {
-        uint32_t name, name_len;
-        uint32_t value, value_len;
-} field_ref;
-
-typedef enum resp_state {
-        RESP_NONE,
-        RESP_STARTED,
-        RESP_FINISHED,
-} resp_state;
-
-typedef enum framing {
-        FRAMING_NONE,    /* 204, 304 */
-        FRAMING_LENGTH,  /* Content-Length */
-        FRAMING_CHUNKED, /* HTTP/1.1, length unknown */
-        FRAMING_CLOSE,   /* HTTP/1.0, length unknown: ends with the connection */
-} framing;
-
-typedef enum phase {
-        PHASE_IDLE,     /* between requests, nothing of the next one yet */
-        PHASE_HEADERS,  /* request line and headers */
-        PHASE_BODY,     /* the handler has the request, its body is not parsed to the end */
-        PHASE_COMPLETE, /* the request is parsed, its response not done */
-} phase;
-
-typedef enum parse_event {
-        EV_NONE,
-        EV_BODY,
-        EV_COMPLETE,
-} parse_event;
-
-typedef enum timeout_kind {
-        TIMEOUT_NONE,
-        TIMEOUT_HEADER,
-        TIMEOUT_IDLE,
-        TIMEOUT_BODY,
-        TIMEOUT_WRITE,
-        TIMEOUT_LINGER,
-        _TIMEOUT_MAX,
-} timeout_kind;
-
-struct paf_http_request {
-        unsigned n_ref;
-        conn *conn; /* NULL once the connection is gone */
-        paf_http_request *spare_next;
-        char *peer, *local; /* in addrs */
-        char *addrs;
-        size_t addrs_size;
-
-        /* The parser, while the connection has a request (or a pipelined
-         * one) to parse; and what its callbacks record for the driver. */
-        llhttp_t parser;
-        bool parser_owed; /* llhttp paused: it may have work left (a message end) without input */
-        bool headers_ready;
-        parse_event ev;
-        const char *ev_data;
-        size_t ev_len;
-        bool field_open, value_at_end;
-        const char *exec_start, *exec_end; /* the span given to llhttp_execute() */
-        int err_status;
-        char err_reason[256];
-
-        bool request_bytes; /* the request has begun */
-        bool discarding;    /* the response is done; the rest of the body goes */
-        size_t header_bytes;
-        uint64_t body_bytes;
-        uint64_t body_at;
-
-        /* The request as parsed: strings live in arena, NUL-terminated. */
-        const char *method;
-        int version;
-        bool head;
-        char *arena;
-        size_t arena_len, arena_size;
-        field_ref *fields;
-        size_t n_fields, fields_size;
-        size_t n_headers; /* fields past these are trailers */
-        uint32_t target;
-        int64_t content_length;
-        bool expect_continue, continue_sent;
-        bool body_complete;                   /* the parser reached the end of the message */
-        paf_http_headers *headers, *trailers; /* built on demand */
-        void *userdata;
-
-        bool handler_owned; /* the handler holds a reference */
-        bool aborted;
-        paf_http_abort_handler_t abort_handler;
-        void *abort_userdata;
-        paf_http_body_handler_t body_handler;
-        void *body_userdata;
-        bool body_paused, body_ended;
-
-        /* The response. */
-        resp_state resp;
-        framing framing;
-        bool no_body;   /* 204, 304 */
-        bool send_body; /* not for HEAD nor no_body */
-        uint64_t remaining;
-        bool head_pending; /* out holds the head, not written yet */
-        bool out_oom;
-        char *out; /* head (and respond()'s body) */
-        size_t out_len, out_size;
-        char *trail; /* chunked terminator with trailers */
-        size_t trail_len, trail_size;
-        char chunk_prefix[24];
-        paf_http_write_handler_t write_handler;
-        void *write_userdata;
-        bool user_write_pending;
-        bool retired; /* finished, the connection went past it: its writes hold it */
-        unsigned n_writes;
-};
+#include "core/http/engine.h"
 
 /* Kept small: this is all an idle connection costs us. */
 struct conn {
@@ -219,6 +105,7 @@ struct conn {
         bool closed, upgraded;
         bool running, rerun;
         bool kicked;       /* in the server's kick queue */
+        bool dispatched;   /* a request went to the handler: h2c prior knowledge is too late */
         uint8_t n_retired; /* requests finished and not written, each holding a reference */
 
         paf_http_server *server; /* NULL once closed */
@@ -240,54 +127,8 @@ struct conn {
         uint64_t progress_at, polled_at; /* the flow's write progress, and when asked */
 };
 
-typedef struct conn_list {
-        conn *head, *tail;
-} conn_list;
-
-struct paf_http_server {
-        sd_event *event;
-        paf_http_request_handler_t handler;
-        paf_http_error_handler_t error_handler;
-        void *userdata;
-        paf_http_limits limits;
-
-        paf_listener **listeners;
-        size_t n_listeners;
-        bool listeners_paused;
-
-        conn *conns;
-        unsigned n_conns;
-        uint64_t n_requests;
-
-        /* The connections waiting for a timeout, one list per kind, each in
-         * the order their timeouts started (a kind's length is the same for
-         * all), under one timer armed at the earliest. */
-        conn_list timeouts[_TIMEOUT_MAX];
-        sd_event_source *timer;
-        uint64_t timer_at;
-        bool timer_armed;
-        /* Connections whose driver runs from the loop, in order. */
-        conn_list kicks;
-        sd_event_source *kick;
-
-        paf_http_request *spare_reqs;
-        unsigned n_spare_reqs;
-        char *spare_bufs[SPARE_BUFS];
-        unsigned n_spare_bufs;
-
-        /* > 0 inside the server's own event callbacks, which run user code
-         * that may free the server: the free of the struct waits. */
-        unsigned dispatching;
-        bool stopping, freeing, done_called;
-        paf_http_done_handler_t done;
-        void *done_userdata;
-        sd_event_source *done_defer;
-
-        char date[32];
-        uint64_t date_sec;
-};
-
 static void conn_run(conn *c);
+static void conn_to_h2(conn *c, size_t used);
 static void conn_close(conn *c, int error);
 static void conn_kick(conn *c);
 static void conn_update_reading(conn *c);
@@ -361,6 +202,15 @@ static void server_report(paf_http_server *s, conn *c, int status, const char *r
                                  s->userdata);
 }
 
+const char *http_server_date(paf_http_server *s) {
+        return server_date(s);
+}
+
+void http_server_report(paf_http_server *s, const char *peer, int status, const char *reason) {
+        if (s && s->error_handler)
+                s->error_handler(peer, status, reason, s->userdata);
+}
+
 /* ---- requests ---- */
 
 static paf_http_request *req_ref(paf_http_request *req) {
@@ -369,6 +219,8 @@ static paf_http_request *req_ref(paf_http_request *req) {
 }
 
 static void req_free(paf_http_request *req) {
+        if (req->h2)
+                h2_stream_free(req->h2);
         paf_http_headers_free(req->headers);
         paf_http_headers_free(req->trailers);
         free(req->arena);
@@ -429,6 +281,42 @@ static void req_reset(paf_http_request *req) {
 
 static const llhttp_settings_t parser_settings;
 
+/* Copies: the handler may keep the request past the connection. */
+static int req_set_addrs(paf_http_request *req, paf_flow *flow) {
+        const char *peer = paf_flow_get_peer(flow), *local = paf_flow_get_local(flow);
+        size_t np = strlen(peer) + 1, nl = strlen(local) + 1;
+        if (req->addrs_size < np + nl) {
+                char *a = realloc(req->addrs, np + nl);
+                if (!a)
+                        return -ENOMEM;
+                req->addrs = a;
+                req->addrs_size = np + nl;
+        }
+        memcpy(req->addrs, peer, np);
+        memcpy(req->addrs + np, local, nl);
+        req->peer = req->addrs;
+        req->local = req->addrs + np;
+        return 0;
+}
+
+paf_http_request *http_request_new(paf_http_server *s, paf_flow *flow) {
+        (void)s;
+        paf_http_request *req = calloc(1, sizeof(*req));
+        if (!req)
+                return NULL;
+        req_reset(req);
+        if (req_set_addrs(req, flow) < 0) {
+                req_free(req);
+                return NULL;
+        }
+        req->n_ref = 1;
+        return req;
+}
+
+void http_request_unref(paf_http_request *req) {
+        req_unref(req);
+}
+
 /* A request object for c, a spare one if the server has any. */
 static paf_http_request *req_get(conn *c) {
         paf_http_server *s = c->server;
@@ -443,22 +331,10 @@ static paf_http_request *req_get(conn *c) {
                         return NULL;
                 req_reset(req);
         }
-        /* Copies: the handler may keep the request past the connection. */
-        const char *peer = paf_flow_get_peer(c->flow), *local = paf_flow_get_local(c->flow);
-        size_t np = strlen(peer) + 1, nl = strlen(local) + 1;
-        if (req->addrs_size < np + nl) {
-                char *a = realloc(req->addrs, np + nl);
-                if (!a) {
-                        req_free(req);
-                        return NULL;
-                }
-                req->addrs = a;
-                req->addrs_size = np + nl;
+        if (req_set_addrs(req, c->flow) < 0) {
+                req_free(req);
+                return NULL;
         }
-        memcpy(req->addrs, peer, np);
-        memcpy(req->addrs + np, local, nl);
-        req->peer = req->addrs;
-        req->local = req->addrs + np;
         req->n_ref = 1;
         req->conn = c;
         llhttp_init(&req->parser, HTTP_REQUEST, &parser_settings);
@@ -565,6 +441,24 @@ static const char *field_value(paf_http_request *req, size_t i) {
         return req->arena + req->fields[i].value;
 }
 
+int http_request_arena_append(paf_http_request *req, const char *data, size_t len, size_t cap) {
+        return arena_append(req, data, len, cap);
+}
+
+int http_request_add_field(paf_http_request *req, uint32_t name, uint32_t name_len, uint32_t value,
+                           uint32_t value_len) {
+        if (req->n_fields == req->fields_size) {
+                size_t n = req->fields_size ? 2 * req->fields_size : 16;
+                field_ref *f = reallocarray(req->fields, n, sizeof(*f));
+                if (!f)
+                        return -ENOMEM;
+                req->fields = f;
+                req->fields_size = n;
+        }
+        req->fields[req->n_fields++] = (field_ref){name, name_len, value, value_len};
+        return 0;
+}
+
 /* Detach the request from its connection; tell the handler if it still
  * holds it with the response unfinished. */
 static void conn_orphan_request(conn *c, int error) {
@@ -593,6 +487,10 @@ static void req_release(paf_http_request *req) {
                 return;
         req->handler_owned = false;
         req_unref(req);
+}
+
+void http_request_release(paf_http_request *req) {
+        req_release(req);
 }
 
 /* ---- connections: reference, buffers, reading ---- */
@@ -1198,6 +1096,7 @@ static bool conn_dispatch(conn *c) {
         }
         req->version = p->http_major * 10 + p->http_minor;
         req->method = llhttp_method_name(p->method);
+        c->dispatched = true;
         req->head = p->method == HTTP_HEAD;
 
         unsigned hosts = 0, lengths = 0, encodings = 0;
@@ -1322,6 +1221,10 @@ static bool conn_parse(conn *c) {
         bool go_on = false;
         llhttp_errno_t err = llhttp_execute(&req->parser, data, len);
         size_t used = len;
+        if (err == HPE_PAUSED_H2_UPGRADE) {
+                conn_to_h2(c, (size_t)(llhttp_get_error_pos(&req->parser) - data));
+                goto out;
+        }
         req->parser_owed = err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE;
         if (req->parser_owed) {
                 used = (size_t)(llhttp_get_error_pos(&req->parser) - data);
@@ -1386,6 +1289,45 @@ static bool conn_parse(conn *c) {
 out:
         req_unref(req);
         return go_on;
+}
+
+/*
+ * llhttp stopped after the HTTP/2 connection preface (RFC 9113 §3.3: h2c
+ * with prior knowledge): the connection goes to the h2 engine with what
+ * follows the preface. Only as the first thing on a connection: once an
+ * HTTP/1.1 request went through, the preface is a protocol error.
+ */
+static void conn_to_h2(conn *c, size_t used) {
+        paf_http_server *s = c->server;
+        if (!s->h2.enabled || c->dispatched) {
+                conn_reject(c, c->dispatched ? 400 : 505,
+                            c->dispatched ? "HTTP/2 preface after an HTTP/1.1 request"
+                                          : "HTTP/2 is not enabled ([http2] enabled)");
+                return;
+        }
+        conn_consume(c, used);
+        const char *rest;
+        size_t rest_len;
+        conn_input(c, &rest, &rest_len);
+        /* Copied: the buffer goes with the connection, the flow's delivery
+         * with the read callback. */
+        char *copy = NULL;
+        if (rest_len > 0) {
+                copy = malloc(rest_len);
+                if (!copy) {
+                        conn_close(c, -ENOMEM);
+                        return;
+                }
+                memcpy(copy, rest, rest_len);
+        }
+        paf_flow *flow = c->flow;
+        (void)paf_flow_read_stop(flow);
+        /* The h2 connection is counted before this one goes: a stopping
+         * server must not see zero connections in between. */
+        int r = h2_conn_new(s, flow, true, copy, rest_len);
+        free(copy);
+        c->upgraded = true; /* the flow is h2_conn_new's, whatever it returned */
+        conn_close(c, r < 0 ? r : 0);
 }
 
 /* A new request object for the next request, c->req's parser moved to
@@ -1960,6 +1902,17 @@ static void server_update_listeners(paf_http_server *s) {
         }
 }
 
+static void server_free_now(paf_http_server *s);
+
+void http_server_dispatch_end(paf_http_server *s) {
+        if (--s->dispatching == 0 && s->freeing)
+                server_free_now(s);
+}
+
+void http_server_conn_gone(paf_http_server *s) {
+        server_conn_gone(s);
+}
+
 static void server_conn_gone(paf_http_server *s) {
         if (s->freeing)
                 return;
@@ -1977,6 +1930,8 @@ PAF_EXPORT int paf_http_server_new(sd_event *event, paf_http_request_handler_t h
         if (!s)
                 return -ENOMEM;
         int r = paf_http_limits_load(&s->limits, NULL);
+        if (r >= 0)
+                r = paf_http2_settings_load(&s->h2, NULL);
         if (r < 0) {
                 free(s);
                 return r;
@@ -2005,6 +1960,8 @@ PAF_EXPORT paf_http_server *paf_http_server_free(paf_http_server *s) {
         s->n_listeners = 0;
         while (s->conns)
                 conn_close(s->conns, -ECANCELED);
+        while (s->h2_conns)
+                h2_conn_close(s->h2_conns, -ECANCELED);
         /* Closed above, they only hold their queue's reference. */
         for (conn *c = s->kicks.head, *next; c; c = next) {
                 next = c->kick_next;
@@ -2037,6 +1994,10 @@ PAF_EXPORT int paf_http_server_set_limits(paf_http_server *s, const paf_http_lim
         for (conn *c = s->conns; c; c = c->next) {
                 timeouts_remove(s, c);
                 conn_update_timer(c);
+        }
+        for (h2_conn *c = s->h2_conns, *next; c; c = next) {
+                next = h2_conn_next(c);
+                h2_conn_update(c);
         }
         server_rearm_timer(s);
         server_update_listeners(s);
@@ -2093,6 +2054,13 @@ PAF_EXPORT int paf_http_server_add_flow(paf_http_server *s, paf_flow *flow) {
         if (s->stopping || s->freeing) {
                 paf_flow_close(flow, NULL, NULL);
                 return -ESHUTDOWN;
+        }
+        if (s->h2.enabled) {
+                /* A TLS connection comes to us handshaken: ALPN decided. */
+                char alpn[16];
+                if (paf_flow_query(flow, PAF_FLOW_QUERY_TLS_ALPN, alpn, sizeof(alpn)) >= 0 &&
+                    strcmp(alpn, "h2") == 0)
+                        return h2_conn_new(s, flow, false, NULL, 0);
         }
         conn *c = calloc(1, sizeof(*c));
         if (!c) {
@@ -2153,8 +2121,26 @@ PAF_EXPORT int paf_http_server_stop(paf_http_server *s, paf_http_done_handler_t 
                 else
                         c->close_after = true;
         }
+        /* GOAWAY, and each goes once its streams are done; running no user
+         * code either. */
+        for (h2_conn *c = s->h2_conns, *next; c; c = next) {
+                next = h2_conn_next(c);
+                h2_conn_stop(c);
+        }
         if (s->n_conns == 0)
                 (void)sd_event_source_set_enabled(s->done_defer, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_server_set_http2(paf_http_server *s, const paf_http2_settings *settings) {
+        if (!s || !settings || settings->max_concurrent_streams == 0 ||
+            settings->initial_window == 0 || settings->initial_window > INT32_MAX ||
+            settings->connection_window < 65535 || settings->connection_window > INT32_MAX ||
+            settings->reset_burst == 0 || settings->reset_rate == 0 || settings->max_output == 0)
+                return -EINVAL;
+        /* For the connections to come: those open keep what they
+         * advertised (a SETTINGS change would race their peers). */
+        s->h2 = *settings;
         return 0;
 }
 
@@ -2220,6 +2206,8 @@ PAF_EXPORT const char *paf_http_request_get_local(paf_http_request *req) {
 }
 
 PAF_EXPORT paf_flow *paf_http_request_get_flow(paf_http_request *req) {
+        if (req && req->h2)
+                return h2_request_get_flow(req);
         return req && req->conn ? req->conn->flow : NULL;
 }
 
@@ -2253,6 +2241,8 @@ PAF_EXPORT int paf_http_request_read_body(paf_http_request *req, paf_http_body_h
                                           void *userdata) {
         if (!req || !handler || !req->handler_owned)
                 return -EINVAL;
+        if (req->h2)
+                return h2_request_read_body(req, handler, userdata);
         conn *c = req->conn;
         if (!c)
                 return -ECONNRESET;
@@ -2276,6 +2266,8 @@ PAF_EXPORT int paf_http_request_read_body(paf_http_request *req, paf_http_body_h
 PAF_EXPORT int paf_http_request_pause_body(paf_http_request *req) {
         if (!req)
                 return -EINVAL;
+        if (req->h2)
+                return h2_request_pause_body(req);
         if (!req->conn)
                 return -ECONNRESET;
         req->body_paused = true;
@@ -2289,6 +2281,8 @@ PAF_EXPORT int paf_http_request_pause_body(paf_http_request *req) {
 PAF_EXPORT int paf_http_request_resume_body(paf_http_request *req) {
         if (!req)
                 return -EINVAL;
+        if (req->h2)
+                return h2_request_resume_body(req);
         if (!req->conn)
                 return -ECONNRESET;
         if (!req->body_paused)
@@ -2403,6 +2397,8 @@ PAF_EXPORT int paf_http_response_start(paf_http_request *req, int status,
                                        const paf_http_headers *headers, int64_t content_length) {
         if (!req)
                 return -EINVAL;
+        if (req->h2)
+                return h2_response_start(req, status, headers, NULL, content_length);
         if (!req->conn)
                 return -ECONNRESET;
         return resp_begin(req, status, headers, NULL, content_length);
@@ -2412,6 +2408,8 @@ PAF_EXPORT int paf_http_response_write(paf_http_request *req, const void *data, 
                                        paf_http_write_handler_t handler, void *userdata) {
         if (!req || (len > 0 && !data))
                 return -EINVAL;
+        if (req->h2)
+                return h2_response_write(req, data, len, handler, userdata);
         conn *c = req->conn;
         if (!c)
                 return -ECONNRESET;
@@ -2478,6 +2476,8 @@ PAF_EXPORT int paf_http_response_send_file(paf_http_request *req, int fd, uint64
                                            void *userdata) {
         if (!req || fd < 0)
                 return -EINVAL;
+        if (req->h2)
+                return h2_response_send_file(req, fd, offset, len, handler, userdata);
         conn *c = req->conn;
         if (!c)
                 return -ECONNRESET;
@@ -2564,6 +2564,8 @@ static void resp_finished(paf_http_request *req) {
 PAF_EXPORT int paf_http_response_finish(paf_http_request *req, const paf_http_headers *trailers) {
         if (!req)
                 return -EINVAL;
+        if (req->h2)
+                return h2_response_finish(req, trailers);
         conn *c = req->conn;
         if (!c) {
                 req_release(req);
@@ -2621,6 +2623,8 @@ PAF_EXPORT int paf_http_respond(paf_http_request *req, int status, const char *c
                                 const void *body, size_t len) {
         if (!req || (len > 0 && !body))
                 return -EINVAL;
+        if (req->h2)
+                return h2_respond(req, status, content_type, body, len);
         conn *c = req->conn;
         if (!c) {
                 req_release(req);
@@ -2791,6 +2795,8 @@ PAF_EXPORT int paf_http_request_upgrade(paf_http_request *req, const paf_http_he
                                         paf_flow **ret) {
         if (!req || !ret)
                 return -EINVAL;
+        if (req->h2)
+                return -EPROTONOSUPPORT; /* no Upgrade in HTTP/2 (RFC 9113 §8.6) */
         conn *c = req->conn;
         if (!c) {
                 req_release(req);

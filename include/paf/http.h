@@ -42,6 +42,10 @@ PAF_EXPORT int paf_http_headers_get_nth(const paf_http_headers *h, size_t i, con
 /* Whether a comma-separated field (Connection, …) holds token, case-insensitively. */
 PAF_EXPORT bool paf_http_headers_has_token(const paf_http_headers *h, const char *name,
                                            const char *token);
+/* The HTTP version of the message the fields were received with: 10, 11 or
+ * 20 (HTTP/2); 0 for a list the program made. A response's head handler can
+ * tell "HTTP/2 200" from "HTTP/1.1 200 OK" by it. */
+PAF_EXPORT int paf_http_headers_get_version(const paf_http_headers *h);
 
 /* "Sun, 06 Nov 1994 08:49:37 GMT" into buf (at least 30 bytes). */
 PAF_EXPORT int paf_http_format_date(int64_t unix_seconds, char *buf, size_t size);
@@ -63,6 +67,21 @@ typedef struct paf_http_limits {
 /* The defaults, then the [http] section of reg's configuration (reg may be NULL). */
 PAF_EXPORT int paf_http_limits_load(paf_http_limits *ret, paf_registry *reg);
 
+/* ---- HTTP/2 ---- */
+
+typedef struct paf_http2_settings {
+        bool enabled;                    /* h2 by ALPN, h2c with prior knowledge */
+        uint32_t max_concurrent_streams; /* per connection */
+        uint32_t initial_window;         /* request body bytes in flight, per stream */
+        uint32_t connection_window;      /* the same, per connection */
+        uint32_t reset_burst;            /* stream resets and errors a connection may cause */
+        uint32_t reset_rate;             /* per second, regained */
+        size_t max_output;               /* queued output beyond which reading stops */
+} paf_http2_settings;
+
+/* The defaults, then the [http2] section of reg's configuration (reg may be NULL). */
+PAF_EXPORT int paf_http2_settings_load(paf_http2_settings *ret, paf_registry *reg);
+
 /* ---- the server ---- */
 
 typedef struct paf_http_server paf_http_server;
@@ -83,6 +102,10 @@ PAF_EXPORT int paf_http_server_new(sd_event *event, paf_http_request_handler_t h
 PAF_EXPORT paf_http_server *paf_http_server_free(paf_http_server *s);
 PAF_DEFINE_TRIVIAL_CLEANUP_FUNC(paf_http_server *, paf_http_server_free)
 PAF_EXPORT int paf_http_server_set_limits(paf_http_server *s, const paf_http_limits *limits);
+/* HTTP/2 on the server's connections: a TLS connection whose ALPN
+ * chose "h2", and a plain one that starts with the h2 preface. On by
+ * default; the [http] limits apply per stream. */
+PAF_EXPORT int paf_http_server_set_http2(paf_http_server *s, const paf_http2_settings *settings);
 /* Serve the connections a listener accepts; the server owns it from now on. */
 PAF_EXPORT int paf_http_server_add_listener(paf_http_server *s, paf_listener *l);
 /* Serve one connection (any flow); the server owns it from now on. */
@@ -97,7 +120,7 @@ PAF_EXPORT uint64_t paf_http_server_get_n_requests(paf_http_server *s);
 /* The request. Strings are valid until the response is finished. */
 PAF_EXPORT const char *paf_http_request_get_method(paf_http_request *req);
 PAF_EXPORT const char *paf_http_request_get_target(paf_http_request *req);
-/* 10 for HTTP/1.0, 11 for HTTP/1.1. */
+/* 10 for HTTP/1.0, 11 for HTTP/1.1, 20 for HTTP/2. */
 PAF_EXPORT int paf_http_request_get_version(paf_http_request *req);
 PAF_EXPORT const paf_http_headers *paf_http_request_get_headers(paf_http_request *req);
 /* The peer ("127.0.0.1:41000", "/run/x.sock", …) and the local address. */
@@ -208,6 +231,21 @@ typedef void (*paf_http_call_write_handler_t)(paf_http_call *call, int error, vo
  * none, >0 for a Content-Length body, -1 for a chunked body; the body is
  * then written with paf_http_call_write() and ended with
  * paf_http_call_finish().
+ *
+ * HTTP/2: ctx's "http.version" (a string) chooses. "1.1", the default:
+ * HTTP/1.1, unless a tls.alpn the caller set makes the server pick h2. "2":
+ * over TLS, ALPN offers "h2,http/1.1" (when tls.alpn is not set) and the
+ * server picks; in clear text HTTP/1.1 (there is no Upgrade: h2c).
+ * "2-prior-knowledge": h2 from the first byte, on any transport. Calls to
+ * one endpoint share one HTTP/2 connection, as many streams at once as its
+ * server allows (SETTINGS_MAX_CONCURRENT_STREAMS), the others queued until
+ * a stream closes; calls made while it connects wait for it. Request
+ * bodies go as the server's flow-control window opens (a write completes
+ * once nghttp2 took its bytes), and a paused call stops taking body, which
+ * closes its stream's window. After a GOAWAY, calls above its last stream
+ * fail with -EAGAIN (the server did not process them: safe to send again)
+ * and new calls open a new connection; a stream the server resets fails
+ * its call alone (-ECONNRESET).
  */
 PAF_EXPORT int paf_http_client_request(paf_http_client *c, paf_ctx *ctx, const char *method,
                                        const char *target, const paf_http_headers *headers,
@@ -222,6 +260,9 @@ PAF_EXPORT int paf_http_call_pause(paf_http_call *call);
 PAF_EXPORT int paf_http_call_resume(paf_http_call *call);
 /* Which transport and endpoint carried the call ("tcp 127.0.0.1:8080"). */
 PAF_EXPORT const char *paf_http_call_get_endpoint(paf_http_call *call);
+/* The HTTP version the call speaks: 11, or 20 on an HTTP/2 stream; 0 while
+ * it has no connection yet (see http.version). */
+PAF_EXPORT int paf_http_call_get_version(paf_http_call *call);
 /* How the transport was found, one attempt a line (paf_attempts_format):
  * "tcp 127.0.0.1:8080: used", then why the others were not; NULL before
  * the connect ended. */

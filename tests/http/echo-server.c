@@ -1,4 +1,5 @@
-/* tests/http/echo-server.c — a test server on the HTTP API: hello, echo, sink, slow, stream. */
+/* tests/http/echo-server.c — a test server on the HTTP API: hello, echo, sink, slow, stream,
+ * trailers. */
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
@@ -467,6 +468,79 @@ static void handle_stream(server *srv, paf_http_request *req) {
 
 /* ---- the server ---- */
 
+/* ---- /trailers: a streamed body, then trailer fields (and the request's
+ * trailers counted back in one of them) ---- */
+
+typedef struct trailers {
+        paf_http_request *req;
+        size_t n;     /* request trailers seen */
+        bool writing; /* its completion frees it */
+} trailers;
+
+static void trailers_written(paf_http_request *req, int error, void *userdata) {
+        trailers *t = userdata;
+        if (error < 0) {
+                free(t);
+                return; /* an abort: the handler ends it there */
+        }
+        paf_http_headers *h = NULL;
+        char n[24];
+        snprintf(n, sizeof(n), "%zu", t->n);
+        int r = paf_http_headers_new(&h);
+        if (r >= 0)
+                r = paf_http_headers_add(h, "X-Checksum", "body-ok");
+        if (r >= 0)
+                r = paf_http_headers_add(h, "X-Request-Trailers", n);
+        if (r >= 0)
+                r = paf_http_response_finish(req, h);
+        if (r < 0)
+                fprintf(stderr, "echo-server: /trailers finish: %s\n", strerror(-r));
+        paf_http_headers_free(h);
+        free(t);
+}
+
+static void trailers_body(paf_http_request *req, const void *data, size_t len, int error,
+                          void *userdata) {
+        (void)data;
+        trailers *t = userdata;
+        if (error < 0 || len > 0)
+                return;
+        const paf_http_headers *tr = paf_http_request_get_trailers(req);
+        t->n = paf_http_headers_count(tr);
+        int r = paf_http_response_start(req, 200, NULL, -1);
+        if (r >= 0)
+                r = paf_http_response_write(req, "body\n", 5, trailers_written, t);
+        if (r >= 0)
+                t->writing = true;
+        else {
+                fprintf(stderr, "echo-server: /trailers: %s\n", strerror(-r));
+                (void)paf_http_response_finish(req, NULL);
+                free(t);
+        }
+}
+
+static void trailers_abort(paf_http_request *req, int error, void *userdata) {
+        trailers *t = userdata;
+        fprintf(stderr, "echo-server: /trailers aborted: %s\n", strerror(-error));
+        (void)paf_http_response_finish(req, NULL);
+        if (!t->writing)
+                free(t);
+}
+
+static void handle_trailers(paf_http_request *req) {
+        trailers *t = calloc(1, sizeof(*t));
+        if (!t) {
+                respond_text(req, 500, "out of memory\n");
+                return;
+        }
+        t->req = req;
+        paf_http_request_set_abort_handler(req, trailers_abort, t);
+        if (paf_http_request_read_body(req, trailers_body, t) < 0) {
+                free(t);
+                respond_text(req, 500, "cannot read the body\n");
+        }
+}
+
 static void on_request(paf_http_request *req, void *userdata) {
         server *srv = userdata;
         const char *target = paf_http_request_get_target(req);
@@ -480,6 +554,8 @@ static void on_request(paf_http_request *req, void *userdata) {
                 handle_slow(srv, req);
         else if (path_is(target, "/stream"))
                 handle_stream(srv, req);
+        else if (path_is(target, "/trailers"))
+                handle_trailers(req);
         else
                 respond_text(req, 404, "not found\n");
 }
@@ -596,6 +672,12 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "echo-server: [http] limits: %s\n", strerror(-r));
                 goto out;
         }
+        paf_http2_settings h2;
+        r = paf_http2_settings_load(&h2, reg);
+        if (r < 0) {
+                fprintf(stderr, "echo-server: [http2]: %s\n", strerror(-r));
+                goto out;
+        }
         r = sd_event_new(&srv.event);
         if (r < 0) {
                 fprintf(stderr, "echo-server: sd_event_new: %s\n", strerror(-r));
@@ -611,6 +693,8 @@ int main(int argc, char **argv) {
         r = paf_http_server_new(srv.event, on_request, on_error, &srv, &srv.http);
         if (r >= 0)
                 r = paf_http_server_set_limits(srv.http, &limits);
+        if (r >= 0)
+                r = paf_http_server_set_http2(srv.http, &h2);
         if (r < 0) {
                 fprintf(stderr, "echo-server: server: %s\n", strerror(-r));
                 goto out;
