@@ -98,6 +98,7 @@ struct h2_stream {
         bool ng_closed;             /* nghttp2 closed the stream */
         bool peer_reset, own_reset; /* who reset it, if one did */
         bool has_length;
+        bool expect_continue, continue_sent;
         uint32_t ng_error;
         bool released; /* the stream's reference on the request dropped */
 
@@ -625,6 +626,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
         } else {
                 if (lit_is(name, name_len, "host"))
                         st->has_host = true;
+                else if (!st->in_trailers && lit_is(name, name_len, "expect") && value_len == 12 &&
+                         strncasecmp((const char *)value, "100-continue", 12) == 0)
+                        st->expect_continue = true;
                 else if (!st->in_trailers && lit_is(name, name_len, "content-length")) {
                         /* nghttp2 checked it is a number, and will check the
                          * DATA against it. */
@@ -1503,6 +1507,17 @@ int h2_request_read_body(paf_http_request *req, paf_http_body_handler_t handler,
         h2_stream *st = stream_of(req);
         if (!st->c)
                 return -ECONNRESET;
+        if (!req->body_handler && st->expect_continue && !st->continue_sent && !st->body_complete &&
+            !st->started && !st->ng_closed) {
+                /* Only now: the client waits for it before sending the
+                 * body (RFC 9110 §10.1.1), as over HTTP/1.1. */
+                nghttp2_nv nv = h2_nv(":status", 7, "100", 3);
+                int r = nghttp2_submit_headers(st->c->ng, NGHTTP2_FLAG_NONE, st->id, NULL, &nv, 1,
+                                               NULL);
+                if (r < 0)
+                        return -ENOMEM;
+                st->continue_sent = true;
+        }
         req->body_handler = handler;
         req->body_userdata = userdata;
         st->body_at = conn_now(st->c);

@@ -213,6 +213,30 @@ def case_big_headers(host, port):
     print("ok: header lists beyond [http] max-header-bytes and max-headers get 431, the connection goes on")
 
 
+def case_continue(host, port):
+    """Expect: 100-continue: the 100 comes when the handler starts reading."""
+    c = Client(host, port)
+    sid = req(c, "POST", "/sink", extra=[("expect", "100-continue"), ("content-length", "5")],
+              end=False)
+    if not c.pump(lambda ev: c.of(h2.events.InformationalResponseReceived, sid)):
+        fail("no 100 Continue for Expect: 100-continue")
+    st = dict(c.of(h2.events.InformationalResponseReceived, sid)[0].headers).get(b":status")
+    if st != b"100":
+        fail(f"informational response {st}, expected 100")
+    c.conn.send_data(sid, b"12345", end_stream=True)
+    c.flush()
+    if not c.pump(c.ended(sid)) or c.body(sid) != b"5\n":
+        fail(f"after 100 Continue: {c.status(sid)} {c.body(sid)!r}")
+    # A handler that answers without reading sends no 100.
+    sid = req(c, "POST", "/hello", extra=[("expect", "100-continue"), ("content-length", "5")],
+              end=False)
+    if not c.pump(c.ended(sid)) or c.status(sid) != "200":
+        fail(f"/hello with Expect: {c.status(sid)}")
+    if c.of(h2.events.InformationalResponseReceived, sid):
+        fail("100 Continue sent for a body the handler never read")
+    print("ok: Expect: 100-continue answered 100 when the handler reads, not when it does not")
+
+
 def case_big_body(host, port):
     c = Client(host, port)
     sid = req(c, "POST", "/sink", extra=[("content-length", "5000")], end=False)

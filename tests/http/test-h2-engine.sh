@@ -58,6 +58,7 @@ eng "$host" "$port" trailers
 eng "$host" "$port" window
 eng "$host" "$port" echo 3000000
 eng "$host" "$port" abort
+eng "$host" "$port" continue
 grep -q '/slow aborted' "$tmp/server.err" || fail "the handler was not told of the reset"
 eng "$host" "$port" big-headers
 stop_server
