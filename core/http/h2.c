@@ -56,6 +56,8 @@
 /* A connection that sent its GOAWAY for an error waits this long at most for
  * it to leave before it closes. */
 #define CLOSE_GRACE_USEC (1 * USEC_PER_SEC)
+/* … or until it sent this much more. */
+#define LINGER_BYTES (1024 * 1024)
 #define TIMER_ACCURACY_USEC (10 * 1000)
 /* Streams handled per driver run: a busy connection cannot starve the loop. */
 #define STREAMS_PER_RUN 128
@@ -163,7 +165,11 @@ struct h2_conn {
         double tokens;
         uint64_t tokens_at;
 
-        uint64_t created_at, idle_at, progress_at, polled_at, data_at, stop_at, closing_at;
+        /* progress_at: when the transport last took bytes of ours (or
+         * when output began waiting); write-timeout counts from it. */
+        uint64_t created_at, idle_at, progress_at, data_at, stop_at, closing_at;
+        size_t drained;    /* while lingering */
+        bool session_dead; /* nghttp2 failed: nothing more of it is sent */
         bool any_stream;
 };
 
@@ -246,6 +252,10 @@ static int out_push(h2_conn *c) {
                 return r;
         }
         conn_ref(c);
+        if (c->queued == 0)
+                /* Output starts waiting now: the write timeout counts from
+                 * here, not from the last progress of long ago. */
+                c->progress_at = conn_now(c);
         c->queued += b->len;
         return 0;
 }
@@ -950,6 +960,40 @@ static void stream_step(h2_stream *st) {
         }
 }
 
+/*
+ * nghttp2 gave up on the session (a flood it counts, too many CONTINUATION
+ * frames, a bad preface): it sends nothing more itself, so the GOAWAY that
+ * tells the client why is ours, written as RFC 9113 §6.8 lays it out, and
+ * the last thing on the connection.
+ */
+static void conn_goaway_fatal(h2_conn *c, int ng_error) {
+        uint32_t code;
+        switch (ng_error) {
+        case NGHTTP2_ERR_FLOODED:
+        case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS:
+                code = NGHTTP2_ENHANCE_YOUR_CALM;
+                break;
+        case NGHTTP2_ERR_HEADER_COMP:
+                code = NGHTTP2_COMPRESSION_ERROR;
+                break;
+        case NGHTTP2_ERR_NOMEM:
+        case NGHTTP2_ERR_CALLBACK_FAILURE:
+                code = NGHTTP2_INTERNAL_ERROR;
+                break;
+        default:
+                code = NGHTTP2_PROTOCOL_ERROR;
+                break;
+        }
+        uint32_t last = (uint32_t)nghttp2_session_get_last_proc_stream_id(c->ng) & 0x7fffffffu;
+        uint8_t f[17] = {0, 0, 8, NGHTTP2_GOAWAY, 0, 0, 0, 0, 0};
+        for (int i = 0; i < 4; i++) {
+                f[9 + i] = (uint8_t)(last >> (24 - 8 * i));
+                f[13 + i] = (uint8_t)(code >> (24 - 8 * i));
+        }
+        c->session_dead = true;
+        (void)out_append(c, f, sizeof(f));
+}
+
 static int conn_recv(h2_conn *c, const void *data, size_t len) {
         c->ng_depth++;
         h2_ssize n = h2_session_mem_recv(c->ng, data, len);
@@ -959,8 +1003,7 @@ static int conn_recv(h2_conn *c, const void *data, size_t len) {
                 snprintf(reason, sizeof(reason), "HTTP/2 error from the client: %s",
                          nghttp2_strerror((int)n));
                 http_server_report(c->s, c->peer, 0, reason);
-                if (n == NGHTTP2_ERR_BAD_CLIENT_MAGIC)
-                        (void)nghttp2_session_terminate_session(c->ng, NGHTTP2_PROTOCOL_ERROR);
+                conn_goaway_fatal(c, (int)n);
                 c->closing = true;
                 c->closing_at = conn_now(c);
                 if (c->reading) {
@@ -1087,6 +1130,15 @@ static void conn_linger(h2_conn *c) {
 static void conn_flush(h2_conn *c) {
         if (c->ng_depth > 0)
                 return;
+        if (c->session_dead) {
+                /* Our GOAWAY, then nothing: write it, then linger. */
+                int r = out_push(c);
+                if (r < 0)
+                        conn_close(c, r, "cannot write");
+                else if (c->queued == 0 && !c->lingering)
+                        conn_linger(c);
+                return;
+        }
         c->ng_depth++;
         int r = nghttp2_session_send(c->ng);
         c->ng_depth--;
@@ -1142,8 +1194,7 @@ static uint64_t conn_deadline(h2_conn *c, const char **what, uint64_t *len) {
                         DUE(c->created_at, l->header_timeout_usec, "header timeout");
         }
         if (c->queued > 0)
-                DUE(c->progress_at > c->polled_at ? c->progress_at : c->polled_at,
-                    l->write_timeout_usec, "write timeout");
+                DUE(c->progress_at, l->write_timeout_usec, "write timeout");
         bool waiting = false;
         for (h2_stream *st = c->streams; st; st = st->next) {
                 if (stream_wants_data(st))
@@ -1198,7 +1249,6 @@ static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
         if (c->queued > 0) {
                 /* Has the transport taken bytes since we last asked? */
                 uint64_t progress;
-                c->polled_at = now;
                 if (paf_flow_get_write_progress(c->flow, NULL, &progress) >= 0 &&
                     progress > c->progress_at)
                         c->progress_at = progress;
@@ -1264,9 +1314,11 @@ static void h2_on_read(paf_flow *flow, const void *data, size_t len, int error, 
         s->dispatching++;
         conn_ref(c);
         if (c->lingering) {
-                /* Drained: nothing of it is read any more. */
-                if (error < 0 || len == 0) {
-                        c->read_eof = true;
+                /* Drained, not read: a client that goes on flooding gets
+                 * its close sooner than the grace. */
+                c->drained += len;
+                if (error < 0 || len == 0 || c->drained > LINGER_BYTES) {
+                        c->read_eof = error < 0 || len == 0;
                         conn_close(c, 0, NULL);
                 }
         } else if (error < 0)
