@@ -6,7 +6,7 @@
 
 #include <uriparser/Uri.h>
 
-#include "core/paf-internal.h"
+#include "core/http/client-internal.h"
 #include <paf/client.h>
 
 #define USEC_PER_SEC UINT64_C(1000000)
@@ -103,6 +103,8 @@ static int headers_copy(const paf_http_headers *from, paf_http_headers **ret) {
                 if (r < 0)
                         return r;
         }
+        if (from)
+                http_headers_set_version(h, paf_http_headers_get_version(from));
         *ret = h;
         h = NULL;
         return 0;
@@ -454,6 +456,10 @@ static int hop_ctx(client_call *cc, paf_ctx *own, const paf_http_headers *header
         if (!paf_http_headers_get(headers, "Host") &&
             !(cc->user_ctx && paf_ctx_has(cc->user_ctx, "http.host") > 0))
                 r = paf_ctx_set_string(own, "http.host", authority);
+        /* As curl: HTTP/2 when the server takes it by ALPN (https), HTTP/1.1
+         * otherwise, unless the caller's context says which. */
+        if (r >= 0 && !(cc->user_ctx && paf_ctx_has(cc->user_ctx, "http.version") > 0))
+                r = paf_ctx_set_string(own, "http.version", "2");
 
         if (r >= 0 && c->unix_socket) {
                 /* Like curl --unix-socket: whatever the URL names, connect

@@ -44,11 +44,19 @@ typedef struct get {
         bool progress;
         bool head_only;
         bool failed_http; /* -f and status >= 400: nothing written */
+        bool head_shown;  /* -v: the exchange's head is on stderr */
         int status;
         int exit_code; /* set by the handler */
         int write_errno;
         sd_event *event;
         paf_registry *reg;
+
+        /* For -v: the request, shown with the response's version. */
+        const char *method;
+        char *target;
+        const paf_http_headers *headers;
+        bool have_data;
+        size_t body_len;
 
         /* Progress. */
         int64_t total; /* Content-Length, -1 unknown */
@@ -85,10 +93,15 @@ static void usage(FILE *f) {
                 "      --cacert FILE       Trust the CAs in FILE instead of the system's\n"
                 "  -k, --insecure          Do not verify the server's certificate\n"
                 "      --unix-socket PATH  Connect to PATH, whatever the URL's host\n"
+                "      --http1.1           Speak HTTP/1.1 only\n"
+                "      --http2             HTTP/2 when the server takes it by TLS ALPN (the\n"
+                "                          default); http:// stays HTTP/1.1 (no Upgrade: h2c)\n"
+                "      --http2-prior-knowledge  HTTP/2 from the first byte, TLS or not (h2c)\n"
                 "  -m, --max-time SECONDS  Give up after SECONDS (decimals allowed), exit 28\n"
                 "  -s, --silent            No progress bar\n"
                 "  -v, --verbose           Tell on stderr which transport was used and why\n"
-                "                          the others were not, and the exchanged headers\n"
+                "                          the others were not, the HTTP version, and the\n"
+                "                          exchanged headers\n"
                 "      --config FILE       paf.conf: plugins and their settings\n"
                 "      --help              Show this help\n"
                 "\n"
@@ -136,6 +149,7 @@ static int exit_code_for(int code) {
                 return EXIT_TOO_MANY_REDIRECTS;
         case -EPIPE:
         case -ECONNRESET:
+        case -EAGAIN: /* HTTP/2: refused or cut by GOAWAY before the server processed it */
                 return EXIT_RECV_ERROR;
         default:
                 /* Refused, unreachable network, missing socket file, … */
@@ -255,9 +269,23 @@ static int write_out(get *g, const void *data, size_t len) {
         return 0;
 }
 
+/* "HTTP/2", "HTTP/1.1": what the response came as. */
+static const char *version_name(int version) {
+        switch (version) {
+        case 20:
+                return "HTTP/2";
+        case 10:
+                return "HTTP/1.0";
+        default:
+                return "HTTP/1.1";
+        }
+}
+
+/* The status line as curl writes it: HTTP/2 has no reason phrase. */
 static void print_head(FILE *f, const char *prefix, int status, const paf_http_headers *headers) {
-        const char *reason = paf_http_status_reason(status);
-        fprintf(f, "%sHTTP/1.1 %d%s%s\r\n", prefix, status, reason ? " " : "",
+        int version = paf_http_headers_get_version(headers);
+        const char *reason = version == 20 ? NULL : paf_http_status_reason(status);
+        fprintf(f, "%s%s %d%s%s\r\n", prefix, version_name(version), status, reason ? " " : "",
                 reason ? reason : "");
         size_t n = headers ? paf_http_headers_count(headers) : 0;
         for (size_t i = 0; i < n; i++) {
@@ -270,11 +298,32 @@ static void print_head(FILE *f, const char *prefix, int status, const paf_http_h
 
 /* ---- the call ---- */
 
+/* -v, as curl: the version used, the request (its target the URL's; -L tells
+ * the final URL at the end), then the response's head. */
+static void print_exchange(get *g, int status, const paf_http_headers *headers) {
+        if (g->head_shown)
+                return;
+        g->head_shown = true;
+        const char *version = version_name(paf_http_headers_get_version(headers));
+        fprintf(stderr, "* using %s\n", version);
+        fprintf(stderr, "> %s %s %s\n", g->method, g->target ? g->target : g->url, version);
+        size_t n = paf_http_headers_count(g->headers);
+        for (size_t i = 0; i < n; i++) {
+                const char *name, *value;
+                if (paf_http_headers_get_nth(g->headers, i, &name, &value) >= 0)
+                        fprintf(stderr, "> %s: %s\n", name, value);
+        }
+        if (g->have_data)
+                fprintf(stderr, "> (%zu bytes of body)\n", g->body_len);
+        fprintf(stderr, ">\n");
+        print_head(stderr, "< ", status, headers);
+}
+
 static void on_head(int status, const paf_http_headers *headers, void *userdata) {
         get *g = userdata;
         g->status = status;
         if (g->verbose)
-                print_head(stderr, "< ", status, headers);
+                print_exchange(g, status, headers);
         if (g->fail_on_error && status >= 400) {
                 g->failed_http = true;
                 return;
@@ -464,7 +513,6 @@ static int parse_seconds(const char *s, uint64_t *ret) {
         return 0;
 }
 
-
 int cmd_get(int argc, char **argv) {
         enum {
                 OPT_DATA_BINARY = 0x100,
@@ -474,6 +522,9 @@ int cmd_get(int argc, char **argv) {
                 OPT_HELP,
                 OPT_LOCATION_TRUSTED,
                 OPT_PROTO_REDIR,
+                OPT_HTTP1_1,
+                OPT_HTTP2,
+                OPT_HTTP2_PRIOR,
         };
         static const struct option options[] = {
                 {"request", required_argument, NULL, 'X'},
@@ -490,6 +541,9 @@ int cmd_get(int argc, char **argv) {
                 {"cacert", required_argument, NULL, OPT_CACERT},
                 {"insecure", no_argument, NULL, 'k'},
                 {"unix-socket", required_argument, NULL, OPT_UNIX_SOCKET},
+                {"http1.1", no_argument, NULL, OPT_HTTP1_1},
+                {"http2", no_argument, NULL, OPT_HTTP2},
+                {"http2-prior-knowledge", no_argument, NULL, OPT_HTTP2_PRIOR},
                 {"max-time", required_argument, NULL, 'm'},
                 {"silent", no_argument, NULL, 's'},
                 {"verbose", no_argument, NULL, 'v'},
@@ -501,12 +555,14 @@ int cmd_get(int argc, char **argv) {
         paf_client_options copts = {0};
         const char *method = NULL;
         const char *config = NULL;
+        const char *version = NULL; /* http.version; the simple client's default: "2" */
         bool silent = false, have_data = false, form_data = false;
         buffer body = {0};
         /* Every --proto-redir, in order: curl reads them as one list. */
         buffer proto_redir = {0};
         _paf_cleanup_(paf_http_headers_freep) paf_http_headers *headers = NULL;
         _paf_cleanup_(paf_registry_unrefp) paf_registry *reg = NULL;
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *ctx = NULL;
         paf_client *client = NULL;
         int ret = EXIT_USAGE, r, c;
 
@@ -579,6 +635,15 @@ int cmd_get(int argc, char **argv) {
                         break;
                 case OPT_UNIX_SOCKET:
                         copts.unix_socket = optarg;
+                        break;
+                case OPT_HTTP1_1:
+                        version = "1.1";
+                        break;
+                case OPT_HTTP2:
+                        version = "2";
+                        break;
+                case OPT_HTTP2_PRIOR:
+                        version = "2-prior-knowledge";
                         break;
                 case 'm':
                         if (parse_seconds(optarg, &copts.timeout_usec) < 0) {
@@ -666,21 +731,33 @@ int cmd_get(int argc, char **argv) {
                 goto out_event;
         }
 
-        if (g.verbose) {
-                fprintf(stderr, "> %s %s\n", method, g.url);
-                size_t n = paf_http_headers_count(headers);
-                for (size_t i = 0; i < n; i++) {
-                        const char *name, *value;
-                        if (paf_http_headers_get_nth(headers, i, &name, &value) >= 0)
-                                fprintf(stderr, "> %s: %s\n", name, value);
+        if (version) {
+                r = paf_ctx_new(&ctx);
+                if (r >= 0)
+                        r = paf_ctx_set_string(ctx, "http.version", version);
+                if (r < 0) {
+                        tool_error("%s: %s", g.url, strerror(-r));
+                        goto out_event;
                 }
-                if (have_data)
-                        fprintf(stderr, "> (%zu bytes of body)\n", body.len);
+        }
+        g.method = method;
+        g.headers = headers;
+        g.have_data = have_data;
+        g.body_len = body.len;
+        if (g.verbose) {
+                /* The target the request line names, as the client reads the URL. */
+                paf_ctx *u = NULL;
+                const char *path;
+                if (paf_ctx_new(&u) >= 0 && paf_registry_parse_url(reg, g.url, u, NULL) >= 0 &&
+                    paf_ctx_get_string(u, "url.path", &path) >= 0)
+                        g.target = strdup(path);
+                paf_ctx_unref(u);
         }
 
         paf_client_request request = {
                 .method = method,
                 .url = g.url,
+                .ctx = ctx,
                 .headers = headers,
                 .body = body.data,
                 .body_size = body.len,
@@ -720,6 +797,7 @@ out_event:
         }
         sd_event_unref(g.event);
 out:
+        free(g.target);
         free(body.data);
         free(proto_redir.data);
         return ret;

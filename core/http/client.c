@@ -1,22 +1,16 @@
-/* core/http/client.c — the HTTP/1.1 client: requests over pooled connections, llhttp-parsed
- * responses. */
+/* core/http/client.c — the HTTP client: calls, their timers, the pool of HTTP/1.1
+ * connections and llhttp-parsed responses; HTTP/2 streams are h2-client.c's. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <strings.h>
 
 #include <llhttp.h>
 
-#include "core/paf-internal.h"
-#include <paf/http.h>
+#include "core/http/client-internal.h"
 
 #define USEC_PER_SEC UINT64_C(1000000)
 /* sd-event's default (250 ms) would make a short timeout fire at twice its length. */
 #define TIMER_ACCURACY_USEC (10 * 1000)
-
-/* A response's header section beyond this is refused: a client must not let
- * a server make it buffer without bound either. */
-#define MAX_RESPONSE_HEADER_BYTES (64 * 1024)
-#define MAX_RESPONSE_HEADERS 256
 
 /*
  * How things live.
@@ -37,18 +31,6 @@
  * a piece of body, the end) and pause llhttp; the read loop then acts on the
  * event outside llhttp, and looks at what the user did before parsing on.
  */
-
-typedef struct conn conn;
-typedef struct wreq wreq;
-
-struct paf_http_client {
-        paf_registry *reg;
-        sd_event *event;
-        paf_http_client_timeouts timeouts;
-        uint64_t n_connections;
-        conn *idle;           /* the pool, most recently used first */
-        paf_http_call *calls; /* every call the user has not freed */
-};
 
 typedef enum parse_event {
         EV_NONE,
@@ -84,105 +66,7 @@ struct conn {
         bool stalled;
 };
 
-typedef enum wreq_kind {
-        WREQ_HEAD,
-        WREQ_BODY,
-        WREQ_FINISH,
-} wreq_kind;
-
-struct wreq {
-        wreq *next;
-        paf_http_call *call; /* referenced */
-        conn *conn;          /* referenced once submitted */
-        wreq_kind kind;
-        const void *data;
-        size_t len;
-        char *owned; /* the head: our copy, alive until the flow is done with it */
-        paf_http_call_write_handler_t handler;
-        void *userdata;
-        char line[24]; /* a chunk's size line */
-};
-
-typedef enum call_state {
-        CALL_CONNECTING,
-        CALL_ACTIVE, /* on a connection */
-        CALL_DONE,   /* the whole response was parsed */
-        CALL_FAILED,
-} call_state;
-
-struct paf_http_call {
-        unsigned n_ref;
-        paf_http_client *client; /* NULL once the client went */
-        paf_http_call *next, *prev;
-        bool freed;
-
-        char *label;       /* "GET /x", for messages */
-        char **candidates; /* "tcp 127.0.0.1:80" …, in the order connect tries them */
-        size_t n_candidates;
-        char *pool_key; /* which idle connections may carry it */
-        char *endpoint; /* what carries the call, once known */
-        char *report;   /* how that was found, one attempt a line (paf_attempts_format) */
-        paf_ctx *ctx;
-        char *head;
-        size_t head_len;
-        int64_t body_length;
-        uint64_t body_queued;
-        bool head_request;
-        bool retryable; /* idempotent and without a body */
-        bool retried;
-        bool close_requested;
-        bool head_submitted;
-        bool request_submitted; /* every byte of the request was handed to the flow */
-        bool finish_queued;
-
-        paf_http_response_handler_t handler;
-        void *userdata;
-        paf_http_call_body_handler_t body_handler;
-        void *body_userdata;
-        bool paused;
-
-        call_state state;
-        paf_connect *connect;
-        conn *conn;
-        sd_event_source *timer; /* connect, then response */
-        bool timer_armed;
-        uint64_t timer_at; /* what it is armed for */
-        /* The response timeout counts from the last thing that moved: a write
-         * completing, response bytes (timer_from), or the transport taking
-         * bytes of the request (progress_at, asked at polled_at). */
-        uint64_t timer_from, progress_at, polled_at;
-        /* What the flow had written before this call's request, for messages. */
-        uint64_t sent_before;
-        sd_event_source *defer;   /* what is owed to the user outside the read path */
-        wreq *queue, *queue_tail; /* writes waiting for a connection */
-        unsigned n_in_flight;
-
-        /* The response. */
-        bool got_bytes;
-        bool interim; /* parsing a 1xx */
-        bool headers_complete;
-        bool headers_delivered;
-        int status;
-        paf_http_headers *headers;
-        char *field, *value;
-        size_t field_len, value_len, header_bytes;
-        bool in_value;
-        const char *parse_error; /* ours, when a callback refused */
-        int64_t content_length;  /* -1: not announced */
-        bool chunked;
-        uint64_t body_received;
-        uint8_t *held; /* a piece of body the user was not ready for */
-        size_t n_held;
-        bool end_pending;
-        bool end_delivered;
-        paf_error error;
-        bool error_delivered;
-};
-
-static void call_fail(paf_http_call *call, int code, const char *format, ...) PAF_PRINTF(3, 4);
 static void conn_feed(conn *cn, const uint8_t *data, size_t len, bool again);
-static void call_timer_update(paf_http_call *call, bool restart);
-static void call_kick(paf_http_call *call);
 static const llhttp_settings_t *parser_settings(void);
 
 /* ---- small helpers ---- */
@@ -344,7 +228,7 @@ static void conn_stall(conn *cn, const uint8_t *data, size_t len) {
         if (len > 0) {
                 cn->pending = malloc(len);
                 if (!cn->pending) {
-                        call_fail(cn->call, -ENOMEM, "out of memory");
+                        hc_call_fail(cn->call, -ENOMEM, "out of memory");
                         return;
                 }
                 memcpy(cn->pending, data, len);
@@ -352,21 +236,21 @@ static void conn_stall(conn *cn, const uint8_t *data, size_t len) {
         }
         cn->stalled = true;
         (void)paf_flow_read_stop(cn->flow);
-        call_timer_update(cn->call, false);
+        hc_call_timer_update(cn->call, false);
 }
 
 /* ---- calls ---- */
 
-static paf_http_call *call_ref(paf_http_call *call) {
+paf_http_call *hc_call_ref(paf_http_call *call) {
         call->n_ref++;
         return call;
 }
 
-static void call_unref(paf_http_call *call) {
+void hc_call_unref(paf_http_call *call) {
         assert(call->n_ref > 0);
         if (--call->n_ref > 0)
                 return;
-        assert(!call->conn && !call->connect && !call->queue);
+        assert(!call->conn && !call->connect && !call->queue && !call->h2 && !call->h2_wait);
         sd_event_source_disable_unref(call->timer);
         sd_event_source_disable_unref(call->defer);
         for (size_t i = 0; i < call->n_candidates; i++)
@@ -386,7 +270,7 @@ static void call_unref(paf_http_call *call) {
 }
 
 /* Whether the user takes body now. */
-static bool call_ready(paf_http_call *call) {
+bool hc_call_ready(paf_http_call *call) {
         return call->body_handler && !call->paused && !call->freed;
 }
 
@@ -396,13 +280,13 @@ static const char *call_endpoint(paf_http_call *call) {
         return call->n_candidates > 0 ? call->candidates[0] : "?";
 }
 
-static void wreq_free(wreq *w) {
+void hc_wreq_free(wreq *w) {
         if (w->conn)
                 conn_unref(w->conn);
         free(w->owned);
         paf_http_call *call = w->call;
         free(w);
-        call_unref(call);
+        hc_call_unref(call);
 }
 
 /* Stop everything the call has going on the network. Nothing is called. */
@@ -417,12 +301,13 @@ static void call_stop(paf_http_call *call) {
                 cn->call = NULL;
                 conn_close(cn);
         }
+        h2cl_detach(call);
         call->timer_armed = false;
         if (call->timer)
                 (void)sd_event_source_set_enabled(call->timer, SD_EVENT_OFF);
 }
 
-static void call_fail(paf_http_call *call, int code, const char *format, ...) {
+void hc_call_fail(paf_http_call *call, int code, const char *format, ...) {
         if (call->state == CALL_FAILED || call->state == CALL_DONE)
                 return;
         call->state = CALL_FAILED;
@@ -435,7 +320,7 @@ static void call_fail(paf_http_call *call, int code, const char *format, ...) {
                       call_endpoint(call), reason);
         paf_log(PAF_LOG_DEBUG, "http client: %s", call->error.message);
         call_stop(call);
-        call_kick(call);
+        hc_call_kick(call);
 }
 
 /* "  LINE\n  LINE": text's lines indented, without the last newline. */
@@ -464,7 +349,7 @@ static char *indent_lines(const char *text) {
  * error says what the one transport tried said, on one line; when several
  * were tried, or none could be, it lists them one per line.
  */
-static void call_fail_connect(paf_http_call *call, const paf_attempt *attempts, size_t n) {
+void hc_call_fail_connect(paf_http_call *call, const paf_attempt *attempts, size_t n) {
         if (call->state == CALL_FAILED || call->state == CALL_DONE)
                 return;
         size_t n_tried = 0, tried = 0;
@@ -510,10 +395,10 @@ static void call_fail_connect(paf_http_call *call, const paf_attempt *attempts, 
                                            : "every transport failed",
                               lines ? lines : "out of memory");
         call_stop(call);
-        call_kick(call);
+        hc_call_kick(call);
 }
 
-static void call_kick(paf_http_call *call) {
+void hc_call_kick(paf_http_call *call) {
         if (!call->defer || call->freed)
                 return;
         int r = sd_event_source_set_enabled(call->defer, SD_EVENT_ONESHOT);
@@ -578,6 +463,10 @@ static int conn_submit(conn *cn, wreq *w) {
 /* Send what is queued, head first. */
 static void call_pump(paf_http_call *call) {
         conn *cn = call->conn;
+        if (call->h2) {
+                h2cl_pump(call);
+                return;
+        }
         if (!cn || call->state != CALL_ACTIVE)
                 return;
         wreq *w;
@@ -593,7 +482,7 @@ static void call_pump(paf_http_call *call) {
                         call->queue = w;
                         if (!call->queue_tail)
                                 call->queue_tail = w;
-                        call_fail(call, r, "cannot write: %s", strerror(-r));
+                        hc_call_fail(call, r, "cannot write: %s", strerror(-r));
                         return;
                 }
                 if (w->kind == WREQ_HEAD)
@@ -603,7 +492,7 @@ static void call_pump(paf_http_call *call) {
             (call->body_length == 0 || call->finish_queued ||
              (call->body_length > 0 && call->body_queued == (uint64_t)call->body_length)))
                 call->request_submitted = true;
-        call_timer_update(call, false);
+        hc_call_timer_update(call, false);
 }
 
 static void call_enqueue(paf_http_call *call, wreq *w) {
@@ -625,7 +514,7 @@ static int call_queue_head(paf_http_call *call) {
         }
         memcpy(w->owned, call->head, call->head_len);
         w->kind = WREQ_HEAD;
-        w->call = call_ref(call);
+        w->call = hc_call_ref(call);
         /* The head goes before any body the user already queued. */
         w->next = call->queue;
         call->queue = w;
@@ -639,6 +528,7 @@ static void call_attach(paf_http_call *call, conn *cn) {
         call->conn = cn;
         cn->call = call;
         call->state = CALL_ACTIVE;
+        call->version = 11;
         free(call->endpoint);
         call->endpoint = strdup(cn->endpoint);
         /* Best effort, like the endpoint: only messages and -v read it. */
@@ -657,11 +547,11 @@ static void call_attach(paf_http_call *call, conn *cn) {
         (void)paf_flow_get_write_progress(cn->flow, &call->sent_before, NULL);
         int r = call_queue_head(call);
         if (r < 0) {
-                call_fail(call, r, "out of memory");
+                hc_call_fail(call, r, "out of memory");
                 return;
         }
         call_pump(call);
-        call_timer_update(call, true);
+        hc_call_timer_update(call, true);
 }
 
 /* The connection went before the response began: on a connection the pool
@@ -680,7 +570,7 @@ static bool call_maybe_retry(paf_http_call *call, conn *cn) {
         call->state = CALL_CONNECTING;
         int r = call_start_connect(call);
         if (r < 0)
-                call_fail(call, r, "cannot connect again: %s", strerror(-r));
+                hc_call_fail(call, r, "cannot connect again: %s", strerror(-r));
         return true;
 }
 
@@ -693,13 +583,13 @@ static void on_wreq_done(paf_flow *flow _unused_, int error, void *userdata) {
         call->n_in_flight--;
         if (error < 0 && call->conn == cn && call->state == CALL_ACTIVE) {
                 if (!call_maybe_retry(call, cn))
-                        call_fail(call, error, "cannot send the request: %s", strerror(-error));
+                        hc_call_fail(call, error, "cannot send the request: %s", strerror(-error));
         } else if (error == 0 && call->conn == cn)
-                call_timer_update(call, true);
+                hc_call_timer_update(call, true);
 
         if (w->kind == WREQ_BODY && w->handler && !call->freed)
                 w->handler(call, error < 0 ? error : 0, w->userdata);
-        wreq_free(w);
+        hc_wreq_free(w);
 }
 
 /* ---- the request head ---- */
@@ -926,6 +816,7 @@ static int on_headers_complete(llhttp_t *p) {
                 call->parse_error = "out of memory";
                 return HPE_USER;
         }
+        http_headers_set_version(call->headers, p->http_major * 10 + p->http_minor);
         cn->event = EV_HEADERS;
         return HPE_PAUSED;
 }
@@ -974,7 +865,7 @@ static const llhttp_settings_t *parser_settings(void) {
 /* ---- reading the response ---- */
 
 /* The user freed the call or the client from a callback: stop. */
-static bool call_gone(paf_http_call *call) {
+bool hc_call_gone(paf_http_call *call) {
         return call->freed || !call->client;
 }
 
@@ -986,14 +877,14 @@ static void conn_dispatch(conn *cn, paf_http_call *call, bool leftover) {
         switch (ev) {
         case EV_HEADERS:
                 call->headers_delivered = true;
-                call_timer_update(call, true);
+                hc_call_timer_update(call, true);
                 call->handler(call, call->status, call->headers, NULL, call->userdata);
                 break;
 
         case EV_BODY:
                 if (cn->body_len == 0)
                         break;
-                if (call_ready(call)) {
+                if (hc_call_ready(call)) {
                         call->body_handler(call, cn->body_at, cn->body_len, 0, call->body_userdata);
                         break;
                 }
@@ -1001,7 +892,7 @@ static void conn_dispatch(conn *cn, paf_http_call *call, bool leftover) {
                 assert(!call->held);
                 call->held = malloc(cn->body_len);
                 if (!call->held) {
-                        call_fail(call, -ENOMEM, "out of memory");
+                        hc_call_fail(call, -ENOMEM, "out of memory");
                         break;
                 }
                 memcpy(call->held, cn->body_at, cn->body_len);
@@ -1014,9 +905,9 @@ static void conn_dispatch(conn *cn, paf_http_call *call, bool leftover) {
                 call->state = CALL_DONE;
                 call->end_pending = true;
                 call->conn = NULL;
-                call_timer_update(call, false);
+                hc_call_timer_update(call, false);
                 conn_release(cn, reusable);
-                if (call_ready(call) && !call->held) {
+                if (hc_call_ready(call) && !call->held) {
                         call->end_delivered = true;
                         call->body_handler(call, NULL, 0, 0, call->body_userdata);
                 }
@@ -1033,7 +924,7 @@ static void call_fail_parse(paf_http_call *call, conn *cn, llhttp_errno_t e) {
                 call->parse_error ? call->parse_error : llhttp_get_error_reason(&cn->parser);
         if (!why || !*why)
                 why = llhttp_errno_name(e);
-        call_fail(call, -EBADMSG, "invalid response: %s", why);
+        hc_call_fail(call, -EBADMSG, "invalid response: %s", why);
 }
 
 /* Parse data for cn's call, as far as the user lets us. `again`: run the
@@ -1067,10 +958,10 @@ static void conn_feed(conn *cn, const uint8_t *data, size_t len, bool again) {
                 data += used;
                 len -= used;
                 if (e == HPE_PAUSED) {
-                        call_ref(call);
+                        hc_call_ref(call);
                         conn_dispatch(cn, call, len > 0);
-                        bool gone = call_gone(call);
-                        call_unref(call);
+                        bool gone = hc_call_gone(call);
+                        hc_call_unref(call);
                         if (gone)
                                 return;
                 }
@@ -1083,34 +974,35 @@ static void conn_lost(conn *cn, paf_http_call *call, int error) {
                 return;
         if (error < 0) {
                 if (call->body_received > 0)
-                        call_fail(call, error, "%s after %" PRIu64 " bytes of body",
-                                  strerror(-error), call->body_received);
+                        hc_call_fail(call, error, "%s after %" PRIu64 " bytes of body",
+                                     strerror(-error), call->body_received);
                 else
-                        call_fail(call, error, "%s", strerror(-error));
+                        hc_call_fail(call, error, "%s", strerror(-error));
                 return;
         }
 
         llhttp_errno_t e = llhttp_finish(&cn->parser);
         if (e == HPE_PAUSED && cn->event == EV_COMPLETE) {
                 /* A body that ends with the connection. */
-                call_ref(call);
+                hc_call_ref(call);
                 conn_dispatch(cn, call, false);
-                call_unref(call);
+                hc_call_unref(call);
                 return;
         }
         if (!call->got_bytes)
-                call_fail(call, -EPIPE, "connection closed before a response");
+                hc_call_fail(call, -EPIPE, "connection closed before a response");
         else if (!call->headers_complete)
-                call_fail(call, -EPIPE, "connection closed in the response headers");
+                hc_call_fail(call, -EPIPE, "connection closed in the response headers");
         else if (call->content_length >= 0)
-                call_fail(call, -EPIPE, "connection closed after %" PRIu64 " of %" PRId64 " bytes",
-                          call->body_received, call->content_length);
+                hc_call_fail(call, -EPIPE,
+                             "connection closed after %" PRIu64 " of %" PRId64 " bytes",
+                             call->body_received, call->content_length);
         else if (call->chunked)
-                call_fail(call, -EPIPE,
-                          "connection closed in a chunked body after %" PRIu64 " bytes",
-                          call->body_received);
+                hc_call_fail(call, -EPIPE,
+                             "connection closed in a chunked body after %" PRIu64 " bytes",
+                             call->body_received);
         else
-                call_fail(call, -EPIPE, "connection closed in the response");
+                hc_call_fail(call, -EPIPE, "connection closed in the response");
 }
 
 static void conn_on_read(paf_flow *flow _unused_, const void *data, size_t len, int error,
@@ -1130,20 +1022,20 @@ static void conn_on_read(paf_flow *flow _unused_, const void *data, size_t len, 
         }
 
         conn_ref(cn);
-        call_ref(call);
+        hc_call_ref(call);
         if (len > 0) {
                 call->got_bytes = true;
-                call_timer_update(call, true);
+                hc_call_timer_update(call, true);
                 conn_feed(cn, data, len, false);
         } else
                 conn_lost(cn, call, error);
-        call_unref(call);
+        hc_call_unref(call);
         conn_unref(cn);
 }
 
 /* ---- timers and deferred work ---- */
 
-static uint64_t call_now(paf_http_call *call) {
+uint64_t hc_call_now(paf_http_call *call) {
         uint64_t t = 0;
         (void)sd_event_now(call->client->event, CLOCK_MONOTONIC, &t);
         return t;
@@ -1162,7 +1054,7 @@ static uint64_t call_deadline(paf_http_call *call) {
 static void call_poll_progress(paf_http_call *call) {
         conn *cn = call->conn;
         uint64_t at;
-        call->polled_at = call_now(call);
+        call->polled_at = hc_call_now(call);
         if (cn && cn->flow && paf_flow_get_write_progress(cn->flow, NULL, &at) >= 0 &&
             at > call->progress_at)
                 call->progress_at = at;
@@ -1179,34 +1071,39 @@ static int on_call_timer(sd_event_source *s _unused_, uint64_t usec _unused_, vo
         call->timer_armed = false;
         if (!c)
                 return 0;
-        call_ref(call);
+        hc_call_ref(call);
         if (call->state == CALL_CONNECTING) {
                 format_seconds(c->timeouts.connect_usec, t, sizeof(t));
-                call_fail(call, -ETIMEDOUT, "connect timeout after %s", t);
+                hc_call_fail(call, -ETIMEDOUT, "connect timeout after %s", t);
         } else if (call_timer_wanted(call)) {
                 call_poll_progress(call);
-                if (call_now(call) < call_deadline(call)) {
+                if (hc_call_now(call) < call_deadline(call)) {
                         /* Early, to look at the progress, or bytes moved. */
                         call_timer_schedule(call);
                         goto out;
                 }
                 format_seconds(c->timeouts.response_usec, t, sizeof(t));
-                if (!call->headers_complete && call->n_in_flight > 0) {
+                if (!call->headers_complete && call->h2 && h2cl_sending(call))
+                        hc_call_fail(call, -ETIMEDOUT,
+                                     "request stalled for %s after %" PRIu64
+                                     " bytes of body sent (HTTP/2 flow control)",
+                                     t, call->body_sent);
+                else if (!call->headers_complete && call->n_in_flight > 0) {
                         uint64_t sent = 0;
                         if (call->conn)
                                 (void)paf_flow_get_write_progress(call->conn->flow, &sent, NULL);
-                        call_fail(call, -ETIMEDOUT,
-                                  "request stalled for %s after %" PRIu64 " bytes sent", t,
-                                  sent - call->sent_before);
+                        hc_call_fail(call, -ETIMEDOUT,
+                                     "request stalled for %s after %" PRIu64 " bytes sent", t,
+                                     sent - call->sent_before);
                 } else if (!call->headers_complete)
-                        call_fail(call, -ETIMEDOUT, "no response within %s", t);
+                        hc_call_fail(call, -ETIMEDOUT, "no response within %s", t);
                 else
-                        call_fail(call, -ETIMEDOUT,
-                                  "response body stalled for %s after %" PRIu64 " bytes", t,
-                                  call->body_received);
+                        hc_call_fail(call, -ETIMEDOUT,
+                                     "response body stalled for %s after %" PRIu64 " bytes", t,
+                                     call->body_received);
         }
 out:
-        call_unref(call);
+        hc_call_unref(call);
         return 0;
 }
 
@@ -1233,7 +1130,7 @@ static int call_timer_set(paf_http_call *call, uint64_t at) {
 static int call_timer_arm(paf_http_call *call, uint64_t usec) {
         if (!call->client || usec == 0)
                 return 0;
-        return call_timer_set(call, call_now(call) + usec);
+        return call_timer_set(call, hc_call_now(call) + usec);
 }
 
 /* Arm the response timer for its deadline or, before it, the next look at
@@ -1251,7 +1148,7 @@ static void call_timer_schedule(paf_http_call *call) {
                 return;
         int r = call_timer_set(call, at);
         if (r < 0)
-                call_fail(call, r, "cannot arm the response timer: %s", strerror(-r));
+                hc_call_fail(call, r, "cannot arm the response timer: %s", strerror(-r));
 }
 
 /*
@@ -1261,12 +1158,13 @@ static void call_timer_schedule(paf_http_call *call) {
  */
 static bool call_timer_wanted(paf_http_call *call) {
         return call->state == CALL_ACTIVE && call->client->timeouts.response_usec > 0 &&
-               (call->request_submitted || call->n_in_flight > 0) &&
-               !(call->headers_delivered && !call_ready(call)) && !call->held;
+               (call->request_submitted || call->n_in_flight > 0 ||
+                (call->h2 && h2cl_sending(call))) &&
+               !(call->headers_delivered && !hc_call_ready(call)) && !call->held;
 }
 
 /* `restart`: something moved, count from now. */
-static void call_timer_update(paf_http_call *call, bool restart) {
+void hc_call_timer_update(paf_http_call *call, bool restart) {
         /* While connecting, the timer is the connect timeout's: pausing or
          * asking for the body then must not stop it. */
         if (!call->client || call->freed || call->state == CALL_CONNECTING)
@@ -1279,15 +1177,15 @@ static void call_timer_update(paf_http_call *call, bool restart) {
         }
         if (call->timer_armed && !restart)
                 return;
-        call->timer_from = call_now(call);
+        call->timer_from = hc_call_now(call);
         call_timer_schedule(call);
 }
 
 static int on_call_defer(sd_event_source *s _unused_, void *userdata) {
         paf_http_call *call = userdata;
-        if (call_gone(call))
+        if (hc_call_gone(call))
                 return 0;
-        call_ref(call);
+        hc_call_ref(call);
 
         if (call->state == CALL_FAILED) {
                 if (!call->error_delivered && !call->headers_delivered) {
@@ -1299,34 +1197,38 @@ static int on_call_defer(sd_event_source *s _unused_, void *userdata) {
                 }
                 /* Writes that never reached a connection. */
                 wreq *w;
-                while (!call_gone(call) && (w = call->queue)) {
+                while (!hc_call_gone(call) && (w = call->queue)) {
                         call->queue = w->next;
                         if (!call->queue)
                                 call->queue_tail = NULL;
                         if (w->kind == WREQ_BODY && w->handler)
                                 w->handler(call, call->error.code, w->userdata);
-                        wreq_free(w);
+                        hc_wreq_free(w);
                 }
                 goto out;
         }
 
-        if (call->held && call_ready(call)) {
+        if (call->held && hc_call_ready(call)) {
                 uint8_t *held = call->held;
                 size_t n = call->n_held;
                 call->held = NULL;
                 call->n_held = 0;
                 call->body_handler(call, held, n, 0, call->body_userdata);
                 free(held);
-                if (call_gone(call))
+                if (hc_call_gone(call))
                         goto out;
         }
-        if (call->end_pending && !call->end_delivered && call_ready(call) && !call->held) {
+        if (call->end_pending && !call->end_delivered && hc_call_ready(call) && !call->held) {
                 call->end_delivered = true;
                 call->body_handler(call, NULL, 0, 0, call->body_userdata);
                 goto out;
         }
+        if (call->h2) {
+                h2cl_deliver(call);
+                goto out;
+        }
         conn *cn = call->conn;
-        if (cn && cn->stalled && call_ready(call) && !call->held) {
+        if (cn && cn->stalled && hc_call_ready(call) && !call->held) {
                 /* Parse what was kept, then read again. */
                 uint8_t *pending = cn->pending;
                 size_t n = cn->n_pending;
@@ -1336,16 +1238,16 @@ static int on_call_defer(sd_event_source *s _unused_, void *userdata) {
                 conn_ref(cn);
                 int r = paf_flow_read_start(cn->flow, conn_on_read, cn);
                 if (r < 0)
-                        call_fail(call, r, "cannot read: %s", strerror(-r));
+                        hc_call_fail(call, r, "cannot read: %s", strerror(-r));
                 else {
-                        call_timer_update(call, true);
+                        hc_call_timer_update(call, true);
                         conn_feed(cn, pending, n, true);
                 }
                 conn_unref(cn);
                 free(pending);
         }
 out:
-        call_unref(call);
+        hc_call_unref(call);
         return 0;
 }
 
@@ -1353,13 +1255,17 @@ out:
 
 static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n, void *userdata) {
         paf_http_call *call = userdata;
-        paf_http_client *c = call->client;
 
         call->connect = NULL;
         if (!flow) {
-                call_fail_connect(call, attempts, n);
+                hc_call_fail_connect(call, attempts, n);
                 return;
         }
+        hc_call_take_flow(call, flow, attempts, n);
+}
+
+void hc_call_take_flow(paf_http_call *call, paf_flow *flow, const paf_attempt *attempts, size_t n) {
+        paf_http_client *c = call->client;
 
         /* Candidates are tried in order up to the first that connects, so the
          * winner comes right after the failures. */
@@ -1370,6 +1276,16 @@ static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n, 
         const char *endpoint = failed < call->n_candidates ? call->candidates[failed]
                                                            : paf_flow_get_protocol(flow);
 
+        if (call->timer)
+                (void)sd_event_source_set_enabled(call->timer, SD_EVENT_OFF);
+        call->timer_armed = false;
+        if (h2cl_flow_is_h2(call, flow)) {
+                int r = h2cl_conn_start(call, flow, endpoint, paf_attempts_format(attempts, n));
+                if (r < 0)
+                        hc_call_fail(call, r, "cannot start HTTP/2: %s", strerror(-r));
+                return;
+        }
+
         conn *cn = calloc(1, sizeof(*cn));
         if (!cn || !(cn->key = strdup(call->pool_key)) || !(cn->endpoint = strdup(endpoint))) {
                 if (cn) {
@@ -1377,7 +1293,7 @@ static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n, 
                         free(cn);
                 }
                 paf_flow_close(flow, NULL, NULL);
-                call_fail(call, -ENOMEM, "out of memory");
+                hc_call_fail(call, -ENOMEM, "out of memory");
                 return;
         }
         cn->n_ref = 1;
@@ -1388,19 +1304,43 @@ static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n, 
         int r = paf_flow_read_start(flow, conn_on_read, cn);
         if (r < 0) {
                 conn_close(cn);
-                call_fail(call, r, "cannot read: %s", strerror(-r));
+                hc_call_fail(call, r, "cannot read: %s", strerror(-r));
                 return;
         }
-        if (call->timer)
-                (void)sd_event_source_set_enabled(call->timer, SD_EVENT_OFF);
-        call->timer_armed = false;
         call_attach(call, cn);
+}
+
+/* What ALPN offers for http.version, when the caller chose no list (tls.alpn). */
+int hc_call_connect_ctx(paf_http_call *call, paf_ctx **ret) {
+        const char *alpn = NULL;
+        if (call->tls_candidate && call->want == WANT_HTTP2)
+                alpn = "h2,http/1.1";
+        else if (call->tls_candidate && call->want == WANT_HTTP2_PRIOR)
+                alpn = "h2";
+        if (!alpn || paf_ctx_has(call->ctx, "tls.alpn") > 0) {
+                *ret = paf_ctx_ref(call->ctx);
+                return 0;
+        }
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *own = NULL;
+        int r = paf_ctx_new(&own);
+        if (r >= 0)
+                r = paf_ctx_set_string(own, "tls.alpn", alpn);
+        if (r >= 0)
+                r = paf_ctx_new_layered(own, call->ctx, ret);
+        return r;
+}
+
+int hc_call_arm_connect_timer(paf_http_call *call) {
+        return call_timer_arm(call, call->client->timeouts.connect_usec);
 }
 
 static int call_start_connect(paf_http_call *call) {
         paf_http_client *c = call->client;
-        int r = paf_registry_connect(c->reg, call->ctx, c->event, on_connected, call,
-                                     &call->connect);
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *ctx = NULL;
+        int r = hc_call_connect_ctx(call, &ctx);
+        if (r < 0)
+                return r;
+        r = paf_registry_connect(c->reg, ctx, c->event, on_connected, call, &call->connect);
         if (r < 0)
                 return r;
         r = call_timer_arm(call, c->timeouts.connect_usec);
@@ -1410,6 +1350,15 @@ static int call_start_connect(paf_http_call *call) {
                 return r;
         }
         return 0;
+}
+
+int hc_call_start_http1(paf_http_call *call) {
+        conn *cn = pool_take(call->client, call->pool_key);
+        if (cn) {
+                call_attach(call, cn);
+                return 0;
+        }
+        return call_start_connect(call);
 }
 
 /* ---- the public API ---- */
@@ -1440,7 +1389,7 @@ PAF_EXPORT paf_http_client *paf_http_client_free(paf_http_client *c) {
                 paf_http_call *call = c->calls;
                 c->calls = call->next;
                 call->next = call->prev = NULL;
-                call_ref(call);
+                hc_call_ref(call);
                 if (call->state != CALL_DONE && call->state != CALL_FAILED) {
                         call->state = CALL_FAILED;
                         paf_error_set(&call->error, -ECANCELED, "%s: %s: client freed", call->label,
@@ -1454,11 +1403,12 @@ PAF_EXPORT paf_http_client *paf_http_client_free(paf_http_client *c) {
                 while (call->queue) {
                         wreq *w = call->queue;
                         call->queue = w->next;
-                        wreq_free(w);
+                        hc_wreq_free(w);
                 }
                 call->queue_tail = NULL;
-                call_unref(call);
+                hc_call_unref(call);
         }
+        h2cl_close_all(c);
         while (c->idle)
                 conn_close(c->idle);
         paf_registry_unref(c->reg);
@@ -1495,12 +1445,12 @@ static int call_new(paf_http_client *c, paf_ctx *ctx, const char *method, const 
         call->retryable = body_length == 0 && method_is_idempotent(method);
         if (asprintf(&call->label, "%s %s", method, target) < 0) {
                 call->label = NULL;
-                call_unref(call);
+                hc_call_unref(call);
                 return -ENOMEM;
         }
         int r = sd_event_add_defer(c->event, &call->defer, on_call_defer, call);
         if (r < 0) {
-                call_unref(call);
+                hc_call_unref(call);
                 return r;
         }
         (void)sd_event_source_set_enabled(call->defer, SD_EVENT_OFF);
@@ -1604,7 +1554,8 @@ static int key_write_protocol(FILE *f, paf_ctx *ctx, const paf_protocol *p) {
  * read from the context the way the resolution reads it, never from a
  * description made for messages.
  */
-static int pool_key(paf_registry *reg, paf_ctx *ctx, paf_resolution *res, char **ret) {
+static int pool_key(paf_registry *reg, paf_ctx *ctx, paf_resolution *res, http_version_want want,
+                    char **ret) {
         _paf_cleanup_(paf_ctx_unrefp) paf_ctx *rc = NULL;
         int r = paf_ctx_new_layered(ctx, reg->ctx, &rc);
         if (r < 0)
@@ -1635,6 +1586,9 @@ static int pool_key(paf_registry *reg, paf_ctx *ctx, paf_resolution *res, char *
                 if (r >= 0)
                         fputs(")", f);
         }
+        /* A connection made for HTTP/2 by prior knowledge speaks nothing
+         * else; one made offering h2 by ALPN may have got either. */
+        fprintf(f, " http.version=%d", (int)want);
         if (fclose(f) != 0 && r >= 0)
                 r = -ENOMEM;
         if (r < 0) {
@@ -1642,6 +1596,43 @@ static int pool_key(paf_registry *reg, paf_ctx *ctx, paf_resolution *res, char *
                 return r;
         }
         *ret = buf;
+        return 0;
+}
+
+/* http.version: "1.1" (the default), "2" or "2-prior-knowledge". A value
+ * that is none of them fails the call, through its handler. */
+static int call_read_version(paf_http_call *call) {
+        paf_value v;
+        int r = paf_ctx_get(call->ctx, "http.version", &v);
+        if (r == -ENOENT) {
+                call->want = WANT_HTTP1;
+                return 0;
+        }
+        if (r == -ENOMEM)
+                return r;
+        const char *why = NULL;
+        if (r < 0)
+                why = paf_ctx_get_error(call->ctx);
+        else if (v.type != PAF_TYPE_STRING)
+                why = "not a string";
+        else if (strcmp(v.string, "1.1") == 0)
+                call->want = WANT_HTTP1;
+        else if (strcmp(v.string, "2") == 0)
+                call->want = WANT_HTTP2;
+        else if (strcmp(v.string, "2-prior-knowledge") == 0)
+                call->want = WANT_HTTP2_PRIOR;
+        else
+                why = "expected 1.1, 2 or 2-prior-knowledge";
+        if (!why)
+                return 0;
+        call->state = CALL_FAILED;
+        if (r >= 0 && v.type == PAF_TYPE_STRING)
+                paf_error_set(&call->error, -EINVAL, "%s: http.version \"%s\": %s", call->label,
+                              v.string, why);
+        else
+                paf_error_set(&call->error, r < 0 ? r : -EINVAL, "%s: http.version: %s",
+                              call->label, why && *why ? why : strerror(-r));
+        hc_call_kick(call);
         return 0;
 }
 
@@ -1660,16 +1651,19 @@ static int call_resolve(paf_http_call *call, paf_registry *reg) {
                              a[i].endpoint ? a[i].endpoint : "?") < 0)
                         return -ENOMEM;
                 call->n_candidates++;
+                /* ALPN is the TLS layer's (tls.alpn, PAF_FLOW_QUERY_TLS_ALPN). */
+                if (strcmp(paf_resolution_get_protocol(res, i)->ops->name, "tls") == 0)
+                        call->tls_candidate = true;
         }
         if (n > 0) {
-                r = pool_key(reg, call->ctx, res, &call->pool_key);
+                r = pool_key(reg, call->ctx, res, call->want, &call->pool_key);
                 if (r < 0)
                         return r;
         }
         if (n == 0)
                 /* Not an argument error: the failure is reported like any
                  * connect failure, with why each transport could not serve. */
-                call_fail_connect(call, a, n_attempts);
+                hc_call_fail_connect(call, a, n_attempts);
         return 0;
 }
 
@@ -1689,13 +1683,24 @@ PAF_EXPORT int paf_http_client_request(paf_http_client *c, paf_ctx *ctx, const c
                 headers && paf_http_headers_has_token(headers, "Connection", "close");
         r = build_head(call, c->reg, ctx, method, target, headers);
         if (r >= 0)
+                r = call_read_version(call);
+        if (r >= 0 && call->state == CALL_CONNECTING)
                 r = call_resolve(call, c->reg);
         if (r >= 0 && call->state == CALL_CONNECTING) {
-                conn *cn = pool_take(c, call->pool_key);
-                if (cn)
-                        call_attach(call, cn);
-                else
-                        r = call_start_connect(call);
+                /* An HTTP/2 connection to the endpoint takes every call, up
+                 * to its peer's stream limit and queued beyond (nghttp2
+                 * opens them as others close); an HTTP/1.1 one, one at a time. */
+                r = h2cl_join(call);
+                if (r == 0) {
+                        conn *cn = pool_take(c, call->pool_key);
+                        if (cn)
+                                call_attach(call, cn);
+                        else if (call->want == WANT_HTTP2_PRIOR ||
+                                 (call->want == WANT_HTTP2 && call->tls_candidate))
+                                r = h2cl_connect(call);
+                        else
+                                r = call_start_connect(call);
+                }
         }
         if (r < 0) {
                 call->state = CALL_FAILED;
@@ -1703,9 +1708,9 @@ PAF_EXPORT int paf_http_client_request(paf_http_client *c, paf_ctx *ctx, const c
                 while (call->queue) {
                         wreq *w = call->queue;
                         call->queue = w->next;
-                        wreq_free(w);
+                        hc_wreq_free(w);
                 }
-                call_unref(call);
+                hc_call_unref(call);
                 return r;
         }
         call->next = c->calls;
@@ -1737,7 +1742,7 @@ PAF_EXPORT int paf_http_call_write(paf_http_call *call, const void *data, size_t
         w->len = len;
         w->handler = handler;
         w->userdata = userdata;
-        w->call = call_ref(call);
+        w->call = hc_call_ref(call);
         call->body_queued += len;
         call_enqueue(call, w);
         if (call->head_submitted)
@@ -1762,7 +1767,7 @@ PAF_EXPORT int paf_http_call_finish(paf_http_call *call) {
         if (!w)
                 return -ENOMEM;
         w->kind = WREQ_FINISH;
-        w->call = call_ref(call);
+        w->call = hc_call_ref(call);
         call->finish_queued = true;
         call_enqueue(call, w);
         if (call->head_submitted)
@@ -1776,8 +1781,8 @@ PAF_EXPORT int paf_http_call_read_body(paf_http_call *call, paf_http_call_body_h
                 return -EINVAL;
         call->body_handler = handler;
         call->body_userdata = userdata;
-        call_timer_update(call, true);
-        call_kick(call);
+        hc_call_timer_update(call, true);
+        hc_call_kick(call);
         return 0;
 }
 
@@ -1793,7 +1798,7 @@ PAF_EXPORT int paf_http_call_pause(paf_http_call *call) {
                 cn->stalled = true;
                 (void)paf_flow_read_stop(cn->flow);
         }
-        call_timer_update(call, false);
+        hc_call_timer_update(call, false);
         return 0;
 }
 
@@ -1803,8 +1808,8 @@ PAF_EXPORT int paf_http_call_resume(paf_http_call *call) {
         if (!call->paused)
                 return 0;
         call->paused = false;
-        call_timer_update(call, true);
-        call_kick(call);
+        hc_call_timer_update(call, true);
+        hc_call_kick(call);
         return 0;
 }
 
@@ -1816,6 +1821,12 @@ PAF_EXPORT const char *paf_http_call_get_endpoint(paf_http_call *call) {
 
 PAF_EXPORT const char *paf_http_call_get_report(paf_http_call *call) {
         return call ? call->report : NULL;
+}
+
+PAF_EXPORT int paf_http_call_get_version(paf_http_call *call) {
+        if (!call)
+                return -EINVAL;
+        return call->version;
 }
 
 PAF_EXPORT paf_http_call *paf_http_call_free(paf_http_call *call) {
@@ -1839,8 +1850,8 @@ PAF_EXPORT paf_http_call *paf_http_call_free(paf_http_call *call) {
                 call->queue = w->next;
                 if (!call->queue)
                         call->queue_tail = NULL;
-                wreq_free(w);
+                hc_wreq_free(w);
         }
-        call_unref(call);
+        hc_call_unref(call);
         return NULL;
 }

@@ -4,84 +4,121 @@
 #include <strings.h>
 #include <time.h>
 
-#include "core/paf-internal.h"
-#include <paf/http.h>
+#include "core/http/client-internal.h"
 
 typedef struct field {
-        char *name;
+        char *name; /* one allocation: the name, its NUL, then the value */
         char *value;
 } field;
 
+/* Fields held in the object itself: a request's or a response's list
+ * rarely has more, and then costs one allocation, not two. */
+#define INLINE_FIELDS 8
+
 struct paf_http_headers {
-        field *fields;
+        field *fields; /* inline_fields until there are more */
         size_t n, allocated;
+        int version; /* of the message they came with (10, 11, 20); 0: made by the program */
+        field inline_fields[INLINE_FIELDS];
 };
 
 PAF_EXPORT int paf_http_headers_new(paf_http_headers **ret) {
         if (!ret)
                 return -EINVAL;
-        paf_http_headers *h = calloc(1, sizeof(*h));
+        paf_http_headers *h = malloc(sizeof(*h));
         if (!h)
                 return -ENOMEM;
+        h->fields = h->inline_fields;
+        h->n = 0;
+        h->allocated = INLINE_FIELDS;
+        h->version = 0;
         *ret = h;
         return 0;
+}
+
+PAF_EXPORT int paf_http_headers_get_version(const paf_http_headers *h) {
+        if (!h)
+                return -EINVAL;
+        return h->version;
+}
+
+void http_headers_set_version(paf_http_headers *h, int version) {
+        if (h)
+                h->version = version;
 }
 
 PAF_EXPORT paf_http_headers *paf_http_headers_free(paf_http_headers *h) {
         if (!h)
                 return NULL;
-        for (size_t i = 0; i < h->n; i++) {
+        for (size_t i = 0; i < h->n; i++)
                 free(h->fields[i].name);
-                free(h->fields[i].value);
-        }
-        free(h->fields);
+        if (h->fields != h->inline_fields)
+                free(h->fields);
         free(h);
         return NULL;
 }
 
 /* RFC 9110 token characters, for field names. */
-static bool is_tchar(unsigned char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               (c && strchr("!#$%&'*+-.^_`|~", c));
+static const bool tchar[256] = {
+        ['0' ... '9'] = true, ['A' ... 'Z'] = true, ['a' ... 'z'] = true, ['!'] = true,
+        ['#'] = true,         ['$'] = true,         ['%'] = true,         ['&'] = true,
+        ['\''] = true,        ['*'] = true,         ['+'] = true,         ['-'] = true,
+        ['.'] = true,         ['^'] = true,         ['_'] = true,         ['`'] = true,
+        ['|'] = true,         ['~'] = true,
+};
+
+/* What ends a field value: its NUL, and what may not be in one, CR, LF and
+ * the other control characters but tab (they would split the message). */
+static const bool value_end[256] = {
+        [0x00 ... 0x08] = true,
+        [0x0a ... 0x1f] = true,
+        [0x7f] = true,
+};
+
+/* The length of name, or 0 when it is no token. */
+static size_t name_length(const char *name) {
+        if (!name)
+                return 0;
+        const unsigned char *p = (const unsigned char *)name;
+        while (tchar[*p])
+                p++;
+        return *p ? 0 : (size_t)(p - (const unsigned char *)name);
 }
 
-static bool name_is_valid(const char *name) {
-        if (!name || !*name)
-                return false;
-        for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-                if (!is_tchar(*p))
-                        return false;
-        return true;
-}
-
-/* A field value may not hold CR, LF or NUL: that would split the message. */
-static bool value_is_valid(const char *value) {
+/* The length of value, or SIZE_MAX when it holds what it may not. */
+static size_t value_length(const char *value) {
         if (!value)
-                return false;
-        for (const unsigned char *p = (const unsigned char *)value; *p; p++)
-                if (*p == '\r' || *p == '\n' || (*p < 0x20 && *p != '\t') || *p == 0x7f)
-                        return false;
-        return true;
+                return SIZE_MAX;
+        const unsigned char *p = (const unsigned char *)value;
+        while (!value_end[*p])
+                p++;
+        return *p ? SIZE_MAX : (size_t)(p - (const unsigned char *)value);
 }
 
 PAF_EXPORT int paf_http_headers_add(paf_http_headers *h, const char *name, const char *value) {
-        if (!h || !name_is_valid(name) || !value_is_valid(value))
+        size_t nlen = name_length(name), vlen = value_length(value);
+        if (!h || nlen == 0 || vlen == SIZE_MAX)
                 return -EINVAL;
         if (h->n == h->allocated) {
-                size_t n = h->allocated ? h->allocated * 2 : 8;
-                field *f = reallocarray(h->fields, n, sizeof(*f));
+                size_t n = h->allocated * 2;
+                field *f;
+                if (h->fields == h->inline_fields) {
+                        f = reallocarray(NULL, n, sizeof(*f));
+                        if (f)
+                                memcpy(f, h->fields, h->n * sizeof(*f));
+                } else
+                        f = reallocarray(h->fields, n, sizeof(*f));
                 if (!f)
                         return -ENOMEM;
                 h->fields = f;
                 h->allocated = n;
         }
-        field f = {strdup(name), strdup(value)};
-        if (!f.name || !f.value) {
-                free(f.name);
-                free(f.value);
+        char *s = malloc(nlen + vlen + 2);
+        if (!s)
                 return -ENOMEM;
-        }
-        h->fields[h->n++] = f;
+        memcpy(s, name, nlen + 1);
+        memcpy(s + nlen + 1, value, vlen + 1);
+        h->fields[h->n++] = (field){s, s + nlen + 1};
         return 0;
 }
 
@@ -93,7 +130,6 @@ PAF_EXPORT int paf_http_headers_remove(paf_http_headers *h, const char *name) {
         for (size_t i = 0; i < h->n; i++) {
                 if (strcasecmp(h->fields[i].name, name) == 0) {
                         free(h->fields[i].name);
-                        free(h->fields[i].value);
                         removed++;
                 } else
                         h->fields[j++] = h->fields[i];
@@ -103,7 +139,7 @@ PAF_EXPORT int paf_http_headers_remove(paf_http_headers *h, const char *name) {
 }
 
 PAF_EXPORT int paf_http_headers_set(paf_http_headers *h, const char *name, const char *value) {
-        if (!h || !name_is_valid(name) || !value_is_valid(value))
+        if (!h || name_length(name) == 0 || value_length(value) == SIZE_MAX)
                 return -EINVAL;
         paf_http_headers_remove(h, name);
         return paf_http_headers_add(h, name, value);
@@ -113,8 +149,12 @@ PAF_EXPORT const char *paf_http_headers_next(const paf_http_headers *h, const ch
                                              size_t *iter) {
         if (!h || !name || !iter)
                 return NULL;
+        /* Equal names have equal first bytes but for the case of a letter:
+         * that test spares most strcasecmp calls. */
+        unsigned char first = (unsigned char)name[0] | 0x20;
         for (size_t i = *iter; i < h->n; i++)
-                if (strcasecmp(h->fields[i].name, name) == 0) {
+                if (((unsigned char)h->fields[i].name[0] | 0x20) == first &&
+                    strcasecmp(h->fields[i].name, name) == 0) {
                         *iter = i + 1;
                         return h->fields[i].value;
                 }

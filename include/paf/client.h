@@ -88,7 +88,11 @@ typedef void (*paf_client_head_handler_t)(int status, const paf_http_headers *he
 typedef struct paf_client_request {
         const char *method;              /* "GET" … */
         const char *url;
-        paf_ctx *ctx;                    /* optional: extra keys and protocols, read under the URL's */
+        /* optional: extra keys and protocols, read under the URL's. Its
+         * "http.version" ("1.1", "2", "2-prior-knowledge"; see
+         * paf_http_client_request()) overrides the client's "2": HTTP/2
+         * where TLS ALPN picks it, as curl. */
+        paf_ctx *ctx;
         const paf_http_headers *headers; /* optional */
         const void *body;                /* optional, copied */
         size_t body_size;
@@ -104,7 +108,7 @@ PAF_EXPORT int paf_client_send(paf_client *c, const paf_client_request *request,
 /*
  * What paf_client_send() would connect with for url, for a program that
  * drives the connection itself (paf bench): *ret_ctx holds the URL's keys,
- * the options' (unix_socket, ca_file, insecure) and "http.host", the Host
+ * the options' (unix_socket, ca_file, insecure), "http.version" and "http.host", the Host
  * header to send; connect with paf_registry_connect(). *ret_target is the
  * request target (path and query), to free(). ABI 1.3.
  */

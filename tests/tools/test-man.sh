@@ -128,7 +128,7 @@ ok "paf(1) has a section for each command: $(echo "$cmds" | tr '\n' ',' | sed 's
 for cmd in serve get plugins cert bench; do
         "$PAF_BIN" "$cmd" --help >"$tmp/help" 2>&1 || fail "paf $cmd --help failed"
         sed -n "/^## paf $cmd /,/^## /p" "$doc/paf.1.scd" >"$tmp/section"
-        opts=$(grep -oE '(^|[ ,(])--[a-z][a-z0-9-]*' "$tmp/help" | sed 's/^[ ,(]//' | sort -u)
+        opts=$(grep -oE '(^|[ ,(])--[a-z][a-z0-9.-]*[a-z0-9]' "$tmp/help" | sed 's/^[ ,(]//' | sort -u)
         shorts=$(grep -oE '^ +-[A-Za-z],' "$tmp/help" | tr -d ' ,' | sort -u)
         [ -n "$opts" ] || fail "paf $cmd --help lists no option"
         for o in $opts $shorts; do
