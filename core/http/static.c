@@ -40,13 +40,24 @@
 
 typedef struct file_entry file_entry;
 struct file_entry {
-        unsigned n_ref; /* under the lock: the table's, and one per user */
-        bool cached;    /* in the table */
+        unsigned n_ref; /* atomic: the table's, and one per user */
+        bool cached;    /* in the table; under the lock */
         int fd;
         struct stat st;
         /* The file's bytes, read when the entry was made (CONTENT_MAX at
          * most; NULL when not): what fd reads, as the same stat says. */
         char *data;
+        /* For a regular file, what its answers say of it, made with the
+         * entry: an entry's stat never changes (a changed file gets a new
+         * entry), so requests read all this without the lock, and the
+         * answer to a request costs no formatting. The field lists are made
+         * for entries the table keeps (NULL otherwise, or when memory ran
+         * out: an answer then makes its own). */
+        char etag[56];
+        char last_modified[32]; /* "" when the date cannot be told */
+        const char *content_type;
+        /* 200: ETag, Last-Modified, Content-Type, Accept-Ranges; 304: the first two. */
+        paf_http_headers *ok_fields, *not_modified_fields;
         uint64_t checked_usec; /* when the path was last opened and compared */
         uint64_t used_usec;
         uint64_t hash;
@@ -61,6 +72,8 @@ struct paf_http_static {
         /* For the fallback check when the kernel has no openat2. */
         char *real;
         bool dotfiles;
+        /* The fields of a short text answer (errors), made once. */
+        paf_http_headers *text_fields;
 
         pthread_mutex_t lock; /* the cache */
         unsigned max_entries;
@@ -93,24 +106,24 @@ static uint64_t path_hash(const char *s, size_t len) {
         return h;
 }
 
-/* Drops a reference; the caller holds the lock. */
-static void entry_unref_locked(file_entry *e) {
-        assert(e->n_ref > 0);
-        if (--e->n_ref > 0)
+static file_entry *entry_ref(file_entry *e) {
+        __atomic_add_fetch(&e->n_ref, 1, __ATOMIC_RELAXED);
+        return e;
+}
+
+/* Drops a reference, with or without the lock. The table holds one while
+ * the entry is in it: the last one goes once nobody can find the entry any
+ * more, so a response ending needs no lock. */
+static void entry_unref(file_entry *e) {
+        if (!e || __atomic_sub_fetch(&e->n_ref, 1, __ATOMIC_ACQ_REL) > 0)
                 return;
         assert(!e->cached);
         if (e->fd >= 0)
                 close(e->fd);
+        paf_http_headers_free(e->ok_fields);
+        paf_http_headers_free(e->not_modified_fields);
         free(e->data);
         free(e);
-}
-
-static void entry_release(paf_http_static *s, file_entry *e) {
-        if (!e)
-                return;
-        pthread_mutex_lock(&s->lock);
-        entry_unref_locked(e);
-        pthread_mutex_unlock(&s->lock);
 }
 
 static void lru_unlink(paf_http_static *s, file_entry *e) {
@@ -156,7 +169,7 @@ static void table_remove(paf_http_static *s, file_entry *e) {
         lru_unlink(s, e);
         e->cached = false;
         s->n_entries--;
-        entry_unref_locked(e);
+        entry_unref(e);
 }
 
 static void table_insert(paf_http_static *s, file_entry *e) {
@@ -165,7 +178,7 @@ static void table_insert(paf_http_static *s, file_entry *e) {
         s->buckets[b] = e;
         lru_push(s, e);
         e->cached = true;
-        e->n_ref++;
+        entry_ref(e);
         s->n_entries++;
         while (s->n_entries > s->max_entries)
                 table_remove(s, s->tail);
@@ -196,6 +209,43 @@ static bool same_file(const struct stat *a, const struct stat *b) {
 }
 
 static int open_beneath(paf_http_static *s, const char *rel);
+static const char *mime_type(const char *name);
+static void make_etag(const struct stat *st, char *buf, size_t size);
+static paf_http_headers *headers_new(void);
+
+/* The fields of an answer with the file of e: its validators, and for one
+ * with its body (full) Content-Type and Accept-Ranges. NULL when memory ran
+ * out. */
+static paf_http_headers *file_fields(const file_entry *e, bool full) {
+        paf_http_headers *h = headers_new();
+        if (!h)
+                return NULL;
+        int r = paf_http_headers_add(h, "ETag", e->etag);
+        if (r >= 0 && e->last_modified[0])
+                r = paf_http_headers_add(h, "Last-Modified", e->last_modified);
+        if (r >= 0 && full) {
+                r = paf_http_headers_add(h, "Content-Type", e->content_type);
+                if (r >= 0)
+                        r = paf_http_headers_add(h, "Accept-Ranges", "bytes");
+        }
+        return r < 0 ? paf_http_headers_free(h) : h;
+}
+
+/* What the answers with the regular file of e say of it (see file_entry);
+ * the field lists only when kept, for an entry answers share. */
+static void entry_describe(file_entry *e, bool kept) {
+        make_etag(&e->st, e->etag, sizeof(e->etag));
+        char *lm = e->last_modified;
+        if (paf_http_format_date(e->st.st_mtim.tv_sec, lm, sizeof(e->last_modified)) < 0)
+                lm[0] = '\0';
+        /* The entry of a directory's index is named ".../index.html": its
+         * name gives the type, as the file's own does. */
+        e->content_type = mime_type(e->rel);
+        if (kept) {
+                e->ok_fields = file_fields(e, true);
+                e->not_modified_fields = file_fields(e, false);
+        }
+}
 
 /* fd's bytes, exactly st's size of them, or NULL (a file that changes while
  * read is then read per request, as an uncached one). */
@@ -217,7 +267,7 @@ static char *file_content(int fd, const struct stat *st) {
 }
 
 /* The file at rel, opened and stat'ed: from the cache while it is valid,
- * else opened again (and the cache told). Release with entry_release(). */
+ * else opened again (and the cache told). Release with entry_unref(). */
 static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
         size_t len = strlen(rel);
         uint64_t hash = path_hash(rel, len);
@@ -231,7 +281,7 @@ static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
                         e->used_usec = now;
                         lru_unlink(s, e);
                         lru_push(s, e);
-                        e->n_ref++;
+                        entry_ref(e);
                         pthread_mutex_unlock(&s->lock);
                         *ret = e;
                         return 0;
@@ -270,7 +320,7 @@ static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
                 e->checked_usec = e->used_usec = now;
                 lru_unlink(s, e);
                 lru_push(s, e);
-                e->n_ref++;
+                entry_ref(e);
                 pthread_mutex_unlock(&s->lock);
                 close(fd);
                 *ret = e;
@@ -295,6 +345,8 @@ static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
                 .hash = hash,
         };
         memcpy(e->rel, rel, len + 1);
+        if (S_ISREG(st.st_mode))
+                entry_describe(e, keep);
         if (keep && S_ISREG(st.st_mode) && st.st_size > 0 && st.st_size <= CONTENT_MAX)
                 e->data = file_content(fd, &st);
 
@@ -411,6 +463,11 @@ PAF_EXPORT int paf_http_static_new(const char *path, paf_http_static **ret) {
         s->n_ref = 1;
         s->fd = fd;
         s->real = real;
+        /* Without it (no memory), each text answer makes its own. */
+        s->text_fields = headers_new();
+        if (s->text_fields &&
+            paf_http_headers_add(s->text_fields, "Content-Type", "text/plain; charset=utf-8") < 0)
+                s->text_fields = paf_http_headers_free(s->text_fields);
         pthread_mutex_init(&s->lock, NULL);
         int r = paf_http_static_set_cache(s, DEFAULT_ENTRIES, DEFAULT_VALID_USEC);
         if (r < 0) {
@@ -438,6 +495,7 @@ PAF_EXPORT paf_http_static *paf_http_static_unref(paf_http_static *s) {
         free(s->buckets);
         close(s->fd);
         free(s->real);
+        paf_http_headers_free(s->text_fields);
         free(s);
         return NULL;
 }
@@ -461,11 +519,23 @@ static int unhex(char c) {
         return -1;
 }
 
+/* Frees what map_target() allocated: rel, unless it is buf. */
+static void rel_free(char *rel, const char *buf) {
+        if (rel != buf)
+                free(rel);
+}
+
+static int map_fail(char *out, const char *buf, int status) {
+        rel_free(out, buf);
+        return status;
+}
+
 /* The target's path as a path relative to the root ("." for the root),
  * percent-decoded with dot segments resolved; *ret_slash tells whether it
- * named a directory ("/a/"). Returns 0, or the status to answer (400, 403,
- * 404, 500). */
-static int map_target(const char *target, char **ret_rel, bool *ret_slash) {
+ * named a directory ("/a/"). The path is written to buf when it fits in
+ * size bytes (no allocation for the usual request), else allocated:
+ * rel_free() it. Returns 0, or the status to answer (400, 403, 404, 500). */
+static int map_target(const char *target, char *buf, size_t size, char **ret_rel, bool *ret_slash) {
         if (!target || !ret_rel || !ret_slash)
                 return 400;
         const char *p = target;
@@ -482,7 +552,7 @@ static int map_target(const char *target, char **ret_rel, bool *ret_slash) {
 
         /* Decoded segments are written one after another into out; ".." pops
          * back to the previous '/'. The result never exceeds the input. */
-        char *out = malloc(len + 2);
+        char *out = len + 2 <= size ? buf : malloc(len + 2);
         if (!out)
                 return 500;
         size_t n = 0;
@@ -499,22 +569,16 @@ static int map_target(const char *target, char **ret_rel, bool *ret_slash) {
                         if (c == '%') {
                                 int hi = i + 2 < len ? unhex(p[i + 1]) : -1;
                                 int lo = hi >= 0 ? unhex(p[i + 2]) : -1;
-                                if (lo < 0) {
-                                        free(out);
-                                        return 400;
-                                }
+                                if (lo < 0)
+                                        return map_fail(out, buf, 400);
                                 c = (char)(hi << 4 | lo);
                                 i += 3;
                                 /* A NUL would cut the path; an encoded '/' would make
                                  * "a%2Fb" and "a/b" the same file under two names. */
-                                if (c == '\0') {
-                                        free(out);
-                                        return 400;
-                                }
-                                if (c == '/') {
-                                        free(out);
-                                        return 404;
-                                }
+                                if (c == '\0')
+                                        return map_fail(out, buf, 400);
+                                if (c == '/')
+                                        return map_fail(out, buf, 404);
                         } else
                                 i++;
                         out[n++] = c;
@@ -528,8 +592,7 @@ static int map_target(const char *target, char **ret_rel, bool *ret_slash) {
                 } else if (dotdot) {
                         if (start == 0 && seg == 0) {
                                 /* Above the root: nothing to serve, and worth saying so. */
-                                free(out);
-                                return 403;
+                                return map_fail(out, buf, 403);
                         }
                         n = start;
                         while (n > 0 && out[n - 1] != '/')
@@ -704,7 +767,7 @@ typedef struct response {
 
 static void response_free(response *r) {
         if (r->entry)
-                entry_release(r->s, r->entry);
+                entry_unref(r->entry);
         paf_http_static_unref(r->s);
         free(r->owned);
         free(r->buf);
@@ -849,20 +912,25 @@ static paf_http_headers *headers_new(void) {
 
 /* A short text answer, with at most one extra header field. */
 static void respond_status(response *r, int status, const char *name, const char *value) {
-        paf_http_headers *h = headers_new();
-        if (h) {
-                (void)paf_http_headers_add(h, "Content-Type", "text/plain; charset=utf-8");
-                if (name)
-                        (void)paf_http_headers_add(h, name, value);
+        const paf_http_headers *fields = r->s->text_fields;
+        paf_http_headers *h = NULL;
+        if (name || !fields) {
+                h = headers_new();
+                if (h) {
+                        (void)paf_http_headers_add(h, "Content-Type", "text/plain; charset=utf-8");
+                        if (name)
+                                (void)paf_http_headers_add(h, name, value);
+                }
+                fields = h;
         }
         /* Not the file's: an error body comes from memory. */
-        entry_release(r->s, r->entry);
+        entry_unref(r->entry);
         r->entry = NULL;
         int k = snprintf(r->small, sizeof(r->small), "%d %s\n", status,
                          paf_http_status_reason(status));
         r->mem = r->small;
         r->remaining = (uint64_t)k;
-        response_begin(r, status, h);
+        response_begin(r, status, fields);
         paf_http_headers_free(h);
 }
 
@@ -980,71 +1048,110 @@ static int parse_range(const char *v, uint64_t size, uint64_t *first, uint64_t *
 
 /* ---- files ---- */
 
+/* The request's fields that serve_file() reads: the first of each name,
+ * as paf_http_headers_get() finds it, in one pass over the fields rather
+ * than one per name. */
+typedef struct conditions {
+        const char *if_match, *if_unmodified_since, *if_none_match, *if_modified_since;
+        const char *range, *if_range;
+} conditions;
+
+static void read_conditions(const paf_http_headers *in, conditions *ret) {
+        *ret = (conditions){};
+        size_t n = paf_http_headers_count(in);
+        for (size_t i = 0; i < n; i++) {
+                const char *name, *value;
+                if (paf_http_headers_get_nth(in, i, &name, &value) < 0)
+                        continue;
+                const char **slot = NULL;
+                /* Most fields (Host, Accept, User-Agent …) stop at the first byte. */
+                if ((name[0] | 0x20) == 'r') {
+                        if (strcasecmp(name, "Range") == 0)
+                                slot = &ret->range;
+                } else if ((name[0] | 0x20) == 'i' && strncasecmp(name, "If-", 3) == 0) {
+                        const char *rest = name + 3;
+                        if (strcasecmp(rest, "Match") == 0)
+                                slot = &ret->if_match;
+                        else if (strcasecmp(rest, "None-Match") == 0)
+                                slot = &ret->if_none_match;
+                        else if (strcasecmp(rest, "Modified-Since") == 0)
+                                slot = &ret->if_modified_since;
+                        else if (strcasecmp(rest, "Unmodified-Since") == 0)
+                                slot = &ret->if_unmodified_since;
+                        else if (strcasecmp(rest, "Range") == 0)
+                                slot = &ret->if_range;
+                }
+                if (slot && !*slot)
+                        *slot = value;
+        }
+}
+
+/* Starts the answer with the file of r->entry: with its shared fields
+ * (shared), else with ones made for it, and extra (may be NULL) after them. */
+static void begin_with_file(response *r, int status, const paf_http_headers *shared, bool full,
+                            const char *extra_name, const char *extra_value) {
+        if (shared && !extra_name) {
+                response_begin(r, status, shared);
+                return;
+        }
+        paf_http_headers *h = file_fields(r->entry, full);
+        if (h && extra_name && paf_http_headers_add(h, extra_name, extra_value) < 0)
+                h = paf_http_headers_free(h);
+        if (!h) {
+                respond_status(r, 500, NULL, NULL);
+                return;
+        }
+        response_begin(r, status, h);
+        paf_http_headers_free(h);
+}
+
 /* Answers with the file of e (taken), a regular file. */
-static void serve_file(response *r, file_entry *e, const char *name) {
+static void serve_file(response *r, file_entry *e) {
         const struct stat *st = &e->st;
-        const paf_http_headers *in = paf_http_request_get_headers(r->req);
         bool get = strcmp(paf_http_request_get_method(r->req), "GET") == 0;
         uint64_t size = (uint64_t)st->st_size;
-        char etag[80], date[40], range_text[96];
-        make_etag(st, etag, sizeof(etag));
-        if (paf_http_format_date(st->st_mtim.tv_sec, date, sizeof(date)) < 0)
-                date[0] = '\0';
+        const char *etag = e->etag;
+        char range_text[96];
+        conditions c;
+        read_conditions(paf_http_request_get_headers(r->req), &c);
         r->entry = e;
 
         /* RFC 9110 13.2.2: preconditions in this order. */
-        const char *v = paf_http_headers_get(in, "If-Match");
-        if (v && !etag_list_matches(v, etag, true)) {
+        if (c.if_match && !etag_list_matches(c.if_match, etag, true)) {
                 respond_status(r, 412, NULL, NULL);
                 return;
         }
-        if (!v && (v = paf_http_headers_get(in, "If-Unmodified-Since"))) {
-                int64_t t = parse_http_date(v);
+        if (!c.if_match && c.if_unmodified_since) {
+                int64_t t = parse_http_date(c.if_unmodified_since);
                 if (t >= 0 && st->st_mtim.tv_sec > t) {
                         respond_status(r, 412, NULL, NULL);
                         return;
                 }
         }
         bool not_modified = false;
-        if ((v = paf_http_headers_get(in, "If-None-Match")))
-                not_modified = etag_list_matches(v, etag, false);
-        else if ((v = paf_http_headers_get(in, "If-Modified-Since"))) {
-                int64_t t = parse_http_date(v);
+        if (c.if_none_match)
+                not_modified = etag_list_matches(c.if_none_match, etag, false);
+        else if (c.if_modified_since) {
+                int64_t t = parse_http_date(c.if_modified_since);
                 not_modified = t >= 0 && st->st_mtim.tv_sec <= t;
         }
-
-        paf_http_headers *h = headers_new();
-        if (!h) {
-                respond_status(r, 500, NULL, NULL);
-                return;
-        }
-        (void)paf_http_headers_add(h, "ETag", etag);
-        if (date[0])
-                (void)paf_http_headers_add(h, "Last-Modified", date);
         if (not_modified) {
                 r->remaining = 0;
-                response_begin(r, 304, h);
-                paf_http_headers_free(h);
+                begin_with_file(r, 304, e->not_modified_fields, false, NULL, NULL);
                 return;
         }
-        (void)paf_http_headers_add(h, "Content-Type", mime_type(name));
-        (void)paf_http_headers_add(h, "Accept-Ranges", "bytes");
 
-        int status = 200;
         r->offset = 0;
         r->remaining = size;
-        const char *range = get ? paf_http_headers_get(in, "Range") : NULL;
-        if (range) {
-                /* If-Range: the range only applies to the representation the
-                 * client already holds part of. */
-                const char *if_range = paf_http_headers_get(in, "If-Range");
-                if (if_range) {
-                        bool same = if_range[0] == '"' ? strcmp(if_range, etag) == 0
-                                                       : parse_http_date(if_range) ==
-                                                                 (int64_t)st->st_mtim.tv_sec;
-                        if (!same)
-                                range = NULL;
-                }
+        const char *range = get ? c.range : NULL;
+        /* If-Range: the range only applies to the representation the client
+         * already holds part of. */
+        if (range && c.if_range) {
+                bool same = c.if_range[0] == '"'
+                                    ? strcmp(c.if_range, etag) == 0
+                                    : parse_http_date(c.if_range) == (int64_t)st->st_mtim.tv_sec;
+                if (!same)
+                        range = NULL;
         }
         uint64_t first, last;
         int k = range ? parse_range(range, size, &first, &last) : 0;
@@ -1053,22 +1160,20 @@ static void serve_file(response *r, file_entry *e, const char *name) {
                 r->mem = e->data;
         if (k < 0) {
                 snprintf(range_text, sizeof(range_text), "bytes */%" PRIu64, size);
-                paf_http_headers_free(h);
                 respond_status(r, 416, "Content-Range", range_text);
                 return;
         }
-        if (k > 0) {
-                status = 206;
-                r->offset = first;
-                r->remaining = last - first + 1;
-                if (r->mem)
-                        r->mem += first;
-                snprintf(range_text, sizeof(range_text), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
-                         first, last, size);
-                (void)paf_http_headers_add(h, "Content-Range", range_text);
+        if (k == 0) {
+                begin_with_file(r, 200, e->ok_fields, true, NULL, NULL);
+                return;
         }
-        response_begin(r, status, h);
-        paf_http_headers_free(h);
+        r->offset = first;
+        r->remaining = last - first + 1;
+        if (r->mem)
+                r->mem += first;
+        snprintf(range_text, sizeof(range_text), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first,
+                 last, size);
+        begin_with_file(r, 206, NULL, true, "Content-Range", range_text);
 }
 
 /* ---- directories ---- */
@@ -1132,7 +1237,7 @@ static const char *url_path(const char *rel, char *buf, size_t size) {
  * descriptor may be shared: the listing reads through one of its own. */
 static void serve_listing(response *r, file_entry *de_dir, const char *rel, bool hide_dotfiles) {
         int dirfd = openat(de_dir->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        entry_release(r->s, de_dir);
+        entry_unref(de_dir);
         DIR *d = dirfd >= 0 ? fdopendir(dirfd) : NULL;
         if (!d) {
                 if (dirfd >= 0)
@@ -1252,14 +1357,14 @@ static void redirect_to_dir(response *r, const char *rel) {
 
 static void serve_directory(response *r, file_entry *dir, const char *rel, bool slash) {
         if (!slash) {
-                entry_release(r->s, dir);
+                entry_unref(dir);
                 redirect_to_dir(r, rel);
                 return;
         }
         size_t ilen = strlen(rel) + sizeof("/index.html");
         char *index = malloc(ilen);
         if (!index) {
-                entry_release(r->s, dir);
+                entry_unref(dir);
                 respond_status(r, 500, NULL, NULL);
                 return;
         }
@@ -1269,13 +1374,13 @@ static void serve_directory(response *r, file_entry *dir, const char *rel, bool 
         free(index);
         if (k >= 0) {
                 if (S_ISREG(e->st.st_mode)) {
-                        entry_release(r->s, dir);
-                        serve_file(r, e, "index.html");
+                        entry_unref(dir);
+                        serve_file(r, e);
                         return;
                 }
-                entry_release(r->s, e);
+                entry_unref(e);
         } else if (k != -ENOENT) {
-                entry_release(r->s, dir);
+                entry_unref(dir);
                 respond_status(r, errno_to_status(k), NULL, NULL);
                 return;
         }
@@ -1286,7 +1391,7 @@ PAF_EXPORT int paf_http_static_serve(paf_http_static *s, paf_http_request *req,
                                      paf_http_static_done_handler_t done, void *userdata) {
         if (!s || !req)
                 return -EINVAL;
-        response *r = calloc(1, sizeof(*r));
+        response *r = malloc(sizeof(*r));
         if (!r) {
                 (void)paf_http_respond(req, 500, "text/plain", "500 Internal Server Error\n", 26);
                 if (done)
@@ -1301,12 +1406,12 @@ PAF_EXPORT int paf_http_static_serve(paf_http_static *s, paf_http_request *req,
                 respond_status(r, 405, "Allow", "GET, HEAD");
                 return 0;
         }
-        char *rel = NULL;
+        char buf[256], *rel = NULL;
         bool slash = false;
-        int status = map_target(paf_http_request_get_target(req), &rel, &slash);
+        int status = map_target(paf_http_request_get_target(req), buf, sizeof(buf), &rel, &slash);
         if (status == 0 && !s->dotfiles && path_is_hidden(rel)) {
                 /* 404, not 403: whether /.git exists is not the client's business. */
-                free(rel);
+                rel_free(rel, buf);
                 status = 404;
         }
         if (status != 0) {
@@ -1319,19 +1424,19 @@ PAF_EXPORT int paf_http_static_serve(paf_http_static *s, paf_http_request *req,
                 status = errno_to_status(k);
         else if (S_ISDIR(e->st.st_mode)) {
                 serve_directory(r, e, rel, slash);
-                free(rel);
+                rel_free(rel, buf);
                 return 0;
         } else if (!S_ISREG(e->st.st_mode))
                 status = 403; /* FIFOs, devices, sockets */
         else if (slash)
                 status = 404; /* "/file.txt/" */
         else {
-                serve_file(r, e, rel);
-                free(rel);
+                serve_file(r, e);
+                rel_free(rel, buf);
                 return 0;
         }
-        entry_release(s, e);
-        free(rel);
+        entry_unref(e);
+        rel_free(rel, buf);
         respond_status(r, status, NULL, NULL);
         return 0;
 }

@@ -3,6 +3,7 @@
  * file bodies through paf_http_response_send_file (chunked, HEAD, ranges). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -516,6 +517,491 @@ static void test_cache_sees_same_size_rewrite(void **state) {
         expect_body(f, "/same.txt", "bbbb-two");
 }
 
+/* ---- the answers' fields, made once per cache entry ---- */
+
+/* Sets name's modification time, in seconds since the epoch. */
+static void set_mtime(fixture *f, const char *name, time_t t) {
+        char p[256];
+        path_of(f, name, p, sizeof(p));
+        struct timespec ts[2] = {{.tv_sec = t}, {.tv_sec = t}};
+        assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+}
+
+/* Sends request on fd and checks the status; the answer stays in *a. A
+ * macro, so that a failure names the line of the request. */
+#define ask(f, fd, request, head, want, a)                                                         \
+        do {                                                                                       \
+                exchange(f, fd, request, head, a);                                                 \
+                assert_int_equal((a)->status, want);                                               \
+        } while (0)
+
+/* A header's value, copied. */
+static void copy_header(const answer *a, const char *name, char *buf, size_t size) {
+        snprintf(buf, size, "%s", header(a, name));
+}
+
+/* Every precondition and range path, on an entry of the cache (the second
+ * request of each kind is answered from it), header names in any case. */
+static void test_conditional_answers(void **state) {
+        fixture *f = *state;
+        assert_int_equal(paf_http_static_set_cache(f->st, 100, 60 * 1000 * 1000), 0);
+        put(f, "page.html", "<p>hello</p>");
+        set_mtime(f, "page.html", 1000000000); /* Sun, 09 Sep 2001 01:46:40 GMT */
+        const char *lm = "Sun, 09 Sep 2001 01:46:40 GMT";
+        int fd = connect_client(f);
+        answer a;
+        char etag[128], req[512];
+        for (int round = 0; round < 2; round++) {
+                ask(f, fd, "GET /page.html HTTP/1.1\r\nHost: x\r\n\r\n", false, 200, &a);
+                assert_int_equal(a.body_len, 12);
+                assert_memory_equal(a.body, "<p>hello</p>", 12);
+                assert_string_equal(header(&a, "Content-Type"), "text/html; charset=utf-8");
+                assert_string_equal(header(&a, "Accept-Ranges"), "bytes");
+                assert_string_equal(header(&a, "Last-Modified"), lm);
+                assert_string_equal(header(&a, "Content-Length"), "12");
+                if (round == 0)
+                        copy_header(&a, "ETag", etag, sizeof(etag));
+                assert_true(etag[0] == '"');
+                assert_string_equal(header(&a, "ETag"), etag);
+                answer_done(&a);
+        }
+
+        /* 304: the validators, no body, no Content-Type. */
+        for (int round = 0; round < 2; round++) {
+                snprintf(req, sizeof(req),
+                         "GET /page.html HTTP/1.1\r\nHost: x\r\nif-none-match: %s\r\n\r\n", etag);
+                ask(f, fd, req, false, 304, &a);
+                assert_string_equal(header(&a, "ETag"), etag);
+                assert_string_equal(header(&a, "Last-Modified"), lm);
+                assert_string_equal(header(&a, "Content-Type"), "");
+                assert_string_equal(header(&a, "Content-Length"), "");
+                answer_done(&a);
+        }
+        snprintf(req, sizeof(req),
+                 "GET /page.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"x\", W/%s\r\n\r\n", etag);
+        ask(f, fd, req, false, 304, &a);
+        answer_done(&a);
+        snprintf(req, sizeof(req),
+                 "GET /page.html HTTP/1.1\r\nHost: x\r\nIF-MODIFIED-SINCE: %s\r\n\r\n", lm);
+        ask(f, fd, req, false, 304, &a);
+        answer_done(&a);
+        /* If-None-Match decides when both are there. */
+        snprintf(req, sizeof(req),
+                 "GET /page.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"x\"\r\nIf-Modified-Since: "
+                 "%s\r\n\r\n",
+                 lm);
+        ask(f, fd, req, false, 200, &a);
+        assert_int_equal(a.body_len, 12);
+        answer_done(&a);
+        ask(f, fd,
+            "GET /page.html HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Sat, 01 Jan 2000 00:00:00 "
+            "GMT\r\n\r\n",
+            false, 200, &a);
+        answer_done(&a);
+        /* The first of two fields of a name counts. */
+        snprintf(req, sizeof(req),
+                 "GET /page.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"x\"\r\nIf-None-Match: "
+                 "%s\r\n\r\n",
+                 etag);
+        ask(f, fd, req, false, 200, &a);
+        answer_done(&a);
+
+        /* 412: If-Match (strong comparison), then If-Unmodified-Since. */
+        ask(f, fd, "GET /page.html HTTP/1.1\r\nHost: x\r\nIf-Match: \"x\"\r\n\r\n", false, 412, &a);
+        assert_string_equal(header(&a, "Content-Type"), "text/plain; charset=utf-8");
+        answer_done(&a);
+        snprintf(req, sizeof(req), "GET /page.html HTTP/1.1\r\nHost: x\r\nIf-Match: W/%s\r\n\r\n",
+                 etag);
+        ask(f, fd, req, false, 412, &a);
+        answer_done(&a);
+        snprintf(req, sizeof(req), "GET /page.html HTTP/1.1\r\nHost: x\r\nif-match: %s\r\n\r\n",
+                 etag);
+        ask(f, fd, req, false, 200, &a);
+        answer_done(&a);
+        ask(f, fd, "GET /page.html HTTP/1.1\r\nHost: x\r\nIf-Match: *\r\n\r\n", false, 200, &a);
+        answer_done(&a);
+        ask(f, fd,
+            "GET /page.html HTTP/1.1\r\nHost: x\r\nIf-Unmodified-Since: Sat, 01 Jan 2000 00:00:00 "
+            "GMT\r\n\r\n",
+            false, 412, &a);
+        answer_done(&a);
+        snprintf(req, sizeof(req),
+                 "GET /page.html HTTP/1.1\r\nHost: x\r\nIf-Unmodified-Since: %s\r\n\r\n", lm);
+        ask(f, fd, req, false, 200, &a);
+        answer_done(&a);
+
+        /* Ranges: 206 with the file's fields and Content-Range; If-Range by
+         * tag and by date; 416; none for HEAD. */
+        for (int round = 0; round < 2; round++) {
+                ask(f, fd, "GET /page.html HTTP/1.1\r\nHost: x\r\nrange: bytes=3-7\r\n\r\n", false,
+                    206, &a);
+                assert_int_equal(a.body_len, 5);
+                assert_memory_equal(a.body, "hello", 5);
+                assert_string_equal(header(&a, "Content-Range"), "bytes 3-7/12");
+                assert_string_equal(header(&a, "ETag"), etag);
+                assert_string_equal(header(&a, "Last-Modified"), lm);
+                assert_string_equal(header(&a, "Content-Type"), "text/html; charset=utf-8");
+                answer_done(&a);
+        }
+        snprintf(req, sizeof(req),
+                 "GET /page.html HTTP/1.1\r\nHost: x\r\nRange: bytes=3-7\r\nIf-Range: %s\r\n\r\n",
+                 etag);
+        ask(f, fd, req, false, 206, &a);
+        answer_done(&a);
+        snprintf(req, sizeof(req),
+                 "GET /page.html HTTP/1.1\r\nHost: x\r\nRange: bytes=3-7\r\nif-range: %s\r\n\r\n",
+                 lm);
+        ask(f, fd, req, false, 206, &a);
+        answer_done(&a);
+        ask(f, fd,
+            "GET /page.html HTTP/1.1\r\nHost: x\r\nRange: bytes=3-7\r\nIf-Range: \"x\"\r\n\r\n",
+            false, 200, &a);
+        assert_int_equal(a.body_len, 12);
+        assert_string_equal(header(&a, "Content-Range"), "");
+        answer_done(&a);
+        ask(f, fd, "GET /page.html HTTP/1.1\r\nHost: x\r\nRange: bytes=12-\r\n\r\n", false, 416,
+            &a);
+        assert_string_equal(header(&a, "Content-Range"), "bytes */12");
+        assert_string_equal(header(&a, "Content-Type"), "text/plain; charset=utf-8");
+        answer_done(&a);
+        ask(f, fd, "HEAD /page.html HTTP/1.1\r\nHost: x\r\nRange: bytes=3-7\r\n\r\n", true, 200,
+            &a);
+        assert_string_equal(header(&a, "Content-Length"), "12");
+        assert_string_equal(header(&a, "ETag"), etag);
+        assert_string_equal(header(&a, "Content-Type"), "text/html; charset=utf-8");
+        answer_done(&a);
+
+        /* A directory's index.html has its type; errors are plain text. */
+        char dir[256];
+        path_of(f, "d", dir, sizeof(dir));
+        assert_int_equal(mkdir(dir, 0755), 0);
+        put(f, "d/index.html", "<p>i</p>");
+        for (int round = 0; round < 2; round++) {
+                ask(f, fd, "GET /d/ HTTP/1.1\r\nHost: x\r\n\r\n", false, 200, &a);
+                assert_string_equal(header(&a, "Content-Type"), "text/html; charset=utf-8");
+                assert_string_equal(header(&a, "Accept-Ranges"), "bytes");
+                answer_done(&a);
+        }
+        put(f, "data.bin", "\x01\x02");
+        ask(f, fd, "GET /data.bin HTTP/1.1\r\nHost: x\r\n\r\n", false, 200, &a);
+        assert_string_equal(header(&a, "Content-Type"), "application/octet-stream");
+        answer_done(&a);
+        for (int round = 0; round < 2; round++) {
+                ask(f, fd, "GET /missing HTTP/1.1\r\nHost: x\r\n\r\n", false, 404, &a);
+                assert_string_equal(header(&a, "Content-Type"), "text/plain; charset=utf-8");
+                assert_memory_equal(a.body, "404 Not Found\n", a.body_len);
+                answer_done(&a);
+        }
+        ask(f, fd, "DELETE /page.html HTTP/1.1\r\nHost: x\r\n\r\n", false, 405, &a);
+        assert_string_equal(header(&a, "Allow"), "GET, HEAD");
+        assert_string_equal(header(&a, "Content-Type"), "text/plain; charset=utf-8");
+        answer_done(&a);
+        close(fd);
+}
+
+/* A file changed under the cache: once revalidated, every answer has its
+ * new validators (200, 304, 206 alike), and the old ones match nothing;
+ * unchanged, it keeps them. */
+static void test_revalidated_fields(void **state) {
+        fixture *f = *state;
+        assert_int_equal(paf_http_static_set_cache(f->st, 100, VALID_MS * 1000), 0);
+        put(f, "v.txt", "version one");
+        set_mtime(f, "v.txt", 1000000000);
+        int fd = connect_client(f);
+        answer a;
+        char etag1[128], etag2[128], req[512];
+        ask(f, fd, "GET /v.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, 200, &a);
+        copy_header(&a, "ETag", etag1, sizeof(etag1));
+        assert_string_equal(header(&a, "Last-Modified"), "Sun, 09 Sep 2001 01:46:40 GMT");
+        answer_done(&a);
+        snprintf(req, sizeof(req), "GET /v.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n",
+                 etag1);
+        ask(f, fd, req, false, 304, &a);
+        answer_done(&a);
+
+        /* Unchanged after the validity time: the same entry, the same tag. */
+        run_for(f->event, VALID_MS + 50);
+        ask(f, fd, "GET /v.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, 200, &a);
+        assert_string_equal(header(&a, "ETag"), etag1);
+        answer_done(&a);
+
+        /* Same size, another time: only the stat tells. */
+        put(f, "v.txt", "version two");
+        set_mtime(f, "v.txt", 1100000000); /* Tue, 09 Nov 2004 11:33:20 GMT */
+        run_for(f->event, VALID_MS + 50);
+        ask(f, fd, "GET /v.txt HTTP/1.1\r\nHost: x\r\n\r\n", false, 200, &a);
+        assert_memory_equal(a.body, "version two", 11);
+        copy_header(&a, "ETag", etag2, sizeof(etag2));
+        assert_string_not_equal(etag2, etag1);
+        assert_string_equal(header(&a, "Last-Modified"), "Tue, 09 Nov 2004 11:33:20 GMT");
+        answer_done(&a);
+        for (int round = 0; round < 2; round++) {
+                snprintf(req, sizeof(req),
+                         "GET /v.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n", etag1);
+                ask(f, fd, req, false, 200, &a);
+                assert_string_equal(header(&a, "ETag"), etag2);
+                assert_memory_equal(a.body, "version two", 11);
+                answer_done(&a);
+                snprintf(req, sizeof(req),
+                         "GET /v.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n", etag2);
+                ask(f, fd, req, false, 304, &a);
+                assert_string_equal(header(&a, "ETag"), etag2);
+                assert_string_equal(header(&a, "Last-Modified"), "Tue, 09 Nov 2004 11:33:20 GMT");
+                answer_done(&a);
+                ask(f, fd,
+                    "GET /v.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Sun, 09 Sep 2001 "
+                    "01:46:40 GMT\r\n\r\n",
+                    false, 200, &a);
+                answer_done(&a);
+                snprintf(req, sizeof(req),
+                         "GET /v.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-6\r\nIf-Range: "
+                         "%s\r\n\r\n",
+                         etag1);
+                ask(f, fd, req, false, 200, &a);
+                answer_done(&a);
+                snprintf(
+                        req, sizeof(req),
+                        "GET /v.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=8-\r\nIf-Range: %s\r\n\r\n",
+                        etag2);
+                ask(f, fd, req, false, 206, &a);
+                assert_memory_equal(a.body, "two", 3);
+                assert_string_equal(header(&a, "ETag"), etag2);
+                answer_done(&a);
+        }
+        close(fd);
+}
+
+/* Without the cache, every answer makes its own fields: the same ones. */
+static void test_fields_without_cache(void **state) {
+        fixture *f = *state;
+        put(f, "n.css", "a{}");
+        set_mtime(f, "n.css", 1000000000);
+        int fd = connect_client(f);
+        answer a;
+        char etag[2][128], req[512];
+        for (int off = 0; off < 2; off++) {
+                assert_int_equal(paf_http_static_set_cache(f->st, off ? 0 : 10, 1000000), 0);
+                ask(f, fd, "GET /n.css HTTP/1.1\r\nHost: x\r\n\r\n", false, 200, &a);
+                copy_header(&a, "ETag", etag[off], sizeof(etag[off]));
+                assert_string_equal(header(&a, "Content-Type"), "text/css; charset=utf-8");
+                assert_string_equal(header(&a, "Last-Modified"), "Sun, 09 Sep 2001 01:46:40 GMT");
+                assert_string_equal(header(&a, "Accept-Ranges"), "bytes");
+                answer_done(&a);
+                snprintf(req, sizeof(req),
+                         "GET /n.css HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n", etag[off]);
+                ask(f, fd, req, false, 304, &a);
+                assert_string_equal(header(&a, "Last-Modified"), "Sun, 09 Sep 2001 01:46:40 GMT");
+                answer_done(&a);
+        }
+        assert_string_equal(etag[0], etag[1]);
+        close(fd);
+}
+
+/* Targets whose path does not fit map_target()'s buffer on the stack. */
+static void test_long_paths(void **state) {
+        fixture *f = *state;
+        char seg1[201], seg2[201], path[1024], rel[512], target[1400], req[1600];
+        memset(seg1, 'a', 200);
+        seg1[200] = '\0';
+        memset(seg2, 'b', 200);
+        seg2[200] = '\0';
+        snprintf(path, sizeof(path), "%s/%s", f->root, seg1);
+        assert_int_equal(mkdir(path, 0755), 0);
+        snprintf(rel, sizeof(rel), "%s/%s.txt", seg1, seg2);
+        snprintf(path, sizeof(path), "%s/%s", f->root, rel);
+        int file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(file >= 0);
+        assert_int_equal(write(file, "long", 4), 4);
+        close(file);
+        int fd = connect_client(f);
+        answer a;
+        for (int round = 0; round < 2; round++) {
+                snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nHost: x\r\n\r\n", rel);
+                ask(f, fd, req, false, 200, &a);
+                assert_memory_equal(a.body, "long", 4);
+                answer_done(&a);
+        }
+        /* Longer still before dot segments and percent-decoding shrink it. */
+        snprintf(target, sizeof(target), "/./%s/../%s/%%62%s.txt", seg2, seg1, seg2 + 1);
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target);
+        ask(f, fd, req, false, 200, &a);
+        assert_memory_equal(a.body, "long", 4);
+        answer_done(&a);
+        /* And the refusals on that path. */
+        snprintf(req, sizeof(req), "GET /%s/%%2F%s HTTP/1.1\r\nHost: x\r\n\r\n", seg1, seg2);
+        ask(f, fd, req, false, 404, &a);
+        answer_done(&a);
+        snprintf(req, sizeof(req), "GET /%s/%%00%s HTTP/1.1\r\nHost: x\r\n\r\n", seg1, seg2);
+        ask(f, fd, req, false, 400, &a);
+        answer_done(&a);
+        snprintf(req, sizeof(req), "GET /%s/../../%s HTTP/1.1\r\nHost: x\r\n\r\n", seg1, seg2);
+        ask(f, fd, req, false, 403, &a);
+        answer_done(&a);
+        snprintf(req, sizeof(req), "GET /%s/%%zz%s HTTP/1.1\r\nHost: x\r\n\r\n", seg1, seg2);
+        ask(f, fd, req, false, 400, &a);
+        answer_done(&a);
+        close(fd);
+}
+
+/* ---- one cache, several threads ---- */
+
+#define SHARED_VERSIONS 4
+#define SHARED_REQUESTS 150
+
+static const char *const shared_versions[SHARED_VERSIONS] = {"v0", "v1-ab", "v2-abcdefgh",
+                                                             "v3-abcdefghijklmnop"};
+
+typedef struct shared_worker {
+        paf_http_static *st;
+        pthread_t thread;
+        const bool *stop;  /* atomic */
+        unsigned answered; /* atomic */
+        unsigned versions; /* seen, a bit each */
+        bool failed;       /* atomic: error is written */
+        bool done;         /* atomic */
+        char error[128];
+} shared_worker;
+
+/* Reads one answer from fd (whose server runs on e), its body in body;
+ * -1 on anything unexpected or after 10 s. No cmocka here: it is not
+ * thread-safe. */
+static int shared_read(sd_event *e, int fd, char *body, size_t size, char *error, size_t esize) {
+        char buf[4096];
+        size_t len = 0;
+        uint64_t deadline = now_ms() + 10000;
+        while (now_ms() < deadline) {
+                ssize_t k = read(fd, buf + len, sizeof(buf) - 1 - len);
+                if (k == 0 || (k < 0 && errno != EAGAIN)) {
+                        snprintf(error, esize, "read: %s", k == 0 ? "end" : strerror(errno));
+                        return -1;
+                }
+                if (k < 0) {
+                        if (sd_event_run(e, 10 * 1000) < 0)
+                                return -1;
+                        continue;
+                }
+                len += (size_t)k;
+                buf[len] = '\0';
+                char *end = strstr(buf, "\r\n\r\n");
+                const char *cl = strcasestr(buf, "\r\nContent-Length: ");
+                if (!end || !cl)
+                        continue;
+                size_t want = strtoul(cl + 18, NULL, 10);
+                if (strncmp(buf, "HTTP/1.1 200 ", 13) != 0 || want >= size) {
+                        snprintf(error, esize, "answer: %.60s", buf);
+                        return -1;
+                }
+                size_t have = len - (size_t)(end + 4 - buf);
+                if (have < want)
+                        continue;
+                if (have > want) {
+                        snprintf(error, esize, "%zu bytes beyond the body", have - want);
+                        return -1;
+                }
+                memcpy(body, end + 4, want);
+                body[want] = '\0';
+                return 0;
+        }
+        snprintf(error, esize, "no answer in 10 s");
+        return -1;
+}
+
+/* A loop and a server of its own, on the shared handler: requests until
+ * told to stop, or SHARED_REQUESTS of them and two versions seen; every
+ * answer one version. */
+static void *shared_run(void *userdata) {
+        shared_worker *w = userdata;
+        sd_event *e = NULL;
+        paf_http_server *server = NULL;
+        paf_flow *flow = NULL;
+        int sv[2] = {-1, -1};
+        if (sd_event_new(&e) < 0 ||
+            paf_http_server_new(e, paf_http_static_handler, NULL, w->st, &server) < 0 ||
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0 ||
+            paf_socket_flow_new(e, sv[0], "test", &flow) < 0 ||
+            paf_http_server_add_flow(server, flow) < 0) {
+                snprintf(w->error, sizeof(w->error), "setup failed");
+                goto out;
+        }
+        sv[0] = -1; /* the flow's */
+        static const char req[] = "GET /shared.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+        while ((w->answered < SHARED_REQUESTS || __builtin_popcount(w->versions) < 2) &&
+               !__atomic_load_n(w->stop, __ATOMIC_RELAXED)) {
+                if (write(sv[1], req, sizeof(req) - 1) != (ssize_t)sizeof(req) - 1) {
+                        snprintf(w->error, sizeof(w->error), "write: %s", strerror(errno));
+                        break;
+                }
+                char body[64];
+                if (shared_read(e, sv[1], body, sizeof(body), w->error, sizeof(w->error)) < 0)
+                        break;
+                size_t i = 0;
+                while (i < SHARED_VERSIONS && strcmp(body, shared_versions[i]) != 0)
+                        i++;
+                if (i == SHARED_VERSIONS) {
+                        snprintf(w->error, sizeof(w->error), "body \"%s\"", body);
+                        break;
+                }
+                w->versions |= 1u << i;
+                __atomic_add_fetch(&w->answered, 1, __ATOMIC_RELAXED);
+        }
+out:
+        if (w->error[0])
+                __atomic_store_n(&w->failed, true, __ATOMIC_RELEASE);
+        if (sv[1] >= 0)
+                close(sv[1]);
+        if (sv[0] >= 0)
+                close(sv[0]);
+        paf_http_server_free(server);
+        for (int i = 0; e && i < 20; i++)
+                (void)sd_event_run(e, 1000);
+        sd_event_unref(e);
+        __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
+        return NULL;
+}
+
+/* Two threads serve from one handler while the file is replaced under
+ * them, the cache revalidating on every request: entries are taken,
+ * replaced and let go from both sides, and each answer is one version,
+ * whole. */
+static void test_shared_between_threads(void **state) {
+        fixture *f = *state;
+        assert_int_equal(paf_http_static_set_cache(f->st, 4, 0), 0);
+        put(f, "shared.txt", shared_versions[0]);
+        bool stop = false;
+        shared_worker w[2];
+        for (size_t i = 0; i < ELEMENTS(w); i++) {
+                w[i] = (shared_worker){.st = f->st, .stop = &stop};
+                assert_int_equal(pthread_create(&w[i].thread, NULL, shared_run, &w[i]), 0);
+        }
+        char tmp[256], dst[256];
+        path_of(f, "shared.new", tmp, sizeof(tmp));
+        path_of(f, "shared.txt", dst, sizeof(dst));
+        uint64_t deadline = now_ms() + 20000;
+        /* Until both are done (they stop by themselves) or one failed. */
+        for (unsigned n = 1; now_ms() < deadline; n++) {
+                bool done = true;
+                for (size_t i = 0; i < ELEMENTS(w); i++) {
+                        if (__atomic_load_n(&w[i].failed, __ATOMIC_ACQUIRE))
+                                deadline = 0;
+                        done = done && __atomic_load_n(&w[i].done, __ATOMIC_ACQUIRE);
+                }
+                if (done)
+                        break;
+                put(f, "shared.new", shared_versions[n % SHARED_VERSIONS]);
+                assert_int_equal(rename(tmp, dst), 0);
+                usleep(500);
+        }
+        __atomic_store_n(&stop, true, __ATOMIC_RELAXED);
+        for (size_t i = 0; i < ELEMENTS(w); i++) {
+                assert_int_equal(pthread_join(w[i].thread, NULL), 0);
+                if (w[i].error[0])
+                        print_error("worker %zu: %s\n", i, w[i].error);
+                assert_string_equal(w[i].error, "");
+                assert_true(w[i].answered >= SHARED_REQUESTS);
+                assert_true(__builtin_popcount(w[i].versions) >= 2);
+        }
+}
+
 /* ---- paf_http_response_send_file() itself ---- */
 
 static void on_sent(paf_http_request *req, int error, void *userdata) {
@@ -616,6 +1102,11 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_ranges, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_small_ranges, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cache_sees_same_size_rewrite, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_conditional_answers, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_revalidated_fields, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fields_without_cache, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_long_paths, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_shared_between_threads, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_file_api, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         };
