@@ -2189,6 +2189,23 @@ PAF_EXPORT const paf_http_headers *paf_http_request_get_headers(paf_http_request
         return req->headers;
 }
 
+PAF_EXPORT size_t paf_http_request_get_n_fields(paf_http_request *req) {
+        return req && req->method ? req->n_headers : 0;
+}
+
+PAF_EXPORT int paf_http_request_get_field(paf_http_request *req, size_t i, const char **name,
+                                          const char **value) {
+        if (!req || !req->method)
+                return -EINVAL;
+        if (i >= req->n_headers)
+                return -ENOENT;
+        if (name)
+                *name = field_name(req, i);
+        if (value)
+                *value = field_value(req, i);
+        return 0;
+}
+
 PAF_EXPORT const paf_http_headers *paf_http_request_get_trailers(paf_http_request *req) {
         if (!req || !req->body_complete || req->n_fields == req->n_headers)
                 return NULL;
@@ -2351,23 +2368,41 @@ static int resp_begin(paf_http_request *req, int status, const paf_http_headers 
                 if (paf_http_headers_get_nth(headers, i, &name, &value) < 0)
                         continue;
                 /* The engine owns the framing. HEAD keeps a Content-Length the
-                 * handler states: it describes the GET response. */
-                if (is_name(name, "Transfer-Encoding"))
+                 * handler states: it describes the GET response. The length
+                 * picks the one name to compare: most fields are none of
+                 * these. */
+                size_t len = strlen(name);
+                bool skip = false;
+                switch (len) {
+                case 4:
+                        has_date = has_date || is_name(name, "Date");
+                        break;
+                case 6:
+                        has_server = has_server || is_name(name, "Server");
+                        break;
+                case 10:
+                        if (is_name(name, "Connection")) {
+                                skip = c->close_after;
+                                has_connection = has_connection || !skip;
+                        }
+                        break;
+                case 12:
+                        skip = content_type && is_name(name, "Content-Type");
+                        break;
+                case 14:
+                        skip = is_name(name, "Content-Length") &&
+                               (!req->head || content_length >= 0);
+                        break;
+                case 17:
+                        skip = is_name(name, "Transfer-Encoding");
+                        break;
+                }
+                if (skip)
                         continue;
-                if (is_name(name, "Content-Length")) {
-                        if (!req->head || content_length >= 0)
-                                continue;
-                } else if (is_name(name, "Connection")) {
-                        if (c->close_after)
-                                continue;
-                        has_connection = true;
-                } else if (is_name(name, "Date"))
-                        has_date = true;
-                else if (is_name(name, "Server"))
-                        has_server = true;
-                else if (content_type && is_name(name, "Content-Type"))
-                        continue;
-                out_field(req, name, value);
+                out_append(req, name, len);
+                OUT_LIT(req, ": ");
+                out_str(req, value);
+                OUT_LIT(req, "\r\n");
         }
         if (content_type)
                 out_field(req, "Content-Type", content_type);

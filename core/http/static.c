@@ -1050,18 +1050,19 @@ static int parse_range(const char *v, uint64_t size, uint64_t *first, uint64_t *
 
 /* The request's fields that serve_file() reads: the first of each name,
  * as paf_http_headers_get() finds it, in one pass over the fields rather
- * than one per name. */
+ * than one per name, where the engine keeps them (no copy into a
+ * paf_http_headers). */
 typedef struct conditions {
         const char *if_match, *if_unmodified_since, *if_none_match, *if_modified_since;
         const char *range, *if_range;
 } conditions;
 
-static void read_conditions(const paf_http_headers *in, conditions *ret) {
+static void read_conditions(paf_http_request *req, conditions *ret) {
         *ret = (conditions){};
-        size_t n = paf_http_headers_count(in);
+        size_t n = paf_http_request_get_n_fields(req);
         for (size_t i = 0; i < n; i++) {
                 const char *name, *value;
-                if (paf_http_headers_get_nth(in, i, &name, &value) < 0)
+                if (paf_http_request_get_field(req, i, &name, &value) < 0)
                         continue;
                 const char **slot = NULL;
                 /* Most fields (Host, Accept, User-Agent …) stop at the first byte. */
@@ -1113,7 +1114,7 @@ static void serve_file(response *r, file_entry *e) {
         const char *etag = e->etag;
         char range_text[96];
         conditions c;
-        read_conditions(paf_http_request_get_headers(r->req), &c);
+        read_conditions(r->req, &c);
         r->entry = e;
 
         /* RFC 9110 13.2.2: preconditions in this order. */

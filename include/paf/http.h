@@ -123,6 +123,13 @@ PAF_EXPORT const char *paf_http_request_get_target(paf_http_request *req);
 /* 10 for HTTP/1.0, 11 for HTTP/1.1, 20 for HTTP/2. */
 PAF_EXPORT int paf_http_request_get_version(paf_http_request *req);
 PAF_EXPORT const paf_http_headers *paf_http_request_get_headers(paf_http_request *req);
+/* The same fields where the engine keeps them, without the copy
+ * paf_http_request_get_headers() makes: the i-th of
+ * paf_http_request_get_n_fields(), -ENOENT past them. Names as they came
+ * (HTTP/2's are lowercase): compare them case-insensitively. */
+PAF_EXPORT size_t paf_http_request_get_n_fields(paf_http_request *req);
+PAF_EXPORT int paf_http_request_get_field(paf_http_request *req, size_t i, const char **name,
+                                          const char **value);
 /* The peer ("127.0.0.1:41000", "/run/x.sock", …) and the local address. */
 PAF_EXPORT const char *paf_http_request_get_peer(paf_http_request *req);
 PAF_EXPORT const char *paf_http_request_get_local(paf_http_request *req);

@@ -187,6 +187,41 @@ static void on_handler(paf_http_request *req, void *userdata) {
                 assert_int_equal(paf_http_response_write(req, "x", 1, NULL, NULL), -EBUSY);
                 return;
         }
+        if (strcmp(target, "/fields") == 0) {
+                /* The fields where the engine keeps them are the copy's. */
+                const paf_http_headers *h = paf_http_request_get_headers(req);
+                size_t n = paf_http_request_get_n_fields(req);
+                assert_int_equal(n, paf_http_headers_count(h));
+                /* Static: the write points into it until it completes. */
+                static char text[512];
+                text[0] = '\0';
+                for (size_t i = 0; i < n; i++) {
+                        const char *name, *value, *hn, *hv;
+                        assert_int_equal(paf_http_request_get_field(req, i, &name, &value), 0);
+                        assert_int_equal(paf_http_headers_get_nth(h, i, &hn, &hv), 0);
+                        assert_string_equal(name, hn);
+                        assert_string_equal(value, hv);
+                        size_t k = strlen(text);
+                        snprintf(text + k, sizeof(text) - k, "%s=%s;", name, value);
+                }
+                assert_int_equal(paf_http_request_get_field(req, n, NULL, NULL), -ENOENT);
+                /* Handler fields the engine owns go, the others stay, whatever
+                 * their length. */
+                paf_http_headers *out = NULL;
+                assert_int_equal(paf_http_headers_new(&out), 0);
+                assert_int_equal(paf_http_headers_add(out, "Vary", "Accept"), 0);
+                assert_int_equal(paf_http_headers_add(out, "Date", "Thu, 01 Jan 1970 00:00:00 GMT"),
+                                 0);
+                assert_int_equal(paf_http_headers_add(out, "Transfer-Encoding", "gzip"), 0);
+                assert_int_equal(paf_http_headers_add(out, "Content-Length", "999"), 0);
+                assert_int_equal(paf_http_headers_add(out, "X-Twelve-Ch", "12"), 0);
+                assert_int_equal(paf_http_headers_add(out, "Server-Timing", "x"), 0);
+                assert_int_equal(paf_http_response_start(req, 200, out, (int64_t)strlen(text)), 0);
+                paf_http_headers_free(out);
+                assert_int_equal(paf_http_response_write(req, text, strlen(text), NULL, NULL), 0);
+                assert_int_equal(paf_http_response_finish(req, NULL), 0);
+                return;
+        }
         if (strcmp(target, "/cl") == 0) {
                 assert_int_equal(paf_http_response_start(req, 200, NULL, 5), 0);
                 assert_int_equal(paf_http_response_write(req, "toolong", 7, NULL, NULL), -EINVAL);
@@ -648,6 +683,27 @@ static void test_get(void **state) {
         assert_int_equal(paf_http_server_get_n_connections(v->server), 1);
         assert_int_equal(paf_http_server_get_n_requests(v->server), 1);
         assert_int_equal(v->n_reports, 0);
+}
+
+static void test_fields(void **state) {
+        env *v = *state;
+        client *c = client_new(v);
+        client_send(c, "GET /fields HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-b:  two \r\nX-A: 3\r\n\r\n");
+        resp r;
+        next_resp(v, c, false, &r);
+        assert_int_equal(r.status, 200);
+        assert_body(&r, "Host=x;X-A=1;x-b=two;X-A=3;");
+        char val[128];
+        assert_non_null(field(r.head, "Vary", val, sizeof(val)));
+        assert_string_equal(val, "Accept");
+        assert_non_null(field(r.head, "Date", val, sizeof(val)));
+        assert_string_equal(val, "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_int_equal(count_fields(r.head, "Date"), 1);
+        assert_null(field(r.head, "Transfer-Encoding", val, sizeof(val)));
+        assert_int_equal(count_fields(r.head, "Content-Length"), 1);
+        assert_non_null(field(r.head, "X-Twelve-Ch", val, sizeof(val)));
+        assert_non_null(field(r.head, "Server-Timing", val, sizeof(val)));
+        assert_int_equal(count_fields(r.head, "Server"), 1);
 }
 
 static void test_keep_alive(void **state) {
@@ -1881,6 +1937,7 @@ static void test_pipeline_stop(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_get, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fields, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_keep_alive, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pipelining, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_head, setup, teardown),
