@@ -68,6 +68,8 @@ struct client_call {
 
         paf_client_head_handler_t on_head;
         paf_client_body_handler_t on_body;
+        paf_client_redirect_handler_t on_redirect;
+        paf_client_call_handler_t on_call;
         paf_client_handler_t handler;
         void *userdata;
 
@@ -103,8 +105,13 @@ static int headers_copy(const paf_http_headers *from, paf_http_headers **ret) {
                 if (r < 0)
                         return r;
         }
-        if (from)
+        if (from) {
                 http_headers_set_version(h, paf_http_headers_get_version(from));
+                const char *reason = paf_http_headers_get_reason(from);
+                r = http_headers_set_reason(h, reason, reason ? strlen(reason) : 0);
+                if (r < 0)
+                        return r;
+        }
         *ret = h;
         h = NULL;
         return 0;
@@ -671,6 +678,8 @@ static int maybe_redirect(client_call *cc, int status, const paf_http_headers *h
                 }
         }
         cc->n_redirects++;
+        if (cc->on_redirect)
+                cc->on_redirect(status, headers, cc->url, cc->next_url, cc->userdata);
         /* 301/302/303: as browsers and curl do, the next request is a GET
          * without the body; 307/308 keep the method and the body. */
         if (status <= 303 && strcmp(cc->method, "HEAD") != 0 && strcmp(cc->method, "GET") != 0) {
@@ -702,6 +711,8 @@ static void on_response(paf_http_call *call, int status, const paf_http_headers 
                           error->message);
                 return;
         }
+        if (cc->on_call)
+                cc->on_call(call, cc->userdata);
         if (maybe_redirect(cc, status, headers) != 0)
                 return;
 
@@ -884,9 +895,21 @@ PAF_EXPORT paf_response *paf_response_free(paf_response *r) {
  */
 PAF_EXPORT int paf_client_send(paf_client *c, const paf_client_request *request,
                                paf_client_handler_t handler) {
+        return paf_client_send_hooked(c, request, NULL, handler);
+}
+
+PAF_EXPORT int paf_client_send_hooked(paf_client *c, const paf_client_request *request,
+                                      const paf_client_hooks *hooks, paf_client_handler_t handler) {
         if (!c || !request || !request->url || !request->method || !*request->method || !handler ||
             (request->body_size > 0 && !request->body))
                 return -EINVAL;
+        /* A caller's older, shorter struct: the members it has, NULL the others. */
+        paf_client_hooks h = {0};
+        if (hooks) {
+                if (hooks->struct_size < offsetof(paf_client_hooks, on_redirect))
+                        return -EINVAL;
+                memcpy(&h, hooks, hooks->struct_size < sizeof(h) ? hooks->struct_size : sizeof(h));
+        }
 
         client_call *cc = calloc(1, sizeof(*cc));
         if (!cc)
@@ -895,6 +918,8 @@ PAF_EXPORT int paf_client_send(paf_client *c, const paf_client_request *request,
         cc->url = strdup(request->url);
         cc->user_ctx = paf_ctx_ref(request->ctx);
         cc->on_head = request->on_head;
+        cc->on_redirect = h.on_redirect;
+        cc->on_call = h.on_call;
         cc->on_body = request->on_body;
         cc->handler = handler;
         cc->userdata = request->userdata;

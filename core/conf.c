@@ -45,6 +45,8 @@ struct paf_config {
         int log_level; /* -1: not set */
         char **listen; /* [listen.NAME] section names, in file order */
         size_t n_listen;
+        char **headers; /* [serve] header, one "Name: value" each */
+        size_t n_headers;
 };
 
 /* ---- reading ---- */
@@ -348,6 +350,7 @@ static paf_config *config_free(paf_config *c) {
         free(c->sections);
         strv_free(c->plugin_path, c->n_plugin_path);
         strv_free(c->load, c->n_load);
+        strv_free(c->headers, c->n_headers);
         strv_free(c->listen, c->n_listen);
         free(c->file);
         free(c);
@@ -470,6 +473,62 @@ static char *const *load_items(const paf_config *c) {
         return c->load;
 }
 
+/* [serve] header = Name: value, one field a line (or a key given again):
+ * checked as paf_http_server_set_response_headers() will take it. */
+static int apply_header(parser *p, const char *section, const char *key, const char *value) {
+        paf_config *c = p->config;
+        const char *colon = strchr(value, ':');
+        size_t nlen = colon ? (size_t)(colon - value) : 0;
+        static const char *const refused[] = {
+                "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
+                "Proxy-Connection", "Upgrade", "TE", "Trailer",
+        };
+        bool token = nlen > 0;
+        for (size_t i = 0; i < nlen && token; i++) {
+                unsigned char ch = (unsigned char)value[i];
+                token = (ch > 0x20 && ch < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", ch));
+        }
+        if (!token)
+                return parser_error(p, -EINVAL,
+                                    "[%s] key \"%s\": \"%s\": expected \"Name: value\" with a "
+                                    "field name (RFC 9110 token) before the colon",
+                                    section, key, value);
+        for (size_t k = 0; k < ELEMENTSOF(refused); k++)
+                if (strlen(refused[k]) == nlen && strncasecmp(value, refused[k], nlen) == 0)
+                        return parser_error(p, -EINVAL,
+                                            "[%s] key \"%s\": \"%.*s\": the server's own field "
+                                            "(framing or hop-by-hop), not one to add",
+                                            section, key, (int)nlen, value);
+        const char *v = colon + 1;
+        while (*v == ' ' || *v == '\t')
+                v++;
+        for (const unsigned char *q = (const unsigned char *)v; *q; q++)
+                if ((*q < 0x20 && *q != '\t') || *q == 0x7f)
+                        return parser_error(p, -EINVAL,
+                                            "[%s] key \"%s\": \"%.*s\": a control character in "
+                                            "the value",
+                                            section, key, (int)nlen, value);
+        _cleanup_free_ char *line = NULL;
+        if (asprintf(&line, "%.*s: %s", (int)nlen, value, v) < 0 ||
+            strv_push(&c->headers, &c->n_headers, line, strlen(line)) < 0)
+                return parser_error(p, -ENOMEM, "out of memory");
+        return 0;
+}
+
+static char *const *header_items(const paf_config *c) {
+        return c->headers;
+}
+
+/* paf serve's own: what it does on top of the engine and the static handler. */
+static const core_option serve_section_options[] = {
+        {{"header", PAF_TYPE_STRING, NULL,
+          "paf serve: a field added to every response, \"Name: value\" (one a line, repeatable)"},
+         '\n',
+         apply_header,
+         header_items},
+        {},
+};
+
 static const core_option paf_section_options[] = {
         {{"plugin-path", PAF_TYPE_STRING, NULL,
           "Directories searched for plugins after PAF_PLUGIN_PATH, colon separated"},
@@ -523,6 +582,11 @@ static const core_option http_section_options[] = {
         {{"open-file-cache-valid", PAF_TYPE_INT, "1",
           "Seconds a cached file is trusted before it is checked again (0: every request)",
           RANGE(0, TIMEOUT_MAX)}},
+        {{"gzip-static", PAF_TYPE_BOOL, "yes",
+          "Serve file.gz, file.br, file.zst for file when the client accepts that coding"}},
+        {{"gzip", PAF_TYPE_BOOL, "no", "Gzip text types on the fly for clients that accept it"}},
+        {{"gzip-min-length", PAF_TYPE_INT, "1024",
+          "Files shorter than this many bytes are not gzipped on the fly", RANGE(0, INT64_MAX)}},
         /* paf serve's: the engine runs on whatever loop it is given. */
         {{"workers", PAF_TYPE_INT, "0",
           "paf serve: event loops, one thread each, sharing every listener (0: one per CPU)",
@@ -624,6 +688,7 @@ static const core_section core_sections[] = {
         {"paf", paf_section_options},
         {"http", http_section_options},
         {"http2", http2_section_options},
+        {"serve", serve_section_options},
         {"acme", acme_section_options},
 };
 

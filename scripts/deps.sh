@@ -8,13 +8,17 @@ packages=(
         scdoc man-db # the man pages: written in scdoc, checked with man -l
         libsystemd-dev libinih-dev libcmocka-dev node-llhttp liburiparser-dev
         libjansson-dev # ACME's JSON (core/acme/)
+        zlib1g-dev # paf serve's on-the-fly gzip (core/http/static.c)
+        media-types # /etc/mime.types, the static handler's MIME types
         # real peers for the HTTP tests and benchmarks
         libgnutls28-dev
         curl nginx-light wrk python3 gnutls-bin systemd netcat-openbsd openssl
         nghttp2-client # h2load, a client to compare paf bench with (bench/client.sh)
         libnghttp2-dev nghttp2-server python3-h2 python3-hyperframe python3-hpack # HTTP/2: the engine, nghttpd as a peer, frame-level tests
+        tinyproxy # a real HTTP proxy for paf get -x (tests/http/test-get-proxy.sh)
         # tests: private network namespaces, sanitizers' symbolizer, valgrind
         iproute2 util-linux valgrind binutils
+        chromium # a real browser on paf serve's listings (tests/http/test-serve-content.sh)
         strace # a server's write calls per pipelined batch (tests/http/test-pipeline.sh)
         # the ABI check: abidw and abidiff (scripts/abi-baseline.sh, tests/abi)
         abigail-tools

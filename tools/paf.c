@@ -23,7 +23,7 @@ static void usage(FILE *f) {
                 "\n"
                 "Commands:\n"
                 "  get URL [OPTIONS]         Fetch a URL, curl-style\n"
-                "  serve [OPTIONS]           Serve the files of a directory over HTTP\n"
+                "  serve [OPTIONS] [PORT]    Serve the files of a directory over HTTP\n"
                 "  bench URL [OPTIONS]       Many connections against a server: latency\n"
                 "                            percentiles, a histogram, every failure\n"
                 "  cert COMMAND [OPTIONS]    Certificates from an ACME CA (Let's Encrypt):\n"

@@ -4,9 +4,12 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,7 @@
 #define MAX_LISTEN 64
 #define STATUS_INTERVAL_USEC (1000 * 1000ULL)
 #define MAX_CERTS 16     /* what the tls layer takes: tls.cert-file, tls.cert-file.2 … .16 */
+#define MAX_HEADERS 64   /* --header, repeated */
 #define MAX_WORKERS 1024 /* [http] workers' range */
 
 /* What --cert, --key and --client-ca say. */
@@ -111,7 +115,8 @@ typedef struct worker {
 struct serve {
         sd_event *event; /* the control loop */
         paf_registry *reg;
-        paf_http_static *root; /* thread-safe: every worker serves from it */
+        paf_http_static *root;     /* thread-safe: every worker serves from it */
+        paf_http_headers *headers; /* --header and [serve] header: on every response */
         worker *workers;
         size_t n_workers;
         worker_loop **loops; /* the workers' loops: each one's siblings */
@@ -150,61 +155,87 @@ struct serve {
         char *acme_cert, *acme_key; /* the certificate's files; NULL: none yet */
         bool acme_has_cert;
         char *https_port; /* where plain HTTP is redirected; NULL: 443 */
+        /* --access-log and --error-log (NULL: stderr), opened again on
+         * SIGUSR1. The error log takes stderr's place once serving starts:
+         * until then, what stops paf from starting goes where it was
+         * started from (the terminal, the journal). */
+        const char *access_log, *error_log;
+        int error_log_fd; /* -1 once it is stderr */
+        char **said;      /* the "listening on" lines, for the error log */
+        size_t n_said;
 };
 
 static void usage(FILE *f) {
-        fprintf(f, "Usage: paf serve [OPTIONS]\n"
-                   "\n"
-                   "Serve the files of a directory over HTTP/1.1 and HTTP/2.\n"
-                   "\n"
-                   "  --listen ADDR      Listen on ADDR (repeatable; default " DEFAULT_LISTEN "):\n"
-                   "                       PORT             every address (tcp)\n"
-                   "                       HOST:PORT        a numeric IPv4 address (tcp)\n"
-                   "                       [V6]:PORT        a numeric IPv6 address (tcp)\n"
-                   "                       /path.sock       a unix socket (unix)\n"
-                   "                       @abstract        a Linux abstract unix socket (unix)\n"
-                   "                       vsock:CID:PORT   AF_VSOCK on context CID (vsock)\n"
-                   "                       vsock::PORT      AF_VSOCK on any CID (vsock)\n"
-                   "  --listen-tls ADDR  Serve HTTPS on ADDR (repeatable), with --cert and --key\n"
-                   "  --cert FILE        PEM certificate chain; repeat with --key for more names:\n"
-                   "                     the first pair is the default, the others go by SNI\n"
-                   "  --key FILE         PEM private key of the --cert before it\n"
-                   "  --client-ca FILE   Require client certificates signed by these CAs (mTLS)\n"
-                   "  --root DIR         Serve DIR (default: the current directory)\n"
-                   "  --dotfiles         Serve names starting with '.' too (.git, .env: by\n"
-                   "                     default they answer 404; /.well-known/ is served)\n"
-                   "  --acme NAME        Obtain and renew a certificate for NAME from an ACME CA\n"
-                   "                     (Let's Encrypt by default; repeatable, or a,b) and\n"
-                   "                     serve --listen-tls with it (default: --listen 80 and\n"
-                   "                     --listen-tls 443); plain HTTP answers the challenges\n"
-                   "                     and redirects the rest to https\n"
-                   "  --acme-url URL     The CA's ACME directory\n"
-                   "  --acme-staging     Let's Encrypt's staging directory\n"
-                   "  --acme-cacert FILE Trust these CAs for the ACME server\n"
-                   "  --acme-dir DIR     State directory (accounts, keys, certificates)\n"
-                   "  --acme-challenge TYPE  http-01 (default) or tls-alpn-01\n"
-                   "  --acme-key-type TYPE   p256 (default), p384, rsa2048, rsa3072\n"
-                   "  --email ADDR       ACME account contact (repeatable)\n"
-                   "  --agree-tos        Agree to the CA's terms of service\n"
-                   "  --eab-kid KID      External account binding: key identifier\n"
-                   "  --eab-hmac-key KEY External account binding: HMAC key (base64url)\n"
-                   "  --config FILE      paf.conf: plugins, [http] limits, [tls], [acme],\n"
-                   "                     [listen.NAME]\n"
-                   "  --workers N        Event loops, one thread each, sharing every listener\n"
-                   "                     (default: [http] workers, else one per CPU)\n"
-                   "  --quiet            No access log\n"
-                   "  --help             Show this help\n"
-                   "\n"
-                   "SIGHUP reads the certificates and keys again; on error the old ones stay.\n"
-                   "With --acme, a renewed certificate is loaded the same way, live.\n"
-                   "\n"
-                   "Under systemd: the sockets of socket activation are served too (only them\n"
-                   "when nothing else is configured); one whose FileDescriptorName= is NAME\n"
-                   "takes [listen.NAME]'s settings instead of its address. Type=notify and\n"
-                   "WatchdogSec= are supported; STATUS= counts the requests of each worker.\n");
+        fprintf(f,
+                "Usage: paf serve [OPTIONS] [PORT]\n"
+                "\n"
+                "Serve the files of a directory over HTTP/1.1 and HTTP/2.\n"
+                "\n"
+                "  PORT                  Listen on 127.0.0.1:PORT, as --listen 127.0.0.1:PORT\n"
+                "                        (only this machine; --listen PORT for every address)\n"
+                "  -l, --listen ADDR     Listen on ADDR (repeatable; default " DEFAULT_LISTEN "):\n"
+                "                          PORT             every address (tcp)\n"
+                "                          HOST:PORT        a numeric IPv4 address, or a name:\n"
+                "                                           every address it resolves to (tcp)\n"
+                "                          [V6]:PORT        a numeric IPv6 address (tcp)\n"
+                "                          /path.sock       a unix socket (unix)\n"
+                "                          @abstract        a Linux abstract unix socket (unix)\n"
+                "                          vsock:CID:PORT   AF_VSOCK on context CID (vsock)\n"
+                "                          vsock::PORT      AF_VSOCK on any CID (vsock)\n"
+                "  --listen-tls ADDR     Serve HTTPS on ADDR (repeatable), with --cert and --key\n"
+                "  --cert FILE           PEM certificate chain; repeat with --key for more\n"
+                "                        names: the first pair is the default, the others go\n"
+                "                        by SNI\n"
+                "  --key FILE            PEM private key of the --cert before it\n"
+                "  --client-ca FILE      Require client certificates signed by these CAs (mTLS)\n"
+                "  -r, --root DIR        Serve DIR (default: the current directory)\n"
+                "  --dotfiles            Serve names starting with '.' too (.git, .env: by\n"
+                "                        default they answer 404; /.well-known/ is served)\n"
+                "  --gzip                Gzip text files of 1 KiB or more on the fly for\n"
+                "                        clients that accept it ([http] gzip)\n"
+                "  --acme NAME           Obtain and renew a certificate for NAME from an ACME CA\n"
+                "                        (Let's Encrypt by default; repeatable, or a,b) and\n"
+                "                        serve --listen-tls with it (default: --listen 80 and\n"
+                "                        --listen-tls 443); plain HTTP answers the challenges\n"
+                "                        and redirects the rest to https\n"
+                "  --acme-url URL        The CA's ACME directory\n"
+                "  --acme-staging        Let's Encrypt's staging directory\n"
+                "  --acme-cacert FILE    Trust these CAs for the ACME server\n"
+                "  --acme-dir DIR        State directory (accounts, keys, certificates)\n"
+                "  --acme-challenge TYPE http-01 (default) or tls-alpn-01\n"
+                "  --acme-key-type TYPE  p256 (default), p384, rsa2048, rsa3072\n"
+                "  --email ADDR          ACME account contact (repeatable)\n"
+                "  --agree-tos           Agree to the CA's terms of service\n"
+                "  --eab-kid KID         External account binding: key identifier\n"
+                "  --eab-hmac-key KEY    External account binding: HMAC key (base64url)\n"
+                "  -c, --config FILE     paf.conf: plugins, [http] limits, [tls], [acme],\n"
+                "                        [listen.NAME]\n"
+                "  --workers N           Event loops, one thread each, sharing every listener\n"
+                "                        (default: [http] workers, else one per CPU)\n"
+                "  --access-log FILE     Append the access log to FILE (default: stderr)\n"
+                "  --error-log FILE      Append messages to FILE once serving (default: stderr)\n"
+                "  --header \"NAME: VALUE\"  Add this field to every response (repeatable;\n"
+                "                        also [serve] header), e.g. Strict-Transport-Security\n"
+                "  -q, --quiet           No access log\n"
+                "  -h, --help            Show this help\n"
+                "\n"
+                "SIGHUP reads the certificates and keys again; on error the old ones stay.\n"
+                "With --acme, a renewed certificate is loaded the same way, live.\n"
+                "SIGUSR1 reopens --access-log and --error-log (after logrotate renamed them).\n"
+                "\n"
+                "Under systemd: the sockets of socket activation are served too (only them\n"
+                "when nothing else is configured); one whose FileDescriptorName= is NAME\n"
+                "takes [listen.NAME]'s settings instead of its address. Type=notify and\n"
+                "WatchdogSec= are supported; STATUS= counts the requests of each worker.\n");
 }
 
 /* ---- access log: combined format, one write(2) per line ---- */
+
+/* Where access lines go: stderr, or --access-log's file. The number never
+ * changes while workers write to it: SIGUSR1 puts the reopened file in its
+ * place with dup3(2), which swaps it atomically, so a line written at that
+ * moment lands whole in one file or the other, from any thread. */
+static int access_log_fd = STDERR_FILENO;
 
 typedef struct access_entry {
         size_t prefix_len; /* text holds the prefix, '\0', then the suffix */
@@ -260,11 +291,20 @@ static bool peer_is_inet(paf_flow *flow, const char *proto) {
         return r > 0 && (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
 }
 
-/* The peer's host for TCP ("127.0.0.1", "::1"); the transport's text otherwise. */
+/* The peer's host for TCP ("127.0.0.1", "::1"); for a unix socket, whose
+ * client has no address ("unix:unnamed"), who it is:
+ * "unix:pid=4242,uid=1000" (SO_PEERCRED, also under TLS); the transport's
+ * text otherwise. */
 static void log_peer(paf_http_request *req, char *buf, size_t size) {
         paf_flow *flow = paf_http_request_get_flow(req);
         const char *peer = paf_http_request_get_peer(req);
         const char *proto = paf_flow_get_protocol(flow);
+        struct ucred cred;
+        if (paf_flow_get_peer_credentials(flow, &cred) >= 0) {
+                snprintf(buf, size, "unix:pid=%ld,uid=%lu", (long)cred.pid,
+                         (unsigned long)cred.uid);
+                return;
+        }
         if (!peer || !*peer || strcmp(peer, "?") == 0) {
                 snprintf(buf, size, "%s", proto && *proto ? proto : "-");
                 return;
@@ -352,10 +392,109 @@ static void access_end(int status, uint64_t bytes, void *userdata) {
                         line[len - 1] = '\n';
                 /* One write: lines from one process never interleave. A log that
                  * cannot be written is not a reason to fail the request. */
-                ssize_t k = write(STDERR_FILENO, line, len);
+                ssize_t k = write(access_log_fd, line, len);
                 (void)k;
         }
         free(e);
+}
+
+/* ---- --access-log and --error-log ---- */
+
+/* Appended to, as logrotate's create (or copytruncate) expects. */
+static int log_open(const char *path) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+        return fd < 0 ? -errno : fd;
+}
+
+/* A message now (on stderr), and again in the error log once serving
+ * starts: the log then begins with where paf listens. */
+static void serve_say(serve *s, const char *format, ...) PAF_PRINTF(2, 3);
+static void serve_say(serve *s, const char *format, ...) {
+        char line[1024];
+        va_list ap;
+        va_start(ap, format);
+        vsnprintf(line, sizeof(line), format, ap);
+        va_end(ap);
+        tool_error("%s", line);
+        if (s->error_log_fd < 0)
+                return;
+        char **a = reallocarray(s->said, s->n_said + 1, sizeof(*a));
+        if (!a)
+                return;
+        s->said = a;
+        if ((a[s->n_said] = strdup(line)))
+                s->n_said++;
+}
+
+/* Serving starts: the error log takes stderr's place (every thread's, and
+ * the plugins' messages too). */
+static int error_log_take_over(serve *s) {
+        if (s->error_log_fd < 0)
+                return 0;
+        tool_error("messages go to --error-log \"%s\" from now on", s->error_log);
+        if (dup2(s->error_log_fd, STDERR_FILENO) < 0) {
+                int r = -errno;
+                tool_error("--error-log \"%s\": %s", s->error_log, strerror(-r));
+                return r;
+        }
+        (void)close(s->error_log_fd);
+        s->error_log_fd = -1;
+        for (size_t i = 0; i < s->n_said; i++) {
+                tool_error("%s", s->said[i]);
+                free(s->said[i]);
+        }
+        s->n_said = 0;
+        return 0;
+}
+
+/* path again, in the place of fd (what: the option, for messages). */
+static int log_reopen(const char *what, const char *path, int fd) {
+        int k = log_open(path);
+        if (k < 0) {
+                tool_error("SIGUSR1: %s \"%s\": %s; still writing to the file it had open", what,
+                           path, strerror(-k));
+                return k;
+        }
+        /* Atomic: a write from another thread goes to the old file or to the
+         * new one, never to a closed descriptor. */
+        int r = fd == STDERR_FILENO ? dup2(k, fd) : dup3(k, fd, O_CLOEXEC);
+        r = r < 0 ? -errno : 0;
+        (void)close(k);
+        if (r < 0)
+                tool_error("SIGUSR1: %s \"%s\": %s; still writing to the file it had open", what,
+                           path, strerror(-r));
+        return r;
+}
+
+/* SIGUSR1: logrotate renamed the logs; the files of their names now take
+ * their place, for every worker at once. On error the old ones stay. */
+static int on_reopen(sd_event_source *source, const struct signalfd_siginfo *si, void *userdata) {
+        serve *s = userdata;
+        (void)source;
+        (void)si;
+        if (!s->access_log && !s->error_log) {
+                tool_error("SIGUSR1: no --access-log or --error-log: nothing to reopen");
+                return 0;
+        }
+        /* The error log first: it then tells how the access log went. */
+        int r = 0;
+        if (s->error_log)
+                r = log_reopen("--error-log", s->error_log, STDERR_FILENO);
+        if (s->access_log) {
+                int k = log_reopen("--access-log", s->access_log, access_log_fd);
+                if (r >= 0)
+                        r = k;
+        }
+        if (r < 0)
+                return 0;
+        if (s->access_log && s->error_log)
+                tool_error("SIGUSR1: reopened --access-log \"%s\" and --error-log \"%s\"",
+                           s->access_log, s->error_log);
+        else if (s->access_log)
+                tool_error("SIGUSR1: reopened --access-log \"%s\"", s->access_log);
+        else
+                tool_error("SIGUSR1: reopened --error-log \"%s\"", s->error_log);
+        return 0;
 }
 
 /* ---- the server ---- */
@@ -1119,9 +1258,9 @@ static int serve_add(serve *s, const char *what, paf_listener *l, const tls_spec
                 return r;
         }
         if (how)
-                tool_error("listening on %s (%s)", label, how);
+                serve_say(s, "listening on %s (%s)", label, how);
         else
-                tool_error("listening on %s", label);
+                serve_say(s, "listening on %s", label);
         if (tls) {
                 s->groups[s->n_groups - 1].label = label;
                 s->groups[s->n_groups - 1].n_workers = alone ? 1 : s->n_workers;
@@ -1130,18 +1269,14 @@ static int serve_add(serve *s, const char *what, paf_listener *l, const tls_spec
         return 0;
 }
 
-/* Listen on address on event's loop: l, or the error reported as what's. */
-static int listen_address(serve *s, const char *what, const char *address, sd_event *event,
-                          paf_listener **ret) {
-        paf_error error = PAF_ERROR_NULL;
-        int r = paf_registry_listen_address(s->reg, address, event, NULL, NULL, ret, &error);
-        if (r >= 0)
-                return 0;
+/* Says why address (what's) could not be listened on. */
+static void listen_report(serve *s, const char *what, const char *address, int r,
+                          const paf_error *error) {
         /* The plugins' messages usually start with the address already. */
         char quoted[512];
         snprintf(quoted, sizeof(quoted), "\"%s\"", address);
         size_t n = strlen(quoted);
-        const char *message = error.message[0] ? error.message : strerror(-r);
+        const char *message = error->message[0] ? error->message : strerror(-r);
         if (strncmp(message, quoted, n) == 0 && message[n] == ':' && strstr(what, address))
                 message += n + 1 + (message[n + 1] == ' ');
         /* No plugin took the address: which ones there are, and where
@@ -1152,6 +1287,156 @@ static int listen_address(serve *s, const char *what, const char *address, sd_ev
         else
                 tool_error("%s: %s", what, message);
         free(hint);
+}
+
+/* Listen on address on event's loop: l, or the error reported as what's. */
+static int listen_address(serve *s, const char *what, const char *address, sd_event *event,
+                          paf_listener **ret) {
+        paf_error error = PAF_ERROR_NULL;
+        int r = paf_registry_listen_address(s->reg, address, event, NULL, NULL, ret, &error);
+        if (r < 0)
+                listen_report(s, what, address, r, &error);
+        return r;
+}
+
+/* l, listening on address on the control loop, to the workers (what names it
+ * in messages). Takes l. */
+static int serve_listen_take(serve *s, const char *what, const char *address, paf_listener *l,
+                             const tls_spec *tls) {
+        if (s->n_workers == 1 || paf_listener_get_fd(l) >= 0)
+                return serve_add(s, what, l, tls, NULL, NULL);
+        /* A transport without a socket (an in-process one) has nothing the
+         * workers could share: the first one alone serves it, on its loop. */
+        paf_listener_free(l);
+        int r = listen_address(s, what, address, s->workers[0].event, &l);
+        if (r < 0)
+                return r;
+        tool_error("%s: its transport has no socket to share: worker 1 alone serves it", what);
+        return serve_add(s, what, l, tls, NULL, &s->workers[0]);
+}
+
+/* Whether address is HOST:PORT with HOST a name ("localhost:8080",
+ * "www.example.com:80"): letters, digits, '-' and '.', with a letter, so no
+ * numeric address and no other transport's form ("vsock:2:80", "/x:1",
+ * "@x:1"); *ret_host_len is HOST's length. */
+static bool is_host_name_address(const char *address, size_t *ret_host_len) {
+        const char *colon = strrchr(address, ':');
+        if (!colon || colon == address || colon[1] == '\0' ||
+            strspn(colon + 1, "0123456789") != strlen(colon + 1))
+                return false;
+        size_t len = (size_t)(colon - address);
+        bool letter = false;
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)address[i];
+                if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+                        letter = true;
+                else if (!(c >= '0' && c <= '9') && c != '-' && c != '.')
+                        return false;
+        }
+        if (!letter || len >= NI_MAXHOST)
+                return false;
+        *ret_host_len = len;
+        return true;
+}
+
+/* A bound socket's port (port 0 asked the kernel for one); 0 if unknown. */
+static unsigned listener_port(paf_listener *l) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = paf_listener_get_fd(l);
+        if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+                return 0;
+        if (ss.ss_family == AF_INET)
+                return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        if (ss.ss_family == AF_INET6)
+                return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        return 0;
+}
+
+/*
+ * --listen HOST:PORT with a name: the tcp plugin binds numeric addresses
+ * only (resolving there would block its loop), so the name is resolved
+ * here, once, before serving, and every address it stands for is listened
+ * on ("localhost": 127.0.0.1 and ::1), each announced by its own
+ * "listening on". An address this machine does not have (::1 without IPv6)
+ * is skipped with a note; any other failure (in use, not allowed) stops
+ * paf, as a numeric address would. Port 0: the port the first address got,
+ * for all of them.
+ */
+static int serve_listen_name(serve *s, const char *what, const char *address, size_t host_len,
+                             const tls_spec *tls) {
+        char host[NI_MAXHOST];
+        memcpy(host, address, host_len);
+        host[host_len] = '\0';
+        const char *port = address + host_len + 1;
+        errno = 0;
+        unsigned long want = strtoul(port, NULL, 10);
+        if (errno != 0 || want > 65535) {
+                tool_error("%s: port out of range (0-65535)", what);
+                return -ERANGE;
+        }
+        struct addrinfo hints = {
+                .ai_flags = AI_NUMERICSERV,
+                .ai_socktype = SOCK_STREAM,
+                .ai_protocol = IPPROTO_TCP,
+        };
+        struct addrinfo *list = NULL;
+        int g = getaddrinfo(host, port, &hints, &list);
+        if (g == EAI_NONAME || g == EAI_NODATA || g == EAI_FAIL || g == EAI_ADDRFAMILY) {
+                tool_error("%s: unknown host \"%s\" (%s)", what, host, gai_strerror(g));
+                return -EHOSTUNREACH;
+        }
+        if (g != 0) {
+                tool_error("%s: cannot resolve \"%s\": %s", what, host,
+                           g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+                return g == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH;
+        }
+
+        size_t n_bound = 0;
+        unsigned bound_port = 0;
+        int r = 0;
+        for (struct addrinfo *a = list; a && r >= 0; a = a->ai_next) {
+                /* Each address once, whatever /etc/hosts repeats. */
+                bool dup = false;
+                for (struct addrinfo *b = list; b != a && !dup; b = b->ai_next)
+                        dup = b->ai_addrlen == a->ai_addrlen &&
+                              memcmp(b->ai_addr, a->ai_addr, a->ai_addrlen) == 0;
+                char numeric[NI_MAXHOST];
+                if (dup || (a->ai_family != AF_INET && a->ai_family != AF_INET6) ||
+                    getnameinfo(a->ai_addr, a->ai_addrlen, numeric, sizeof(numeric), NULL, 0,
+                                NI_NUMERICHOST) != 0)
+                        continue;
+
+                char one[NI_MAXHOST + 16];
+                snprintf(one, sizeof(one), a->ai_family == AF_INET6 ? "[%s]:%u" : "%s:%u", numeric,
+                         bound_port ? bound_port : (unsigned)want);
+                paf_listener *l = NULL;
+                paf_error error = PAF_ERROR_NULL;
+                r = paf_registry_listen_address(s->reg, one, s->event, NULL, NULL, &l, &error);
+                if (r == -EADDRNOTAVAIL || r == -EAFNOSUPPORT) {
+                        /* The message names the address. */
+                        if (error.message[0])
+                                tool_error("%s: %s: skipped", what, error.message);
+                        else
+                                tool_error("%s: %s: %s: skipped", what, one, strerror(-r));
+                        r = 0;
+                        continue;
+                }
+                if (r < 0) {
+                        listen_report(s, what, one, r, &error);
+                        break;
+                }
+                if (want == 0 && bound_port == 0)
+                        bound_port = listener_port(l);
+                n_bound++;
+                r = serve_listen_take(s, what, one, l, tls);
+        }
+        freeaddrinfo(list);
+        if (r >= 0 && n_bound == 0) {
+                tool_error("%s: nothing to bind: \"%s\" resolves to no address this machine has",
+                           what, host);
+                r = -EADDRNOTAVAIL;
+        }
         return r;
 }
 
@@ -1162,19 +1447,18 @@ static int listen_address(serve *s, const char *what, const char *address, sd_ev
  */
 static int serve_listen(serve *s, const char *what, const char *address, const tls_spec *tls) {
         paf_listener *l = NULL;
-        int r = listen_address(s, what, address, s->event, &l);
-        if (r < 0)
+        paf_error error = PAF_ERROR_NULL;
+        size_t host_len;
+        /* The plugins first: one may have a form of its own that looks like
+         * a name. */
+        int r = paf_registry_listen_address(s->reg, address, s->event, NULL, NULL, &l, &error);
+        if (r == -EINVAL && is_host_name_address(address, &host_len))
+                return serve_listen_name(s, what, address, host_len, tls);
+        if (r < 0) {
+                listen_report(s, what, address, r, &error);
                 return r;
-        if (s->n_workers == 1 || paf_listener_get_fd(l) >= 0)
-                return serve_add(s, what, l, tls, NULL, NULL);
-        /* A transport without a socket (an in-process one) has nothing the
-         * workers could share: the first one alone serves it, on its loop. */
-        paf_listener_free(l);
-        r = listen_address(s, what, address, s->workers[0].event, &l);
-        if (r < 0)
-                return r;
-        tool_error("%s: its transport has no socket to share: worker 1 alone serves it", what);
-        return serve_add(s, what, l, tls, NULL, &s->workers[0]);
+        }
+        return serve_listen_take(s, what, address, l, tls);
 }
 
 /* Whether an activated socket is named after [listen.NAME]: it then takes
@@ -1524,6 +1808,8 @@ static int workers_new(serve *s, unsigned n, const paf_http_limits *limits,
                 }
                 if (r >= 0)
                         r = paf_http_server_set_http2(w->server, h2);
+                if (r >= 0)
+                        r = paf_http_server_set_response_headers(w->server, s->headers);
                 if (r < 0)
                         return r;
         }
@@ -1577,8 +1863,94 @@ static int parse_workers(const char *arg, unsigned *ret) {
         return 0;
 }
 
+static void probe_handler(paf_http_request *req, void *userdata) {
+        (void)userdata;
+        (void)paf_http_respond(req, 500, NULL, NULL, 0);
+}
+
+/* --header's fields after [serve] header's: "Name: value", checked as the
+ * engine takes them (a framing or hop-by-hop field is refused). Returns 0,
+ * or the exit status after saying what is wrong. */
+static int serve_headers(serve *s, const char *const *cli, size_t n_cli) {
+        paf_value v;
+        const char *conf = NULL;
+        if (paf_registry_get_option(s->reg, "serve", "header", &v) >= 0 &&
+            v.type == PAF_TYPE_STRING && v.string && *v.string)
+                conf = v.string;
+        if (!conf && n_cli == 0)
+                return 0;
+        int r = paf_http_headers_new(&s->headers);
+        char *copy = conf ? strdup(conf) : NULL;
+        if (r < 0 || (conf && !copy)) {
+                free(copy);
+                tool_error("--header: %s", strerror(ENOMEM));
+                return 1;
+        }
+        /* [serve] header's lines (conf.c checked them), then each --header. */
+        char *save = NULL;
+        for (char *line = copy ? strtok_r(copy, "\n", &save) : NULL; line && r >= 0;
+             line = strtok_r(NULL, "\n", &save)) {
+                char *colon = strchr(line, ':');
+                if (!colon)
+                        continue;
+                *colon = '\0';
+                r = paf_http_headers_add(s->headers, line, colon + 1 + strspn(colon + 1, " \t"));
+                if (r < 0)
+                        tool_error("[serve] header \"%s\": not a valid field", line);
+        }
+        free(copy);
+        if (r < 0)
+                return 1;
+        for (size_t i = 0; i < n_cli; i++) {
+                const char *colon = strchr(cli[i], ':');
+                char *name = colon ? strndup(cli[i], (size_t)(colon - cli[i])) : NULL;
+                if (!name || !*name) {
+                        free(name);
+                        tool_error("--header \"%s\": expected \"Name: value\"", cli[i]);
+                        return 2;
+                }
+                r = paf_http_headers_add(s->headers, name, colon + 1 + strspn(colon + 1, " \t"));
+                if (r < 0)
+                        tool_error("--header \"%s\": \"%s\" is not a field name (RFC 9110 "
+                                   "token), or the value holds a control character",
+                                   cli[i], name);
+                free(name);
+                if (r < 0)
+                        return 2;
+        }
+        /* What the engine refuses (framing, hop-by-hop), asked of a server
+         * that serves nothing: the message comes before anything listens. */
+        paf_http_server *probe = NULL;
+        r = paf_http_server_new(s->event, probe_handler, NULL, NULL, &probe);
+        if (r >= 0)
+                r = paf_http_server_set_response_headers(probe, s->headers);
+        paf_http_server_free(probe);
+        if (r == -EINVAL) {
+                tool_error("--header: Content-Length, Transfer-Encoding, Connection, Keep-Alive, "
+                           "Proxy-Connection, Upgrade, TE and Trailer are the server's own "
+                           "fields");
+                return 2;
+        }
+        if (r < 0) {
+                tool_error("--header: %s", strerror(-r));
+                return 1;
+        }
+        return 0;
+}
+
 int cmd_serve(int argc, char **argv) {
-        enum { OPT_LISTEN_TLS = 256, OPT_CERT, OPT_KEY, OPT_CLIENT_CA, OPT_DOTFILES, OPT_WORKERS };
+        enum {
+                OPT_LISTEN_TLS = 256,
+                OPT_CERT,
+                OPT_KEY,
+                OPT_CLIENT_CA,
+                OPT_DOTFILES,
+                OPT_GZIP,
+                OPT_WORKERS,
+                OPT_ACCESS_LOG,
+                OPT_ERROR_LOG,
+                OPT_HEADER,
+        };
         /* --acme's, shared with paf cert (acme-tool.h). */
         static const struct option options[] = {
                 {"listen", required_argument, NULL, 'l'},
@@ -1588,6 +1960,7 @@ int cmd_serve(int argc, char **argv) {
                 {"client-ca", required_argument, NULL, OPT_CLIENT_CA},
                 {"root", required_argument, NULL, 'r'},
                 {"dotfiles", no_argument, NULL, OPT_DOTFILES},
+                {"gzip", no_argument, NULL, OPT_GZIP},
                 {"acme", required_argument, NULL, TOOL_ACME_NAME},
                 {"acme-url", required_argument, NULL, TOOL_ACME_URL},
                 {"acme-staging", no_argument, NULL, TOOL_ACME_STAGING},
@@ -1601,6 +1974,9 @@ int cmd_serve(int argc, char **argv) {
                 {"eab-hmac-key", required_argument, NULL, TOOL_ACME_EAB_HMAC_KEY},
                 {"config", required_argument, NULL, 'c'},
                 {"workers", required_argument, NULL, OPT_WORKERS},
+                {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+                {"error-log", required_argument, NULL, OPT_ERROR_LOG},
+                {"header", required_argument, NULL, OPT_HEADER},
                 {"quiet", no_argument, NULL, 'q'},
                 {"help", no_argument, NULL, 'h'},
                 {},
@@ -1609,10 +1985,12 @@ int cmd_serve(int argc, char **argv) {
         const char *certs[MAX_CERTS], *keys[MAX_CERTS];
         size_t n_listen = 0, n_listen_tls = 0, n_certs = 0, n_keys = 0;
         const char *root_path = ".", *config = NULL, *client_ca = NULL;
-        bool quiet = false, dotfiles = false;
+        bool quiet = false, dotfiles = false, gzip = false;
+        const char *headers[MAX_HEADERS];
+        size_t n_headers = 0;
         unsigned n_workers = 0;
         bool workers_given = false;
-        serve s = {.quiet = quiet, .wake_fd = -1};
+        serve s = {.quiet = quiet, .wake_fd = -1, .error_log_fd = -1};
         int c, ret;
         while ((c = getopt_long(argc, argv, ":l:r:c:qh", options, NULL)) >= 0) {
                 switch (c) {
@@ -1644,6 +2022,9 @@ int cmd_serve(int argc, char **argv) {
                 case OPT_DOTFILES:
                         dotfiles = true;
                         break;
+                case OPT_GZIP:
+                        gzip = true;
+                        break;
                 case 'c':
                         config = optarg;
                         break;
@@ -1655,6 +2036,17 @@ int cmd_serve(int argc, char **argv) {
                                                         optarg, MAX_WORKERS);
                         }
                         workers_given = true;
+                        break;
+                case OPT_ACCESS_LOG:
+                        s.access_log = optarg;
+                        break;
+                case OPT_ERROR_LOG:
+                        s.error_log = optarg;
+                        break;
+                case OPT_HEADER:
+                        if (n_headers == MAX_HEADERS)
+                                return tool_usage_error("--header: at most %d", MAX_HEADERS);
+                        headers[n_headers++] = optarg;
                         break;
                 case 'q':
                         quiet = true;
@@ -1674,8 +2066,38 @@ int cmd_serve(int argc, char **argv) {
                 }
         }
         s.quiet = quiet;
-        if (optind < argc)
+        /* PORT, as `python3 -m http.server PORT`, but on this machine only,
+         * as without it: naming the port is no reason to serve the network. */
+        const char *port_arg = NULL;
+        char port_address[32];
+        size_t port_index = 0;
+        if (optind < argc) {
+                port_arg = argv[optind++];
+                errno = 0;
+                char *end;
+                unsigned long v = strtoul(port_arg, &end, 10);
+                if (port_arg[0] < '0' || port_arg[0] > '9' || *end || errno != 0 || v > 65535) {
+                        tool_acme_done(&s.acme_opts);
+                        return tool_usage_error("PORT \"%s\": not a port number (0 to 65535)",
+                                                port_arg);
+                }
+                if (n_listen + n_listen_tls == MAX_LISTEN) {
+                        tool_acme_done(&s.acme_opts);
+                        return tool_usage_error("more than %d listeners", MAX_LISTEN);
+                }
+                snprintf(port_address, sizeof(port_address), "127.0.0.1:%lu", v);
+                port_index = n_listen;
+                listen[n_listen++] = port_address;
+        }
+        if (optind < argc) {
+                tool_acme_done(&s.acme_opts);
                 return tool_usage_error("unexpected argument \"%s\"", argv[optind]);
+        }
+        if (quiet && s.access_log) {
+                tool_acme_done(&s.acme_opts);
+                return tool_usage_error("--quiet and --access-log: --quiet turns the access log "
+                                        "off");
+        }
         if (n_certs != n_keys)
                 return tool_usage_error("%zu --cert but %zu --key: they go in pairs", n_certs,
                                         n_keys);
@@ -1695,6 +2117,24 @@ int cmd_serve(int argc, char **argv) {
                 return 1;
         }
         (void)paf_http_static_set_dotfiles(s.root, dotfiles);
+        /* Before anything is bound: a log that cannot be written is a
+         * mistake to hear about now, not at the first request. */
+        if (s.access_log) {
+                r = log_open(s.access_log);
+                if (r < 0) {
+                        tool_error("--access-log \"%s\": %s", s.access_log, strerror(-r));
+                        goto out;
+                }
+                access_log_fd = r;
+        }
+        if (s.error_log) {
+                r = log_open(s.error_log);
+                if (r < 0) {
+                        tool_error("--error-log \"%s\": %s", s.error_log, strerror(-r));
+                        goto out;
+                }
+                s.error_log_fd = r;
+        }
         if (load_registry(config, &s.reg) < 0)
                 goto out;
         /* The core knows no transport: there would be nothing to listen on. */
@@ -1736,6 +2176,8 @@ int cmd_serve(int argc, char **argv) {
         r = paf_http_limits_load(&limits, s.reg);
         if (r >= 0)
                 r = paf_http_static_load_config(s.root, s.reg);
+        if (r >= 0 && gzip)
+                r = paf_http_static_set_gzip(s.root, true); /* over [http] gzip */
         if (r < 0) {
                 tool_error("%s: [http]: %s", config ? config : "default configuration",
                            strerror(-r));
@@ -1783,6 +2225,7 @@ int cmd_serve(int argc, char **argv) {
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGUSR1);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
 
@@ -1797,6 +2240,8 @@ int cmd_serve(int argc, char **argv) {
                 r = sd_event_add_signal(s.event, NULL, SIGINT, on_signal, &s);
         if (r >= 0)
                 r = sd_event_add_signal(s.event, NULL, SIGHUP, on_reload, &s);
+        if (r >= 0)
+                r = sd_event_add_signal(s.event, NULL, SIGUSR1, on_reopen, &s);
         if (r >= 0 && (s.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
                 r = -errno;
         if (r >= 0)
@@ -1807,6 +2252,11 @@ int cmd_serve(int argc, char **argv) {
         }
         if (s.acme && acme_setup(&s, &acme_options) < 0)
                 goto out;
+        r = serve_headers(&s, headers, n_headers);
+        if (r != 0) {
+                status = r;
+                goto out;
+        }
         r = workers_new(&s, n_workers, &limits, &h2);
         if (r >= 0)
                 r = notify_setup(&s);
@@ -1853,6 +2303,8 @@ int cmd_serve(int argc, char **argv) {
                 /* Never a --listen the user did not type. */
                 if (by_default)
                         snprintf(what, sizeof(what), "the default listener %s", address);
+                else if (port_arg && !secure && i == port_index)
+                        snprintf(what, sizeof(what), "PORT \"%s\"", port_arg);
                 else
                         snprintf(what, sizeof(what), "--listen%s \"%s\"", secure ? "-tls" : "",
                                  address);
@@ -1870,7 +2322,7 @@ int cmd_serve(int argc, char **argv) {
                 tool_error("ACME: cannot start: %s", strerror(-r));
                 goto out;
         }
-        if (workers_start(&s) < 0)
+        if (error_log_take_over(&s) < 0 || workers_start(&s) < 0)
                 goto out;
         /* Every listener is listening: connections wait in its backlog until
          * the loops run. */
@@ -1926,5 +2378,15 @@ out:
         tls_config_done(&s.tls);
         paf_registry_unref(s.reg);
         paf_http_static_unref(s.root);
+        paf_http_headers_free(s.headers);
+        if (access_log_fd != STDERR_FILENO) {
+                (void)close(access_log_fd);
+                access_log_fd = STDERR_FILENO;
+        }
+        if (s.error_log_fd >= 0)
+                (void)close(s.error_log_fd);
+        for (size_t i = 0; i < s.n_said; i++)
+                free(s.said[i]);
+        free(s.said);
         return status;
 }

@@ -124,6 +124,8 @@ struct paf_http_call {
         paf_http_headers *headers;
         char *field, *value;
         size_t field_len, value_len, header_bytes;
+        char reason[128]; /* the status line's reason phrase, cut at 127 bytes */
+        size_t reason_len;
         bool in_value;
         const char *parse_error; /* ours, when a callback refused */
         int64_t content_length;  /* -1: not announced */
@@ -189,8 +191,12 @@ void h2cl_deliver(paf_http_call *call);
 bool h2cl_sending(paf_http_call *call);
 /* The client goes: close every HTTP/2 connection. */
 void h2cl_close_all(paf_http_client *c);
+/* The flow of the HTTP/2 connection call is on, NULL if none. */
+paf_flow *h2cl_call_flow(paf_http_call *call);
 
 /* ---- headers.c ---- */
 
 /* The HTTP version the fields came with (10, 11, 20), for paf_http_headers_get_version(). */
 void http_headers_set_version(paf_http_headers *h, int version);
+/* The response's reason phrase (NULL: none), for paf_http_headers_get_reason(). */
+int http_headers_set_reason(paf_http_headers *h, const char *reason, size_t len);

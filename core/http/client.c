@@ -7,6 +7,7 @@
 #include <llhttp.h>
 
 #include "core/http/client-internal.h"
+#include "core/http/proxy-internal.h"
 
 #define USEC_PER_SEC UINT64_C(1000000)
 /* sd-event's default (250 ms) would make a short timeout fire at twice its length. */
@@ -644,10 +645,14 @@ static int build_head(paf_http_call *call, paf_registry *reg, paf_ctx *ctx, cons
                         return r;                                                                  \
         } while (0)
 
+        /* http.version "1.0": an HTTP/1.0 request line, as curl --http1.0. */
+        const char *version;
+        bool http10 = paf_ctx_get_string(ctx, "http.version", &version) >= 0 &&
+                      strcmp(version, "1.0") == 0;
         ADD(method);
         ADD(" ");
         ADD(target);
-        ADD(" HTTP/1.1\r\nHost: ");
+        ADD(http10 ? " HTTP/1.0\r\nHost: " : " HTTP/1.1\r\nHost: ");
         const char *host = paf_http_headers_get(headers, "Host");
         if (host)
                 ADD(host);
@@ -677,6 +682,16 @@ static int build_head(paf_http_call *call, paf_registry *reg, paf_ctx *ctx, cons
                 ADD(name);
                 ADD(": ");
                 ADD(value);
+                ADD("\r\n");
+        }
+        /* The cookies a rule of the caller's gives for this URL (paf get's
+         * jar: tools/get-http.c), unless the caller sent its own. */
+        const char *cookie;
+        if (!paf_http_headers_get(headers, "Cookie") &&
+            paf_ctx_get_string(ctx, "http.cookie", &cookie) >= 0 && *cookie &&
+            !strpbrk(cookie, "\r\n")) {
+                ADD("Cookie: ");
+                ADD(cookie);
                 ADD("\r\n");
         }
         if (call->body_length > 0) {
@@ -817,8 +832,24 @@ static int on_headers_complete(llhttp_t *p) {
                 return HPE_USER;
         }
         http_headers_set_version(call->headers, p->http_major * 10 + p->http_minor);
+        if (http_headers_set_reason(call->headers, call->reason, call->reason_len) < 0) {
+                call->parse_error = "out of memory";
+                return HPE_USER;
+        }
+        call->reason_len = 0;
         cn->event = EV_HEADERS;
         return HPE_PAUSED;
+}
+
+/* The reason phrase, in as many pieces as the buffers cut it. */
+static int on_status(llhttp_t *p, const char *at, size_t n) {
+        paf_http_call *call = parser_call(p);
+        size_t room = sizeof(call->reason) - 1 - call->reason_len;
+        if (n > room)
+                n = room;
+        memcpy(call->reason + call->reason_len, at, n);
+        call->reason_len += n;
+        return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {
@@ -840,6 +871,7 @@ static int on_message_complete(llhttp_t *p) {
         if (call->interim) {
                 call->interim = false;
                 call->field_len = call->value_len = call->header_bytes = 0;
+                call->reason_len = 0;
                 call->in_value = false;
                 return 0;
         }
@@ -850,6 +882,7 @@ static int on_message_complete(llhttp_t *p) {
 
 /* Const and zero-initialised otherwise: shared by every parser, any thread. */
 static const llhttp_settings_t settings = {
+        .on_status = on_status,
         .on_header_field = on_header_field,
         .on_header_value = on_header_value,
         .on_header_value_complete = on_header_value_complete,
@@ -1599,7 +1632,7 @@ static int pool_key(paf_registry *reg, paf_ctx *ctx, paf_resolution *res, http_v
         return 0;
 }
 
-/* http.version: "1.1" (the default), "2" or "2-prior-knowledge". A value
+/* http.version: "1.1" (the default), "1.0", "2" or "2-prior-knowledge". A value
  * that is none of them fails the call, through its handler. */
 static int call_read_version(paf_http_call *call) {
         paf_value v;
@@ -1615,14 +1648,14 @@ static int call_read_version(paf_http_call *call) {
                 why = paf_ctx_get_error(call->ctx);
         else if (v.type != PAF_TYPE_STRING)
                 why = "not a string";
-        else if (strcmp(v.string, "1.1") == 0)
-                call->want = WANT_HTTP1;
+        else if (strcmp(v.string, "1.1") == 0 || strcmp(v.string, "1.0") == 0)
+                call->want = WANT_HTTP1; /* 1.0: the request line says so (build_head) */
         else if (strcmp(v.string, "2") == 0)
                 call->want = WANT_HTTP2;
         else if (strcmp(v.string, "2-prior-knowledge") == 0)
                 call->want = WANT_HTTP2_PRIOR;
         else
-                why = "expected 1.1, 2 or 2-prior-knowledge";
+                why = "expected 1.0, 1.1, 2 or 2-prior-knowledge";
         if (!why)
                 return 0;
         call->state = CALL_FAILED;
@@ -1675,12 +1708,24 @@ PAF_EXPORT int paf_http_client_request(paf_http_client *c, paf_ctx *ctx, const c
             body_length < -1)
                 return -EINVAL;
 
+        /* Through a proxy (http.proxy …): a context that connects to it
+         * and, for http://, the target in absolute form (core/http/proxy.c). */
+        _paf_cleanup_(paf_ctx_unrefp) paf_ctx *proxied = NULL;
+        _cleanup_free_ char *absolute = NULL;
+        int r = hc_proxy_apply(c->reg, ctx, target, &proxied, &absolute);
+        if (r < 0)
+                return r;
+        if (absolute)
+                target = absolute;
+
         paf_http_call *call;
-        int r = call_new(c, ctx, method, target, body_length, handler, userdata, &call);
+        r = call_new(c, proxied ? proxied : ctx, method, target, body_length, handler, userdata,
+                     &call);
         if (r < 0)
                 return r;
         call->close_requested =
                 headers && paf_http_headers_has_token(headers, "Connection", "close");
+        /* Host: the URL's, not the proxy's. */
         r = build_head(call, c->reg, ctx, method, target, headers);
         if (r >= 0)
                 r = call_read_version(call);
@@ -1817,6 +1862,16 @@ PAF_EXPORT const char *paf_http_call_get_endpoint(paf_http_call *call) {
         if (!call)
                 return NULL;
         return call_endpoint(call);
+}
+
+PAF_EXPORT int paf_http_call_query(paf_http_call *call, int what, void *ret, size_t size) {
+        if (!call)
+                return -EINVAL;
+        paf_flow *flow =
+                call->conn && !call->conn->closed ? call->conn->flow : h2cl_call_flow(call);
+        if (!flow)
+                return -ENOTCONN;
+        return paf_flow_query(flow, what, ret, size);
 }
 
 PAF_EXPORT const char *paf_http_call_get_report(paf_http_call *call) {

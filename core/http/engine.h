@@ -179,6 +179,12 @@ struct paf_http_server {
         char date[32];
         uint64_t date_sec;
 
+        /* paf_http_server_set_response_headers(): the list, and the same
+         * as HTTP/1.1 text ("Name: value\r\n" each). */
+        paf_http_headers *extra;
+        char *extra_text;
+        size_t extra_len;
+
         /* HTTP/2: its settings, and its connections (counted in n_conns). */
         paf_http2_settings h2;
         h2_conn *h2_conns;

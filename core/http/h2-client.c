@@ -1005,6 +1005,10 @@ static void on_read(paf_flow *flow _unused_, const void *data, size_t len, int e
 
 /* ---- opening ---- */
 
+paf_flow *h2cl_call_flow(paf_http_call *call) {
+        return call->h2 && call->h2->conn ? call->h2->conn->flow : NULL;
+}
+
 bool h2cl_flow_is_h2(paf_http_call *call, paf_flow *flow) {
         char alpn[64] = "";
         int r = paf_flow_query(flow, PAF_FLOW_QUERY_TLS_ALPN, alpn, sizeof(alpn));

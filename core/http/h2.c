@@ -1705,6 +1705,15 @@ static int stream_submit(h2_stream *st, int status, const paf_http_headers *head
                 nv_add(&l, "date", http_server_date(c->s));
         if (!has_server)
                 nv_add(&l, "server", "paf/" PAF_VERSION);
+        /* The server's own fields, unless the handler set them. */
+        size_t m = paf_http_headers_count(c->s->extra);
+        for (size_t i = 0; i < m; i++) {
+                const char *name, *value;
+                if (paf_http_headers_get_nth(c->s->extra, i, &name, &value) >= 0 &&
+                    !paf_http_headers_get(headers, name) &&
+                    !(content_type && strcasecmp(name, "Content-Type") == 0))
+                        nv_add(&l, name, value);
+        }
         if (content_length >= 0 && !(status == 204 || status == 304)) {
                 snprintf(num, sizeof(num), "%" PRId64, content_length);
                 nv_add(&l, "content-length", num);

@@ -19,6 +19,7 @@ struct paf_http_headers {
         field *fields; /* inline_fields until there are more */
         size_t n, allocated;
         int version; /* of the message they came with (10, 11, 20); 0: made by the program */
+        char *reason; /* of the response they came with, NULL if none */
         field inline_fields[INLINE_FIELDS];
 };
 
@@ -32,6 +33,7 @@ PAF_EXPORT int paf_http_headers_new(paf_http_headers **ret) {
         h->n = 0;
         h->allocated = INLINE_FIELDS;
         h->version = 0;
+        h->reason = NULL;
         *ret = h;
         return 0;
 }
@@ -47,6 +49,19 @@ void http_headers_set_version(paf_http_headers *h, int version) {
                 h->version = version;
 }
 
+PAF_EXPORT const char *paf_http_headers_get_reason(const paf_http_headers *h) {
+        return h ? h->reason : NULL;
+}
+
+int http_headers_set_reason(paf_http_headers *h, const char *reason, size_t len) {
+        char *r = NULL;
+        if (reason && !(r = strndup(reason, len)))
+                return -ENOMEM;
+        free(h->reason);
+        h->reason = r;
+        return 0;
+}
+
 PAF_EXPORT paf_http_headers *paf_http_headers_free(paf_http_headers *h) {
         if (!h)
                 return NULL;
@@ -54,6 +69,7 @@ PAF_EXPORT paf_http_headers *paf_http_headers_free(paf_http_headers *h) {
                 free(h->fields[i].name);
         if (h->fields != h->inline_fields)
                 free(h->fields);
+        free(h->reason);
         free(h);
         return NULL;
 }

@@ -846,25 +846,27 @@ static void conn_reject(conn *c, int status, const char *reason) {
 
         /* Its own buffer, which the write holds: the connection keeps none
          * for what is rare. */
-        enum { REJECT_SIZE = 512 };
-        char *answer = malloc(REJECT_SIZE);
+        size_t reject_size = 512 + s->extra_len;
+        char *answer = malloc(reject_size);
         if (!answer) {
                 conn_close(c, -ENOMEM);
                 conn_unref(c);
                 return;
         }
         const char *text = paf_http_status_reason(status);
-        int n = snprintf(answer, REJECT_SIZE,
+        int n = snprintf(answer, reject_size,
                          "HTTP/1.1 %d %s\r\n"
                          "Date: %s\r\n"
                          "Server: paf/" PAF_VERSION "\r\n"
+                         "%s"
                          "Content-Type: text/plain\r\n"
                          "Content-Length: %zu\r\n"
                          "Connection: close\r\n"
                          "\r\n"
                          "%s\n",
-                         status, text, server_date(s), strlen(text) + 1, text);
-        assert(n > 0 && n < REJECT_SIZE);
+                         status, text, server_date(s), s->extra_text ? s->extra_text : "",
+                         strlen(text) + 1, text);
+        assert(n > 0 && (size_t)n < reject_size);
         struct iovec iov = {answer, (size_t)n - (head ? strlen(text) + 1 : 0)};
         int r = paf_flow_write(c->flow, &iov, 1, on_reject_written, answer);
         if (r < 0) {
@@ -1945,6 +1947,8 @@ PAF_EXPORT int paf_http_server_new(sd_event *event, paf_http_request_handler_t h
 }
 
 static void server_free_now(paf_http_server *s) {
+        paf_http_headers_free(s->extra);
+        free(s->extra_text);
         sd_event_unref(s->event);
         free(s);
 }
@@ -2129,6 +2133,55 @@ PAF_EXPORT int paf_http_server_stop(paf_http_server *s, paf_http_done_handler_t 
         }
         if (s->n_conns == 0)
                 (void)sd_event_source_set_enabled(s->done_defer, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_server_set_response_headers(paf_http_server *s,
+                                                    const paf_http_headers *headers) {
+        if (!s)
+                return -EINVAL;
+        static const char *const refused[] = {
+                "Content-Length",   "Transfer-Encoding", "Connection", "Keep-Alive",
+                "Proxy-Connection", "Upgrade",           "TE",         "Trailer",
+        };
+        size_t n = paf_http_headers_count(headers), len = 0;
+        for (size_t i = 0; i < n; i++) {
+                const char *name, *value;
+                if (paf_http_headers_get_nth(headers, i, &name, &value) < 0)
+                        return -EINVAL;
+                for (size_t k = 0; k < ELEMENTSOF(refused); k++)
+                        if (strcasecmp(name, refused[k]) == 0)
+                                return -EINVAL;
+                len += strlen(name) + 2 + strlen(value) + 2;
+        }
+        paf_http_headers *copy = NULL;
+        char *text = NULL;
+        if (n > 0) {
+                text = malloc(len + 1);
+                if (text)
+                        text[0] = '\0';
+                int r = text ? paf_http_headers_new(&copy) : -ENOMEM;
+                size_t at = 0;
+                for (size_t i = 0; i < n && r >= 0; i++) {
+                        const char *name, *value;
+                        (void)paf_http_headers_get_nth(headers, i, &name, &value);
+                        r = paf_http_headers_add(copy, name, value);
+                        /* The text is for the engine's own answers, whose
+                         * Content-Type is theirs. */
+                        if (strcasecmp(name, "Content-Type") != 0)
+                                at += (size_t)sprintf(text + at, "%s: %s\r\n", name, value);
+                }
+                if (r < 0) {
+                        free(text);
+                        paf_http_headers_free(copy);
+                        return r;
+                }
+        }
+        paf_http_headers_free(s->extra);
+        free(s->extra_text);
+        s->extra = copy;
+        s->extra_text = text;
+        s->extra_len = text ? strlen(text) : 0;
         return 0;
 }
 
@@ -2410,6 +2463,17 @@ static int resp_begin(paf_http_request *req, int status, const paf_http_headers 
                 out_field(req, "Date", server_date(s));
         if (!has_server)
                 OUT_LIT(req, "Server: paf/" PAF_VERSION "\r\n");
+        if (s->extra) {
+                /* The server's own fields, unless the handler set them. */
+                size_t m = paf_http_headers_count(s->extra);
+                for (size_t i = 0; i < m; i++) {
+                        const char *name, *value;
+                        (void)paf_http_headers_get_nth(s->extra, i, &name, &value);
+                        if (!paf_http_headers_get(headers, name) &&
+                            !(content_type && is_name(name, "Content-Type")))
+                                out_field(req, name, value);
+                }
+        }
         if (req->framing == FRAMING_LENGTH) {
                 OUT_LIT(req, "Content-Length: ");
                 out_u64(req, (uint64_t)content_length);

@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "core/paf-internal.h"
 #include <paf/static.h>
@@ -37,6 +38,39 @@
 #define SWEEP_PER_LOOKUP 4
 #define DEFAULT_ENTRIES 1000
 #define DEFAULT_VALID_USEC UINT64_C(1000000)
+/* On-the-fly gzip: bodies shorter than this gain too little (nginx's
+ * gzip_min_length); the file is read and deflated this much at a time. */
+#define DEFAULT_GZIP_MIN 1024
+#define GZIP_PIECE (32u * 1024u)
+#define DEFAULT_MIME_TYPES "/etc/mime.types"
+
+/* What a cache entry is: the file itself, or one of its precompressed
+ * siblings (rel + suffix), which answers for it with a Content-Encoding. */
+enum {
+        KIND_IDENTITY,
+        KIND_GZIP,
+        KIND_BR,
+        KIND_ZSTD,
+        N_KINDS,
+};
+static const char *const kind_suffix[N_KINDS] = {"", ".gz", ".br", ".zst"};
+static const char *const kind_coding[N_KINDS] = {"identity", "gzip", "br", "zstd"};
+
+/* Extensions and their types, sorted by extension for bsearch. Replaced
+ * maps stay until the object goes: entries of the cache may point into
+ * them. */
+typedef struct mime_ext {
+        char *ext;
+        const char *type;
+        size_t order; /* the line it came from: the first wins */
+} mime_ext;
+typedef struct mime_map {
+        mime_ext *exts;
+        size_t n;
+        char **types;
+        size_t n_types;
+        struct mime_map *older;
+} mime_map;
 
 typedef struct file_entry file_entry;
 struct file_entry {
@@ -56,6 +90,9 @@ struct file_entry {
         char etag[56];
         char last_modified[32]; /* "" when the date cannot be told */
         const char *content_type;
+        unsigned char kind;     /* KIND_*: what the entry is of rel */
+        unsigned char siblings; /* identity: 1 << kind for each sibling seen */
+        bool vary;              /* its answers say Vary: Accept-Encoding */
         /* 200: ETag, Last-Modified, Content-Type, Accept-Ranges; 304: the first two. */
         paf_http_headers *ok_fields, *not_modified_fields;
         uint64_t checked_usec; /* when the path was last opened and compared */
@@ -72,8 +109,13 @@ struct paf_http_static {
         /* For the fallback check when the kernel has no openat2. */
         char *real;
         bool dotfiles;
-        /* The fields of a short text answer (errors), made once. */
-        paf_http_headers *text_fields;
+        bool precompressed; /* siblings .gz, .br, .zst (gzip_static) */
+        bool gzip;          /* on-the-fly gzip of text types */
+        uint64_t gzip_min;
+        mime_map *mime; /* NULL: the built-in table only */
+        /* The fields of a short text answer (errors), made once, and of an
+         * HTML one. */
+        paf_http_headers *text_fields, *html_fields;
 
         pthread_mutex_t lock; /* the cache */
         unsigned max_entries;
@@ -148,11 +190,13 @@ static void lru_push(paf_http_static *s, file_entry *e) {
         s->head = e;
 }
 
-static file_entry *table_find(paf_http_static *s, const char *rel, size_t len, uint64_t hash) {
+static file_entry *table_find(paf_http_static *s, const char *rel, size_t len, uint64_t hash,
+                              unsigned kind) {
         if (!s->buckets)
                 return NULL;
         for (file_entry *e = s->buckets[hash & (s->n_buckets - 1)]; e; e = e->hnext)
-                if (e->hash == hash && strncmp(e->rel, rel, len) == 0 && e->rel[len] == '\0')
+                if (e->hash == hash && e->kind == kind && strncmp(e->rel, rel, len) == 0 &&
+                    e->rel[len] == '\0')
                         return e;
         return NULL;
 }
@@ -209,7 +253,10 @@ static bool same_file(const struct stat *a, const struct stat *b) {
 }
 
 static int open_beneath(paf_http_static *s, const char *rel);
-static const char *mime_type(const char *name);
+static const char *mime_type(const paf_http_static *s, const char *name);
+static bool compressible(const char *type);
+static mime_map *mime_map_free(mime_map *m);
+static int mime_map_load(const char *path, mime_map **ret);
 static void make_etag(const struct stat *st, char *buf, size_t size);
 static paf_http_headers *headers_new(void);
 
@@ -228,19 +275,54 @@ static paf_http_headers *file_fields(const file_entry *e, bool full) {
                 if (r >= 0)
                         r = paf_http_headers_add(h, "Accept-Ranges", "bytes");
         }
+        if (r >= 0 && e->kind != KIND_IDENTITY)
+                r = paf_http_headers_add(h, "Content-Encoding", kind_coding[e->kind]);
+        /* On 304s too (RFC 9110 15.4.5): a cache keeps one answer per coding. */
+        if (r >= 0 && e->vary)
+                r = paf_http_headers_add(h, "Vary", "Accept-Encoding");
         return r < 0 ? paf_http_headers_free(h) : h;
+}
+
+/* Whether on-the-fly gzip applies to the file of e (when the client
+ * takes it and asked for no range). */
+static bool gzip_applies(const paf_http_static *s, const file_entry *e) {
+        return s->gzip && e->kind == KIND_IDENTITY && (uint64_t)e->st.st_size >= s->gzip_min &&
+               compressible(e->content_type);
+}
+
+/* The precompressed siblings of rel (rel + ".gz" …) that exist now: what
+ * an answer for rel may be made from. A hint (the sibling itself is
+ * opened beneath the root when chosen), checked with the file. */
+static unsigned probe_siblings(paf_http_static *s, const char *rel, size_t len) {
+        if (!s->precompressed)
+                return 0;
+        char buf[512], *path = len + 5 <= sizeof(buf) ? buf : malloc(len + 5);
+        if (!path)
+                return 0;
+        unsigned mask = 0;
+        for (unsigned k = KIND_GZIP; k < N_KINDS; k++) {
+                struct stat st;
+                memcpy(path, rel, len);
+                strcpy(path + len, kind_suffix[k]);
+                if (fstatat(s->fd, path, &st, 0) == 0 && S_ISREG(st.st_mode))
+                        mask |= 1u << k;
+        }
+        if (path != buf)
+                free(path);
+        return mask;
 }
 
 /* What the answers with the regular file of e say of it (see file_entry);
  * the field lists only when kept, for an entry answers share. */
-static void entry_describe(file_entry *e, bool kept) {
+static void entry_describe(paf_http_static *s, file_entry *e, bool kept) {
         make_etag(&e->st, e->etag, sizeof(e->etag));
         char *lm = e->last_modified;
         if (paf_http_format_date(e->st.st_mtim.tv_sec, lm, sizeof(e->last_modified)) < 0)
                 lm[0] = '\0';
         /* The entry of a directory's index is named ".../index.html": its
          * name gives the type, as the file's own does. */
-        e->content_type = mime_type(e->rel);
+        e->content_type = mime_type(s, e->rel);
+        e->vary = e->kind != KIND_IDENTITY || e->siblings != 0 || gzip_applies(s, e);
         if (kept) {
                 e->ok_fields = file_fields(e, true);
                 e->not_modified_fields = file_fields(e, false);
@@ -266,17 +348,39 @@ static char *file_content(int fd, const struct stat *st) {
         return data;
 }
 
-/* The file at rel, opened and stat'ed: from the cache while it is valid,
- * else opened again (and the cache told). Release with entry_unref(). */
-static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
+static int file_open_path(paf_http_static *s, const char *rel, size_t len, uint64_t hash,
+                          unsigned kind, const char *path, uint64_t now, file_entry **ret);
+
+/* The file at rel (kind: its sibling rel + suffix), opened and stat'ed:
+ * from the cache while it is valid, else opened again (and the cache
+ * told). Release with entry_unref(). */
+static int file_open(paf_http_static *s, const char *rel, unsigned kind, file_entry **ret) {
         size_t len = strlen(rel);
-        uint64_t hash = path_hash(rel, len);
+        uint64_t hash = path_hash(rel, len) + kind;
         uint64_t now = now_usec();
+        char sbuf[512], *spath = NULL;
+        const char *path = rel;
+        if (kind != KIND_IDENTITY) {
+                spath = len + 5 <= sizeof(sbuf) ? sbuf : malloc(len + 5);
+                if (!spath)
+                        return -ENOMEM;
+                memcpy(spath, rel, len);
+                strcpy(spath + len, kind_suffix[kind]);
+                path = spath;
+        }
+        int r = file_open_path(s, rel, len, hash, kind, path, now, ret);
+        if (spath != sbuf)
+                free(spath);
+        return r;
+}
+
+static int file_open_path(paf_http_static *s, const char *rel, size_t len, uint64_t hash,
+                          unsigned kind, const char *path, uint64_t now, file_entry **ret) {
 
         pthread_mutex_lock(&s->lock);
         if (s->n_entries > 0) {
                 table_sweep(s, now, SWEEP_PER_LOOKUP);
-                file_entry *e = table_find(s, rel, len, hash);
+                file_entry *e = table_find(s, rel, len, hash, kind);
                 if (e && now - e->checked_usec < s->valid_usec) {
                         e->used_usec = now;
                         lru_unlink(s, e);
@@ -289,7 +393,7 @@ static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
         }
         pthread_mutex_unlock(&s->lock);
 
-        int fd = open_beneath(s, rel);
+        int fd = open_beneath(s, path);
         if (fd == -EMFILE || fd == -ENFILE) {
                 /* Our own descriptors may be what is missing: give back
                  * the older half and try once more. */
@@ -298,7 +402,7 @@ static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
                 for (unsigned i = 0; i < n && s->tail; i++)
                         table_remove(s, s->tail);
                 pthread_mutex_unlock(&s->lock);
-                fd = open_beneath(s, rel);
+                fd = open_beneath(s, path);
         }
         struct stat st;
         if (fd >= 0 && fstat(fd, &st) < 0) {
@@ -306,9 +410,12 @@ static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
                 close(fd);
                 fd = r;
         }
+        unsigned siblings = fd >= 0 && kind == KIND_IDENTITY && S_ISREG(st.st_mode)
+                                    ? probe_siblings(s, rel, len)
+                                    : 0;
 
         pthread_mutex_lock(&s->lock);
-        file_entry *e = table_find(s, rel, len, hash);
+        file_entry *e = table_find(s, rel, len, hash, kind);
         if (fd < 0) {
                 /* Gone, or no longer ours to read: so is its entry. */
                 if (e)
@@ -316,7 +423,7 @@ static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
                 pthread_mutex_unlock(&s->lock);
                 return fd;
         }
-        if (e && same_file(&e->st, &st)) {
+        if (e && same_file(&e->st, &st) && e->siblings == siblings) {
                 e->checked_usec = e->used_usec = now;
                 lru_unlink(s, e);
                 lru_push(s, e);
@@ -343,10 +450,12 @@ static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
                 .checked_usec = now,
                 .used_usec = now,
                 .hash = hash,
+                .kind = (unsigned char)kind,
+                .siblings = (unsigned char)siblings,
         };
         memcpy(e->rel, rel, len + 1);
         if (S_ISREG(st.st_mode))
-                entry_describe(e, keep);
+                entry_describe(s, e, keep);
         if (keep && S_ISREG(st.st_mode) && st.st_size > 0 && st.st_size <= CONTENT_MAX)
                 e->data = file_content(fd, &st);
 
@@ -354,7 +463,7 @@ static int file_open(paf_http_static *s, const char *rel, file_entry **ret) {
         /* FIFOs and devices are refused, never kept. Another thread may
          * have made an entry for rel meanwhile: ours replaces it. */
         if (s->max_entries > 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
-                file_entry *other = table_find(s, rel, len, hash);
+                file_entry *other = table_find(s, rel, len, hash, kind);
                 if (other)
                         table_remove(s, other);
                 table_insert(s, e);
@@ -428,17 +537,32 @@ PAF_EXPORT int paf_http_static_load_config(paf_http_static *s, paf_registry *reg
                         return r;
                 reg = own;
         }
-        paf_value entries, valid;
+        paf_value entries, valid, gzip, gzip_min, gzip_static;
         int r = paf_registry_get_option(reg, "http", "open-file-cache", &entries);
         if (r >= 0)
                 r = paf_registry_get_option(reg, "http", "open-file-cache-valid", &valid);
+        if (r >= 0)
+                r = paf_registry_get_option(reg, "http", "gzip", &gzip);
+        if (r >= 0)
+                r = paf_registry_get_option(reg, "http", "gzip-min-length", &gzip_min);
+        if (r >= 0)
+                r = paf_registry_get_option(reg, "http", "gzip-static", &gzip_static);
         paf_registry_unref(own);
         if (r < 0)
                 return r;
         /* conf.c's ranges keep both within what the cache counts in. */
         if (entries.type != PAF_TYPE_INT || valid.type != PAF_TYPE_INT || entries.integer < 0 ||
-            entries.integer > (1 << 24) || valid.integer < 0 || valid.integer > 86400)
+            entries.integer > (1 << 24) || valid.integer < 0 || valid.integer > 86400 ||
+            gzip.type != PAF_TYPE_BOOL || gzip_static.type != PAF_TYPE_BOOL ||
+            gzip_min.type != PAF_TYPE_INT || gzip_min.integer < 0)
                 return -ERANGE;
+        r = paf_http_static_set_gzip(s, gzip.boolean);
+        if (r >= 0)
+                r = paf_http_static_set_gzip_min_length(s, (uint64_t)gzip_min.integer);
+        if (r >= 0)
+                r = paf_http_static_set_precompressed(s, gzip_static.boolean);
+        if (r < 0)
+                return r;
         return paf_http_static_set_cache(s, (unsigned)entries.integer,
                                          (uint64_t)valid.integer * 1000000);
 }
@@ -465,9 +589,20 @@ PAF_EXPORT int paf_http_static_new(const char *path, paf_http_static **ret) {
         s->real = real;
         /* Without it (no memory), each text answer makes its own. */
         s->text_fields = headers_new();
-        if (s->text_fields &&
-            paf_http_headers_add(s->text_fields, "Content-Type", "text/plain; charset=utf-8") < 0)
+        if (s->text_fields && (paf_http_headers_add(s->text_fields, "Content-Type",
+                                                    "text/plain; charset=utf-8") < 0 ||
+                               paf_http_headers_add(s->text_fields, "Vary", "Accept") < 0))
                 s->text_fields = paf_http_headers_free(s->text_fields);
+        s->html_fields = headers_new();
+        if (s->html_fields &&
+            (paf_http_headers_add(s->html_fields, "Content-Type", "text/html; charset=utf-8") < 0 ||
+             paf_http_headers_add(s->html_fields, "Vary", "Accept") < 0))
+                s->html_fields = paf_http_headers_free(s->html_fields);
+        s->precompressed = true;
+        s->gzip_min = DEFAULT_GZIP_MIN;
+        /* The system's types when it has them (Debian's media-types); the
+         * built-in table answers for the rest, and for all without it. */
+        (void)mime_map_load(DEFAULT_MIME_TYPES, &s->mime);
         pthread_mutex_init(&s->lock, NULL);
         int r = paf_http_static_set_cache(s, DEFAULT_ENTRIES, DEFAULT_VALID_USEC);
         if (r < 0) {
@@ -496,8 +631,40 @@ PAF_EXPORT paf_http_static *paf_http_static_unref(paf_http_static *s) {
         close(s->fd);
         free(s->real);
         paf_http_headers_free(s->text_fields);
+        paf_http_headers_free(s->html_fields);
+        mime_map_free(s->mime);
         free(s);
         return NULL;
+}
+
+PAF_EXPORT int paf_http_static_set_precompressed(paf_http_static *s, bool allow) {
+        if (!s)
+                return -EINVAL;
+        pthread_mutex_lock(&s->lock);
+        s->precompressed = allow;
+        table_flush(s); /* entries say which siblings they have */
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_static_set_gzip(paf_http_static *s, bool enable) {
+        if (!s)
+                return -EINVAL;
+        pthread_mutex_lock(&s->lock);
+        s->gzip = enable;
+        table_flush(s); /* entries' fields say Vary or not */
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+}
+
+PAF_EXPORT int paf_http_static_set_gzip_min_length(paf_http_static *s, uint64_t min_length) {
+        if (!s)
+                return -EINVAL;
+        pthread_mutex_lock(&s->lock);
+        s->gzip_min = min_length;
+        table_flush(s);
+        pthread_mutex_unlock(&s->lock);
+        return 0;
 }
 
 PAF_EXPORT int paf_http_static_set_dotfiles(paf_http_static *s, bool allow) {
@@ -702,46 +869,222 @@ static int errno_to_status(int error) {
 
 /* ---- MIME types ---- */
 
-static const char *mime_type(const char *name) {
-        static const struct {
-                const char *ext;
-                const char *type;
-        } table[] = {
-                {"html", "text/html; charset=utf-8"},
-                {"htm", "text/html; charset=utf-8"},
-                {"css", "text/css; charset=utf-8"},
-                {"js", "text/javascript; charset=utf-8"},
-                {"mjs", "text/javascript; charset=utf-8"},
-                {"json", "application/json"},
-                {"txt", "text/plain; charset=utf-8"},
-                {"md", "text/markdown; charset=utf-8"},
-                {"csv", "text/csv; charset=utf-8"},
-                {"png", "image/png"},
-                {"jpg", "image/jpeg"},
-                {"jpeg", "image/jpeg"},
-                {"gif", "image/gif"},
-                {"webp", "image/webp"},
-                {"svg", "image/svg+xml"},
-                {"ico", "image/x-icon"},
-                {"pdf", "application/pdf"},
-                {"wasm", "application/wasm"},
-                {"xml", "application/xml"},
-                {"mp4", "video/mp4"},
-                {"webm", "video/webm"},
-                {"mp3", "audio/mpeg"},
-                {"woff", "font/woff"},
-                {"woff2", "font/woff2"},
-                {"zip", "application/zip"},
-                {"gz", "application/gzip"},
-        };
+/* What a system without /etc/mime.types still serves right, and what it
+ * does not know: Debian's media-types 10 has no .yaml (RFC 9512). */
+static const struct {
+        const char *ext;
+        const char *type;
+} builtin_types[] = {
+        {"html", "text/html; charset=utf-8"},
+        {"htm", "text/html; charset=utf-8"},
+        {"css", "text/css; charset=utf-8"},
+        /* RFC 9239: modules (.mjs) load only with a JavaScript type. */
+        {"js", "text/javascript; charset=utf-8"},
+        {"mjs", "text/javascript; charset=utf-8"},
+        {"json", "application/json"},
+        {"map", "application/json"},
+        {"webmanifest", "application/manifest+json"},
+        {"txt", "text/plain; charset=utf-8"},
+        {"md", "text/markdown; charset=utf-8"},
+        {"csv", "text/csv; charset=utf-8"},
+        {"yaml", "application/yaml"},
+        {"yml", "application/yaml"},
+        {"toml", "application/toml"},
+        {"png", "image/png"},
+        {"jpg", "image/jpeg"},
+        {"jpeg", "image/jpeg"},
+        {"gif", "image/gif"},
+        {"webp", "image/webp"},
+        {"avif", "image/avif"},
+        {"svg", "image/svg+xml"},
+        {"ico", "image/vnd.microsoft.icon"},
+        {"pdf", "application/pdf"},
+        {"wasm", "application/wasm"},
+        {"xml", "application/xml"},
+        {"mp4", "video/mp4"},
+        {"webm", "video/webm"},
+        {"mp3", "audio/mpeg"},
+        {"ogg", "audio/ogg"},
+        {"woff", "font/woff"},
+        {"woff2", "font/woff2"},
+        {"ttf", "font/ttf"},
+        {"otf", "font/otf"},
+        {"zip", "application/zip"},
+        {"gz", "application/gzip"},
+        {"zst", "application/zstd"},
+        {"tar", "application/x-tar"},
+};
+
+static int mime_ext_compare(const void *a, const void *b) {
+        const mime_ext *x = a, *y = b;
+        int c = strcmp(x->ext, y->ext);
+        return c ? c : (x->order < y->order ? -1 : x->order > y->order);
+}
+
+static mime_map *mime_map_free(mime_map *m) {
+        while (m) {
+                mime_map *older = m->older;
+                for (size_t i = 0; i < m->n; i++)
+                        free(m->exts[i].ext);
+                for (size_t i = 0; i < m->n_types; i++)
+                        free(m->types[i]);
+                free(m->exts);
+                free(m->types);
+                free(m);
+                m = older;
+        }
+        return NULL;
+}
+
+/* One line of mime.types: "type ext ext …" ('#' starts a comment). */
+static int mime_map_add_line(mime_map *m, char *line, size_t *allocated, size_t *allocated_types) {
+        char *save = NULL, *type = strtok_r(line, " \t\r\n", &save);
+        if (!type || type[0] == '#' || !strchr(type, '/'))
+                return 0;
+        char *ext = strtok_r(NULL, " \t\r\n", &save);
+        if (!ext || ext[0] == '#')
+                return 0;
+        /* Text is UTF-8 unless said otherwise: browsers guess otherwise. */
+        bool text = strncasecmp(type, "text/", 5) == 0 && !strchr(type, ';');
+        if (m->n_types == *allocated_types) {
+                size_t n = *allocated_types ? *allocated_types * 2 : 256;
+                char **t = reallocarray(m->types, n, sizeof(*t));
+                if (!t)
+                        return -ENOMEM;
+                m->types = t;
+                *allocated_types = n;
+        }
+        char *stored = NULL;
+        if (asprintf(&stored, "%s%s", type, text ? "; charset=utf-8" : "") < 0)
+                return -ENOMEM;
+        m->types[m->n_types++] = stored;
+        for (; ext && ext[0] != '#'; ext = strtok_r(NULL, " \t\r\n", &save)) {
+                if (m->n == *allocated) {
+                        size_t n = *allocated ? *allocated * 2 : 1024;
+                        mime_ext *x = reallocarray(m->exts, n, sizeof(*x));
+                        if (!x)
+                                return -ENOMEM;
+                        m->exts = x;
+                        *allocated = n;
+                }
+                char *lower = strdup(ext);
+                if (!lower)
+                        return -ENOMEM;
+                for (char *c = lower; *c; c++)
+                        if (*c >= 'A' && *c <= 'Z')
+                                *c = (char)(*c - 'A' + 'a');
+                m->exts[m->n] = (mime_ext){.ext = lower, .type = stored, .order = m->n};
+                m->n++;
+        }
+        return 0;
+}
+
+static int mime_map_load(const char *path, mime_map **ret) {
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        mime_map *m = calloc(1, sizeof(*m));
+        char *line = NULL;
+        size_t line_size = 0, allocated = 0, allocated_types = 0;
+        int r = m ? 0 : -ENOMEM;
+        while (r >= 0 && getline(&line, &line_size, f) >= 0)
+                r = mime_map_add_line(m, line, &allocated, &allocated_types);
+        if (r >= 0 && ferror(f))
+                r = -EIO;
+        free(line);
+        fclose(f);
+        if (r < 0) {
+                mime_map_free(m);
+                return r;
+        }
+        if (m->n > 1) {
+                qsort(m->exts, m->n, sizeof(*m->exts), mime_ext_compare);
+                /* Keep the first line's type for an extension listed twice. */
+                size_t k = 1;
+                for (size_t i = 1; i < m->n; i++) {
+                        if (strcmp(m->exts[i].ext, m->exts[k - 1].ext) == 0)
+                                free(m->exts[i].ext);
+                        else
+                                m->exts[k++] = m->exts[i];
+                }
+                m->n = k;
+        }
+        *ret = m;
+        return 0;
+}
+
+static int mime_ext_find(const void *key, const void *elem) {
+        return strcmp(key, ((const mime_ext *)elem)->ext);
+}
+
+static const char *mime_type(const paf_http_static *s, const char *name) {
         const char *slash = strrchr(name, '/');
         const char *base = slash ? slash + 1 : name;
         const char *dot = strrchr(base, '.');
-        if (dot && dot != base)
-                for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
-                        if (strcasecmp(dot + 1, table[i].ext) == 0)
-                                return table[i].type;
+        if (!dot || dot == base)
+                return "application/octet-stream";
+        char ext[32];
+        size_t n = strlen(dot + 1);
+        if (n == 0 || n >= sizeof(ext))
+                return "application/octet-stream";
+        for (size_t i = 0; i <= n; i++) {
+                char c = dot[1 + i];
+                ext[i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+        }
+        if (s->mime && s->mime->n > 0) {
+                const mime_ext *x =
+                        bsearch(ext, s->mime->exts, s->mime->n, sizeof(*x), mime_ext_find);
+                if (x)
+                        return x->type;
+        }
+        for (size_t i = 0; i < sizeof(builtin_types) / sizeof(builtin_types[0]); i++)
+                if (strcmp(ext, builtin_types[i].ext) == 0)
+                        return builtin_types[i].type;
         return "application/octet-stream";
+}
+
+/* Types worth gzipping: text, and the structured text formats; images,
+ * archives and fonts other than SVG are compressed already. */
+static bool compressible(const char *type) {
+        size_t n = strcspn(type, ";");
+        if (strncasecmp(type, "text/", 5) == 0)
+                return true;
+        static const char *const types[] = {
+                "application/javascript", "application/json",         "application/xml",
+                "application/yaml",       "application/toml",         "application/wasm",
+                "image/svg+xml",          "image/vnd.microsoft.icon",
+        };
+        for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+                if (strlen(types[i]) == n && strncasecmp(type, types[i], n) == 0)
+                        return true;
+        return n > 5 && (strncasecmp(type + n - 5, "+json", 5) == 0 ||
+                         strncasecmp(type + n - 4, "+xml", 4) == 0);
+}
+
+PAF_EXPORT int paf_http_static_set_mime_types(paf_http_static *s, const char *path) {
+        if (!s)
+                return -EINVAL;
+        mime_map *m = NULL;
+        if (path) {
+                int r = mime_map_load(path, &m);
+                if (r < 0)
+                        return r;
+        }
+        pthread_mutex_lock(&s->lock);
+        table_flush(s); /* their types are the old map's */
+        if (m) {
+                m->older = s->mime;
+                s->mime = m;
+        } else if (s->mime) {
+                /* Built-in only: an empty map in front, the older ones kept. */
+                mime_map *empty = calloc(1, sizeof(*empty));
+                if (empty) {
+                        empty->older = s->mime;
+                        s->mime = empty;
+                }
+        }
+        pthread_mutex_unlock(&s->lock);
+        return 0;
 }
 
 /* ---- one response ---- */
@@ -762,10 +1105,21 @@ typedef struct response {
         size_t piece; /* bytes of the write in flight */
         uint64_t sent;
         bool writing, pumping, aborted, finished;
-        char small[96]; /* short error bodies */
+        bool chunked; /* no length known before: gzip on the fly */
+        /* On-the-fly gzip: the stream, its output (GZIP_PIECE bytes), and
+         * whether its end was produced; the input is read into buf. */
+        z_stream *z;
+        unsigned char *zout;
+        bool z_end;
+        char small[256]; /* short error bodies */
 } response;
 
 static void response_free(response *r) {
+        if (r->z) {
+                deflateEnd(r->z);
+                free(r->z);
+        }
+        free(r->zout);
         if (r->entry)
                 entry_unref(r->entry);
         paf_http_static_unref(r->s);
@@ -799,6 +1153,8 @@ static void on_written(paf_http_request *req, int error, void *userdata) {
         r->writing = false;
         if (error < 0)
                 r->aborted = true;
+        else if (r->z)
+                r->sent += r->piece; /* the input is counted as read */
         else {
                 r->sent += r->piece;
                 r->offset += r->piece;
@@ -838,9 +1194,63 @@ static int response_read(response *r, const void **ret) {
         return 0;
 }
 
+/* Deflates the next piece of the file and writes what came out, once the
+ * previous write completed: one piece of input and one of output at a
+ * time, whatever the file's size. */
+static void gzip_pump(response *r) {
+        r->pumping = true;
+        z_stream *z = r->z;
+        while (!r->writing) {
+                if (r->aborted || r->z_end) {
+                        r->pumping = false;
+                        response_end(r);
+                        return;
+                }
+                if (z->avail_in == 0 && r->remaining > 0) {
+                        size_t want = r->remaining < GZIP_PIECE ? (size_t)r->remaining : GZIP_PIECE;
+                        ssize_t k;
+                        do
+                                k = pread(r->entry->fd, r->buf, want, (off_t)r->offset);
+                        while (k < 0 && errno == EINTR);
+                        if (k <= 0) {
+                                /* The file shrank: the stream cannot end well. */
+                                r->aborted = true;
+                                continue;
+                        }
+                        r->offset += (uint64_t)k;
+                        r->remaining -= (uint64_t)k;
+                        z->next_in = (unsigned char *)r->buf;
+                        z->avail_in = (unsigned)k;
+                }
+                z->next_out = r->zout;
+                z->avail_out = GZIP_PIECE;
+                int k = deflate(z, r->remaining == 0 ? Z_FINISH : Z_NO_FLUSH);
+                if (k == Z_STREAM_END)
+                        r->z_end = true;
+                else if (k != Z_OK && k != Z_BUF_ERROR) {
+                        r->aborted = true;
+                        continue;
+                }
+                size_t n = GZIP_PIECE - z->avail_out;
+                if (n == 0)
+                        continue; /* deflate wants more input */
+                r->writing = true;
+                r->piece = n;
+                if (paf_http_response_write(r->req, r->zout, n, on_written, r) < 0) {
+                        r->writing = false;
+                        r->aborted = true;
+                }
+        }
+        r->pumping = false;
+}
+
 /* Writes the next piece once the previous one completed: the flow's
  * backpressure is what keeps memory flat for files of any size. */
 static void response_pump(response *r) {
+        if (r->z) {
+                gzip_pump(r);
+                return;
+        }
         r->pumping = true;
         while (!r->writing) {
                 if (r->aborted || r->remaining == 0) {
@@ -893,7 +1303,7 @@ static void on_abort(paf_http_request *req, int error, void *userdata) {
 static void response_begin(response *r, int status, const paf_http_headers *headers) {
         r->status = status;
         bool head = strcmp(paf_http_request_get_method(r->req), "HEAD") == 0;
-        int64_t length = (int64_t)r->remaining;
+        int64_t length = r->chunked ? -1 : (int64_t)r->remaining;
         if (status == 304)
                 length = 0;
         if (paf_http_response_start(r->req, status, headers, length) < 0 || head) {
@@ -910,14 +1320,33 @@ static paf_http_headers *headers_new(void) {
         return paf_http_headers_new(&h) < 0 ? NULL : h;
 }
 
-/* A short text answer, with at most one extra header field. */
+static const char *request_field(paf_http_request *req, const char *wanted) {
+        size_t n = paf_http_request_get_n_fields(req);
+        for (size_t i = 0; i < n; i++) {
+                const char *name, *value;
+                if (paf_http_request_get_field(req, i, &name, &value) >= 0 &&
+                    strcasecmp(name, wanted) == 0)
+                        return value;
+        }
+        return NULL;
+}
+
+static int list_q(const char *list, const char *token);
+
+/* A short answer, with at most one extra header field: HTML for a client
+ * that asks for it by name (a browser), plain text for the rest (curl's
+ * Accept: *\/\* included). */
 static void respond_status(response *r, int status, const char *name, const char *value) {
-        const paf_http_headers *fields = r->s->text_fields;
+        const char *accept = request_field(r->req, "Accept");
+        bool html = accept && list_q(accept, "text/html") > 0;
+        const char *type = html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8";
+        const paf_http_headers *fields = html ? r->s->html_fields : r->s->text_fields;
         paf_http_headers *h = NULL;
         if (name || !fields) {
                 h = headers_new();
                 if (h) {
-                        (void)paf_http_headers_add(h, "Content-Type", "text/plain; charset=utf-8");
+                        (void)paf_http_headers_add(h, "Content-Type", type);
+                        (void)paf_http_headers_add(h, "Vary", "Accept");
                         if (name)
                                 (void)paf_http_headers_add(h, name, value);
                 }
@@ -926,8 +1355,14 @@ static void respond_status(response *r, int status, const char *name, const char
         /* Not the file's: an error body comes from memory. */
         entry_unref(r->entry);
         r->entry = NULL;
-        int k = snprintf(r->small, sizeof(r->small), "%d %s\n", status,
-                         paf_http_status_reason(status));
+        const char *reason = paf_http_status_reason(status);
+        int k = html ? snprintf(r->small, sizeof(r->small),
+                                "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%d "
+                                "%s</title></head>\n<body><h1>%d %s</h1></body></html>\n",
+                                status, reason, status, reason)
+                     : snprintf(r->small, sizeof(r->small), "%d %s\n", status, reason);
+        if (k < 0 || (size_t)k >= sizeof(r->small))
+                k = (int)strlen(r->small);
         r->mem = r->small;
         r->remaining = (uint64_t)k;
         response_begin(r, status, fields);
@@ -1055,7 +1490,67 @@ static int parse_range(const char *v, uint64_t size, uint64_t *first, uint64_t *
 typedef struct conditions {
         const char *if_match, *if_unmodified_since, *if_none_match, *if_modified_since;
         const char *range, *if_range;
+        const char *accept_encoding;
 } conditions;
+
+/* A q-value ("1", "0.5", "0.125"), in thousandths; -1 if malformed. */
+static int parse_q(const char *p, size_t len) {
+        if (len == 0 || (p[0] != '0' && p[0] != '1'))
+                return -1;
+        int q = (p[0] - '0') * 1000, scale = 100;
+        if (len > 1) {
+                if (p[1] != '.' || len > 5)
+                        return -1;
+                for (size_t i = 2; i < len; i++, scale /= 10) {
+                        if (p[i] < '0' || p[i] > '9')
+                                return -1;
+                        q += (p[i] - '0') * scale;
+                }
+        }
+        return q > 1000 ? -1 : q;
+}
+
+/* The q-value (0 to 1000) that a list of Accept or Accept-Encoding gives
+ * token by name, else what its wildcard gives ("*" for a coding; a media
+ * type's own wildcards are not a client asking for it); -1: neither. The
+ * highest when named twice. */
+static int list_q(const char *list, const char *token) {
+        size_t tlen = strlen(token);
+        bool media = strchr(token, '/') != NULL;
+        int named = -1, wild = -1;
+        const char *p = list;
+        while (*p) {
+                p += strspn(p, " \t,");
+                size_t len = strcspn(p, " \t,;");
+                if (len == 0)
+                        break;
+                const char *name = p;
+                int q = 1000;
+                p += len;
+                /* Parameters: only q matters. */
+                while (*p == ' ' || *p == '\t' || *p == ';') {
+                        p += strspn(p, " \t;");
+                        size_t plen = strcspn(p, " \t,;");
+                        if (plen >= 2 && (p[0] | 0x20) == 'q' && p[1] == '=')
+                                q = parse_q(p + 2, plen - 2);
+                        p += plen;
+                }
+                if (q < 0)
+                        continue;
+                if (len == tlen && strncasecmp(name, token, len) == 0) {
+                        if (q > named)
+                                named = q;
+                } else if (!media && len == 1 && name[0] == '*') {
+                        if (q > wild)
+                                wild = q;
+                } else if (!media && tlen == 4 && strcasecmp(token, "gzip") == 0 && len == 6 &&
+                           strncasecmp(name, "x-gzip", 6) == 0) {
+                        if (q > named)
+                                named = q;
+                }
+        }
+        return named >= 0 ? named : wild;
+}
 
 static void read_conditions(paf_http_request *req, conditions *ret) {
         *ret = (conditions){};
@@ -1065,8 +1560,11 @@ static void read_conditions(paf_http_request *req, conditions *ret) {
                 if (paf_http_request_get_field(req, i, &name, &value) < 0)
                         continue;
                 const char **slot = NULL;
-                /* Most fields (Host, Accept, User-Agent …) stop at the first byte. */
-                if ((name[0] | 0x20) == 'r') {
+                /* Most fields (Host, User-Agent …) stop at the first byte. */
+                if ((name[0] | 0x20) == 'a') {
+                        if (strcasecmp(name, "Accept-Encoding") == 0)
+                                slot = &ret->accept_encoding;
+                } else if ((name[0] | 0x20) == 'r') {
                         if (strcasecmp(name, "Range") == 0)
                                 slot = &ret->range;
                 } else if ((name[0] | 0x20) == 'i' && strncasecmp(name, "If-", 3) == 0) {
@@ -1106,15 +1604,99 @@ static void begin_with_file(response *r, int status, const paf_http_headers *sha
         paf_http_headers_free(h);
 }
 
+/* The fields of an answer gzipped on the fly (or its 304): a weak ETag,
+ * as the bytes are not the file's (RFC 9110 8.8.1). */
+static paf_http_headers *gzip_fields(const file_entry *e, bool full) {
+        paf_http_headers *h = headers_new();
+        if (!h)
+                return NULL;
+        char etag[sizeof(e->etag) + 2];
+        snprintf(etag, sizeof(etag), "W/%s", e->etag);
+        int r = paf_http_headers_add(h, "ETag", etag);
+        if (r >= 0 && e->last_modified[0])
+                r = paf_http_headers_add(h, "Last-Modified", e->last_modified);
+        if (r >= 0 && full) {
+                r = paf_http_headers_add(h, "Content-Type", e->content_type);
+                if (r >= 0)
+                        r = paf_http_headers_add(h, "Content-Encoding", "gzip");
+        }
+        if (r >= 0)
+                r = paf_http_headers_add(h, "Vary", "Accept-Encoding");
+        return r < 0 ? paf_http_headers_free(h) : h;
+}
+
+/* Answers with the fields made for it (h, taken; NULL: 500). */
+static void begin_with(response *r, int status, paf_http_headers *h) {
+        if (!h) {
+                respond_status(r, 500, NULL, NULL);
+                return;
+        }
+        response_begin(r, status, h);
+        paf_http_headers_free(h);
+}
+
+/* Starts the gzipped body of r->entry, from its start. */
+static void serve_gzip(response *r) {
+        r->z = calloc(1, sizeof(*r->z));
+        r->zout = malloc(GZIP_PIECE);
+        r->buf = malloc(GZIP_PIECE);
+        r->buf_size = GZIP_PIECE;
+        /* 15 + 16: a gzip wrapper; level 6 and memLevel 8: zlib's defaults,
+         * about 270 KiB per response. */
+        if (!r->z || !r->zout || !r->buf ||
+            deflateInit2(r->z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+                free(r->z);
+                r->z = NULL;
+                respond_status(r, 500, NULL, NULL);
+                return;
+        }
+        r->mem = NULL;
+        r->chunked = true;
+        begin_with(r, 200, gzip_fields(r->entry, true));
+}
+
+/* The coding to answer with: the precompressed sibling the client gives
+ * the highest q-value (br, zstd, gzip on a tie), KIND_IDENTITY for none. */
+static unsigned choose_sibling(const file_entry *e, const char *accept_encoding) {
+        static const unsigned preferred[] = {KIND_BR, KIND_ZSTD, KIND_GZIP};
+        unsigned best = KIND_IDENTITY;
+        int best_q = 0;
+        for (size_t i = 0; i < sizeof(preferred) / sizeof(preferred[0]); i++) {
+                unsigned k = preferred[i];
+                if (!(e->siblings & (1u << k)))
+                        continue;
+                int q = list_q(accept_encoding, kind_coding[k]);
+                if (q > best_q) {
+                        best = k;
+                        best_q = q;
+                }
+        }
+        return best;
+}
+
 /* Answers with the file of e (taken), a regular file. */
 static void serve_file(response *r, file_entry *e) {
+        conditions c;
+        read_conditions(r->req, &c);
+        bool gzip = false;
+        if (c.accept_encoding && e->vary) {
+                unsigned kind = choose_sibling(e, c.accept_encoding);
+                file_entry *sibling = NULL;
+                if (kind != KIND_IDENTITY && file_open(r->s, e->rel, kind, &sibling) >= 0) {
+                        if (S_ISREG(sibling->st.st_mode)) {
+                                entry_unref(e);
+                                e = sibling;
+                        } else
+                                entry_unref(sibling);
+                }
+                gzip = e->kind == KIND_IDENTITY && gzip_applies(r->s, e) &&
+                       list_q(c.accept_encoding, "gzip") > 0;
+        }
         const struct stat *st = &e->st;
         bool get = strcmp(paf_http_request_get_method(r->req), "GET") == 0;
         uint64_t size = (uint64_t)st->st_size;
         const char *etag = e->etag;
         char range_text[96];
-        conditions c;
-        read_conditions(r->req, &c);
         r->entry = e;
 
         /* RFC 9110 13.2.2: preconditions in this order. */
@@ -1138,7 +1720,10 @@ static void serve_file(response *r, file_entry *e) {
         }
         if (not_modified) {
                 r->remaining = 0;
-                begin_with_file(r, 304, e->not_modified_fields, false, NULL, NULL);
+                if (gzip)
+                        begin_with(r, 304, gzip_fields(e, false));
+                else
+                        begin_with_file(r, 304, e->not_modified_fields, false, NULL, NULL);
                 return;
         }
 
@@ -1165,7 +1750,10 @@ static void serve_file(response *r, file_entry *e) {
                 return;
         }
         if (k == 0) {
-                begin_with_file(r, 200, e->ok_fields, true, NULL, NULL);
+                if (gzip)
+                        serve_gzip(r);
+                else
+                        begin_with_file(r, 200, e->ok_fields, true, NULL, NULL);
                 return;
         }
         r->offset = first;
@@ -1213,16 +1801,100 @@ static void url_encode(FILE *f, const char *s, bool keep_slash) {
                         fprintf(f, "%%%02X", *p);
 }
 
+/* Writes s as a JSON string's content: bytes that are not UTF-8 become
+ * U+FFFD, so that the document parses whatever the names hold. */
+static void json_escape(FILE *f, const char *s) {
+        const unsigned char *p = (const unsigned char *)s;
+        while (*p) {
+                unsigned char c = *p;
+                if (c == '"' || c == '\\') {
+                        fputc('\\', f);
+                        fputc(c, f);
+                        p++;
+                } else if (c < 0x20) {
+                        fprintf(f, "\\u%04x", c);
+                        p++;
+                } else if (c < 0x80) {
+                        fputc(c, f);
+                        p++;
+                } else {
+                        /* A well-formed sequence: its length, its
+                         * continuation bytes, no overlong form nor surrogate. */
+                        size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+                        if (c >= 0xf5)
+                                n = 0;
+                        bool ok = n > 0;
+                        for (size_t i = 1; ok && i < n; i++)
+                                ok = (p[i] & 0xc0) == 0x80;
+                        if (ok && n == 3)
+                                ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
+                        if (ok && n == 4)
+                                ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
+                        if (ok) {
+                                fwrite(p, 1, n, f);
+                                p += n;
+                        } else {
+                                fputs("\\ufffd", f);
+                                p++;
+                        }
+                }
+        }
+}
+
 typedef struct entry {
         char *name;
-        bool dir;
+        bool dir, file; /* else: another kind (FIFO, device, socket) */
+        uint64_t size;
+        int64_t mtime;
 } entry;
 
-static int entry_compare(const void *a, const void *b) {
+enum { SORT_NAME, SORT_SIZE, SORT_DATE };
+
+typedef struct listing_order {
+        int key; /* SORT_* */
+        bool desc;
+} listing_order;
+
+/* Directories first whatever the order (as file managers do); within a
+ * kind by the key, then by name. */
+static int entry_compare(const void *a, const void *b, void *userdata) {
         const entry *x = a, *y = b;
+        const listing_order *o = userdata;
         if (x->dir != y->dir)
                 return x->dir ? -1 : 1;
-        return strcmp(x->name, y->name);
+        int c = 0;
+        if (o->key == SORT_SIZE)
+                c = x->size < y->size ? -1 : x->size > y->size;
+        else if (o->key == SORT_DATE)
+                c = x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
+        if (c == 0)
+                c = strcmp(x->name, y->name);
+        return o->desc ? -c : c;
+}
+
+/* ?sort=name|size|date&order=asc|desc; unknown keys and values are ignored. */
+static listing_order parse_listing_order(const char *target) {
+        listing_order o = {SORT_NAME, false};
+        const char *q = strchr(target, '?');
+        if (!q)
+                return o;
+        for (const char *p = q + 1; *p;) {
+                size_t len = strcspn(p, "&;#");
+                if (len == 9 && strncmp(p, "sort=name", 9) == 0)
+                        o.key = SORT_NAME;
+                else if (len == 9 && strncmp(p, "sort=size", 9) == 0)
+                        o.key = SORT_SIZE;
+                else if (len == 9 && strncmp(p, "sort=date", 9) == 0)
+                        o.key = SORT_DATE;
+                else if (len == 9 && strncmp(p, "order=asc", 9) == 0)
+                        o.desc = false;
+                else if (len == 10 && strncmp(p, "order=desc", 10) == 0)
+                        o.desc = true;
+                if (p[len] == '#' || !p[len])
+                        break;
+                p += len + 1;
+        }
+        return o;
 }
 
 /* The URL path of rel: "/" for ".", "/a/b/" otherwise. */
@@ -1231,6 +1903,111 @@ static const char *url_path(const char *rel, char *buf, size_t size) {
                 return "/";
         snprintf(buf, size, "/%s/", rel);
         return buf;
+}
+
+/* What a listing says of name, an entry of the directory rel (read
+ * through dirfd). A symlink is described by what it leads to beneath the
+ * root; false for one that leads nowhere or outside: it would not be
+ * served either. */
+static bool describe_entry(paf_http_static *s, int dirfd, const char *rel, const char *name,
+                           entry *ret) {
+        struct stat st;
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return false;
+        if (S_ISLNK(st.st_mode)) {
+                char *path = NULL;
+                if (asprintf(&path, "%s/%s", rel, name) < 0)
+                        return false;
+                int fd = open_beneath(s, path);
+                free(path);
+                if (fd < 0)
+                        return false;
+                int k = fstat(fd, &st);
+                close(fd);
+                if (k < 0)
+                        return false;
+        }
+        ret->dir = S_ISDIR(st.st_mode);
+        ret->file = S_ISREG(st.st_mode);
+        ret->size = (uint64_t)st.st_size;
+        ret->mtime = (int64_t)st.st_mtim.tv_sec;
+        return true;
+}
+
+static void listing_column(FILE *f, const char *label, int key, const listing_order *o) {
+        /* The current column's link reverses it; another's sorts by it. */
+        bool desc = o->key == key && !o->desc;
+        static const char *const keys[] = {"name", "size", "date"};
+        fprintf(f, "<th><a href=\"?sort=%s&amp;order=%s\">%s</a>%s</th>", keys[key],
+                desc ? "desc" : "asc", label,
+                o->key != key ? ""
+                : o->desc     ? " &#8595;"
+                              : " &#8593;");
+}
+
+static void listing_html(FILE *f, const char *path, bool root, const entry *entries, size_t n,
+                         const listing_order *o) {
+        fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+              "<meta name=\"viewport\" content=\"width=device-width\">\n<title>Index of ",
+              f);
+        html_escape(f, path);
+        fputs("</title>\n<style>body{font-family:sans-serif}td,th{padding:0 1em 0 0;"
+              "text-align:left}td.size{text-align:right}</style></head>\n<body><h1>Index of ",
+              f);
+        html_escape(f, path);
+        fputs("</h1>\n<table>\n<thead><tr>", f);
+        listing_column(f, "Name", SORT_NAME, o);
+        listing_column(f, "Size", SORT_SIZE, o);
+        listing_column(f, "Last modified (UTC)", SORT_DATE, o);
+        fputs("</tr></thead>\n<tbody>\n", f);
+        if (!root)
+                fputs("<tr><td><a href=\"../\">../</a></td><td "
+                      "class=\"size\">-</td><td></td></tr>\n",
+                      f);
+        for (size_t i = 0; i < n; i++) {
+                const entry *e = &entries[i];
+                fputs("<tr><td><a href=\"", f);
+                /* "./" first: a name like "a:b" must not read as a scheme. */
+                fputs("./", f);
+                url_encode(f, e->name, false);
+                fputs(e->dir ? "/\">" : "\">", f);
+                html_escape(f, e->name);
+                fputs(e->dir ? "/</a></td>" : "</a></td>", f);
+                if (e->file)
+                        fprintf(f, "<td class=\"size\">%" PRIu64 "</td>", e->size);
+                else
+                        fputs("<td class=\"size\">-</td>", f);
+                struct tm tm;
+                time_t t = (time_t)e->mtime;
+                char iso[32] = "", shown[32] = "";
+                if (gmtime_r(&t, &tm)) {
+                        strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%SZ", &tm);
+                        strftime(shown, sizeof(shown), "%Y-%m-%d %H:%M", &tm);
+                }
+                fprintf(f, "<td><time datetime=\"%s\">%s</time></td></tr>\n", iso, shown);
+        }
+        fputs("</tbody></table></body></html>\n", f);
+}
+
+/* As nginx's autoindex_format json: what scripts that read it expect. */
+static void listing_json(FILE *f, const entry *entries, size_t n) {
+        fputs("[", f);
+        for (size_t i = 0; i < n; i++) {
+                const entry *e = &entries[i];
+                char date[64] = "";
+                (void)paf_http_format_date((time_t)e->mtime, date, sizeof(date));
+                fputs(i ? ",\n{ \"name\":\"" : "\n{ \"name\":\"", f);
+                json_escape(f, e->name);
+                fprintf(f, "\", \"type\":\"%s\", \"mtime\":\"%s\"",
+                        e->dir    ? "directory"
+                        : e->file ? "file"
+                                  : "other",
+                        date);
+                if (e->file)
+                        fprintf(f, ", \"size\":%" PRIu64, e->size);
+                fputs(" }", f);
+        }
+        fputs("\n]\n", f);
 }
 
 /* hide_dotfiles: leave out what would answer 404, so the listing names
@@ -1266,69 +2043,59 @@ static void serve_listing(response *r, file_entry *de_dir, const char *rel, bool
                         entries = e;
                         allocated = m;
                 }
-                bool dir = de->d_type == DT_DIR;
-                if (de->d_type == DT_UNKNOWN) {
-                        struct stat st;
-                        dir = fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                              S_ISDIR(st.st_mode);
-                }
+                if (!describe_entry(r->s, dirfd, rel, de->d_name, &entries[n]))
+                        continue;
                 entries[n].name = strdup(de->d_name);
                 if (!entries[n].name) {
                         failed = true;
                         break;
                 }
-                entries[n++].dir = dir;
+                n++;
         }
         closedir(d);
+        listing_order order = parse_listing_order(paf_http_request_get_target(r->req));
         if (n > 1)
-                qsort(entries, n, sizeof(*entries), entry_compare);
+                qsort_r(entries, n, sizeof(*entries), entry_compare, &order);
 
-        char *html = NULL;
+        const char *accept = request_field(r->req, "Accept");
+        bool json = accept && list_q(accept, "application/json") > list_q(accept, "text/html") &&
+                    list_q(accept, "application/json") > 0;
+        char *body = NULL;
         size_t len = 0;
-        FILE *f = failed ? NULL : open_memstream(&html, &len);
+        FILE *f = failed ? NULL : open_memstream(&body, &len);
         if (f) {
-                size_t plen = strlen(rel) + 3;
-                char *pbuf = malloc(plen);
-                const char *path = pbuf ? url_path(rel, pbuf, plen) : "/";
-                fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of ", f);
-                html_escape(f, path);
-                fputs("</title></head>\n<body><h1>Index of ", f);
-                html_escape(f, path);
-                fputs("</h1>\n<ul>\n", f);
-                if (strcmp(rel, ".") != 0)
-                        fputs("<li><a href=\"../\">../</a></li>\n", f);
-                for (size_t i = 0; i < n; i++) {
-                        fputs("<li><a href=\"", f);
-                        /* "./" first: a name like "a:b" must not read as a scheme. */
-                        fputs("./", f);
-                        url_encode(f, entries[i].name, false);
-                        fputs(entries[i].dir ? "/\">" : "\">", f);
-                        html_escape(f, entries[i].name);
-                        fputs(entries[i].dir ? "/</a></li>\n" : "</a></li>\n", f);
+                if (json)
+                        listing_json(f, entries, n);
+                else {
+                        size_t plen = strlen(rel) + 3;
+                        char *pbuf = malloc(plen);
+                        const char *path = pbuf ? url_path(rel, pbuf, plen) : "/";
+                        listing_html(f, path, strcmp(rel, ".") == 0, entries, n, &order);
+                        free(pbuf);
                 }
-                fputs("</ul></body></html>\n", f);
-                free(pbuf);
                 if (fclose(f) != 0) {
-                        free(html);
-                        html = NULL;
+                        free(body);
+                        body = NULL;
                 }
         }
         for (size_t i = 0; i < n; i++)
                 free(entries[i].name);
         free(entries);
-        if (!html) {
+        if (!body) {
                 respond_status(r, 500, NULL, NULL);
                 return;
         }
 
         paf_http_headers *h = headers_new();
-        if (h)
-                (void)paf_http_headers_add(h, "Content-Type", "text/html; charset=utf-8");
-        r->owned = html;
-        r->mem = html;
+        if (h &&
+            (paf_http_headers_add(h, "Content-Type",
+                                  json ? "application/json" : "text/html; charset=utf-8") < 0 ||
+             paf_http_headers_add(h, "Vary", "Accept") < 0))
+                h = paf_http_headers_free(h);
+        r->owned = body;
+        r->mem = body;
         r->remaining = len;
-        response_begin(r, 200, h);
-        paf_http_headers_free(h);
+        begin_with(r, 200, h);
 }
 
 /* /dir → /dir/, keeping the query. */
@@ -1371,7 +2138,7 @@ static void serve_directory(response *r, file_entry *dir, const char *rel, bool 
         }
         snprintf(index, ilen, "%s/index.html", rel);
         file_entry *e = NULL;
-        int k = file_open(r->s, index, &e);
+        int k = file_open(r->s, index, KIND_IDENTITY, &e);
         free(index);
         if (k >= 0) {
                 if (S_ISREG(e->st.st_mode)) {
@@ -1420,7 +2187,7 @@ PAF_EXPORT int paf_http_static_serve(paf_http_static *s, paf_http_request *req,
                 return 0;
         }
         file_entry *e = NULL;
-        int k = file_open(s, rel, &e);
+        int k = file_open(s, rel, KIND_IDENTITY, &e);
         if (k < 0)
                 status = errno_to_status(k);
         else if (S_ISDIR(e->st.st_mode)) {

@@ -85,6 +85,13 @@ typedef int (*paf_client_body_handler_t)(const void *data, size_t len, void *use
 typedef void (*paf_client_head_handler_t)(int status, const paf_http_headers *headers,
                                           void *userdata);
 
+/* A redirect the call follows: url answered status with headers; next_url is the next hop. */
+typedef void (*paf_client_redirect_handler_t)(int status, const paf_http_headers *headers,
+                                              const char *url, const char *next_url,
+                                              void *userdata);
+
+typedef void (*paf_client_call_handler_t)(paf_http_call *call, void *userdata);
+
 typedef struct paf_client_request {
         const char *method;              /* "GET" … */
         const char *url;
@@ -101,9 +108,31 @@ typedef struct paf_client_request {
         void *userdata;                        /* for on_head, on_body and the handler */
 } paf_client_request;
 
+/*
+ * More handlers for paf_client_send_hooked() (ABI 1.4), called with the
+ * request's userdata. struct_size: sizeof(paf_client_hooks) as the caller
+ * knows it, so that members can be appended.
+ */
+typedef struct paf_client_hooks {
+        size_t struct_size;
+        /* optional: each redirect about to be followed (its status and
+         * headers, the URL that gave it and where it leads), as curl -i -L
+         * shows every response of the chain. */
+        paf_client_redirect_handler_t on_redirect;
+        /* optional: each response's HTTP call (every redirect's and the
+         * final one's), before on_redirect or on_head, for
+         * paf_http_call_query() and paf_http_call_get_endpoint() (curl -v:
+         * the TLS session, the peer). Valid during the handler only. */
+        paf_client_call_handler_t on_call;
+} paf_client_hooks;
+
 /* The handler is never called from inside this call. */
 PAF_EXPORT int paf_client_send(paf_client *c, const paf_client_request *request,
                                paf_client_handler_t handler);
+/* paf_client_send() with hooks (NULL: none); -EINVAL for a struct_size
+ * smaller than its first member's end. ABI 1.4. */
+PAF_EXPORT int paf_client_send_hooked(paf_client *c, const paf_client_request *request,
+                                      const paf_client_hooks *hooks, paf_client_handler_t handler);
 
 /*
  * What paf_client_send() would connect with for url, for a program that

@@ -109,6 +109,10 @@ typedef enum paf_flow_query_t {
         PAF_FLOW_QUERY_TLS_SERVER_NAME = 17, /* SNI sent or received */
         PAF_FLOW_QUERY_TLS_PEER_DN = 18,     /* verified peer certificate's subject DN */
         PAF_FLOW_QUERY_TLS_VERSION = 19,     /* "TLS1.3" … */
+        /* ABI 1.4, for curl -v's account of the session: */
+        PAF_FLOW_QUERY_TLS_CIPHER = 20,      /* "ECDHE-ECDSA-AES-256-GCM"-like suite name */
+        PAF_FLOW_QUERY_TLS_PEER_ISSUER = 21, /* verified peer certificate's issuer DN */
+        PAF_FLOW_QUERY_TLS_PEER_EXPIRY = 22, /* its notAfter, an int64_t of Unix time */
         PAF_FLOW_QUERY_USER = 0x10000,  /* first value free for plugins */
 } paf_flow_query_t;
 

@@ -46,6 +46,9 @@ PAF_EXPORT bool paf_http_headers_has_token(const paf_http_headers *h, const char
  * 20 (HTTP/2); 0 for a list the program made. A response's head handler can
  * tell "HTTP/2 200" from "HTTP/1.1 200 OK" by it. */
 PAF_EXPORT int paf_http_headers_get_version(const paf_http_headers *h);
+/* The reason phrase of the HTTP/1.x response the fields came with, as the
+ * server wrote it ("Moved Temporarily"); NULL otherwise (ABI 1.4). */
+PAF_EXPORT const char *paf_http_headers_get_reason(const paf_http_headers *h);
 
 /* "Sun, 06 Nov 1994 08:49:37 GMT" into buf (at least 30 bytes). */
 PAF_EXPORT int paf_http_format_date(int64_t unix_seconds, char *buf, size_t size);
@@ -106,6 +109,15 @@ PAF_EXPORT int paf_http_server_set_limits(paf_http_server *s, const paf_http_lim
  * chose "h2", and a plain one that starts with the h2 preface. On by
  * default; the [http] limits apply per stream. */
 PAF_EXPORT int paf_http_server_set_http2(paf_http_server *s, const paf_http2_settings *settings);
+/* Fields added to every final response the server sends, its own error
+ * answers (400, 408, 413, 431 …) included, over HTTP/1.1 and HTTP/2: e.g.
+ * Strict-Transport-Security or Cache-Control. A field the handler set
+ * itself is not added again. Copied; NULL or an empty list removes them.
+ * Framing and hop-by-hop fields (Content-Length, Transfer-Encoding,
+ * Connection, Keep-Alive, Proxy-Connection, Upgrade, TE, Trailer) are
+ * refused: -EINVAL. */
+PAF_EXPORT int paf_http_server_set_response_headers(paf_http_server *s,
+                                                    const paf_http_headers *headers);
 /* Serve the connections a listener accepts; the server owns it from now on. */
 PAF_EXPORT int paf_http_server_add_listener(paf_http_server *s, paf_listener *l);
 /* Serve one connection (any flow); the server owns it from now on. */
@@ -239,7 +251,8 @@ typedef void (*paf_http_call_write_handler_t)(paf_http_call *call, int error, vo
  * then written with paf_http_call_write() and ended with
  * paf_http_call_finish().
  *
- * HTTP/2: ctx's "http.version" (a string) chooses. "1.1", the default:
+ * HTTP/2: ctx's "http.version" (a string) chooses. "1.0" (ABI 1.4): an
+ * HTTP/1.0 request line, otherwise as "1.1". "1.1", the default:
  * HTTP/1.1, unless a tls.alpn the caller set makes the server pick h2. "2":
  * over TLS, ALPN offers "h2,http/1.1" (when tls.alpn is not set) and the
  * server picks; in clear text HTTP/1.1 (there is no Upgrade: h2c).
@@ -274,6 +287,9 @@ PAF_EXPORT int paf_http_call_get_version(paf_http_call *call);
  * "tcp 127.0.0.1:8080: used", then why the others were not; NULL before
  * the connect ended. */
 PAF_EXPORT const char *paf_http_call_get_report(paf_http_call *call);
+/* paf_flow_query() on the connection the call is on (ABI 1.4): its TLS
+ * version, its peer's address …; -ENOTCONN while it has none. */
+PAF_EXPORT int paf_http_call_query(paf_http_call *call, int what, void *ret, size_t size);
 /* Release the call (aborting it if unfinished; the connection is then not reused). */
 PAF_EXPORT paf_http_call *paf_http_call_free(paf_http_call *call);
 

@@ -12,7 +12,7 @@ extern "C" {
 /* The ABI this header describes. A host loads plugins of the same major and
  * of a minor not newer than its own. */
 #define PAF_ABI_MAJOR 1
-#define PAF_ABI_MINOR 3
+#define PAF_ABI_MINOR 4
 /* 1.1: protocol layers (flags, wrap_listener), listener reload.
  * 1.2: checked options (paf_option_spec, the descriptor's option_specs:
  *      ranges, choices, validators); flow write progress
@@ -33,7 +33,15 @@ extern "C" {
  *      tls-alpn-01 from the tls.acme-tlsalpn key: paf_acme_tlsalpn_lookup…),
  *      the ACME client and its certificate manager; file bodies
  *      (paf_flow_send_file, the flow op send_file: sendfile(2) on sockets,
- *      the core's copy for flows without it). */
+ *      the core's copy for flows without it).
+ * 1.4: HTTP/2 (paf_http2_settings, paf_http_server_set_http2,
+ *      paf_http_call_get_version, paf_http_headers_get_version; http.version
+ *      "2", "2-prior-knowledge", "1.0"); paf_http_request_get_field,
+ *      paf_http_server_set_response_headers; paf_http_call_query,
+ *      paf_http_headers_get_reason, paf_client_send_hooked; TLS flow queries
+ *      PAF_FLOW_QUERY_TLS_CIPHER, _TLS_PEER_ISSUER, _TLS_PEER_EXPIRY;
+ *      paf_http_static_set_mime_types, _set_precompressed, _set_gzip,
+ *      _set_gzip_min_length. */
 
 /* The symbol every plugin exports (PAF_PLUGIN_DEFINE defines it). */
 #define PAF_PLUGIN_SYMBOL "paf_plugin_entry"

@@ -19,7 +19,14 @@ extern "C" {
  *   - one byte range (206, 416 when unsatisfiable; If-Range; several ranges
  *     answer 200 with everything);
  *   - index.html, else a listing, for a directory; a directory named
- *     without its final slash is redirected (301) to it;
+ *     without its final slash is redirected (301) to it. The listing is
+ *     HTML (a table: name, size, modification time, a parent link; no CSS
+ *     nor JavaScript needed) or, for Accept: application/json, nginx's
+ *     autoindex JSON ([{"name","type","mtime","size"}]); directories first,
+ *     sorted by ?sort=name|size|date and &order=asc|desc (default: name,
+ *     ascending);
+ *   - error answers in HTML for clients that ask for text/html (browsers),
+ *     plain text otherwise;
  *   - nothing outside the root: "..", absolute symlinks and magic links that
  *     would lead out answer 403, and names starting with '.' answer 404
  *     (and are left out of listings) unless dotfiles are allowed;
@@ -64,6 +71,26 @@ PAF_EXPORT int paf_http_static_set_cache(paf_http_static *s, unsigned max_entrie
 /* The cache as [http] open-file-cache and open-file-cache-valid say in reg's
  * configuration (reg may be NULL: the defaults). */
 PAF_EXPORT int paf_http_static_load_config(paf_http_static *s, paf_registry *reg);
+/* Precompressed siblings (default: on; [http] gzip-static): for a file, its
+ * file.br, file.zst or file.gz, the one the request's Accept-Encoding gives
+ * the highest q-value (br, zstd, gzip on a tie), answers with
+ * Content-Encoding, its own ETag and ranges of its bytes; the answers for
+ * a file with siblings say Vary: Accept-Encoding. Set it before serving. */
+PAF_EXPORT int paf_http_static_set_precompressed(paf_http_static *s, bool allow);
+/* On-the-fly gzip (default: off; [http] gzip): text types (text/\*,
+ * JavaScript, JSON, XML, YAML, SVG, wasm) of the minimum length or more
+ * (default 1024 bytes; [http] gzip-min-length), for a client that accepts
+ * gzip and asked no range, are deflated as they are sent (chunked, about
+ * 300 KiB per response whatever the file's size), with a weak ETag and
+ * Vary: Accept-Encoding. Set them before serving. */
+PAF_EXPORT int paf_http_static_set_gzip(paf_http_static *s, bool enable);
+PAF_EXPORT int paf_http_static_set_gzip_min_length(paf_http_static *s, uint64_t min_length);
+/* Types by extension from a mime.types file ("type ext ext…" lines), the
+ * built-in table answering for extensions it does not name; path NULL:
+ * the built-in table only. Default: /etc/mime.types when it can be read.
+ * Text types get "; charset=utf-8". -errno when path cannot be read (the
+ * types in use stay). Set it before serving. */
+PAF_EXPORT int paf_http_static_set_mime_types(paf_http_static *s, const char *path);
 /* Close the descriptors of entries unused for 20 s from a timer on event,
  * also while no request comes (event NULL: detach). Without it that only
  * happens on requests. Detach, or unref, from the loop's thread. */

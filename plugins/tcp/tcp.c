@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -210,6 +211,38 @@ static void on_resolved(paf_resolve *q, const struct addrinfo *list, int error, 
         tcp_try_next(tc);
 }
 
+/* tcp.resolve, curl's --resolve: "HOST:PORT:ADDR[,…]" (ADDR may be in
+ * brackets). The address for name and port into buf, 1 if listed, else 0. */
+static int resolve_override(paf_ctx *ctx, const char *name, int64_t port, char *buf, size_t size) {
+        const char *list;
+        if (paf_ctx_get_string(ctx, "tcp.resolve", &list) < 0)
+                return 0;
+        size_t nlen = strlen(name);
+        for (const char *p = list; *p;) {
+                size_t len = strcspn(p, ",");
+                const char *c1 = memchr(p, ':', len);
+                const char *c2 = c1 ? memchr(c1 + 1, ':', len - (size_t)(c1 + 1 - p)) : NULL;
+                if (c2 && (size_t)(c1 - p) == nlen && strncasecmp(p, name, nlen) == 0 &&
+                    strtoll(c1 + 1, NULL, 10) == port) {
+                        const char *a = c2 + 1;
+                        size_t alen = len - (size_t)(a - p);
+                        if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {
+                                a++;
+                                alen -= 2;
+                        }
+                        if (alen == 0 || alen >= size)
+                                return 0;
+                        memcpy(buf, a, alen);
+                        buf[alen] = '\0';
+                        return 1;
+                }
+                p += len;
+                if (*p == ',')
+                        p++;
+        }
+        return 0;
+}
+
 static int tcp_connect_start(paf_connect_request *req, void *userdata) {
         (void)userdata;
         const char *host;
@@ -247,16 +280,28 @@ static int tcp_connect_start(paf_connect_request *req, void *userdata) {
         }
         paf_connect_request_set_data(req, tc);
 
+        /* tcp.family 4 or 6: that family only (curl -4, -6). tcp.resolve:
+         * this name and port at that address (curl --resolve). */
+        paf_ctx *ctx = paf_connect_request_get_ctx(req);
+        int64_t family = 0;
+        (void)paf_ctx_get_int(ctx, "tcp.family", &family);
+        char forced[NI_MAXHOST];
+        const char *lookup =
+                resolve_override(ctx, name, port, forced, sizeof(forced)) ? forced : name;
+
         /* A numeric address needs no lookup, and asking for one never blocks. */
         char service[8];
         snprintf(service, sizeof(service), "%lld", (long long)port);
         struct addrinfo hints = {
                 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+                .ai_family = family == 4   ? AF_INET
+                             : family == 6 ? AF_INET6
+                                           : AF_UNSPEC,
                 .ai_socktype = SOCK_STREAM,
                 .ai_protocol = IPPROTO_TCP,
         };
         struct addrinfo *list = NULL;
-        if (getaddrinfo(name, service, &hints, &list) == 0) {
+        if (getaddrinfo(lookup, service, &hints, &list) == 0) {
                 tc->numeric = true;
                 r = take_addresses(tc, list);
                 freeaddrinfo(list);
@@ -269,7 +314,9 @@ static int tcp_connect_start(paf_connect_request *req, void *userdata) {
         }
 
         /* No AI_ADDRCONFIG: it hides loopback-only hosts. */
-        hints = (struct addrinfo){.ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
+        hints = (struct addrinfo){.ai_family = hints.ai_family,
+                                  .ai_socktype = SOCK_STREAM,
+                                  .ai_protocol = IPPROTO_TCP};
         r = paf_resolve_start(paf_connect_request_get_event(req), name, service, &hints,
                               on_resolved, tc, &tc->lookup);
         if (r < 0) {

@@ -1460,6 +1460,42 @@ static int copy_text(const char *s, size_t len, void *ret, size_t size) {
         return (int)len;
 }
 
+/* The verified peer certificate's subject or issuer DN (as text), or its
+ * expiry (int64_t). */
+static int query_peer_cert(tls_conn *c, int what, void *ret, size_t size) {
+        /* An unverified certificate says whatever its maker wanted. */
+        if (!c->verified)
+                return -ENODATA;
+        unsigned n = 0;
+        const gnutls_datum_t *certs = gnutls_certificate_get_peers(c->session, &n);
+        if (!certs || n == 0)
+                return -ENODATA;
+        gnutls_x509_crt_t crt;
+        if (gnutls_x509_crt_init(&crt) < 0)
+                return -ENOMEM;
+        int r = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
+        if (r >= 0 && what == PAF_FLOW_QUERY_TLS_PEER_EXPIRY) {
+                time_t t = gnutls_x509_crt_get_expiration_time(crt);
+                gnutls_x509_crt_deinit(crt);
+                if (t == (time_t)-1)
+                        return -EBADMSG;
+                if (size < sizeof(int64_t))
+                        return -ENOBUFS;
+                int64_t v = (int64_t)t;
+                memcpy(ret, &v, sizeof(v));
+                return (int)sizeof(v);
+        }
+        gnutls_datum_t dn = {};
+        if (r >= 0)
+                r = gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0);
+        gnutls_x509_crt_deinit(crt);
+        if (r < 0)
+                return -EBADMSG;
+        r = copy_text((const char *)dn.data, dn.size, ret, size);
+        gnutls_free(dn.data);
+        return r;
+}
+
 static int query_peer_dn(tls_conn *c, void *ret, size_t size) {
         /* An unverified certificate says whatever its maker wanted. */
         if (!c->verified)
@@ -1507,6 +1543,18 @@ static int tls_flow_query(paf_flow *flow, int what, void *ret, size_t size) {
         }
         case PAF_FLOW_QUERY_TLS_PEER_DN:
                 return query_peer_dn(c, ret, size);
+        case PAF_FLOW_QUERY_TLS_PEER_ISSUER:
+        case PAF_FLOW_QUERY_TLS_PEER_EXPIRY:
+                return query_peer_cert(c, what, ret, size);
+        case PAF_FLOW_QUERY_TLS_CIPHER: {
+                /* The IANA name, as OpenSSL's curl shows it (TLS_AES_256_GCM_SHA384). */
+                const char *s = gnutls_ciphersuite_get(c->session);
+                if (!s)
+                        s = gnutls_cipher_get_name(gnutls_cipher_get(c->session));
+                if (!s)
+                        return -ENODATA;
+                return copy_text(s, strlen(s), ret, size);
+        }
         case PAF_FLOW_QUERY_TLS_VERSION: {
                 const char *v = gnutls_protocol_get_name(gnutls_protocol_get_version(c->session));
                 if (!v)

@@ -21,8 +21,8 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 /* PAF_ABI_MINOR + 1, spelt out: the preprocessor cannot add in a string. */
-#if PAF_ABI_MINOR == 3
-#define MINOR_AHEAD "4"
+#if PAF_ABI_MINOR == 4
+#define MINOR_AHEAD "5"
 #else
 #error "spell out PAF_ABI_MINOR + 1 as MINOR_AHEAD"
 #endif

@@ -137,7 +137,7 @@ for transport in tcp unix; do
 
         # MIME types by extension.
         for pair in css:text/css js:text/javascript json:application/json png:image/png \
-                jpg:image/jpeg gif:image/gif svg:image/svg+xml ico:image/x-icon \
+                jpg:image/jpeg gif:image/gif svg:image/svg+xml ico:image/vnd.microsoft.icon \
                 pdf:application/pdf wasm:application/wasm xml:application/xml mp4:video/mp4 \
                 woff2:font/woff2 unknownext:application/octet-stream; do
                 ext=${pair%%:*} type=${pair#*:}

@@ -1,0 +1,28 @@
+/* tools/decode.h — paf get --compressed: Content-Encoding decoded as the body streams. */
+#pragma once
+
+#include <stddef.h>
+
+typedef struct decoder decoder;
+
+/* Where decoded bytes go; < 0 stops decoding with that error. */
+typedef int (*decoder_sink_t)(const void *data, size_t len, void *userdata);
+
+/* What --compressed offers, as curl built with the same libraries. */
+const char *decoder_accept_encoding(void);
+
+/*
+ * A decoder for a Content-Encoding value ("gzip", "x-gzip", "deflate", "br",
+ * "identity", or a list of them applied in order). *ret is NULL when there is
+ * nothing to undo; -EOPNOTSUPP for an encoding it cannot undo (the body is
+ * then passed on as it is, as curl does).
+ */
+int decoder_new(const char *content_encoding, decoder **ret);
+decoder *decoder_free(decoder *d);
+
+/* Feed encoded bytes; decoded ones go to sink, in pieces of bounded size.
+ * -EBADMSG for a corrupt stream (decoder_error() says why). */
+int decoder_feed(decoder *d, const void *data, size_t len, decoder_sink_t sink, void *userdata);
+/* The body ended: -EBADMSG when the stream was cut short. */
+int decoder_finish(decoder *d);
+const char *decoder_error(decoder *d);

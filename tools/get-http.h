@@ -1,0 +1,80 @@
+/* tools/get-http.h — paf get's -x, --noproxy, -b, -c and --compressed, on top of tools/get.c. */
+#pragma once
+
+#include <stdbool.h>
+
+#include <paf/ctx.h>
+#include <paf/http.h>
+#include <paf/registry.h>
+
+#include "cookies.h"
+#include "decode.h"
+
+#define GET_HTTP_EXIT_BAD_CONTENT_ENCODING 61 /* curl's CURLE_BAD_CONTENT_ENCODING */
+
+enum {
+        GET_OPT_NOPROXY = 0x300,
+        GET_OPT_COMPRESSED,
+};
+
+/* For tools/get.c's option table, and its getopt string. */
+#define GET_HTTP_OPTIONS                                                                           \
+        {"proxy", required_argument, NULL, 'x'}, {"noproxy", required_argument, NULL, GET_OPT_NOPROXY}, \
+                {"cookie", required_argument, NULL, 'b'},                                          \
+                {"cookie-jar", required_argument, NULL, 'c'},                                      \
+                {"compressed", no_argument, NULL, GET_OPT_COMPRESSED}
+#define GET_HTTP_SHORT "x:b:c:"
+
+#define GET_HTTP_USAGE                                                                             \
+        "  -x, --proxy [http://]HOST[:PORT]  Through this HTTP proxy (port 1080 by\n"              \
+        "                          default): http:// URLs in absolute form, https://\n"           \
+        "                          through a CONNECT tunnel; \"\" for none. Without it,\n"        \
+        "                          http_proxy, https_proxy, all_proxy as curl reads them\n"       \
+        "      --noproxy LIST      Hosts reached directly: \"*\", or NAME (and below)\n"          \
+        "                          comma separated; else no_proxy\n"                               \
+        "  -b, --cookie DATA|FILE  Send \"name=value; …\", or the cookies of FILE (curl's\n"      \
+        "                          Netscape format) that match each request\n"                     \
+        "  -c, --cookie-jar FILE   Write every cookie to FILE at the end (\"-\": stdout)\n"        \
+        "      --compressed        Ask for deflate or gzip and decode the body (exit 61\n"         \
+        "                          when it is corrupt)\n"
+
+typedef struct get_http {
+        /* Options. */
+        const char *proxy, *noproxy;
+        const char *cookie_files[32];
+        size_t n_cookie_files;
+        char *cookie_string; /* -b DATA, every one joined with "; " */
+        const char *jar_path;
+        bool compressed;
+
+        /* The transfer. */
+        paf_registry *reg;
+        cookie_jar *jar; /* the cookie engine: on with -b FILE or -c */
+        char *current_url; /* the hop the next response answers */
+        char *header;      /* the Cookie field the rule returned last */
+        decoder *dec;
+        bool decode_failed;
+        bool decode_unsupported;
+} get_http;
+
+/* 1 when c is one of these options (taken), 0 when not, < 0 on error
+ * (printed; the exit code is *ret_exit). */
+int get_http_option(get_http *x, int c, const char *arg, int *ret_exit);
+
+/* After the options: the proxy keys and the cookie rule into *ctx (made
+ * if NULL), Accept-Encoding into headers. Exit code on failure, else 0. */
+int get_http_setup(get_http *x, paf_registry *reg, paf_ctx **ctx, paf_http_headers *headers);
+
+/* A call to url starts (and each retry). */
+void get_http_begin(get_http *x, const char *url);
+/* A response: a redirect followed (next_url given) or the final head. */
+void get_http_response(get_http *x, int status, const paf_http_headers *headers,
+                       const char *next_url, bool head_only);
+/* Body bytes of the final response, decoded into write() when --compressed. */
+int get_http_body(get_http *x, const void *data, size_t len, decoder_sink_t write, void *userdata);
+/* The call ended; < 0 when the body could not be decoded (the message is
+ * in buf). */
+int get_http_end(get_http *x, bool failed, char *buf, size_t size);
+/* Everything ended: -c's jar written. Exit code on failure, else 0. */
+int get_http_finish(get_http *x);
+void get_http_done(get_http *x);
