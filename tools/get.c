@@ -1495,6 +1495,7 @@ int cmd_get(int argc, char **argv) {
         const char *method = NULL;
         const char *config = NULL;
         const char *version = NULL; /* http.version; the simple client's default: "2" */
+        bool no_agent = false;
         bool silent = false, have_data = false, form_data = false;
         buffer body = {0};
         /* Command-line order: URLs, and what -o/-O give them (curl's rule:
@@ -1901,6 +1902,8 @@ int cmd_get(int argc, char **argv) {
                 goto out;
                 /* Our defaults, unless -H set or removed them ("Name:"). */
 #define REMOVED(name) (removed.data && strcasestr(removed.data, name "\n"))
+        /* -H "User-Agent:": not even the engine's (curl sends none then). */
+        no_agent = REMOVED("User-Agent");
         if (have_form && !paf_http_headers_get(headers, "Content-Type") &&
             !REMOVED("Content-Type")) {
                 _cleanup_free_ char *type = NULL;
@@ -1980,10 +1983,12 @@ int cmd_get(int argc, char **argv) {
                 goto out_event;
         }
 
-        if (version || family || resolve.len) {
+        if (version || family || resolve.len || no_agent) {
                 r = paf_ctx_new(&ctx);
                 if (r >= 0 && version)
                         r = paf_ctx_set_string(ctx, "http.version", version);
+                if (r >= 0 && no_agent)
+                        r = paf_ctx_set_string(ctx, "http.user-agent", "");
                 /* The tcp plugin's: -4/-6 and --resolve, for every hop. */
                 if (r >= 0 && family)
                         r = paf_ctx_set_int(ctx, "tcp.family", family);

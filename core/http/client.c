@@ -703,7 +703,18 @@ static int build_head(paf_http_call *call, paf_registry *reg, paf_ctx *ctx, cons
                  strcmp(method, "PATCH") == 0)
                 /* RFC 9112 6.3: a method that defines content says there is none. */
                 ADD("Content-Length: 0\r\n");
-        if (!have_agent)
+        /* The ctx's "http.user-agent" replaces ours; empty, none is sent
+         * (curl -H "User-Agent:"). */
+        const char *agent;
+        if (have_agent)
+                ;
+        else if (paf_ctx_get_string(ctx, "http.user-agent", &agent) >= 0) {
+                if (*agent && !strpbrk(agent, "\r\n")) {
+                        ADD("User-Agent: ");
+                        ADD(agent);
+                        ADD("\r\n");
+                }
+        } else
                 ADD("User-Agent: paf/" PAF_VERSION "\r\n");
         ADD("\r\n");
 #undef ADD

@@ -251,6 +251,9 @@ typedef void (*paf_http_call_write_handler_t)(paf_http_call *call, int error, vo
  * then written with paf_http_call_write() and ended with
  * paf_http_call_finish().
  *
+ * User-Agent: the headers' own, else ctx's "http.user-agent" (a string;
+ * empty: none is sent, as curl -H "User-Agent:"), else "paf/VERSION".
+ *
  * HTTP/2: ctx's "http.version" (a string) chooses. "1.0" (ABI 1.4): an
  * HTTP/1.0 request line, otherwise as "1.1". "1.1", the default:
  * HTTP/1.1, unless a tls.alpn the caller set makes the server pick h2. "2":

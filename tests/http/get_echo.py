@@ -55,7 +55,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         out = []
         for k, v in self.headers.items():
             if k.lower() == "user-agent":
-                continue  # curl/7.88.1 and paf/VERSION: each names itself
+                # curl/7.88.1 and paf/VERSION: each names itself. /ua says
+                # only whether one was sent (-H "User-Agent:" sends none).
+                if path.startswith("/ua"):
+                    out.append("user-agent: (sent)")
+                continue
             if k.lower() == "content-type" and m:
                 v = v.replace(m.group(1), "BOUNDARY")
             out.append("%s: %s" % (k.lower(), v))
