@@ -479,10 +479,6 @@ static int apply_header(parser *p, const char *section, const char *key, const c
         paf_config *c = p->config;
         const char *colon = strchr(value, ':');
         size_t nlen = colon ? (size_t)(colon - value) : 0;
-        static const char *const refused[] = {
-                "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
-                "Proxy-Connection", "Upgrade", "TE", "Trailer",
-        };
         bool token = nlen > 0;
         for (size_t i = 0; i < nlen && token; i++) {
                 unsigned char ch = (unsigned char)value[i];
@@ -493,12 +489,11 @@ static int apply_header(parser *p, const char *section, const char *key, const c
                                     "[%s] key \"%s\": \"%s\": expected \"Name: value\" with a "
                                     "field name (RFC 9110 token) before the colon",
                                     section, key, value);
-        for (size_t k = 0; k < ELEMENTSOF(refused); k++)
-                if (strlen(refused[k]) == nlen && strncasecmp(value, refused[k], nlen) == 0)
-                        return parser_error(p, -EINVAL,
-                                            "[%s] key \"%s\": \"%.*s\": the server's own field "
-                                            "(framing or hop-by-hop), not one to add",
-                                            section, key, (int)nlen, value);
+        if (http_field_is_servers_own(value, nlen))
+                return parser_error(p, -EINVAL,
+                                    "[%s] key \"%s\": \"%.*s\": the server's own field "
+                                    "(framing or hop-by-hop), not one to add",
+                                    section, key, (int)nlen, value);
         const char *v = colon + 1;
         while (*v == ' ' || *v == '\t')
                 v++;
@@ -577,8 +572,7 @@ static const core_option http_section_options[] = {
           RANGE(0, TIMEOUT_MAX)}},
         /* Read by paf_http_static_load_config() (core/http/static.c). */
         {{"open-file-cache", PAF_TYPE_INT, "1000",
-          "Files the static handler keeps open with their metadata (0: none)",
-          RANGE(0, 16777216)}},
+          "Files the static handler keeps open with their metadata (0: none)", RANGE(0, 16777216)}},
         {{"open-file-cache-valid", PAF_TYPE_INT, "1",
           "Seconds a cached file is trusted before it is checked again (0: every request)",
           RANGE(0, TIMEOUT_MAX)}},
@@ -603,16 +597,18 @@ static const core_option http2_section_options[] = {
           "Streams a client may have open on one connection (SETTINGS_MAX_CONCURRENT_STREAMS)",
           RANGE(1, 65536)}},
         {{"initial-window", PAF_TYPE_INT, "65535",
-          "Bytes of a request body a client may send ahead per stream (SETTINGS_INITIAL_WINDOW_SIZE)",
+          "Bytes of a request body a client may send ahead per stream "
+          "(SETTINGS_INITIAL_WINDOW_SIZE)",
           RANGE(1, 2147483647)}},
         {{"connection-window", PAF_TYPE_INT, "1048576",
-          "Bytes of request bodies a client may send ahead per connection", RANGE(65535, 2147483647)}},
+          "Bytes of request bodies a client may send ahead per connection",
+          RANGE(65535, 2147483647)}},
         {{"reset-burst", PAF_TYPE_INT, "200",
           "Stream resets and stream errors a connection may cause at once before GOAWAY "
           "(rapid reset, MadeYouReset)",
           RANGE(1, 1000000)}},
-        {{"reset-rate", PAF_TYPE_INT, "50", "Stream resets and errors per second the budget regains",
-          RANGE(1, 1000000)}},
+        {{"reset-rate", PAF_TYPE_INT, "50",
+          "Stream resets and errors per second the budget regains", RANGE(1, 1000000)}},
         {{"alpn", PAF_TYPE_STRING, "h2,http/1.1",
           "paf serve: what TLS listeners offer by ALPN, in order of preference (h2 is left out "
           "when enabled is no)"}},
@@ -634,8 +630,7 @@ static const core_option acme_section_options[] = {
         {{"directory", PAF_TYPE_STRING, NULL,
           "The ACME directory URL (default: Let's Encrypt's, or its staging with staging)"}},
         {{"staging", PAF_TYPE_BOOL, "no", "Use Let's Encrypt's staging directory"}},
-        {{"email", PAF_TYPE_STRING, NULL,
-          "Contact addresses of the account, separated by spaces"}},
+        {{"email", PAF_TYPE_STRING, NULL, "Contact addresses of the account, separated by spaces"}},
         {{"agree-tos", PAF_TYPE_BOOL, "no", "Agree to the CA's terms of service"}},
         {{"state-dir", PAF_TYPE_STRING, NULL,
           "Where accounts, keys and certificates are kept (default: $STATE_DIRECTORY/acme, "
@@ -646,8 +641,8 @@ static const core_option acme_section_options[] = {
          .path = true},
         {{"challenge", PAF_TYPE_STRING, "http-01", "http-01 or tls-alpn-01", 0, 0, 0,
           acme_challenges}},
-        {{"key-type", PAF_TYPE_STRING, "p256", "Certificate key: p256, p384, rsa2048, rsa3072",
-          0, 0, 0, acme_key_types}},
+        {{"key-type", PAF_TYPE_STRING, "p256", "Certificate key: p256, p384, rsa2048, rsa3072", 0,
+          0, 0, acme_key_types}},
         {{"account-key-type", PAF_TYPE_STRING, "p256", "Key of a new account", 0, 0, 0,
           acme_key_types}},
         {{"keep-key", PAF_TYPE_BOOL, "no", "Renewals keep the certificate key"}},
@@ -685,10 +680,8 @@ static const core_option listen_section_options[] = {
 /* Sections that belong to libpaf itself. A new one is one more line here and
  * its option table. */
 static const core_section core_sections[] = {
-        {"paf", paf_section_options},
-        {"http", http_section_options},
-        {"http2", http2_section_options},
-        {"serve", serve_section_options},
+        {"paf", paf_section_options},     {"http", http_section_options},
+        {"http2", http2_section_options}, {"serve", serve_section_options},
         {"acme", acme_section_options},
 };
 

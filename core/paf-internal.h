@@ -41,10 +41,9 @@ int paf_listener_set_transport(paf_listener *l, const char *protocol);
 /* The registry the listener holds, or NULL (listener.c). */
 paf_registry *paf_listener_get_registry(paf_listener *l);
 
-
-typedef struct paf_loader paf_loader; /* plugin.c */
+typedef struct paf_loader paf_loader;             /* plugin.c */
 typedef struct paf_scheme_table paf_scheme_table; /* scheme.c */
-typedef struct paf_config paf_config; /* conf.c */
+typedef struct paf_config paf_config;             /* conf.c */
 
 struct paf_registry {
         unsigned n_ref;
@@ -53,7 +52,7 @@ struct paf_registry {
         size_t n_protocols;
         unsigned next_seq;
 
-        paf_ctx *ctx; /* plugins' derivation rules */
+        paf_ctx *ctx;              /* plugins' derivation rules */
         paf_scheme_table *schemes; /* URL schemes the plugins serve (scheme.c) */
 
         /* The plugin whose init() is running: protocols it adds are its own. */
@@ -156,3 +155,9 @@ int paf_listen_check_layer(paf_registry *reg, const char *layer, const char *pro
 /* Resolution without layer protocols: what a layer runs over (resolve.c). */
 int paf_registry_resolve_inner(paf_registry *reg, paf_ctx *ctx, paf_resolution **ret);
 bool paf_protocol_is_layer(const paf_protocol *p);
+
+/* Whether the field name (len bytes) is one an HTTP server owns: framing
+ * and hop-by-hop (Content-Length, Transfer-Encoding, Connection,
+ * Keep-Alive, Proxy-Connection, Upgrade, TE, Trailer), never one a program
+ * adds to every response (core/http/headers.c). */
+bool http_field_is_servers_own(const char *name, size_t len);

@@ -18,7 +18,7 @@ typedef struct field {
 struct paf_http_headers {
         field *fields; /* inline_fields until there are more */
         size_t n, allocated;
-        int version; /* of the message they came with (10, 11, 20); 0: made by the program */
+        int version;  /* of the message they came with (10, 11, 20); 0: made by the program */
         char *reason; /* of the response they came with, NULL if none */
         field inline_fields[INLINE_FIELDS];
 };
@@ -237,44 +237,81 @@ PAF_EXPORT int paf_http_format_date(int64_t unix_seconds, char *buf, size_t size
 
 PAF_EXPORT const char *paf_http_status_reason(int status) {
         switch (status) {
-        case 100: return "Continue";
-        case 101: return "Switching Protocols";
-        case 200: return "OK";
-        case 201: return "Created";
-        case 202: return "Accepted";
-        case 204: return "No Content";
-        case 206: return "Partial Content";
-        case 301: return "Moved Permanently";
-        case 302: return "Found";
-        case 303: return "See Other";
-        case 304: return "Not Modified";
-        case 307: return "Temporary Redirect";
-        case 308: return "Permanent Redirect";
-        case 400: return "Bad Request";
-        case 401: return "Unauthorized";
-        case 403: return "Forbidden";
-        case 404: return "Not Found";
-        case 405: return "Method Not Allowed";
-        case 408: return "Request Timeout";
-        case 411: return "Length Required";
-        case 412: return "Precondition Failed";
-        case 413: return "Content Too Large";
-        case 414: return "URI Too Long";
-        case 416: return "Range Not Satisfiable";
-        case 417: return "Expectation Failed";
-        case 426: return "Upgrade Required";
-        case 431: return "Request Header Fields Too Large";
-        case 500: return "Internal Server Error";
-        case 501: return "Not Implemented";
-        case 502: return "Bad Gateway";
-        case 503: return "Service Unavailable";
-        case 504: return "Gateway Timeout";
-        case 505: return "HTTP Version Not Supported";
+        case 100:
+                return "Continue";
+        case 101:
+                return "Switching Protocols";
+        case 200:
+                return "OK";
+        case 201:
+                return "Created";
+        case 202:
+                return "Accepted";
+        case 204:
+                return "No Content";
+        case 206:
+                return "Partial Content";
+        case 301:
+                return "Moved Permanently";
+        case 302:
+                return "Found";
+        case 303:
+                return "See Other";
+        case 304:
+                return "Not Modified";
+        case 307:
+                return "Temporary Redirect";
+        case 308:
+                return "Permanent Redirect";
+        case 400:
+                return "Bad Request";
+        case 401:
+                return "Unauthorized";
+        case 403:
+                return "Forbidden";
+        case 404:
+                return "Not Found";
+        case 405:
+                return "Method Not Allowed";
+        case 408:
+                return "Request Timeout";
+        case 411:
+                return "Length Required";
+        case 412:
+                return "Precondition Failed";
+        case 413:
+                return "Content Too Large";
+        case 414:
+                return "URI Too Long";
+        case 416:
+                return "Range Not Satisfiable";
+        case 417:
+                return "Expectation Failed";
+        case 426:
+                return "Upgrade Required";
+        case 431:
+                return "Request Header Fields Too Large";
+        case 500:
+                return "Internal Server Error";
+        case 501:
+                return "Not Implemented";
+        case 502:
+                return "Bad Gateway";
+        case 503:
+                return "Service Unavailable";
+        case 504:
+                return "Gateway Timeout";
+        case 505:
+                return "HTTP Version Not Supported";
         }
-        if (status >= 100 && status < 200) return "Informational";
-        if (status >= 200 && status < 300) return "Success";
-        if (status >= 300 && status < 400) return "Redirection";
-        if (status >= 400 && status < 500) return "Client Error";
+        if (status >= 100 && status < 200)
+                return "Informational";
+        if (status >= 200 && status < 300)
+                return "Success";
+        if (status >= 300 && status < 400)
+                return "Redirection";
+        if (status >= 400 && status < 500)
+                return "Client Error";
         return "Server Error";
 }
 
@@ -285,17 +322,23 @@ PAF_EXPORT int paf_http_limits_load(paf_http_limits *ret, paf_registry *reg) {
         static const struct {
                 const char *key;
                 size_t offset;
-                int size; /* sizeof the member */
+                int size;       /* sizeof the member */
                 uint64_t scale; /* seconds to microseconds */
         } keys[] = {
-                {"max-header-bytes", offsetof(paf_http_limits, max_header_bytes), sizeof(size_t), 1},
+                {"max-header-bytes", offsetof(paf_http_limits, max_header_bytes), sizeof(size_t),
+                 1},
                 {"max-headers", offsetof(paf_http_limits, max_headers), sizeof(unsigned), 1},
                 {"max-body", offsetof(paf_http_limits, max_body), sizeof(uint64_t), 1},
-                {"max-connections", offsetof(paf_http_limits, max_connections), sizeof(unsigned), 1},
-                {"header-timeout", offsetof(paf_http_limits, header_timeout_usec), sizeof(uint64_t), 1000000},
-                {"idle-timeout", offsetof(paf_http_limits, idle_timeout_usec), sizeof(uint64_t), 1000000},
-                {"body-timeout", offsetof(paf_http_limits, body_timeout_usec), sizeof(uint64_t), 1000000},
-                {"write-timeout", offsetof(paf_http_limits, write_timeout_usec), sizeof(uint64_t), 1000000},
+                {"max-connections", offsetof(paf_http_limits, max_connections), sizeof(unsigned),
+                 1},
+                {"header-timeout", offsetof(paf_http_limits, header_timeout_usec), sizeof(uint64_t),
+                 1000000},
+                {"idle-timeout", offsetof(paf_http_limits, idle_timeout_usec), sizeof(uint64_t),
+                 1000000},
+                {"body-timeout", offsetof(paf_http_limits, body_timeout_usec), sizeof(uint64_t),
+                 1000000},
+                {"write-timeout", offsetof(paf_http_limits, write_timeout_usec), sizeof(uint64_t),
+                 1000000},
         };
         /* The defaults live in conf.c's table: a registry without a file
          * still answers with them. */
@@ -394,4 +437,15 @@ PAF_EXPORT int paf_http2_settings_load(paf_http2_settings *ret, paf_registry *re
                 return r;
         *ret = h;
         return 0;
+}
+
+bool http_field_is_servers_own(const char *name, size_t len) {
+        static const char *const names[] = {
+                "Content-Length",   "Transfer-Encoding", "Connection", "Keep-Alive",
+                "Proxy-Connection", "Upgrade",           "TE",         "Trailer",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (strlen(names[i]) == len && strncasecmp(name, names[i], len) == 0)
+                        return true;
+        return false;
 }

@@ -2140,18 +2140,13 @@ PAF_EXPORT int paf_http_server_set_response_headers(paf_http_server *s,
                                                     const paf_http_headers *headers) {
         if (!s)
                 return -EINVAL;
-        static const char *const refused[] = {
-                "Content-Length",   "Transfer-Encoding", "Connection", "Keep-Alive",
-                "Proxy-Connection", "Upgrade",           "TE",         "Trailer",
-        };
         size_t n = paf_http_headers_count(headers), len = 0;
         for (size_t i = 0; i < n; i++) {
                 const char *name, *value;
                 if (paf_http_headers_get_nth(headers, i, &name, &value) < 0)
                         return -EINVAL;
-                for (size_t k = 0; k < ELEMENTSOF(refused); k++)
-                        if (strcasecmp(name, refused[k]) == 0)
-                                return -EINVAL;
+                if (http_field_is_servers_own(name, strlen(name)))
+                        return -EINVAL;
                 len += strlen(name) + 2 + strlen(value) + 2;
         }
         paf_http_headers *copy = NULL;
