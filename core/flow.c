@@ -135,6 +135,12 @@ struct paf_flow {
         /* > 0 while the implementation is inside paf_flow_deliver(): closing
          * the implementation then would free it under its own feet. */
         unsigned impl_depth;
+        /* While paf_flow_deliver() runs completions itself: what they would
+         * schedule on the loop waits for its end, where most of it has been
+         * done already (toggling the loop's defer costs more than a small
+         * answer's parsing). */
+        bool inline_completions;
+        bool schedule_held;
 
         bool closing;
         bool impl_closed;
@@ -203,6 +209,10 @@ static void flow_unref(paf_flow *f) {
 static void flow_schedule(paf_flow *f) {
         if (f->pending)
                 return;
+        if (f->inline_completions) {
+                f->schedule_held = true;
+                return;
+        }
         flow_loop *l = f->loop;
         f->pending = true;
         f->pending_generation = l->generation;
@@ -699,6 +709,7 @@ PAF_EXPORT void paf_flow_deliver(paf_flow *flow, const void *data, size_t len, i
                  * the round's end. Bounded, so that one busy connection
                  * cannot starve the others. */
                 bool ran = false;
+                flow->inline_completions = true;
                 for (unsigned i = 0; i < INLINE_COMPLETION_ROUNDS && !flow->closing; i++) {
                         flow_pump(flow);
                         if (!flow->done.head || flow->closing)
@@ -708,7 +719,12 @@ PAF_EXPORT void paf_flow_deliver(paf_flow *flow, const void *data, size_t len, i
                 }
                 if (!flow->closing)
                         flow_pump(flow); /* the last round's writes */
-                if (ran && !flow->done.head && !flow->closing && !flow->copy_next)
+                flow->inline_completions = false;
+                bool left = flow->done.head || flow->closing || flow->copy_next;
+                if (flow->schedule_held && left)
+                        flow_schedule(flow);
+                flow->schedule_held = false;
+                if (ran && !left)
                         flow_unschedule(flow);
         }
         flow->impl_depth--;

@@ -178,6 +178,10 @@ struct paf_http_server {
 
         char date[32];
         uint64_t date_sec;
+        uint64_t date_until; /* monotonic: when date is a second old */
+        /* "Date: …\r\nServer: paf/…\r\n", what most responses have. */
+        char date_fields[96];
+        size_t date_fields_len;
 
         /* paf_http_server_set_response_headers(): the list, and the same
          * as HTTP/1.1 text ("Name: value\r\n" each). */

@@ -93,6 +93,7 @@
 #define SPARE_KEEP 4096
 
 #include "core/http/engine.h"
+#include "core/http/head.h"
 
 /* Kept small: this is all an idle connection costs us. */
 struct conn {
@@ -125,6 +126,10 @@ struct conn {
         uint64_t phase_at; /* when the phase began; while lingering, when that did */
         uint64_t write_at;
         uint64_t progress_at, polled_at; /* the flow's write progress, and when asked */
+        /* > 0 inside our flow callbacks, which run within one iteration of
+         * the loop: its time (clock) is taken once there, not per use. */
+        unsigned clock_held;
+        uint64_t clock;
 };
 
 static void conn_run(conn *c);
@@ -135,17 +140,37 @@ static void conn_update_reading(conn *c);
 static void conn_update_timer(conn *c);
 static void timeouts_remove(paf_http_server *s, conn *c);
 static void conn_on_read(paf_flow *flow, const void *data, size_t len, int error, void *userdata);
+static bool conn_between_requests(conn *c);
 
 /* ---- small helpers ---- */
 
-static uint64_t conn_now(conn *c) {
+static uint64_t loop_now(sd_event *event) {
         uint64_t t;
-        if (!c->server || sd_event_now(c->server->event, CLOCK_MONOTONIC, &t) < 0) {
+        if (!event || sd_event_now(event, CLOCK_MONOTONIC, &t) < 0) {
                 struct timespec ts;
                 clock_gettime(CLOCK_MONOTONIC, &ts);
                 t = (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
         }
         return t;
+}
+
+static uint64_t conn_now(conn *c) {
+        if (c->clock_held && c->clock)
+                return c->clock;
+        uint64_t t = loop_now(c->server ? c->server->event : NULL);
+        if (c->clock_held)
+                c->clock = t;
+        return t;
+}
+
+/* Around a flow callback: conn_now() is the loop's time, taken once. */
+static void conn_hold_clock(conn *c) {
+        c->clock_held++;
+}
+
+static void conn_release_clock(conn *c) {
+        if (--c->clock_held == 0)
+                c->clock = 0;
 }
 
 static size_t fmt_u64(char *buf, uint64_t v) {
@@ -182,18 +207,34 @@ static bool value_has_token(const char *v, const char *token) {
         return false;
 }
 
-static const char *server_date(paf_http_server *s) {
+/* The Date field at monotonic time mono. Formatting a date costs more than
+ * the rest of a small response, and even reading the wall clock shows in
+ * it: the text is kept until the monotonic clock reaches the next second
+ * of the wall clock's (a wall clock set meanwhile shows within a second). */
+static const char *server_date_at(paf_http_server *s, uint64_t mono) {
+        if (s->date[0] && mono < s->date_until)
+                return s->date;
         uint64_t usec;
-        if (sd_event_now(s->event, CLOCK_REALTIME, &usec) < 0)
-                usec = (uint64_t)time(NULL) * USEC_PER_SEC;
+        if (sd_event_now(s->event, CLOCK_REALTIME, &usec) < 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                usec = (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+        }
         uint64_t sec = usec / USEC_PER_SEC;
-        /* Formatting a date costs more than the rest of a small response. */
         if (sec != s->date_sec || !s->date[0]) {
                 if (paf_http_format_date((int64_t)sec, s->date, sizeof(s->date)) < 0)
                         snprintf(s->date, sizeof(s->date), "Thu, 01 Jan 1970 00:00:00 GMT");
                 s->date_sec = sec;
         }
+        s->date_until = mono + (USEC_PER_SEC - usec % USEC_PER_SEC);
+        int n = snprintf(s->date_fields, sizeof(s->date_fields),
+                         "Date: %s\r\nServer: paf/" PAF_VERSION "\r\n", s->date);
+        s->date_fields_len = n > 0 && (size_t)n < sizeof(s->date_fields) ? (size_t)n : 0;
         return s->date;
+}
+
+static const char *server_date(paf_http_server *s) {
+        return server_date_at(s, loop_now(s->event));
 }
 
 static void server_report(paf_http_server *s, conn *c, int status, const char *reason) {
@@ -667,6 +708,7 @@ static void on_write_done(paf_flow *flow, int error, void *userdata, bool user) 
         conn *c = req->conn;
         if (c) {
                 conn_ref(c);
+                conn_hold_clock(c);
                 c->write_at = conn_now(c);
         }
         assert(req->n_writes > 0);
@@ -700,6 +742,7 @@ static void on_write_done(paf_flow *flow, int error, void *userdata, bool user) 
                         conn_close(c, error);
                 } else
                         conn_run(c);
+                conn_release_clock(c);
                 conn_unref(c);
         }
         if (req)
@@ -987,13 +1030,10 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
                  * llhttp let an obs-fold continuation line through. */
                 return parse_error(c, 400, "obsolete line folding in header field \"%s\"",
                                    req->arena + f->name);
-        for (size_t i = 0; i < len; i++) {
-                unsigned char ch = (unsigned char)at[i];
-                if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-                        return parse_error(c, 400,
-                                           "control character 0x%02x in header field \"%s\"", ch,
-                                           req->arena + f->name);
-        }
+        size_t bad = http_find_ctl(at, len);
+        if (bad < len)
+                return parse_error(c, 400, "control character 0x%02x in header field \"%s\"",
+                                   (unsigned char)at[bad], req->arena + f->name);
         if (arena_append(req, at, len, arena_cap(c)) < 0)
                 return header_overflow(c);
         f->value_len += (uint32_t)len;
@@ -1193,6 +1233,69 @@ static bool conn_parser_runnable(conn *c) {
         return false;
 }
 
+/* A whole plain head at data (core/http/head.c) goes into req as llhttp's
+ * callbacks would put it, in one pass; false leaves it all to llhttp. Only
+ * between requests, with llhttp owed nothing: its state then is that of
+ * the end of the message before, whatever this one is. */
+static bool conn_fast_head(conn *c, paf_http_request *req, const char *data, size_t len,
+                           size_t *used) {
+        if (!conn_between_requests(c) || req->parser_owed || req->arena_len > 0 || len < 16)
+                return false;
+        const paf_http_limits *l = &c->server->limits;
+        http_head h;
+        size_t n = http_head_parse(data, len, l->max_header_bytes, l->max_headers, &h);
+        if (n == 0)
+                return false;
+        if (req->fields_size < h.n_fields) {
+                size_t size = req->fields_size ? req->fields_size : 16;
+                while (size < h.n_fields)
+                        size *= 2;
+                field_ref *f = reallocarray(req->fields, size, sizeof(*f));
+                if (!f)
+                        return false; /* llhttp's path reports it */
+                req->fields = f;
+                req->fields_size = size;
+        }
+        size_t cap = arena_cap(c);
+        req->target = 0;
+        if (arena_append(req, data + h.target, h.target_len, cap) < 0 ||
+            arena_append(req, "", 1, cap) < 0)
+                goto fail;
+        for (size_t i = 0; i < h.n_fields; i++) {
+                const http_head_field *hf = &h.fields[i];
+                field_ref *f = &req->fields[i];
+                f->name = (uint32_t)req->arena_len;
+                f->name_len = hf->name_len;
+                if (arena_append(req, data + hf->name, hf->name_len, cap) < 0 ||
+                    arena_append(req, "", 1, cap) < 0)
+                        goto fail;
+                f->value = (uint32_t)req->arena_len;
+                f->value_len = hf->value_len;
+                if (arena_append(req, data + hf->value, hf->value_len, cap) < 0 ||
+                    arena_append(req, "", 1, cap) < 0)
+                        goto fail;
+        }
+        /* on_message_begin(), on_headers_complete(), on_message_complete(). */
+        if (c->phase == PHASE_IDLE) {
+                c->phase = PHASE_HEADERS;
+                c->phase_at = conn_now(c);
+        }
+        req->request_bytes = true;
+        req->n_fields = req->n_headers = h.n_fields;
+        req->content_length = 0;
+        req->headers_ready = true;
+        req->ev = EV_COMPLETE;
+        req->parser.http_major = 1;
+        req->parser.http_minor = (uint8_t)h.minor;
+        req->parser.method = (uint8_t)h.method;
+        *used = n;
+        return true;
+fail:
+        req->arena_len = 0;
+        req->target = NO_OFFSET;
+        return false;
+}
+
 static bool conn_parse(conn *c) {
         if (!c->req) {
                 /* The first byte of a request (or of the leading empty
@@ -1221,8 +1324,10 @@ static bool conn_parse(conn *c) {
         req->err_status = 0;
 
         bool go_on = false;
-        llhttp_errno_t err = llhttp_execute(&req->parser, data, len);
         size_t used = len;
+        llhttp_errno_t err = conn_fast_head(c, req, data, len, &used)
+                                     ? HPE_OK
+                                     : llhttp_execute(&req->parser, data, len);
         if (err == HPE_PAUSED_H2_UPGRADE) {
                 conn_to_h2(c, (size_t)(llhttp_get_error_pos(&req->parser) - data));
                 goto out;
@@ -1577,6 +1682,7 @@ static void conn_on_read(paf_flow *flow, const void *data, size_t len, int error
                 return;
         }
         conn_ref(c);
+        conn_hold_clock(c);
         if (error < 0) {
                 if (c->req && (c->req->request_bytes || c->req->handler_owned)) {
                         char reason[128];
@@ -1613,6 +1719,7 @@ static void conn_on_read(paf_flow *flow, const void *data, size_t len, int error
                 c->in = NULL;
                 c->in_len = 0;
         }
+        conn_release_clock(c);
         conn_unref(c);
 }
 
@@ -2402,12 +2509,27 @@ static int resp_begin(paf_http_request *req, int status, const paf_http_headers 
         paf_http_server *s = c->server;
         req->out_len = 0;
         req->out_oom = false;
-        char line[24];
-        OUT_LIT(req, "HTTP/1.1 ");
-        out_append(req, line, fmt_u64(line, (uint64_t)status));
-        OUT_LIT(req, " ");
-        out_str(req, paf_http_status_reason(status));
-        OUT_LIT(req, "\r\n");
+        /* The head goes out in few pieces: each append costs more than the
+         * bytes it copies, for a response this small. */
+        char line[64];
+        const char *reason = paf_http_status_reason(status);
+        size_t reason_len = strlen(reason);
+        if (reason_len <= sizeof(line) - 16) {
+                memcpy(line, "HTTP/1.1 ", 9);
+                line[9] = (char)('0' + status / 100);
+                line[10] = (char)('0' + status / 10 % 10);
+                line[11] = (char)('0' + status % 10);
+                line[12] = ' ';
+                memcpy(line + 13, reason, reason_len);
+                memcpy(line + 13 + reason_len, "\r\n", 2);
+                out_append(req, line, 15 + reason_len);
+        } else {
+                OUT_LIT(req, "HTTP/1.1 ");
+                out_append(req, line, fmt_u64(line, (uint64_t)status));
+                OUT_LIT(req, " ");
+                out_append(req, reason, reason_len);
+                OUT_LIT(req, "\r\n");
+        }
 
         bool has_date = false, has_server = false, has_connection = false;
         size_t n = paf_http_headers_count(headers);
@@ -2452,11 +2574,17 @@ static int resp_begin(paf_http_request *req, int status, const paf_http_headers 
                 out_str(req, value);
                 OUT_LIT(req, "\r\n");
         }
-        if (content_type)
-                out_field(req, "Content-Type", content_type);
-        if (!has_date)
-                out_field(req, "Date", server_date(s));
-        if (!has_server)
+        if (content_type) {
+                OUT_LIT(req, "Content-Type: ");
+                out_str(req, content_type);
+                OUT_LIT(req, "\r\n");
+        }
+        if (!has_date && !has_server) {
+                (void)server_date_at(s, conn_now(c));
+                out_append(req, s->date_fields, s->date_fields_len);
+        } else if (!has_date)
+                out_field(req, "Date", server_date_at(s, conn_now(c)));
+        else if (!has_server)
                 OUT_LIT(req, "Server: paf/" PAF_VERSION "\r\n");
         if (s->extra) {
                 /* The server's own fields, unless the handler set them. */
@@ -2469,17 +2597,26 @@ static int resp_begin(paf_http_request *req, int status, const paf_http_headers 
                                 out_field(req, name, value);
                 }
         }
-        if (req->framing == FRAMING_LENGTH) {
-                OUT_LIT(req, "Content-Length: ");
-                out_u64(req, (uint64_t)content_length);
+        bool keep_alive_10 = !c->close_after && req->version == 10 && !has_connection;
+        if (req->framing == FRAMING_LENGTH && !c->close_after && !keep_alive_10) {
+                /* The usual end, in one piece. */
+                memcpy(line, "Content-Length: ", 16);
+                size_t k = 16 + fmt_u64(line + 16, (uint64_t)content_length);
+                memcpy(line + k, "\r\n\r\n", 4);
+                out_append(req, line, k + 4);
+        } else {
+                if (req->framing == FRAMING_LENGTH) {
+                        OUT_LIT(req, "Content-Length: ");
+                        out_u64(req, (uint64_t)content_length);
+                        OUT_LIT(req, "\r\n");
+                } else if (req->framing == FRAMING_CHUNKED)
+                        OUT_LIT(req, "Transfer-Encoding: chunked\r\n");
+                if (c->close_after)
+                        OUT_LIT(req, "Connection: close\r\n");
+                else if (keep_alive_10)
+                        OUT_LIT(req, "Connection: keep-alive\r\n");
                 OUT_LIT(req, "\r\n");
-        } else if (req->framing == FRAMING_CHUNKED)
-                OUT_LIT(req, "Transfer-Encoding: chunked\r\n");
-        if (c->close_after)
-                OUT_LIT(req, "Connection: close\r\n");
-        else if (req->version == 10 && !has_connection)
-                OUT_LIT(req, "Connection: keep-alive\r\n");
-        OUT_LIT(req, "\r\n");
+        }
         if (req->out_oom)
                 return -ENOMEM;
         req->resp = RESP_STARTED;

@@ -688,11 +688,15 @@ static void test_get(void **state) {
 static void test_fields(void **state) {
         env *v = *state;
         client *c = client_new(v);
-        client_send(c, "GET /fields HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-b:  two \r\nX-A: 3\r\n\r\n");
+        /* Tabs inside and obs-text in long values are fine (they are
+         * scanned by the word for control characters). */
+        client_send(c, "GET /fields HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-b:  two \r\nX-A: 3\r\n"
+                       "X-T: 0123456\t89abcdef\tghij\r\nX-U: caf\xc3\xa9 na\xc3\xafve r\xc3\xa9sum\xc3\xa9\r\n\r\n");
         resp r;
         next_resp(v, c, false, &r);
         assert_int_equal(r.status, 200);
-        assert_body(&r, "Host=x;X-A=1;x-b=two;X-A=3;");
+        assert_body(&r, "Host=x;X-A=1;x-b=two;X-A=3;X-T=0123456\t89abcdef\tghij;"
+                        "X-U=caf\xc3\xa9 na\xc3\xafve r\xc3\xa9sum\xc3\xa9;");
         char val[128];
         assert_non_null(field(r.head, "Vary", val, sizeof(val)));
         assert_string_equal(val, "Accept");
@@ -1260,6 +1264,14 @@ static const bad_case bad_cases[] = {
         {"bare LF line", "GET / HTTP/1.1\nHost: x\n\n", 0, 400},
         {"NUL in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n", 37, 400},
         {"control char in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01z\r\n\r\n", 0, 400},
+        /* Long values are scanned by the word: a control character at any
+         * place of one, next to a tab (allowed) or not. */
+        {"control char in a long value",
+         "GET / HTTP/1.1\r\nHost: x\r\nX-A: 0123456789abcdef\x1f" "ghijklmnopqrstuv\r\n\r\n", 0, 400},
+        {"control char after a tab",
+         "GET / HTTP/1.1\r\nHost: x\r\nX-A: 01234567\t9abc\x02" "efghijklmnop\r\n\r\n", 0, 400},
+        {"DEL in a long value",
+         "GET / HTTP/1.1\r\nHost: x\r\nX-A: 0123456789abcd\x7f" "ghijklmnopqrstuvwxyz\r\n\r\n", 0, 400},
         {"DEL in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x7fz\r\n\r\n", 0, 400},
         {"HTTP/2.0", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 0, 505},
         {"HTTP/1.2", "GET / HTTP/1.2\r\nHost: x\r\n\r\n", 0, 505},
