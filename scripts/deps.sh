@@ -9,6 +9,7 @@ packages=(
         libsystemd-dev libinih-dev libcmocka-dev node-llhttp liburiparser-dev
         libjansson-dev # ACME's JSON (core/acme/)
         zlib1g-dev # paf serve's on-the-fly gzip (core/http/static.c)
+        libbrotli-dev libzstd-dev brotli zstd time # paf get --compressed's br and zstd (tools/decode.c); the CLIs and GNU time for its tests
         media-types # /etc/mime.types, the static handler's MIME types
         # real peers for the HTTP tests and benchmarks
         libgnutls28-dev

@@ -137,6 +137,31 @@ void get_http_begin(get_http *x, const char *url) {
         x->current_url = url ? strdup(url) : NULL;
         x->dec = decoder_free(x->dec);
         x->decode_failed = x->decode_unsupported = false;
+        x->decode_refused = 0;
+        x->decode_exit = GET_HTTP_EXIT_BAD_CONTENT_ENCODING;
+}
+
+/* Every Content-Encoding field, in order, as one list: curl stacks them. */
+static char *content_encodings(const paf_http_headers *headers) {
+        char *list = NULL;
+        size_t n = paf_http_headers_count(headers), len = 0;
+        FILE *f = open_memstream(&list, &len);
+        if (!f)
+                return NULL;
+        bool first = true;
+        for (size_t i = 0; i < n; i++) {
+                const char *name, *value;
+                if (paf_http_headers_get_nth(headers, i, &name, &value) >= 0 &&
+                    strcasecmp(name, "Content-Encoding") == 0) {
+                        fprintf(f, "%s%s", first ? "" : ", ", value);
+                        first = false;
+                }
+        }
+        if (fclose(f) != 0) {
+                free(list);
+                return NULL;
+        }
+        return list;
 }
 
 /* Set-Cookie fields of a response to the current URL, into the jar. */
@@ -170,24 +195,35 @@ void get_http_response(get_http *x, int status, const paf_http_headers *headers,
         }
         x->dec = decoder_free(x->dec);
         x->decode_unsupported = false;
+        x->decode_refused = 0;
         if (!x->compressed || head_only || status == 204 || status == 304 || !headers)
                 return;
-        const char *ce = paf_http_headers_get(headers, "Content-Encoding");
-        int r = ce ? decoder_new(ce, &x->dec) : 0;
+        char *ce = content_encodings(headers);
+        int r = !ce ? -ENOMEM : *ce ? decoder_new(ce, &x->dec) : 0;
+        free(ce);
         if (r == -EOPNOTSUPP)
-                x->decode_unsupported = true;
+                x->decode_unsupported = true; /* an error once body bytes come, as curl */
+        else if (r < 0) {
+                /* curl refuses more than 5 codings with the head, body or not. */
+                x->decode_refused = r;
+                x->decode_failed = true;
+        }
 }
 
 int get_http_body(get_http *x, const void *data, size_t len, decoder_sink_t write, void *userdata) {
-        if (x->decode_unsupported && len > 0) {
+        if ((x->decode_unsupported && len > 0) || x->decode_refused) {
                 x->decode_failed = true;
                 return -EBADMSG;
         }
         if (!x->dec)
                 return write(data, len, userdata);
         int r = decoder_feed(x->dec, data, len, write, userdata);
-        if (r == -EBADMSG)
+        if (r == -EBADMSG || r == -EPROTO) {
                 x->decode_failed = true;
+                /* Bytes after the stream's end: curl's write error. */
+                x->decode_exit = r == -EPROTO ? GET_HTTP_EXIT_WRITE_ERROR
+                                              : GET_HTTP_EXIT_BAD_CONTENT_ENCODING;
+        }
         return r;
 }
 
@@ -201,6 +237,10 @@ int get_http_end(get_http *x, bool failed, char *buf, size_t size) {
                          "Unrecognized content encoding type. paf understands %s "
                          "content encodings.",
                          decoder_accept_encoding());
+        else if (x->decode_refused == -E2BIG)
+                snprintf(buf, size, "Reject response due to more than 5 content encodings");
+        else if (x->decode_refused)
+                snprintf(buf, size, "Content-Encoding: %s", strerror(-x->decode_refused));
         else
                 snprintf(buf, size, "Error while processing content unencoding: %s",
                          decoder_error(x->dec));

@@ -11,6 +11,7 @@
 #include "decode.h"
 
 #define GET_HTTP_EXIT_BAD_CONTENT_ENCODING 61 /* curl's CURLE_BAD_CONTENT_ENCODING */
+#define GET_HTTP_EXIT_WRITE_ERROR 23          /* curl's CURLE_WRITE_ERROR */
 
 enum {
         GET_OPT_NOPROXY = 0x300,
@@ -35,8 +36,8 @@ enum {
         "  -b, --cookie DATA|FILE  Send \"name=value; …\", or the cookies of FILE (curl's\n"      \
         "                          Netscape format) that match each request\n"                     \
         "  -c, --cookie-jar FILE   Write every cookie to FILE at the end (\"-\": stdout)\n"        \
-        "      --compressed        Ask for deflate or gzip and decode the body (exit 61\n"         \
-        "                          when it is corrupt)\n"
+        "      --compressed        Ask for deflate, gzip, br or zstd and decode the body\n"        \
+        "                          (exit 61 when it is corrupt)\n"
 
 typedef struct get_http {
         /* Options. */
@@ -55,6 +56,8 @@ typedef struct get_http {
         decoder *dec;
         bool decode_failed;
         bool decode_unsupported;
+        int decode_refused; /* decoder_new's error for the response's codings, else 0 */
+        int decode_exit;    /* with decode_failed: curl's exit code for it */
 } get_http;
 
 /* 1 when c is one of these options (taken), 0 when not, < 0 on error
@@ -73,7 +76,7 @@ void get_http_response(get_http *x, int status, const paf_http_headers *headers,
 /* Body bytes of the final response, decoded into write() when --compressed. */
 int get_http_body(get_http *x, const void *data, size_t len, decoder_sink_t write, void *userdata);
 /* The call ended; < 0 when the body could not be decoded (the message is
- * in buf). */
+ * in buf, the exit code in x->decode_exit). */
 int get_http_end(get_http *x, bool failed, char *buf, size_t size);
 /* Everything ended: -c's jar written. Exit code on failure, else 0. */
 int get_http_finish(get_http *x);

@@ -724,7 +724,7 @@ static void on_done(paf_response *response, const paf_error *error, void *userda
         if (get_http_end(&http_opts, error && !http_opts.decode_failed, decode_error,
                          sizeof(decode_error)) < 0) {
                 get_error("%s: %s", g->url, decode_error);
-                g->exit_code = GET_HTTP_EXIT_BAD_CONTENT_ENCODING;
+                g->exit_code = http_opts.decode_exit;
                 g->quiet_fail = true;
         }
         if (g->progress && g->drawn) {

@@ -1635,23 +1635,35 @@ static void begin_with(response *r, int status, paf_http_headers *h) {
         paf_http_headers_free(h);
 }
 
-/* Starts the gzipped body of r->entry, from its start. */
-static void serve_gzip(response *r) {
+/* The gzip stream of an answer gzipped on the fly; false (and a 500
+ * answered) when it cannot be made. */
+static bool gzip_start(response *r) {
         r->z = calloc(1, sizeof(*r->z));
         r->zout = malloc(GZIP_PIECE);
-        r->buf = malloc(GZIP_PIECE);
-        r->buf_size = GZIP_PIECE;
         /* 15 + 16: a gzip wrapper; level 6 and memLevel 8: zlib's defaults,
          * about 270 KiB per response. */
-        if (!r->z || !r->zout || !r->buf ||
+        if (!r->z || !r->zout ||
             deflateInit2(r->z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
                 free(r->z);
                 r->z = NULL;
                 respond_status(r, 500, NULL, NULL);
+                return false;
+        }
+        r->chunked = true;
+        return true;
+}
+
+/* Starts the gzipped body of r->entry, from its start. */
+static void serve_gzip(response *r) {
+        r->buf = malloc(GZIP_PIECE);
+        r->buf_size = GZIP_PIECE;
+        if (!r->buf) {
+                respond_status(r, 500, NULL, NULL);
                 return;
         }
+        if (!gzip_start(r))
+                return;
         r->mem = NULL;
-        r->chunked = true;
         begin_with(r, 200, gzip_fields(r->entry, true));
 }
 
@@ -2086,15 +2098,33 @@ static void serve_listing(response *r, file_entry *de_dir, const char *rel, bool
                 return;
         }
 
+        /* --gzip takes listings as any text answer; with it on, whether one
+         * is gzipped depends on Accept-Encoding, and caches must know. */
+        const char *ae = r->s->gzip ? request_field(r->req, "Accept-Encoding") : NULL;
+        bool gzip = ae && len >= r->s->gzip_min && list_q(ae, "gzip") > 0;
         paf_http_headers *h = headers_new();
         if (h &&
             (paf_http_headers_add(h, "Content-Type",
                                   json ? "application/json" : "text/html; charset=utf-8") < 0 ||
-             paf_http_headers_add(h, "Vary", "Accept") < 0))
+             (gzip && paf_http_headers_add(h, "Content-Encoding", "gzip") < 0) ||
+             paf_http_headers_add(h, "Vary", r->s->gzip ? "Accept, Accept-Encoding" : "Accept") <
+                     0))
                 h = paf_http_headers_free(h);
         r->owned = body;
-        r->mem = body;
-        r->remaining = len;
+        if (gzip) {
+                if (!gzip_start(r)) {
+                        paf_http_headers_free(h);
+                        return;
+                }
+                /* The whole input at once: gzip_pump then only finishes the
+                 * stream, a piece of output per write. */
+                r->z->next_in = (unsigned char *)body;
+                r->z->avail_in = (uInt)len;
+                r->remaining = 0;
+        } else {
+                r->mem = body;
+                r->remaining = len;
+        }
         begin_with(r, 200, h);
 }
 

@@ -40,6 +40,12 @@ printf '<p>in sub dir</p>\n' >"$root/docs/sub dir/page.html"
 printf 'console.log("identity");\n' >"$root/assets/app.js"
 printf 'gzip-sibling' >"$root/assets/app.js.gz"
 printf 'brotli-sibling' >"$root/assets/app.js.br"
+mkdir "$root/many"
+i=0
+while [ $i -lt 40 ]; do
+        printf 'x' >"$root/many/entry-$i.txt"
+        i=$((i + 1))
+done
 
 : >"$tmp/serve.err"
 "$PAF_BIN" serve --listen 127.0.0.1:0 --root "$root" --gzip 2>>"$tmp/serve.err" &
@@ -151,6 +157,28 @@ assert by_name["big.txt"]["mtime"].endswith(" GMT")
 assert [e["name"] for e in entries][0] == "sub dir"
 PY
 ok "listing: parent link, sizes, sorting, JSON with Accept: application/json"
+# --gzip covers listings too, as any text answer: HTML and JSON, gzipped for
+# a client that takes gzip, the same listing once gunzipped.
+for accept in text/html application/json; do
+        c -H "Accept: $accept" -D "$tmp/h" -o "$tmp/list.id" "$url/many/"
+        [ "$(hdr vary "$tmp/h")" = "Accept, Accept-Encoding" ] ||
+                fail "$accept listing without gzip: Vary '$(hdr vary "$tmp/h")'"
+        [ -z "$(hdr content-encoding "$tmp/h")" ] || fail "$accept listing: gzip not asked for"
+        [ "$(wc -c <"$tmp/list.id")" -gt 1024 ] || fail "$accept listing: below --gzip's threshold"
+        c -H "Accept: $accept" -H 'Accept-Encoding: gzip' -D "$tmp/h" -o "$tmp/list.gz" "$url/many/"
+        [ "$(hdr content-encoding "$tmp/h")" = gzip ] ||
+                fail "$accept listing: Content-Encoding '$(hdr content-encoding "$tmp/h")'"
+        [ "$(hdr vary "$tmp/h")" = "Accept, Accept-Encoding" ] ||
+                fail "$accept listing: Vary '$(hdr vary "$tmp/h")'"
+        case $(hdr content-type "$tmp/h") in "$accept"*) ;; *) fail "$accept listing: type" ;; esac
+        gunzip -c <"$tmp/list.gz" | cmp - "$tmp/list.id" || fail "$accept listing: gunzip differs"
+        [ "$(wc -c <"$tmp/list.gz")" -lt "$(wc -c <"$tmp/list.id")" ] || fail "$accept listing: not smaller"
+        c --compressed -H "Accept: $accept" -o "$tmp/list.out" "$url/many/"
+        cmp "$tmp/list.out" "$tmp/list.id" || fail "$accept listing: curl --compressed differs"
+        c -I --compressed -H "Accept: $accept" -D "$tmp/h" -o /dev/null "$url/many/"
+        [ "$(hdr content-encoding "$tmp/h")" = gzip ] || fail "$accept listing: HEAD not as GET"
+done
+ok "--gzip: listings (HTML and JSON) gzipped, Vary: Accept, Accept-Encoding, gunzip gives the listing"
 
 # ---- error pages ----
 code=$(c -H 'Accept: text/html,*/*;q=0.8' -o "$tmp/e" -w '%{http_code} %{content_type}' "$url/nope")
