@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "core/http/client-internal.h"
+#include "core/http/headers-internal.h"
 
 typedef struct field {
         char *name; /* one allocation: the name, its NUL, then the value */
@@ -20,8 +21,17 @@ struct paf_http_headers {
         size_t n, allocated;
         int version;  /* of the message they came with (10, 11, 20); 0: made by the program */
         char *reason; /* of the response they came with, NULL if none */
+        /* http_headers_freeze(): the fields as HTTP/1.1 text, until a change. */
+        char *wire;
+        size_t wire_len;
+        unsigned wire_names;
         field inline_fields[INLINE_FIELDS];
 };
+
+static void wire_drop(paf_http_headers *h) {
+        free(h->wire);
+        h->wire = NULL;
+}
 
 PAF_EXPORT int paf_http_headers_new(paf_http_headers **ret) {
         if (!ret)
@@ -34,6 +44,7 @@ PAF_EXPORT int paf_http_headers_new(paf_http_headers **ret) {
         h->allocated = INLINE_FIELDS;
         h->version = 0;
         h->reason = NULL;
+        h->wire = NULL;
         *ret = h;
         return 0;
 }
@@ -70,6 +81,7 @@ PAF_EXPORT paf_http_headers *paf_http_headers_free(paf_http_headers *h) {
         if (h->fields != h->inline_fields)
                 free(h->fields);
         free(h->reason);
+        free(h->wire);
         free(h);
         return NULL;
 }
@@ -115,6 +127,7 @@ PAF_EXPORT int paf_http_headers_add(paf_http_headers *h, const char *name, const
         size_t nlen = name_length(name), vlen = value_length(value);
         if (!h || nlen == 0 || vlen == SIZE_MAX)
                 return -EINVAL;
+        wire_drop(h);
         if (h->n == h->allocated) {
                 size_t n = h->allocated * 2;
                 field *f;
@@ -143,6 +156,7 @@ PAF_EXPORT int paf_http_headers_remove(paf_http_headers *h, const char *name) {
                 return -EINVAL;
         size_t j = 0;
         int removed = 0;
+        wire_drop(h);
         for (size_t i = 0; i < h->n; i++) {
                 if (strcasecmp(h->fields[i].name, name) == 0) {
                         free(h->fields[i].name);
@@ -448,4 +462,62 @@ bool http_field_is_servers_own(const char *name, size_t len) {
                 if (strlen(names[i]) == len && strncasecmp(name, names[i], len) == 0)
                         return true;
         return false;
+}
+
+static unsigned wire_name(const char *name, size_t len) {
+        switch (len) {
+        case 4:
+                return strcasecmp(name, "Date") == 0 ? HTTP_WIRE_DATE : 0;
+        case 6:
+                return strcasecmp(name, "Server") == 0 ? HTTP_WIRE_SERVER : 0;
+        case 10:
+                return strcasecmp(name, "Connection") == 0 ? HTTP_WIRE_CONNECTION : 0;
+        case 12:
+                return strcasecmp(name, "Content-Type") == 0 ? HTTP_WIRE_CONTENT_TYPE : 0;
+        case 14:
+                return strcasecmp(name, "Content-Length") == 0 ? HTTP_WIRE_CONTENT_LENGTH : 0;
+        case 17:
+                return strcasecmp(name, "Transfer-Encoding") == 0 ? HTTP_WIRE_TRANSFER_ENCODING
+                                                                   : 0;
+        }
+        return 0;
+}
+
+int http_headers_freeze(paf_http_headers *h) {
+        if (!h)
+                return -EINVAL;
+        if (h->wire)
+                return 0;
+        size_t len = 0;
+        for (size_t i = 0; i < h->n; i++)
+                len += strlen(h->fields[i].name) + strlen(h->fields[i].value) + 4;
+        char *w = malloc(len + 1), *at = w;
+        if (!w)
+                return -ENOMEM;
+        unsigned names = 0;
+        for (size_t i = 0; i < h->n; i++) {
+                size_t nl = strlen(h->fields[i].name), vl = strlen(h->fields[i].value);
+                names |= wire_name(h->fields[i].name, nl);
+                memcpy(at, h->fields[i].name, nl);
+                at += nl;
+                memcpy(at, ": ", 2);
+                at += 2;
+                memcpy(at, h->fields[i].value, vl);
+                at += vl;
+                memcpy(at, "\r\n", 2);
+                at += 2;
+        }
+        *at = '\0';
+        h->wire = w;
+        h->wire_len = len;
+        h->wire_names = names;
+        return 0;
+}
+
+const char *http_headers_wire(const paf_http_headers *h, size_t *len, unsigned *names) {
+        if (!h || !h->wire)
+                return NULL;
+        *len = h->wire_len;
+        *names = h->wire_names;
+        return h->wire;
 }

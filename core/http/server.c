@@ -94,6 +94,7 @@
 
 #include "core/http/engine.h"
 #include "core/http/head.h"
+#include "core/http/headers-internal.h"
 
 /* Kept small: this is all an idle connection costs us. */
 struct conn {
@@ -2532,7 +2533,19 @@ static int resp_begin(paf_http_request *req, int status, const paf_http_headers 
         }
 
         bool has_date = false, has_server = false, has_connection = false;
-        size_t n = paf_http_headers_count(headers);
+        size_t n = paf_http_headers_count(headers), wire_len;
+        unsigned names;
+        const char *wire = http_headers_wire(headers, &wire_len, &names);
+        /* A frozen list (a static file's) goes as one block, unless it has
+         * fields this response writes its own way. */
+        if (wire && !(names & (HTTP_WIRE_CONNECTION | HTTP_WIRE_CONTENT_LENGTH |
+                               HTTP_WIRE_TRANSFER_ENCODING)) &&
+            !(content_type && (names & HTTP_WIRE_CONTENT_TYPE))) {
+                out_append(req, wire, wire_len);
+                has_date = names & HTTP_WIRE_DATE;
+                has_server = names & HTTP_WIRE_SERVER;
+                n = 0;
+        }
         for (size_t i = 0; i < n; i++) {
                 const char *name, *value;
                 if (paf_http_headers_get_nth(headers, i, &name, &value) < 0)

@@ -15,6 +15,7 @@
 #include <zlib.h>
 
 #include "core/paf-internal.h"
+#include "core/http/headers-internal.h"
 #include <paf/static.h>
 
 /* A body at most this long is read (pread) and written with its head, in
@@ -280,6 +281,9 @@ static paf_http_headers *file_fields(const file_entry *e, bool full) {
         /* On 304s too (RFC 9110 15.4.5): a cache keeps one answer per coding. */
         if (r >= 0 && e->vary)
                 r = paf_http_headers_add(h, "Vary", "Accept-Encoding");
+        /* Answers share the list, from any worker: its text is made now. */
+        if (r >= 0)
+                r = http_headers_freeze(h);
         return r < 0 ? paf_http_headers_free(h) : h;
 }
 
