@@ -1257,24 +1257,28 @@ static bool conn_fast_head(conn *c, paf_http_request *req, const char *data, siz
                 req->fields = f;
                 req->fields_size = size;
         }
-        size_t cap = arena_cap(c);
+        /* The head from its target on, copied at once; the bytes after each
+         * piece (a space, a colon, a CR or trailing whitespace) become its
+         * NUL, as the callbacks would have put it. */
+        if (arena_append(req, data + h.target, n - h.target, arena_cap(c)) < 0) {
+                req->arena_len = 0;
+                return false;
+        }
+        char *a = req->arena;
+        uint32_t base = h.target;
         req->target = 0;
-        if (arena_append(req, data + h.target, h.target_len, cap) < 0 ||
-            arena_append(req, "", 1, cap) < 0)
-                goto fail;
+        a[h.target_len] = '\0';
         for (size_t i = 0; i < h.n_fields; i++) {
                 const http_head_field *hf = &h.fields[i];
                 field_ref *f = &req->fields[i];
-                f->name = (uint32_t)req->arena_len;
-                f->name_len = hf->name_len;
-                if (arena_append(req, data + hf->name, hf->name_len, cap) < 0 ||
-                    arena_append(req, "", 1, cap) < 0)
-                        goto fail;
-                f->value = (uint32_t)req->arena_len;
-                f->value_len = hf->value_len;
-                if (arena_append(req, data + hf->value, hf->value_len, cap) < 0 ||
-                    arena_append(req, "", 1, cap) < 0)
-                        goto fail;
+                *f = (field_ref){
+                        .name = hf->name - base,
+                        .name_len = hf->name_len,
+                        .value = hf->value - base,
+                        .value_len = hf->value_len,
+                };
+                a[f->name + f->name_len] = '\0';
+                a[f->value + f->value_len] = '\0';
         }
         /* on_message_begin(), on_headers_complete(), on_message_complete(). */
         if (c->phase == PHASE_IDLE) {
@@ -1291,10 +1295,6 @@ static bool conn_fast_head(conn *c, paf_http_request *req, const char *data, siz
         req->parser.method = (uint8_t)h.method;
         *used = n;
         return true;
-fail:
-        req->arena_len = 0;
-        req->target = NO_OFFSET;
-        return false;
 }
 
 static bool conn_parse(conn *c) {
