@@ -21,6 +21,7 @@
 #include "config.h"
 
 #include "bench-hist.h"
+#include "core/http/head.h"
 #include "paf-tool.h"
 
 #define MAX_DEPTH 256
@@ -85,6 +86,12 @@ typedef struct conn {
         uint64_t read_usec;       /* when the bytes being parsed arrived */
         uint64_t head_bytes;
         bool head_done;
+        /* Answers with a plain head (fast_head()) are read without llhttp:
+         * the bytes of the body still owed; llhttp_mid while llhttp is
+         * inside an answer, where it has to go on. */
+        bool fast_body, fast_close, llhttp_mid;
+        uint64_t fast_left;
+        int status; /* of the answer being read */
         bool close_after; /* the server said Connection: close */
         bool parse_failed;
         bool active; /* still has work: false once its share is done */
@@ -366,7 +373,7 @@ static void conn_request_done(conn *c) {
         uint64_t now = c->read_usec;
         uint64_t total = now > r->intended ? now - r->intended : 0;
         uint64_t ttfb = c->head_first_byte > r->intended ? c->head_first_byte - r->intended : 0;
-        int status = c->parser.status_code;
+        int status = c->status;
         if (status >= 0 && status < 600)
                 w->status[status]++;
         w->bytes += c->head_bytes;
@@ -392,6 +399,7 @@ static void conn_request_done(conn *c) {
 
 static int on_message_begin(llhttp_t *p) {
         conn *c = p->data;
+        c->llhttp_mid = true;
         if (c->head_first_byte == 0)
                 c->head_first_byte = c->read_usec;
         return 0;
@@ -412,6 +420,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
 
 static int on_message_complete(llhttp_t *p) {
         conn *c = p->data;
+        c->llhttp_mid = false;
+        c->status = p->status_code;
         if (c->n_inflight == 0) {
                 c->parse_failed = true; /* an answer nobody asked for */
                 return HPE_USER;
@@ -426,6 +436,170 @@ static int on_message_complete(llhttp_t *p) {
 }
 
 static llhttp_settings_t parser_settings;
+
+/* ---- plain answer heads, without llhttp ---- */
+
+/* RFC 9110 §5.6.2 tchar, by byte. */
+static unsigned char tchar[256];
+
+static void tchar_init(void) {
+        for (int ch = 0; ch < 256; ch++)
+                tchar[ch] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                            (ch >= '0' && ch <= '9') || (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* Whether p[0, n) is lower (lowercase letters and '-'), whatever the case. */
+static bool name_is(const char *p, size_t n, const char *lower, size_t len) {
+        if (n != len)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((p[i] | 0x20) != lower[i])
+                        return false;
+        return true;
+}
+
+/* Whether the comma-separated list v[0, n) has the token "close". */
+static bool list_has_close(const char *v, size_t n) {
+        size_t i = 0;
+        while (i < n) {
+                while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+                        i++;
+                size_t start = i;
+                while (i < n && v[i] != ',')
+                        i++;
+                size_t end = i;
+                while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+                        end--;
+                if (name_is(v + start, end - start, "close", 5))
+                        return true;
+        }
+        return false;
+}
+
+/* The end of the line at p[i] (its CR, followed by LF), with no control
+ * character before it, or 0. */
+static size_t line_end(const char *p, size_t n, size_t i) {
+        const char *cr = memchr(p + i, '\r', n - i);
+        if (!cr || (size_t)(cr - p) + 1 >= n || cr[1] != '\n')
+                return 0;
+        size_t end = (size_t)(cr - p);
+        return http_find_ctl(p + i, end - i) == end - i ? end : 0;
+}
+
+/*
+ * The length of a plain HTTP/1.1 answer's head at p (a final status with a
+ * body, a single decimal Content-Length, nothing the framing rules of RFC
+ * 9112 §6 make more of), with its status, length and whether it closes;
+ * 0 for anything else, which llhttp then reads from the same byte. Most
+ * answers under load are such, and the head is most of a small answer's
+ * parsing: in one pass it costs a fraction of the state machine's.
+ */
+static size_t fast_head(const char *p, size_t n, int *status, uint64_t *length, bool *close) {
+        if (n < 17 || memcmp(p, "HTTP/1.1 ", 9) != 0)
+                return 0;
+        if (p[9] < '2' || p[9] > '5' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9' ||
+            p[12] != ' ')
+                return 0;
+        int st = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+        if (st == 204 || st == 304)
+                return 0;
+        size_t i = line_end(p, n, 13);
+        if (i == 0)
+                return 0;
+        i += 2;
+        bool have_length = false, closes = false;
+        uint64_t len = 0;
+        for (;;) {
+                if (i + 2 > n)
+                        return 0;
+                if (p[i] == '\r') {
+                        if (p[i + 1] != '\n' || !have_length)
+                                return 0;
+                        *status = st;
+                        *length = len;
+                        *close = closes;
+                        return i + 2;
+                }
+                size_t name = i;
+                while (i < n && tchar[(unsigned char)p[i]])
+                        i++;
+                if (i == name || i >= n || p[i] != ':')
+                        return 0;
+                size_t name_len = i - name;
+                i++;
+                while (i < n && (p[i] == ' ' || p[i] == '\t'))
+                        i++;
+                size_t value = i, end = i < n ? line_end(p, n, i) : 0;
+                if (end == 0)
+                        return 0;
+                i = end + 2;
+                while (end > value && (p[end - 1] == ' ' || p[end - 1] == '\t'))
+                        end--;
+                if (name_is(p + name, name_len, "content-length", 14)) {
+                        if (have_length || end == value || end - value > 15)
+                                return 0;
+                        for (size_t k = value; k < end; k++) {
+                                if (p[k] < '0' || p[k] > '9')
+                                        return 0;
+                                len = len * 10 + (uint64_t)(p[k] - '0');
+                        }
+                        have_length = true;
+                } else if (name_is(p + name, name_len, "transfer-encoding", 17) ||
+                           name_is(p + name, name_len, "upgrade", 7))
+                        return 0;
+                else if (name_is(p + name, name_len, "connection", 10))
+                        closes = closes || list_has_close(p + value, end - value);
+        }
+}
+
+/* What on_message_complete() does for an answer read without llhttp. */
+static bool fast_complete(conn *c) {
+        c->fast_body = false;
+        /* Its Connection: close counts once it is all read, as llhttp's. */
+        if (c->fast_close)
+                c->close_after = true;
+        c->fast_close = false;
+        if (c->n_inflight == 0) {
+                c->parse_failed = true; /* an answer nobody asked for */
+                return false;
+        }
+        conn_request_done(c);
+        return true;
+}
+
+/* Reads answers from data while they are plain; what it leaves (from an
+ * answer that is not) goes to llhttp. */
+static size_t fast_read(conn *c, const char *data, size_t len) {
+        size_t at = 0;
+        while (at < len && !c->llhttp_mid && !c->parse_failed) {
+                if (c->fast_body) {
+                        uint64_t k = len - at < c->fast_left ? len - at : c->fast_left;
+                        c->head_bytes += k;
+                        c->fast_left -= k;
+                        at += (size_t)k;
+                        if (c->fast_left == 0 && (!fast_complete(c) || c->close_after))
+                                return len; /* nothing is read after a closing answer */
+                        continue;
+                }
+                int status;
+                uint64_t length;
+                bool close;
+                size_t n = fast_head(data + at, len - at, &status, &length, &close);
+                if (n == 0)
+                        break;
+                if (c->head_first_byte == 0)
+                        c->head_first_byte = c->read_usec;
+                at += n;
+                c->status = status;
+                c->fast_close = close;
+                /* A HEAD answer has no body, whatever its Content-Length says. */
+                c->fast_left = c->w->b->head ? 0 : length;
+                c->fast_body = true;
+                if (c->fast_left == 0 && (!fast_complete(c) || c->close_after))
+                        return len;
+        }
+        return at;
+}
 
 static void on_read(paf_flow *flow, const void *data, size_t len, int error, void *userdata) {
         conn *c = userdata;
@@ -455,7 +629,10 @@ static void on_read(paf_flow *flow, const void *data, size_t len, int error, voi
                 return;
         }
         c->read_usec = now_usec();
-        llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+        size_t fast = fast_read(c, data, len);
+        llhttp_errno_t e = HPE_OK;
+        if (fast < len && !c->parse_failed)
+                e = llhttp_execute(&c->parser, (const char *)data + fast, len - fast);
         if (e != HPE_OK || c->parse_failed) {
                 char d[160];
                 snprintf(d, sizeof(d), "%s", c->parse_failed ? "an answer to no request"
@@ -624,6 +801,8 @@ static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n_a
         c->flow = flow;
         llhttp_init(&c->parser, HTTP_RESPONSE, &parser_settings);
         c->parser.data = c;
+        c->fast_body = c->fast_close = c->llhttp_mid = false;
+        c->fast_left = 0;
         int r = paf_flow_read_start(flow, on_read, c);
         if (r < 0) {
                 conn_fail_owed(c, FAIL_CONNECT, strerror(-r));
@@ -1310,6 +1489,7 @@ int cmd_bench(int argc, char **argv) {
                 fprintf(b.log, "# start_us connect_us first_byte_us total_us status bytes error\n");
         }
 
+        tchar_init();
         parser_settings = (llhttp_settings_t){0};
         llhttp_settings_init(&parser_settings);
         parser_settings.on_message_begin = on_message_begin;

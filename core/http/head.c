@@ -36,45 +36,6 @@ static const unsigned char is_target_char[256] = {
         ['y'] = 1, ['z'] = 1,
 };
 
-static bool word_has_ctl(uint64_t x) {
-        const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-        uint64_t del = x ^ (0x7f * ones);
-        return (((x - 0x20 * ones) & ~x) | ((del - ones) & ~del)) & highs;
-}
-
-/* The first control character of s[from, to), or to. */
-static size_t bytes_find_ctl(const char *s, size_t from, size_t to) {
-        for (size_t i = from; i < to; i++) {
-                unsigned char ch = (unsigned char)s[i];
-                if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-                        return i;
-        }
-        return to;
-}
-
-/* Eight bytes a step, the last step padded: every value of every request
- * goes through here. A word with a byte below 0x20 or a DEL is looked at
- * byte by byte (a tab is one such byte, and allowed). */
-size_t http_find_ctl(const char *s, size_t n) {
-        size_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-                uint64_t x;
-                memcpy(&x, s + i, 8);
-                if (word_has_ctl(x)) {
-                        size_t at = bytes_find_ctl(s, i, i + 8);
-                        if (at < i + 8)
-                                return at;
-                }
-        }
-        if (i < n) {
-                uint64_t x = 0x2020202020202020ULL; /* spaces: no control character */
-                memcpy(&x, s + i, n - i);
-                if (word_has_ctl(x))
-                        return bytes_find_ctl(s, i, n);
-        }
-        return n;
-}
-
 static bool name_is(const char *p, size_t len, const char *lower, size_t n) {
         if (len != n)
                 return false;
