@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,12 @@ typedef struct paf_config paf_config;             /* conf.c */
 struct paf_registry {
         unsigned n_ref;
 
+        /* Guards protocols, n_protocols and next_seq: the HTTP client adds
+         * its proxy protocols when a call first needs them (core/http/proxy.c),
+         * while other threads' loops resolve on the same registry. Entries are
+         * only appended (freed with the registry, or with a plugin that failed
+         * its init), so a protocol read under the lock stays valid after it. */
+        pthread_mutex_t lock;
         paf_protocol **protocols; /* registration order */
         size_t n_protocols;
         unsigned next_seq;
@@ -155,6 +162,31 @@ int paf_listen_check_layer(paf_registry *reg, const char *layer, const char *pro
 /* Resolution without layer protocols: what a layer runs over (resolve.c). */
 int paf_registry_resolve_inner(paf_registry *reg, paf_ctx *ctx, paf_resolution **ret);
 bool paf_protocol_is_layer(const paf_protocol *p);
+
+/*
+ * When the steps of a connect happened, CLOCK_MONOTONIC µs, as curl -w
+ * times them (resolve.c): the core notes them in the stack it builds, so
+ * no protocol has to. namelookup: a name lookup the bottom transport
+ * started answered (paf_resolve_start() from inside its connect), or its
+ * start when it looked nothing up; connect: the bottom transport's connect
+ * ended; appconnect: the layers over it (TLS) ended theirs, 0 without one.
+ */
+typedef struct paf_connect_times {
+        uint64_t namelookup;
+        uint64_t connect;
+        uint64_t appconnect;
+} paf_connect_times;
+
+uint64_t paf_monotonic_usec(void);
+/* The winning attempt's times, for the connect's handler (valid while it runs). */
+void paf_connect_get_times(paf_connect *c, paf_connect_times *ret);
+/* A lookup started from inside a protocol's connect belongs to that
+ * attempt: the resolver takes the current attempt's clock (a reference, or
+ * NULL outside one), and notes the answer's time on it. */
+typedef struct connect_clock connect_clock;
+connect_clock *connect_clock_current(void);
+void connect_clock_note_lookup(connect_clock *k);
+void connect_clock_unref(connect_clock *k);
 
 /* Whether the field name (len bytes) is one an HTTP server owns: framing
  * and hop-by-hop (Content-Length, Transfer-Encoding, Connection,

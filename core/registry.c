@@ -17,6 +17,7 @@ PAF_EXPORT int paf_registry_new(paf_registry **ret) {
         if (!reg)
                 return -ENOMEM;
         reg->n_ref = 1;
+        pthread_mutex_init(&reg->lock, NULL);
         int r = paf_ctx_new(&reg->ctx);
         if (r >= 0)
                 r = paf_scheme_table_new(&reg->schemes);
@@ -25,6 +26,7 @@ PAF_EXPORT int paf_registry_new(paf_registry **ret) {
         if (r < 0) {
                 paf_ctx_unref(reg->ctx);
                 paf_scheme_table_unref(reg->schemes);
+                pthread_mutex_destroy(&reg->lock);
                 free(reg);
                 return r;
         }
@@ -60,16 +62,35 @@ PAF_EXPORT paf_registry *paf_registry_unref(paf_registry *reg) {
         /* Plugins go before the configuration: fini() may still read options. */
         paf_registry_free_loader(reg);
         paf_registry_free_config(reg);
+        pthread_mutex_destroy(&reg->lock);
         free(reg);
         return NULL;
 }
+
+static int add_protocol_locked(paf_registry *reg, const paf_protocol_ops *ops, void *userdata);
 
 PAF_EXPORT int paf_registry_add_protocol(paf_registry *reg, const paf_protocol_ops *ops,
                                          void *userdata) {
         if (!reg || !ops || ops->struct_size < offsetof(paf_protocol_ops, parse_address) ||
             !paf_name_is_valid(ops->name) || !ops->endpoint_keys || !ops->describe || !ops->connect)
                 return -EINVAL;
-        if (paf_registry_find_protocol(reg, ops->name))
+        pthread_mutex_lock(&reg->lock);
+        int r = add_protocol_locked(reg, ops, userdata);
+        pthread_mutex_unlock(&reg->lock);
+        return r;
+}
+
+static const paf_protocol *find_protocol_locked(paf_registry *reg, const char *name) {
+        for (size_t i = 0; i < reg->n_protocols; i++)
+                if (strcmp(reg->protocols[i]->ops->name, name) == 0)
+                        return reg->protocols[i];
+        return NULL;
+}
+
+/* The check and the append in one hold of the lock: two threads adding the
+ * same name get one protocol and one -EEXIST. */
+static int add_protocol_locked(paf_registry *reg, const paf_protocol_ops *ops, void *userdata) {
+        if (find_protocol_locked(reg, ops->name))
                 return -EEXIST;
 
         paf_protocol *p = calloc(1, sizeof(*p));
@@ -96,6 +117,7 @@ PAF_EXPORT int paf_registry_add_protocol(paf_registry *reg, const paf_protocol_o
 
 void paf_registry_remove_protocols_of(paf_registry *reg, const char *plugin) {
         paf_registry_remove_schemes_of(reg, plugin);
+        pthread_mutex_lock(&reg->lock);
         size_t j = 0;
         for (size_t i = 0; i < reg->n_protocols; i++) {
                 paf_protocol *p = reg->protocols[i];
@@ -106,25 +128,34 @@ void paf_registry_remove_protocols_of(paf_registry *reg, const char *plugin) {
                         reg->protocols[j++] = p;
         }
         reg->n_protocols = j;
+        pthread_mutex_unlock(&reg->lock);
 }
 
 PAF_EXPORT const paf_protocol *paf_registry_find_protocol(paf_registry *reg, const char *name) {
         if (!reg || !name)
                 return NULL;
-        for (size_t i = 0; i < reg->n_protocols; i++)
-                if (strcmp(reg->protocols[i]->ops->name, name) == 0)
-                        return reg->protocols[i];
-        return NULL;
+        pthread_mutex_lock(&reg->lock);
+        const paf_protocol *p = find_protocol_locked(reg, name);
+        pthread_mutex_unlock(&reg->lock);
+        return p;
 }
 
 PAF_EXPORT size_t paf_registry_get_n_protocols(paf_registry *reg) {
-        return reg ? reg->n_protocols : 0;
+        if (!reg)
+                return 0;
+        pthread_mutex_lock(&reg->lock);
+        size_t n = reg->n_protocols;
+        pthread_mutex_unlock(&reg->lock);
+        return n;
 }
 
 PAF_EXPORT const paf_protocol *paf_registry_get_protocol(paf_registry *reg, size_t i) {
-        if (!reg || i >= reg->n_protocols)
+        if (!reg)
                 return NULL;
-        return reg->protocols[i];
+        pthread_mutex_lock(&reg->lock);
+        const paf_protocol *p = i < reg->n_protocols ? reg->protocols[i] : NULL;
+        pthread_mutex_unlock(&reg->lock);
+        return p;
 }
 
 PAF_EXPORT paf_ctx *paf_registry_get_ctx(paf_registry *reg) {

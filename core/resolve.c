@@ -1,5 +1,6 @@
 /* core/resolve.c — resolution of a context into candidate protocols, and connect over them. */
 #include <stdio.h>
+#include <time.h>
 
 #include "paf-internal.h"
 
@@ -276,6 +277,10 @@ struct paf_connect {
         paf_flow *flow;           /* the winner, until handed to the handler */
         paf_attempt *report;      /* room for what the handler is shown */
         bool in_handler;
+        paf_connect_times times; /* the winner's */
+        /* The attempt this connect was started for, to run over: it gets
+         * times when a flow is found. NULL for a connect of its own. */
+        connect_clock *parent;
 };
 
 /*
@@ -293,6 +298,7 @@ struct paf_connect_request {
         sd_event *event;
         char *endpoint;
         void *data;
+        connect_clock *clock;
 
         bool ended;
         /* The core is inside ops->connect() or ops->cancel() with this
@@ -301,9 +307,75 @@ struct paf_connect_request {
         sd_event_source *free_source; /* deferred free of an abandoned request */
 };
 
+/* ---- timing ---- */
+
+/*
+ * What an attempt's times are made of. The lookups and the connects it
+ * starts (what a layer runs over, a proxy's tunnel) may outlive it, so
+ * each holds a reference. One loop's thread only, as its attempt.
+ */
+struct connect_clock {
+        unsigned n_ref;
+        uint64_t started;   /* the attempt started */
+        uint64_t looked_up; /* a name lookup it started answered; 0: none */
+        bool has_lower;
+        paf_connect_times lower; /* what a connect it started found */
+};
+
+/* The attempt whose protocol's connect() runs now on this thread: what a
+ * lookup or a connect started in there is for. */
+static _Thread_local paf_connect_request *current_request;
+
+uint64_t paf_monotonic_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * UINT64_C(1000000) + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static connect_clock *clock_ref(connect_clock *k) {
+        if (k)
+                k->n_ref++;
+        return k;
+}
+
+void connect_clock_unref(connect_clock *k) {
+        if (k && --k->n_ref == 0)
+                free(k);
+}
+
+connect_clock *connect_clock_current(void) {
+        return current_request ? clock_ref(current_request->clock) : NULL;
+}
+
+void connect_clock_note_lookup(connect_clock *k) {
+        if (k)
+                k->looked_up = paf_monotonic_usec();
+}
+
+/* The attempt found a flow: its times, from what it ran over if it ran
+ * over a connect of its own, else its own connect is the transport's. */
+static void request_times(const paf_connect_request *req, paf_connect_times *ret) {
+        const connect_clock *k = req->clock;
+        uint64_t now = paf_monotonic_usec();
+        if (k->has_lower)
+                *ret = k->lower;
+        else
+                *ret = (paf_connect_times){
+                        .namelookup = k->looked_up ? k->looked_up : k->started,
+                        .connect = now,
+                };
+        if (paf_protocol_is_layer(req->protocol))
+                ret->appconnect = now;
+}
+
+void paf_connect_get_times(paf_connect *c, paf_connect_times *ret) {
+        *ret = c->times;
+}
+
 static void request_free(paf_connect_request *req) {
         if (!req)
                 return;
+        connect_clock_unref(req->clock);
         sd_event_source_disable_unref(req->free_source);
         free(req->endpoint);
         paf_ctx_unref(req->ctx);
@@ -369,6 +441,8 @@ static void request_end(paf_connect_request *req, paf_flow *flow, int error, cha
         }
 
         assert(c->req == req);
+        if (flow)
+                request_times(req, &c->times);
         connect_record(c, req->index, flow, error, reason);
         c->req = NULL;
         req->connect = NULL;
@@ -433,6 +507,7 @@ static void connect_free(paf_connect *c) {
         assert(c);
         assert(!c->req);
         sd_event_source_disable_unref(c->defer);
+        connect_clock_unref(c->parent);
         free(c->report);
         paf_resolution_free(c->res);
         sd_event_unref(c->event);
@@ -457,6 +532,10 @@ static void connect_finish(paf_connect *c) {
         c->flow = NULL;
         if (flow)
                 paf_flow_hold_registry(flow, c->reg);
+        if (flow && c->parent) {
+                c->parent->lower = c->times;
+                c->parent->has_lower = true;
+        }
         c->in_handler = true;
         c->handler(flow, c->report, n, c->userdata);
         connect_free(c);
@@ -470,10 +549,14 @@ static int connect_start(paf_connect *c, size_t i) {
         paf_connect_request *req = calloc(1, sizeof(*req));
         if (!req)
                 goto oom;
-        if (endpoint && !(req->endpoint = strdup(endpoint))) {
+        req->clock = calloc(1, sizeof(*req->clock));
+        if (!req->clock || (endpoint && !(req->endpoint = strdup(endpoint)))) {
+                free(req->clock);
                 free(req);
                 goto oom;
         }
+        req->clock->n_ref = 1;
+        req->clock->started = paf_monotonic_usec();
         req->connect = c;
         req->index = i;
         req->protocol = p;
@@ -483,7 +566,10 @@ static int connect_start(paf_connect *c, size_t i) {
         c->req = req;
 
         req->in_call = true;
+        paf_connect_request *outer = current_request;
+        current_request = req;
         int r = p->ops->connect(req, p->userdata);
+        current_request = outer;
         req->in_call = false;
 
         if (!req->ended) {
@@ -517,7 +603,8 @@ static int on_connect_step(sd_event_source *s _unused_, void *userdata) {
 }
 
 static int connect_new(paf_registry *reg, paf_ctx *ctx, resolve_mode mode, sd_event *event,
-                       paf_connect_handler_t handler, void *userdata, paf_connect **ret) {
+                       connect_clock *parent, paf_connect_handler_t handler, void *userdata,
+                       paf_connect **ret) {
         if (!reg || !event || !handler)
                 return -EINVAL;
 
@@ -528,6 +615,7 @@ static int connect_new(paf_registry *reg, paf_ctx *ctx, resolve_mode mode, sd_ev
         c->event = sd_event_ref(event);
         c->handler = handler;
         c->userdata = userdata;
+        c->parent = clock_ref(parent);
 
         int r = resolution_new(reg, ctx, mode, &c->res);
         if (r < 0)
@@ -555,7 +643,10 @@ fail:
 PAF_EXPORT int paf_registry_connect(paf_registry *reg, paf_ctx *ctx, sd_event *event,
                                     paf_connect_handler_t handler, void *userdata,
                                     paf_connect **ret) {
-        return connect_new(reg, ctx, RESOLVE_TOP, event, handler, userdata, ret);
+        /* From inside a protocol's connect (a proxy's tunnel): what that
+         * attempt runs over. */
+        return connect_new(reg, ctx, RESOLVE_TOP, event,
+                           current_request ? current_request->clock : NULL, handler, userdata, ret);
 }
 
 PAF_EXPORT int paf_connect_request_connect_inner(paf_connect_request *req,
@@ -563,7 +654,8 @@ PAF_EXPORT int paf_connect_request_connect_inner(paf_connect_request *req,
                                                  paf_connect **ret) {
         if (!req)
                 return -EINVAL;
-        return connect_new(req->reg, req->ctx, RESOLVE_INNER, req->event, handler, userdata, ret);
+        return connect_new(req->reg, req->ctx, RESOLVE_INNER, req->event, req->clock, handler,
+                           userdata, ret);
 }
 
 /*

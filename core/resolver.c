@@ -32,6 +32,7 @@ struct paf_resolve {
         paf_resolve_handler_t handler;
         void *userdata;
         bool in_handler;
+        connect_clock *clock; /* the connect attempt that asked, for its times */
 };
 
 static void resolve_job_unref(resolve_job *job) {
@@ -47,6 +48,7 @@ static void resolve_job_unref(resolve_job *job) {
 }
 
 static void resolve_free(paf_resolve *q) {
+        connect_clock_unref(q->clock);
         sd_event_source_disable_unref(q->source);
         resolve_job_unref(q->job);
         sd_event_unref(q->event);
@@ -92,6 +94,7 @@ static bool gai_is_usage_error(int gai) {
 static void resolve_finish(paf_resolve *q) {
         resolve_job *job = q->job;
         q->source = sd_event_source_disable_unref(q->source);
+        connect_clock_note_lookup(q->clock);
 
         q->in_handler = true;
         if (job->gai_error != 0) {
@@ -185,6 +188,7 @@ PAF_EXPORT int paf_resolve_start(sd_event *event, const char *host, const char *
         q->job = job;
         q->handler = handler;
         q->userdata = userdata;
+        q->clock = connect_clock_current();
 
         int r = resolve_numeric(job);
         if (r > 0) {

@@ -17,6 +17,7 @@ packages=(
         nghttp2-client # h2load, a client to compare paf bench with (bench/client.sh)
         libnghttp2-dev nghttp2-server python3-h2 python3-hyperframe python3-hpack # HTTP/2: the engine, nghttpd as a peer, frame-level tests
         tinyproxy # a real HTTP proxy for paf get -x (tests/http/test-get-proxy.sh)
+        microsocks dante-server stunnel4 # SOCKS5 (with credentials), SOCKS4 and a TLS front as an HTTPS proxy, for the same test
         # tests: private network namespaces, sanitizers' symbolizer, valgrind
         iproute2 util-linux valgrind binutils
         chromium # a real browser on paf serve's listings (tests/http/test-serve-content.sh)

@@ -27,12 +27,14 @@ enum {
 #define GET_HTTP_SHORT "x:b:c:"
 
 #define GET_HTTP_USAGE                                                                             \
-        "  -x, --proxy [http://]HOST[:PORT]  Through this HTTP proxy (port 1080 by\n"              \
-        "                          default): http:// URLs in absolute form, https://\n"           \
-        "                          through a CONNECT tunnel; \"\" for none. Without it,\n"        \
-        "                          http_proxy, https_proxy, all_proxy as curl reads them\n"       \
-        "      --noproxy LIST      Hosts reached directly: \"*\", or NAME (and below)\n"          \
-        "                          comma separated; else no_proxy\n"                               \
+        "  -x, --proxy [SCHEME://][USER:PASSWORD@]HOST[:PORT]  Through this proxy:\n"           \
+        "                          http:// (default) or https:// (TLS to the proxy):\n"          \
+        "                          absolute form, CONNECT for https:// URLs; socks4://,\n"       \
+        "                          socks4a://, socks5://, socks5h:// (names resolved\n"          \
+        "                          by the proxy); \"\" for none. Without it, http_proxy,\n"      \
+        "                          https_proxy, all_proxy as curl reads them\n"                  \
+        "      --noproxy LIST      Hosts reached directly: \"*\", NAME (and below),\n"          \
+        "                          ADDR or ADDR/BITS, comma separated; else no_proxy\n"          \
         "  -b, --cookie DATA|FILE  Send \"name=value; …\", or the cookies of FILE (curl's\n"      \
         "                          Netscape format) that match each request\n"                     \
         "  -c, --cookie-jar FILE   Write every cookie to FILE at the end (\"-\": stdout)\n"        \

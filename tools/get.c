@@ -17,10 +17,12 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "get-http.h"
+#include "get-proxy.h"
 #include "paf-tool.h"
 
 #define MAX_REDIRECTS 20                       /* -L without --max-redirs; curl's is 50 */
@@ -84,6 +86,12 @@ typedef struct get {
         /* For -w and the retries. */
         uint64_t head_usec;
         uint64_t end_usec;
+        /* -w's time_namelookup … time_starttransfer, µs: as curl, each the
+         * sum over the responses of the chain (-L) of the time from their
+         * request's start; time_redirect: the start of the last one's. */
+        uint64_t t_namelookup, t_connect, t_appconnect, t_pretransfer, t_starttransfer;
+        uint64_t t_redirect;
+        unsigned n_calls; /* responses of the chain so far */
         uint64_t size_header;
         unsigned n_redirects;
         int error_code; /* the call's error, 0 none */
@@ -161,7 +169,8 @@ static void usage(FILE *f) {
                 "                          %%{http_code} %%{url_effective} %%{size_download}\n"
                 "                          %%{size_header} %%{time_total} %%{time_starttransfer}\n"
                 "                          %%{time_namelookup} %%{time_connect}\n"
-                "                          %%{time_appconnect} %%{remote_ip} %%{remote_port}\n"
+                "                          %%{time_appconnect} %%{time_pretransfer}\n"
+                "                          %%{time_redirect} %%{remote_ip} %%{remote_port}\n"
                 "                          %%{num_redirects} %%{content_type} %%{exitcode}\n"
                 "                          %%{errormsg} %%{json} %%{header_json} …, \\n \\t\n"
                 "  -i, --include           Write the status line and headers too\n"
@@ -203,7 +212,7 @@ static void usage(FILE *f) {
                 "                          the others were not, the transport stack, the TLS\n"
                 "                          version, cipher and certificate, the HTTP version,\n"
                 "                          and the exchanged headers of every response\n"
-                "      --config FILE       paf.conf: plugins and their settings\n" GET_HTTP_USAGE
+                "      --config FILE       paf.conf: plugins and their settings\n" GET_HTTP_USAGE GET_PROXY_USAGE
                 "      --help              Show this help\n"
                 "\n"
                 "Exit status as curl's: 0 ok, 1 unsupported protocol or one refused on a\n"
@@ -530,10 +539,30 @@ static char *disposition_name(const char *value) {
         return NULL;
 }
 
+/* One response's times into the chain's, as curl adds them up. */
+static void add_times(get *g, paf_http_call *call) {
+        paf_http_call_timings t = {.struct_size = sizeof(t)};
+        if (paf_http_call_get_timings(call, &t) < 0)
+                return;
+        /* The first request starts with the command's transfer. */
+        uint64_t from = g->n_calls++ == 0 ? g->start_usec : t.start_usec;
+        if (g->n_calls > 1)
+                g->t_redirect = t.start_usec > g->start_usec ? t.start_usec - g->start_usec : 0;
+        uint64_t *sum[] = {&g->t_namelookup, &g->t_connect, &g->t_appconnect, &g->t_pretransfer,
+                           &g->t_starttransfer};
+        uint64_t at[] = {t.namelookup_usec, t.connect_usec, t.appconnect_usec, t.pretransfer_usec,
+                         t.starttransfer_usec};
+        for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++)
+                /* A step not taken (no TLS, a kept-alive connection) adds nothing. */
+                if (at[i])
+                        *sum[i] += at[i] > from ? at[i] - from : 0;
+}
+
 /* The connection a response came on: its peer for -w, and for -v the
- * transport stack and the TLS session, as curl -v tells them. */
+ * transport stack and the TLS session, as curl -v tells them; the times. */
 static void on_call(paf_http_call *call, void *userdata) {
         get *g = userdata;
+        add_times(g, call);
         struct sockaddr_storage ss;
         char tls_version[32] = "", buf[512], host[INET6_ADDRSTRLEN] = "";
         const char *family = NULL;
@@ -739,8 +768,15 @@ static void on_done(paf_response *response, const paf_error *error, void *userda
                 g->exit_code = EXIT_WRITE_ERROR;
         } else if (error) {
                 const char *msg = error->message[0] ? error->message : strerror(-error->code);
+                char proxy_msg[600];
+                int proxy_exit = get_proxy_failure(error->code, msg, g->fail_on_error, proxy_msg,
+                                                   sizeof(proxy_msg));
                 g->exit_code = exit_code_for(error->code);
-                if (g->ca_file && ca_file_unusable(g->ca_file, error->code, msg)) {
+                if (proxy_exit > 0) {
+                        /* The proxy's failure, with curl's code for it (tools/get-proxy.c). */
+                        g->exit_code = proxy_exit;
+                        print_error(g->url, proxy_msg);
+                } else if (g->ca_file && ca_file_unusable(g->ca_file, error->code, msg)) {
                         /* curl's 77: the trust file, not the peer, is at fault. */
                         get_error("%s: error setting certificate file: %s", g->url, g->ca_file);
                         g->exit_code = EXIT_SSL_CACERT_BADFILE;
@@ -892,9 +928,10 @@ static bool write_variable(get *g, FILE *f, const char *name, size_t len) {
         const char *ctype =
                 r && r->headers ? paf_http_headers_get(r->headers, "Content-Type") : NULL;
         const char *url = r && r->url ? r->url : g->url;
-        bool tls = r && r->endpoint && strncmp(r->endpoint, "tls", 3) == 0;
-        double total = secs_since(g, g->end_usec),
-               start = g->head_usec ? secs_since(g, g->head_usec) : 0;
+        double total = secs_since(g, g->end_usec), start = (double)g->t_starttransfer / 1e6,
+               namelookup = (double)g->t_namelookup / 1e6, connect = (double)g->t_connect / 1e6,
+               appconnect = (double)g->t_appconnect / 1e6,
+               pretransfer = (double)g->t_pretransfer / 1e6, redirect = (double)g->t_redirect / 1e6;
 #define IS(s) (len == strlen(s) && strncmp(name, s, len) == 0)
         if (IS("http_code") || IS("response_code"))
                 fprintf(f, "%03d", r ? r->status : 0);
@@ -910,12 +947,16 @@ static bool write_variable(get *g, FILE *f, const char *name, size_t len) {
                 fprintf(f, "%.6f", total);
         else if (IS("time_starttransfer"))
                 fprintf(f, "%.6f", start);
-        else if (IS("time_namelookup") || IS("time_connect") || IS("time_appconnect") ||
-                 IS("time_pretransfer"))
-                /* The simple client does not time its connect apart: until it
-                 * does, these are the time to the response (an upper bound),
-                 * and appconnect is 0 without TLS, as curl's. */
-                fprintf(f, "%.6f", IS("time_appconnect") && !tls ? 0 : start);
+        else if (IS("time_namelookup"))
+                fprintf(f, "%.6f", namelookup);
+        else if (IS("time_connect"))
+                fprintf(f, "%.6f", connect);
+        else if (IS("time_appconnect"))
+                fprintf(f, "%.6f", appconnect);
+        else if (IS("time_pretransfer"))
+                fprintf(f, "%.6f", pretransfer);
+        else if (IS("time_redirect"))
+                fprintf(f, "%.6f", redirect);
         else if (IS("remote_ip"))
                 fputs(ip, f);
         else if (IS("remote_port"))
@@ -952,9 +993,11 @@ static bool write_variable(get *g, FILE *f, const char *name, size_t len) {
                         ",\"remote_port\":%ld,\"response_code\":%d,\"size_download\":%" PRIu64
                         ",\"size_header\":%" PRIu64 ",\"time_appconnect\":%.6f"
                         ",\"time_connect\":%.6f,\"time_namelookup\":%.6f"
+                        ",\"time_pretransfer\":%.6f,\"time_redirect\":%.6f"
                         ",\"time_starttransfer\":%.6f,\"time_total\":%.6f,\"url\":",
                         port, r ? r->status : 0, g->received + (r ? (uint64_t)r->body_size : 0),
-                        g->size_header, tls ? start : 0, start, start, start, total);
+                        g->size_header, appconnect, connect, namelookup, pretransfer, redirect,
+                        start, total);
                 json_string(f, g->url);
                 fputs(",\"url_effective\":", f);
                 json_string(f, url);
@@ -1214,6 +1257,54 @@ static int add_form_part(buffer *b, const char *boundary, const char *arg) {
                 r = buffer_append(b, "\r\n", 2);
         free(content.data);
         return r;
+}
+
+/*
+ * -u or -U USER without a password (kind "host", "proxy"): as curl asks,
+ * the prompt on stderr, naming
+ * the user without its ";OPTIONS", then one line read with echo off from
+ * the terminal, or from stdin when there is none (at its end: an empty
+ * password). A byte at a time: what follows the line on stdin stays there
+ * for -d @- or -T -. *ret: "USER:PASSWORD". < 0 only out of memory.
+ */
+static int ask_password(const char *kind, const char *user, char **ret) {
+        int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        bool own = fd >= 0;
+        if (!own)
+                fd = STDIN_FILENO;
+        struct termios saved;
+        bool quiet = false;
+        if (tcgetattr(fd, &saved) == 0) {
+                struct termios t = saved;
+                t.c_lflag &= ~(tcflag_t)ECHO;
+                quiet = tcsetattr(fd, TCSANOW, &t) == 0;
+        }
+        fprintf(stderr, "Enter %s password for user '%.*s':", kind, (int)strcspn(user, ";"), user);
+        fflush(stderr);
+        char password[2048];
+        size_t n = 0;
+        while (n < sizeof(password) - 1) {
+                char c;
+                ssize_t k = read(fd, &c, 1);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0 || c == '\n')
+                        break;
+                password[n++] = c;
+        }
+        /* A terminal that does not turn Enter into a newline. */
+        if (n > 0 && password[n - 1] == '\r')
+                n--;
+        password[n] = '\0';
+        /* The Enter was not echoed; curl ends the line whatever it read from. */
+        fputc('\n', stderr);
+        if (quiet)
+                (void)tcsetattr(fd, TCSANOW, &saved);
+        if (own)
+                close(fd);
+        int r = asprintf(ret, "%s:%s", user, password);
+        explicit_bzero(password, sizeof(password));
+        return r < 0 ? -ENOMEM : 0;
 }
 
 /* RFC 4648 base64 of s, for Basic credentials. */
@@ -1486,6 +1577,7 @@ int cmd_get(int argc, char **argv) {
                 {"limit-rate", required_argument, NULL, OPT_LIMIT_RATE},
                 {"verbose", no_argument, NULL, 'v'},
                 GET_HTTP_OPTIONS,
+                GET_PROXY_OPTIONS,
                 {"config", required_argument, NULL, OPT_CONFIG},
                 {"help", no_argument, NULL, OPT_HELP},
                 {},
@@ -1507,6 +1599,8 @@ int cmd_get(int argc, char **argv) {
         bool retry_connrefused = false, show_error = false;
         long retries = 0, max_redirs = -2, retry_delay = -1, retry_max_time = 0;
         const char *write_format_arg = NULL, *dump_path = NULL, *user = NULL, *upload = NULL;
+        const char *proxy_user = NULL; /* -U, as given */
+        char *proxy_asked = NULL;      /* -U with the password asked for */
         const char *continue_at = NULL;
         char boundary[64] = "";
         /* -H "Name:": headers of ours not to send. */
@@ -1530,8 +1624,18 @@ int cmd_get(int argc, char **argv) {
 
         optind = 0; /* fresh getopt state: argv[0] is "get" */
         while ((c = getopt_long(argc, argv,
-                                "-:X:H:d:o:iIfLkm:svhSw:D:OJu:A:e:GF:T:r:C:046" GET_HTTP_SHORT,
+                                "-:X:H:d:o:iIfLkm:svhSw:D:OJu:A:e:GF:T:r:C:046" GET_HTTP_SHORT GET_PROXY_SHORT,
                                 options, NULL)) >= 0) {
+                if (c == 'U')
+                        proxy_user = optarg;
+                /* -U, --socks5 …: tools/get-proxy.c (it notes -x, and leaves it). */
+                r = get_proxy_option(c, optarg);
+                if (r < 0) {
+                        tool_error("%s", strerror(-r));
+                        goto out;
+                }
+                if (r > 0)
+                        continue;
                 r = get_http_option(&http_opts, c, optarg, &ret);
                 if (r < 0)
                         goto out;
@@ -1924,14 +2028,46 @@ int cmd_get(int argc, char **argv) {
         if (!paf_http_headers_get(headers, "Accept") && !REMOVED("Accept") &&
             paf_http_headers_add(headers, "Accept", "*/*") < 0)
                 goto out;
-        if (user && !paf_http_headers_get(headers, "Authorization")) {
-                _cleanup_free_ char *b64 = base64(user, strlen(user)), *auth = NULL;
-                if (!b64 || asprintf(&auth, "Basic %s", b64) < 0) {
-                        auth = NULL;
+        if (user) {
+                /* As curl: without ":PASSWORD" it asks for one, whatever -H
+                 * says, before any transfer; ";OPTIONS" alone asks nothing and
+                 * goes with an empty password. */
+                _cleanup_free_ char *asked = NULL;
+                const char *credentials = user;
+                if (!strchr(user, ':')) {
+                        if (user[0] == ';' ? asprintf(&asked, "%s:", user) < 0
+                                           : ask_password("host", user, &asked) < 0) {
+                                asked = NULL;
+                                ret = EXIT_OUT_OF_MEMORY;
+                                goto out;
+                        }
+                        credentials = asked;
+                }
+                if (!paf_http_headers_get(headers, "Authorization")) {
+                        _cleanup_free_ char *b64 = base64(credentials, strlen(credentials)),
+                                            *auth = NULL;
+                        if (!b64 || asprintf(&auth, "Basic %s", b64) < 0) {
+                                auth = NULL;
+                                goto out;
+                        }
+                        if (paf_http_headers_add(headers, "Authorization", auth) < 0)
+                                goto out;
+                }
+        }
+        /* -U the same way, after -u as curl asks; given to tools/get-proxy.c
+         * again, whole. */
+        if (proxy_user && !strchr(proxy_user, ':')) {
+                if (proxy_user[0] == ';' ? asprintf(&proxy_asked, "%s:", proxy_user) < 0
+                                         : ask_password("proxy", proxy_user, &proxy_asked) < 0) {
+                        proxy_asked = NULL;
+                        ret = EXIT_OUT_OF_MEMORY;
                         goto out;
                 }
-                if (paf_http_headers_add(headers, "Authorization", auth) < 0)
+                r = get_proxy_option('U', proxy_asked);
+                if (r < 0) {
+                        tool_error("%s", strerror(-r));
                         goto out;
+                }
         }
         if (form_data && !paf_http_headers_get(headers, "Content-Type") &&
             !REMOVED("Content-Type")) {
@@ -2001,6 +2137,13 @@ int cmd_get(int argc, char **argv) {
         }
         r = get_http_setup(&http_opts, reg, &ctx, headers);
         if (r > 0) {
+                ret = r;
+                goto out_event;
+        }
+        char proxy_error[512];
+        r = get_proxy_check(urls, n_urls, proxy_error, sizeof(proxy_error));
+        if (r > 0) {
+                get_error("%s: %s", n_urls ? urls[0] : "", proxy_error);
                 ret = r;
                 goto out_event;
         }
@@ -2118,6 +2261,9 @@ int cmd_get(int argc, char **argv) {
                         g.total = -1;
                         g.received = 0;
                         g.head_usec = g.end_usec = 0;
+                        g.t_namelookup = g.t_connect = g.t_appconnect = g.t_pretransfer = 0;
+                        g.t_starttransfer = g.t_redirect = 0;
+                        g.n_calls = 0;
                         g.size_header = 0;
                         g.n_redirects = 0;
                         g.remote_ip[0] = g.stack[0] = '\0';
@@ -2245,6 +2391,7 @@ out_event:
         sd_event_unref(g.event);
 out:
         get_http_done(&http_opts);
+        free(proxy_asked);
         free(g.output_alloc);
         free(removed.data);
         free(write_file.data);

@@ -137,6 +137,11 @@ struct paf_http_call {
         bool end_delivered;
         paf_error error;
         bool error_delivered;
+
+        /* For paf_http_call_get_timings(). connected: its own connect
+         * found the connection it goes on (else it was kept alive). */
+        paf_http_call_timings times;
+        bool times_connected;
 };
 
 /* ---- client.c, for h2-client.c ---- */
@@ -167,6 +172,13 @@ int hc_call_connect_ctx(paf_http_call *call, paf_ctx **ret);
 void hc_call_take_flow(paf_http_call *call, paf_flow *flow, const paf_attempt *attempts, size_t n);
 /* Over HTTP/1.1: an idle connection of the pool, or a connect of its own. */
 int hc_call_start_http1(paf_http_call *call);
+/* The times (paf_http_call_get_timings()): connect found call its
+ * connection (from inside connect's handler); call's request is about to
+ * go (on a connection it did not connect: one kept alive); the response's
+ * first byte came. */
+void hc_call_note_connected(paf_http_call *call, paf_connect *connect);
+void hc_call_note_request(paf_http_call *call);
+void hc_call_note_response(paf_http_call *call);
 
 /* ---- h2-client.c ---- */
 

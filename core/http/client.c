@@ -476,6 +476,8 @@ static void call_pump(paf_http_call *call) {
                 if (!call->queue)
                         call->queue_tail = NULL;
                 w->next = NULL;
+                if (w->kind == WREQ_HEAD)
+                        hc_call_note_request(call);
                 int r = conn_submit(cn, w);
                 if (r < 0) {
                         /* Not taken: its handler learns it from the failure. */
@@ -1068,6 +1070,7 @@ static void conn_on_read(paf_flow *flow _unused_, const void *data, size_t len, 
         conn_ref(cn);
         hc_call_ref(call);
         if (len > 0) {
+                hc_call_note_response(call);
                 call->got_bytes = true;
                 hc_call_timer_update(call, true);
                 conn_feed(cn, data, len, false);
@@ -1300,12 +1303,42 @@ out:
 static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n, void *userdata) {
         paf_http_call *call = userdata;
 
+        if (flow)
+                hc_call_note_connected(call, call->connect);
         call->connect = NULL;
         if (!flow) {
                 hc_call_fail_connect(call, attempts, n);
                 return;
         }
         hc_call_take_flow(call, flow, attempts, n);
+}
+
+void hc_call_note_connected(paf_http_call *call, paf_connect *connect) {
+        paf_connect_times t = {0};
+        if (connect)
+                paf_connect_get_times(connect, &t);
+        call->times.namelookup_usec = t.namelookup;
+        call->times.connect_usec = t.connect;
+        call->times.appconnect_usec = t.appconnect;
+        call->times_connected = true;
+}
+
+void hc_call_note_request(paf_http_call *call) {
+        uint64_t now = paf_monotonic_usec();
+        /* curl on a connection it keeps alive: the lookup is taking it,
+         * there is no connect. */
+        call->times.reused = !call->times_connected;
+        if (call->times.reused) {
+                call->times.namelookup_usec = now;
+                call->times.connect_usec = call->times.appconnect_usec = 0;
+        }
+        call->times.pretransfer_usec = now;
+        call->times.starttransfer_usec = 0;
+}
+
+void hc_call_note_response(paf_http_call *call) {
+        if (!call->times.starttransfer_usec)
+                call->times.starttransfer_usec = paf_monotonic_usec();
 }
 
 void hc_call_take_flow(paf_http_call *call, paf_flow *flow, const paf_attempt *attempts, size_t n) {
@@ -1397,6 +1430,9 @@ static int call_start_connect(paf_http_call *call) {
 }
 
 int hc_call_start_http1(paf_http_call *call) {
+        /* It waited for an HTTP/2 connect that found HTTP/1.1 only: what
+         * carries it is the pool's or its own connect's. */
+        call->times_connected = false;
         conn *cn = pool_take(call->client, call->pool_key);
         if (cn) {
                 call_attach(call, cn);
@@ -1485,6 +1521,7 @@ static int call_new(paf_http_client *c, paf_ctx *ctx, const char *method, const 
         call->handler = handler;
         call->userdata = userdata;
         call->content_length = -1;
+        call->times.start_usec = paf_monotonic_usec();
         call->head_request = strcmp(method, "HEAD") == 0;
         call->retryable = body_length == 0 && method_is_idempotent(method);
         if (asprintf(&call->label, "%s %s", method, target) < 0) {
@@ -1723,11 +1760,15 @@ PAF_EXPORT int paf_http_client_request(paf_http_client *c, paf_ctx *ctx, const c
          * and, for http://, the target in absolute form (core/http/proxy.c). */
         _paf_cleanup_(paf_ctx_unrefp) paf_ctx *proxied = NULL;
         _cleanup_free_ char *absolute = NULL;
-        int r = hc_proxy_apply(c->reg, ctx, target, &proxied, &absolute);
+        _paf_cleanup_(paf_http_headers_freep) paf_http_headers *proxy_headers = NULL;
+        int r = hc_proxy_apply(c->reg, ctx, target, headers, &proxied, &absolute, &proxy_headers);
         if (r < 0)
                 return r;
         if (absolute)
                 target = absolute;
+        /* With Proxy-Authorization, for the proxy that takes the absolute form. */
+        if (proxy_headers)
+                headers = proxy_headers;
 
         paf_http_call *call;
         r = call_new(c, proxied ? proxied : ctx, method, target, body_length, handler, userdata,
@@ -1893,6 +1934,19 @@ PAF_EXPORT int paf_http_call_get_version(paf_http_call *call) {
         if (!call)
                 return -EINVAL;
         return call->version;
+}
+
+PAF_EXPORT int paf_http_call_get_timings(paf_http_call *call, paf_http_call_timings *ret) {
+        if (!call || !ret ||
+            ret->struct_size < offsetof(paf_http_call_timings, start_usec) + sizeof(uint64_t))
+                return -EINVAL;
+        size_t size =
+                ret->struct_size < sizeof(call->times) ? ret->struct_size : sizeof(call->times);
+        /* Past struct_size itself: the caller's member stays as it set it. */
+        memcpy((char *)ret + sizeof(ret->struct_size),
+               (const char *)&call->times + sizeof(ret->struct_size),
+               size - sizeof(ret->struct_size));
+        return 0;
 }
 
 PAF_EXPORT paf_http_call *paf_http_call_free(paf_http_call *call) {

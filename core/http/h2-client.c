@@ -462,6 +462,7 @@ static int stream_submit(h2cl_conn *hc, h2cl_stream *st, paf_http_call *call) {
         }
 
         h2_data_provider body = {.source.ptr = st, .read_callback = read_body};
+        hc_call_note_request(call);
         int32_t id = h2_submit_request(hc->session, NULL, nva, n,
                                        call->body_length != 0 ? &body : NULL, st);
         if (id < 0)
@@ -536,6 +537,8 @@ static int on_begin_headers(nghttp2_session *session _unused_, const nghttp2_fra
                             void *user_data) {
         h2cl_conn *hc = user_data;
         h2cl_stream *st = stream_of(hc, frame->hd.stream_id);
+        if (st && st->call)
+                hc_call_note_response(st->call);
         if (st && !st->headers_ready) {
                 st->n_fields = st->header_bytes = 0;
                 st->status = 0;
@@ -1146,6 +1149,9 @@ int h2cl_join(paf_http_call *call) {
 
 static void on_connected(paf_flow *flow, const paf_attempt *attempts, size_t n, void *userdata) {
         h2cl_conn *hc = userdata;
+        /* Every call that waited for this connect has its times. */
+        for (paf_http_call *call = flow ? hc->waiters : NULL; call; call = call->wait_next)
+                hc_call_note_connected(call, hc->connect);
         hc->connect = NULL;
         conn_ref(hc);
         if (!flow) {

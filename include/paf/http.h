@@ -293,6 +293,33 @@ PAF_EXPORT const char *paf_http_call_get_report(paf_http_call *call);
 /* paf_flow_query() on the connection the call is on (ABI 1.4): its TLS
  * version, its peer's address …; -ENOTCONN while it has none. */
 PAF_EXPORT int paf_http_call_query(paf_http_call *call, int what, void *ret, size_t size);
+
+/*
+ * When the call's steps happened (ABI 1.4), in CLOCK_MONOTONIC µs: the
+ * points curl -w times. start: paf_http_client_request(); namelookup: the
+ * transport's name lookup answered (its connect began, when there was no
+ * name to look up: an address, a unix socket); connect: the transport
+ * under every layer connected; appconnect: the layers over it (TLS) done,
+ * 0 without one; pretransfer: the request handed to the connection;
+ * starttransfer: the response's first byte. 0: not reached (yet). On a
+ * connection kept alive from an earlier call (reused), namelookup is when
+ * the call took it, and connect and appconnect are 0, as curl has them.
+ * The caller sets struct_size to sizeof(paf_http_call_timings) as it
+ * knows it; members past it are left alone, so members can be appended.
+ */
+typedef struct paf_http_call_timings {
+        size_t struct_size;
+        uint64_t start_usec;
+        uint64_t namelookup_usec;
+        uint64_t connect_usec;
+        uint64_t appconnect_usec;
+        uint64_t pretransfer_usec;
+        uint64_t starttransfer_usec;
+        bool reused;
+} paf_http_call_timings;
+
+/* -EINVAL for a struct_size that ends before start_usec does. */
+PAF_EXPORT int paf_http_call_get_timings(paf_http_call *call, paf_http_call_timings *ret);
 /* Release the call (aborting it if unfinished; the connection is then not reused). */
 PAF_EXPORT paf_http_call *paf_http_call_free(paf_http_call *call);
 

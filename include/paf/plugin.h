@@ -38,7 +38,8 @@ extern "C" {
  *      paf_http_call_get_version, paf_http_headers_get_version; http.version
  *      "2", "2-prior-knowledge", "1.0"); paf_http_request_get_field,
  *      paf_http_server_set_response_headers; paf_http_call_query,
- *      paf_http_headers_get_reason, paf_client_send_hooked; TLS flow queries
+ *      paf_http_headers_get_reason, paf_client_send_hooked,
+ *      paf_http_call_get_timings (curl -w's time_*); TLS flow queries
  *      PAF_FLOW_QUERY_TLS_CIPHER, _TLS_PEER_ISSUER, _TLS_PEER_EXPIRY;
  *      paf_http_static_set_mime_types, _set_precompressed, _set_gzip,
  *      _set_gzip_min_length. */
