@@ -448,16 +448,6 @@ static void tchar_init(void) {
                             (ch >= '0' && ch <= '9') || (ch && strchr("!#$%&'*+-.^_`|~", ch));
 }
 
-/* Whether p[0, n) is lower (lowercase letters and '-'), whatever the case. */
-static bool name_is(const char *p, size_t n, const char *lower, size_t len) {
-        if (n != len)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if ((p[i] | 0x20) != lower[i])
-                        return false;
-        return true;
-}
-
 /* Whether the comma-separated list v[0, n) has the token "close". */
 static bool list_has_close(const char *v, size_t n) {
         size_t i = 0;
@@ -470,7 +460,7 @@ static bool list_has_close(const char *v, size_t n) {
                 size_t end = i;
                 while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
                         end--;
-                if (name_is(v + start, end - start, "close", 5))
+                if (http_name_is(v + start, end - start, "close", 5))
                         return true;
         }
         return false;
@@ -535,7 +525,7 @@ static size_t fast_head(const char *p, size_t n, int *status, uint64_t *length, 
                 i = end + 2;
                 while (end > value && (p[end - 1] == ' ' || p[end - 1] == '\t'))
                         end--;
-                if (name_is(p + name, name_len, "content-length", 14)) {
+                if (http_name_is(p + name, name_len, "content-length", 14)) {
                         if (have_length || end == value || end - value > 15)
                                 return 0;
                         for (size_t k = value; k < end; k++) {
@@ -544,10 +534,10 @@ static size_t fast_head(const char *p, size_t n, int *status, uint64_t *length, 
                                 len = len * 10 + (uint64_t)(p[k] - '0');
                         }
                         have_length = true;
-                } else if (name_is(p + name, name_len, "transfer-encoding", 17) ||
-                           name_is(p + name, name_len, "upgrade", 7))
+                } else if (http_name_is(p + name, name_len, "transfer-encoding", 17) ||
+                           http_name_is(p + name, name_len, "upgrade", 7))
                         return 0;
-                else if (name_is(p + name, name_len, "connection", 10))
+                else if (http_name_is(p + name, name_len, "connection", 10))
                         closes = closes || list_has_close(p + value, end - value);
         }
 }

@@ -36,25 +36,16 @@ static const unsigned char is_target_char[256] = {
         ['y'] = 1, ['z'] = 1,
 };
 
-static bool name_is(const char *p, size_t len, const char *lower, size_t n) {
-        if (len != n)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if ((p[i] | 0x20) != lower[i])
-                        return false;
-        return true;
-}
-
 /* Fields that take a request off the fast pass: they frame a body, or
  * switch protocols, and llhttp has the rules for them. */
 static bool name_declined(const char *p, size_t len) {
         switch (len) {
         case 7:
-                return name_is(p, len, "upgrade", 7);
+                return http_name_is(p, len, "upgrade", 7);
         case 14:
-                return name_is(p, len, "content-length", 14);
+                return http_name_is(p, len, "content-length", 14);
         case 17:
-                return name_is(p, len, "transfer-encoding", 17);
+                return http_name_is(p, len, "transfer-encoding", 17);
         }
         return false;
 }

@@ -36,6 +36,18 @@ typedef struct http_head {
  * fast pass takes; 0 when llhttp is to decide. */
 size_t http_head_parse(const char *p, size_t n, size_t max_bytes, size_t max_fields, http_head *h);
 
+/* Whether the token p[0, len) is lower (lowercase letters, digits and
+ * '-'), whatever its case: for names already checked to be tokens, in which
+ * no other byte folds to one of those. */
+static inline bool http_name_is(const char *p, size_t len, const char *lower, size_t n) {
+        if (len != n)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((p[i] | 0x20) != lower[i])
+                        return false;
+        return true;
+}
+
 static inline bool http_word_has_ctl(uint64_t x) {
         const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
         uint64_t del = x ^ (0x7f * ones);
