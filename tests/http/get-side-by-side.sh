@@ -1,4 +1,4 @@
-# tests/http/get-side-by-side.sh — sourced by test-get-cookies.sh and test-get-compressed.sh:
+# tests/http/get-side-by-side.sh — sourced by test-get-cookies.sh, test-get-compressed.sh and test-get-timings.sh:
 # $tmp, ok/fail, paf get and curl run side by side (both, same, same_file), and
 # start_nginx SERVER-BLOCK-LINES for an nginx on loopback, stopped at exit.
 nginx=/usr/sbin/nginx

@@ -5,42 +5,15 @@
 # tcp, TLS, HTTP/2 and a unix socket. Each must be ordered as curl orders them and show a
 # delay in the interval it happened in.
 set -eu
-nginx=/usr/sbin/nginx
-[ -x "$nginx" ] || { echo "nginx not found: skipping"; exit 77; }
-command -v curl >/dev/null 2>&1 || { echo "curl not found: skipping"; exit 77; }
+# shellcheck source=get-side-by-side.sh
+. "$PAF_TEST_SRCDIR/tests/http/get-side-by-side.sh"
 command -v certtool >/dev/null 2>&1 || { echo "certtool not found: skipping"; exit 77; }
 py=/usr/bin/python3
-[ -x "$py" ] || py=$(command -v python3) || { echo "python3 not found: skipping"; exit 77; }
-export PAF_PLUGIN_PATH="$PAF_TEST_PLUGINDIR"
+[ -x "$py" ] || py=$(command -v python3)
 export PYTHONDONTWRITEBYTECODE=1
-unset http_proxy https_proxy HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 # shellcheck source=tests/http/https-certs.sh
 . "$PAF_TEST_SRCDIR/tests/http/https-certs.sh"
 
-tmp=$(mktemp -d)
-pids=
-cleanup() {
-        for p in $pids; do
-                kill "$p" 2>/dev/null || true
-                wait "$p" 2>/dev/null || true
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        for f in "$tmp"/*.err "$tmp/ng/error.log"; do
-                [ -s "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-        done
-        exit 1
-}
 # wait_for FILE PATTERN WHAT: at most 20 s for PATTERN in FILE.
 wait_for() {
         i=0
