@@ -97,6 +97,8 @@ typedef struct conn {
         bool active; /* still has work: false once its share is done */
         bool waiting_slot; /* a -R slot in the future: the timer sends it */
         bool reserved;     /* --new-connection: the request this connection is made for */
+        bool fill_queued;  /* on the worker's list of connections to refill */
+        struct conn *fill_next;
         uint64_t slot_at;
         struct iovec iov[MAX_DEPTH];
 } conn;
@@ -121,6 +123,7 @@ struct worker {
         bool stopping;
         bool finished; /* every connection is idle: the loop stops */
         sd_event_source *deadline;
+        conn *fill_head; /* answered in this wakeup: refilled after it */
         char *log;
         size_t log_len, log_cap;
         uint64_t connections;
@@ -647,7 +650,22 @@ static void on_read(paf_flow *flow, const void *data, size_t len, int error, voi
                 conn_connect(c);
                 return;
         }
-        conn_fill(c);
+        if (!c->fill_queued) {
+                c->fill_queued = true;
+                c->fill_next = w->fill_head;
+                w->fill_head = c;
+        }
+}
+
+/* The connections answered in one wakeup send their next requests
+ * together, once the wakeup's reads are done. */
+static void worker_fill(worker *w) {
+        while (w->fill_head) {
+                conn *c = w->fill_head;
+                w->fill_head = c->fill_next;
+                c->fill_queued = false;
+                conn_fill(c);
+        }
 }
 
 static void on_written(paf_flow *flow, int error, void *userdata) {
@@ -863,8 +881,10 @@ static void *worker_run(void *arg) {
          * paf_event_run(): one epoll_wait() for the sockets and the loop. */
         if (w->n_active == 0)
                 w->finished = true;
-        while (!w->finished && w->exit_error >= 0)
+        while (!w->finished && w->exit_error >= 0) {
                 w->exit_error = paf_event_run(w->event, UINT64_MAX);
+                worker_fill(w);
+        }
         for (unsigned i = 0; i < w->n_conns; i++) {
                 conn_drop(&w->conns[i]);
                 w->conns[i].timer = sd_event_source_disable_unref(w->conns[i].timer);
