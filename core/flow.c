@@ -257,14 +257,8 @@ static void flow_complete(paf_flow *f, flow_req *q, int error) {
 }
 
 static uint64_t flow_now(paf_flow *f) {
-        uint64_t t;
         /* The loop's time: what consumers compare it with (their timers). */
-        if (sd_event_now(f->event, CLOCK_MONOTONIC, &t) < 0) {
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                t = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-        }
-        return t;
+        return paf_loop_now(f->event);
 }
 
 /* n more bytes of the write in flight were taken; never more than its size,

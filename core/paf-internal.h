@@ -19,6 +19,24 @@ static inline void freep(void *p) {
 }
 #define _cleanup_free_ _paf_cleanup_(freep)
 
+/* The loop paf_event_run() is running on this thread and its time:
+ * sd_event_now()'s CLOCK_MONOTONIC value, which stays the same from one
+ * sd_event_wait() to the next, read once per iteration rather than by
+ * every flow and connection that asks. */
+typedef struct paf_loop_clock {
+        sd_event *event;
+        uint64_t monotonic;
+} paf_loop_clock;
+extern _Thread_local paf_loop_clock paf_loop_clock_now;
+
+/* The loop's CLOCK_MONOTONIC time, in µs; the current time without one. */
+uint64_t paf_loop_now_slow(sd_event *event);
+static inline uint64_t paf_loop_now(sd_event *event) {
+        if (event && paf_loop_clock_now.event == event)
+                return paf_loop_clock_now.monotonic;
+        return paf_loop_now_slow(event);
+}
+
 /* A registered protocol. Owned by its registry; lives as long as it. */
 struct paf_protocol {
         const paf_protocol_ops *ops;

@@ -487,8 +487,15 @@ static void socket_flow_push(socket_flow *sf) {
                         return;
                 }
 
-                struct msghdr m = {.msg_iov = v, .msg_iovlen = n};
-                ssize_t k = sendmsg(sf->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+                /* One piece (most answers) goes by send(): the kernel then
+                 * has no message header or iovec array to copy in. */
+                ssize_t k;
+                if (n == 1)
+                        k = send(sf->fd, v[0].iov_base, v[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                else {
+                        struct msghdr m = {.msg_iov = v, .msg_iovlen = n};
+                        k = sendmsg(sf->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+                }
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -684,6 +691,18 @@ static int poller_make_flat(poller *p) {
         return 0;
 }
 
+_Thread_local paf_loop_clock paf_loop_clock_now;
+
+uint64_t paf_loop_now_slow(sd_event *event) {
+        uint64_t t;
+        if (!event || sd_event_now(event, CLOCK_MONOTONIC, &t) < 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                t = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+        }
+        return t;
+}
+
 PAF_EXPORT int paf_event_run(sd_event *event, uint64_t timeout_usec) {
         if (!event)
                 return -EINVAL;
@@ -713,10 +732,17 @@ PAF_EXPORT int paf_event_run(sd_event *event, uint64_t timeout_usec) {
          * loop's time, which their timers are set from. */
         if (r == 0)
                 r = sd_event_wait(event, 0);
+        /* The loop's time, for what runs until the next wait (a loop run
+         * from inside a callback has its own, then ours again). */
+        paf_loop_clock saved = paf_loop_clock_now;
+        uint64_t t;
+        if (r >= 0 && sd_event_now(event, CLOCK_MONOTONIC, &t) >= 0)
+                paf_loop_clock_now = (paf_loop_clock){event, t};
         if (r >= 0)
                 poller_dispatch(p, ev, n);
         if (r > 0)
                 r = sd_event_dispatch(event);
+        paf_loop_clock_now = saved;
         if (r >= 0 && wait_error < 0)
                 r = wait_error;
         else if (r == 0 && n > 0)

@@ -186,13 +186,7 @@ static void h2_on_read(paf_flow *flow, const void *data, size_t len, int error, 
 /* ---- small helpers ---- */
 
 static uint64_t conn_now(h2_conn *c) {
-        uint64_t t;
-        if (!c->s || sd_event_now(c->s->event, CLOCK_MONOTONIC, &t) < 0) {
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                t = (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
-        }
-        return t;
+        return paf_loop_now(c->s ? c->s->event : NULL);
 }
 
 static h2_conn *conn_ref(h2_conn *c) {

@@ -146,13 +146,7 @@ static bool conn_between_requests(conn *c);
 /* ---- small helpers ---- */
 
 static uint64_t loop_now(sd_event *event) {
-        uint64_t t;
-        if (!event || sd_event_now(event, CLOCK_MONOTONIC, &t) < 0) {
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                t = (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
-        }
-        return t;
+        return paf_loop_now(event);
 }
 
 static uint64_t conn_now(conn *c) {
