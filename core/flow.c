@@ -90,7 +90,7 @@ struct flow_loop {
 /* Kept per loop: enough for a burst of writes, nothing per connection. */
 #define LOOP_SPARES 64
 
-static _Thread_local flow_loop *flow_loops;
+static _Thread_local flow_loop *flow_loops _tls_ie_;
 
 struct paf_flow {
         unsigned n_ref;
@@ -222,6 +222,7 @@ static void flow_schedule(paf_flow *f) {
                 l->tail->pending_next = f;
         else {
                 l->head = f;
+                paf_loop_deferred++;
                 int r = sd_event_source_set_enabled(l->defer, SD_EVENT_ONESHOT);
                 if (r < 0)
                         /* Only fails when the event loop is gone; nothing can run then. */

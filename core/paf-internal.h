@@ -12,6 +12,9 @@
 #include <paf.h>
 
 #define _unused_ __attribute__((unused))
+/* Thread-locals read on every request: the shared object's own, found
+ * without a call into the dynamic linker (__tls_get_addr) each time. */
+#define _tls_ie_ __attribute__((tls_model("initial-exec")))
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 static inline void freep(void *p) {
@@ -27,7 +30,12 @@ typedef struct paf_loop_clock {
         sd_event *event;
         uint64_t monotonic;
 } paf_loop_clock;
-extern _Thread_local paf_loop_clock paf_loop_clock_now;
+extern _Thread_local paf_loop_clock paf_loop_clock_now _tls_ie_;
+
+/* Counts the core's deferred work scheduled on this thread (a flow's
+ * completions, a socket's leftover reads): paf_event_run() goes back to
+ * the loop when it moves. */
+extern _Thread_local unsigned paf_loop_deferred _tls_ie_;
 
 /* The loop's CLOCK_MONOTONIC time, in µs; the current time without one. */
 uint64_t paf_loop_now_slow(sd_event *event);

@@ -208,7 +208,7 @@ struct poller {
 };
 
 /* Event loops are used from one thread each. */
-static _Thread_local poller *pollers;
+static _Thread_local poller *pollers _tls_ie_;
 
 static void socket_flow_handle(socket_flow *sf, uint32_t revents);
 static void socket_flow_free(socket_flow *sf);
@@ -335,6 +335,7 @@ static void resume_link(socket_flow *sf) {
                 p->resume_tail->resume_next = sf;
         else {
                 p->resume_head = sf;
+                paf_loop_deferred++;
                 int r = sd_event_source_set_enabled(p->resume, SD_EVENT_ONESHOT);
                 if (r < 0)
                         paf_log(PAF_LOG_ERR, "flow %s: cannot schedule a read: %s",
@@ -691,7 +692,22 @@ static int poller_make_flat(poller *p) {
         return 0;
 }
 
-_Thread_local paf_loop_clock paf_loop_clock_now;
+_Thread_local paf_loop_clock paf_loop_clock_now _tls_ie_;
+_Thread_local unsigned paf_loop_deferred _tls_ie_;
+
+/* Sockets-only rounds after a wakeup in which the loop itself had nothing
+ * to do: a busy server's next batch is taken without the loop's own
+ * prepare and wait (an epoll_wait() of its own) in between. Bounded, so
+ * that the loop's sources (timers, signals, listeners, deferred work
+ * scheduled by handlers) wait for a few batches at most. */
+#define SOCKET_ROUNDS 4
+
+static bool batch_has_loop(const struct epoll_event *ev, int n) {
+        for (int i = 0; i < n; i++)
+                if (!ev[i].data.ptr)
+                        return true;
+        return false;
+}
 
 uint64_t paf_loop_now_slow(sd_event *event) {
         uint64_t t;
@@ -738,8 +754,23 @@ PAF_EXPORT int paf_event_run(sd_event *event, uint64_t timeout_usec) {
         uint64_t t;
         if (r >= 0 && sd_event_now(event, CLOCK_MONOTONIC, &t) >= 0)
                 paf_loop_clock_now = (paf_loop_clock){event, t};
+        unsigned deferred = paf_loop_deferred;
         if (r >= 0)
                 poller_dispatch(p, ev, n);
+        if (r == 0 && n > 0 && !batch_has_loop(ev, n)) {
+                /* The loop had nothing, and its fd did not come up: until
+                 * it does, or deferred work waits, more of the sockets. */
+                for (unsigned k = 0; k < SOCKET_ROUNDS && paf_loop_deferred == deferred &&
+                                     !p->resume_head;
+                     k++) {
+                        int m = epoll_wait(p->epfd, ev, POLLER_BATCH, 0);
+                        if (m <= 0)
+                                break;
+                        poller_dispatch(p, ev, m);
+                        if (batch_has_loop(ev, m))
+                                break;
+                }
+        }
         if (r > 0)
                 r = sd_event_dispatch(event);
         paf_loop_clock_now = saved;
