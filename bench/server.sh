@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/server.sh — issue 13's target table: paf serve and examples/hello against a tuned nginx, server CPU per request under wrk and h2load, each pinned to its core.
 #
-#   bench/server.sh [--quick] [--duration SECS] [--rounds N] [--build DIR]
+#   bench/server.sh [--quick] [--duration SECS] [--rounds N (5)] [--build DIR]
 #
 # nginx runs one process as its documentation recommends for static files
 # (sendfile on, tcp_nopush on, open_file_cache max=1000 inactive=20s,
@@ -24,6 +24,9 @@ name=server.sh
 tools="wrk h2load nginx curl bc python3 taskset certtool"
 # shellcheck source=lib.sh
 . bench/lib.sh
+# Five rounds by default: the keep-alive rows' margins are a few per cent,
+# about what one round varies by.
+rounds=5
 bench_init "$@"
 depth=16
 paf_bin=$build/tools/paf
