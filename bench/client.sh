@@ -20,6 +20,7 @@ tools="wrk h2load nginx curl bc python3 taskset"
 # shellcheck source=lib.sh
 . bench/lib.sh
 duration=5
+rounds=5 # parity rows: a round varies by a few per cent
 bench_init "$@"
 depth=16
 clients="paf wrk h2load"
