@@ -1138,30 +1138,32 @@ static bool conn_dispatch(conn *c) {
 
         unsigned hosts = 0, lengths = 0, encodings = 0;
         bool want_close = false, keep_alive = false;
+        /* Field names are tokens here (both parsers check): compared by
+         * their length first, then folded byte by byte. */
         for (size_t i = 0; i < req->n_headers; i++) {
                 const char *name = field_name(req, i), *value = field_value(req, i);
                 switch (req->fields[i].name_len) {
                 case 4:
-                        if (strcasecmp(name, "host") == 0)
+                        if (http_name_is(name, 4, "host", 4))
                                 hosts++;
                         break;
                 case 6:
-                        if (strcasecmp(name, "expect") == 0 &&
+                        if (http_name_is(name, 6, "expect", 6) &&
                             value_has_token(value, "100-continue"))
                                 req->expect_continue = true;
                         break;
                 case 10:
-                        if (strcasecmp(name, "connection") == 0) {
+                        if (http_name_is(name, 10, "connection", 10)) {
                                 want_close = want_close || value_has_token(value, "close");
                                 keep_alive = keep_alive || value_has_token(value, "keep-alive");
                         }
                         break;
                 case 14:
-                        if (strcasecmp(name, "content-length") == 0)
+                        if (http_name_is(name, 14, "content-length", 14))
                                 lengths++;
                         break;
                 case 17:
-                        if (strcasecmp(name, "transfer-encoding") == 0)
+                        if (http_name_is(name, 17, "transfer-encoding", 17))
                                 encodings++;
                         break;
                 }
@@ -2490,7 +2492,12 @@ static int resp_begin(paf_http_request *req, int status, const paf_http_headers 
 
         if (req->framing == FRAMING_CLOSE && req->send_body)
                 c->close_after = true;
-        if (headers && paf_http_headers_has_token(headers, "Connection", "close"))
+        size_t wire_len;
+        unsigned names;
+        const char *wire = http_headers_wire(headers, &wire_len, &names);
+        /* A frozen list says which fields it has: most have no Connection. */
+        if (headers && (!wire || (names & HTTP_WIRE_CONNECTION)) &&
+            paf_http_headers_has_token(headers, "Connection", "close"))
                 c->close_after = true;
         if (c->phase == PHASE_BODY && !req->body_complete) {
                 /* The body will have to go: drain a small one, give up on a
@@ -2527,9 +2534,7 @@ static int resp_begin(paf_http_request *req, int status, const paf_http_headers 
         }
 
         bool has_date = false, has_server = false, has_connection = false;
-        size_t n = paf_http_headers_count(headers), wire_len;
-        unsigned names;
-        const char *wire = http_headers_wire(headers, &wire_len, &names);
+        size_t n = paf_http_headers_count(headers);
         /* A frozen list (a static file's) goes as one block, unless it has
          * fields this response writes its own way. */
         if (wire && !(names & (HTTP_WIRE_CONNECTION | HTTP_WIRE_CONTENT_LENGTH |
