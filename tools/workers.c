@@ -112,6 +112,28 @@ static void listener_pause(shared_listener *sl, int error) {
         listener_update(sl);
 }
 
+/* EPOLLEXCLUSIVE wakes the first loop of the socket's wait queue that is
+ * idle: the same one every time, when connections come one after another
+ * slower than it takes them, and the other loops would serve nothing. A
+ * loop that took some goes back to the end of the queue (there is no
+ * EPOLL_CTL_MOD for an exclusive entry): the next connection wakes the
+ * next idle loop, round robin. A connection arriving in between wakes
+ * another loop, or waits in the backlog, which the re-added entry finds
+ * readable. */
+static void listener_requeue(shared_listener *sl) {
+        if (!sl->watched || sl->loop->n_siblings < 2)
+                return;
+        int epfd = sl->loop->epfd;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = sl};
+        if (epoll_ctl(epfd, EPOLL_CTL_DEL, sl->fd, NULL) < 0 ||
+            epoll_ctl(epfd, EPOLL_CTL_ADD, sl->fd, &ev) < 0) {
+                tool_error("listener %s: cannot watch the socket again: %s",
+                           paf_listener_get_address(sl->listener), strerror(errno));
+                sl->watched = false;
+                kick_siblings(sl->loop);
+        }
+}
+
 static bool accept_error_is_transient(int e) {
         /* What accept(2) passes on about one connection only. */
         return e == ECONNABORTED || e == EINTR || e == EPROTO || e == EPERM || e == ENETDOWN ||
@@ -124,6 +146,7 @@ static int on_accept(sd_event_source *s, void *userdata) {
         shared_listener *sl = userdata;
         sd_event *event = sl->loop->event;
         sl->in_handler = true;
+        unsigned taken = 0;
         for (unsigned i = 0; i < ACCEPTS_PER_WAKEUP && sl->started && !sl->paused && !sl->closed;
              i++) {
                 int cfd = accept4(sl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -144,7 +167,10 @@ static int on_accept(sd_event_source *s, void *userdata) {
                         continue;
                 }
                 paf_listener_deliver(sl->listener, flow);
+                taken++;
         }
+        if (taken > 0 && !sl->closed && sl->started && !sl->paused)
+                listener_requeue(sl);
         sl->in_handler = false;
         if (sl->closed)
                 listener_free(sl);

@@ -161,6 +161,22 @@ grep -qE '^paf serve: 6 requests served \(per worker: [2-4], [2-4]\)$' "$tmp/one
         fail "no exit line with each worker's requests"
 ok "exit 0; $(grep 'requests served' "$tmp/one.err")"
 
+# ---- 1b. connections that come one after another are spread too ----
+# EPOLLEXCLUSIVE wakes the first idle loop of the socket's wait queue: with
+# no limit to push connections off it, one worker used to take every
+# connection that arrived while it was idle (20 in a row: 20 and 0).
+port=$(free_port)
+serve seq --workers 3 --listen "127.0.0.1:$port"
+for i in $(seq 30); do
+        body=$(c "http://127.0.0.1:$port/") || fail "curl $i of 30"
+        [ "$body" = "hello, workers" ] || fail "curl $i: got \"$body\""
+done
+term seq
+line=$(grep 'requests served' "$tmp/seq.err") || fail "no exit line"
+echo "$line" | grep -qE '^paf serve: 30 requests served \(per worker: ([5-9]|[1-2][0-9]), ([5-9]|[1-2][0-9]), ([5-9]|[1-2][0-9])\)$' ||
+        fail "30 connections one after another were not spread over the 3 workers: $line"
+ok "30 connections one after another, 3 workers: $line"
+
 # ---- 2. SIGHUP reloads the certificate in every worker ----
 port=$(free_port)
 printf '[http]\nmax-connections = 2\n' >"$tmp/two.conf"
