@@ -266,10 +266,10 @@ w_port=$(free_port)
 w_pid=$!
 pids+=($w_pid)
 wait_address "$tmp/w.err" http >/dev/null
-# wrk with two threads, which connect at the same time: connections that
-# arrive one after another while a worker is idle all wake that one
-# (EPOLLEXCLUSIVE wakes the first idle waiter), so a one-thread client that
-# connects in a loop may land on one worker only.
+# wrk with two threads, one per worker's worth of load. Connections that
+# come one after another go to the idle workers in turn (a worker that took
+# some goes to the end of the socket's queue); a burst of simultaneous
+# connects can still land unevenly, which the per-worker counts show.
 w_out=$(wrk -t2 -c"$connections" -d"${duration}s" "http://127.0.0.1:$w_port/index.html")
 kill -TERM "$w_pid"
 wait "$w_pid" 2>/dev/null || true
