@@ -145,14 +145,10 @@ static bool conn_between_requests(conn *c);
 
 /* ---- small helpers ---- */
 
-static uint64_t loop_now(sd_event *event) {
-        return paf_loop_now(event);
-}
-
 static uint64_t conn_now(conn *c) {
         if (c->clock_held && c->clock)
                 return c->clock;
-        uint64_t t = loop_now(c->server ? c->server->event : NULL);
+        uint64_t t = paf_loop_now(c->server ? c->server->event : NULL);
         if (c->clock_held)
                 c->clock = t;
         return t;
@@ -229,7 +225,7 @@ static const char *server_date_at(paf_http_server *s, uint64_t mono) {
 }
 
 static const char *server_date(paf_http_server *s) {
-        return server_date_at(s, loop_now(s->event));
+        return server_date_at(s, paf_loop_now(s->event));
 }
 
 static void server_report(paf_http_server *s, conn *c, int status, const char *reason) {
