@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# bench/client.sh — HTTP/1.1 client speed: paf bench vs wrk vs h2load --h1 against one nginx, requests/s and the client's CPU per request.
+# bench/client.sh — HTTP/1.1 client speed: paf bench vs wrk vs h2load --h1, requests/s and the client's CPU per request, against nginx and against a server that costs less than the clients.
 #
 #   bench/client.sh [--quick] [--duration SECS] [--rounds N] [--build DIR]
+#                   [--server nginx|responder|both]
 #
-# nginx (one process, access_log off) runs on CPU 0 and every client on
-# CPU 1, each with -c 50 and the same threads (-t 1, then -t 2), for a fixed
-# duration, on a 4 KiB and a 13-byte file, keep-alive and then pipelined 16
-# deep (paf bench -p 16, h2load -m 16, wrk with bench/pipeline.lua). The
-# client's CPU is its utime+stime from wait4() (bash's time: the client has
-# exited, so /proc/PID/stat is gone), divided by the requests it completed;
-# nginx's stub_status counts the requests the server answered, as a check of
-# every tool's own count, and /proc/stat the CPU the rest of the machine took
-# meanwhile. Rounds alternate the tools; medians are compared.
+# The server runs on CPU 0 and every client on CPU 1, each with -c 50 and
+# the same threads (-t 1, then -t 2), for a fixed duration, on a 4 KiB and
+# a 13-byte body, keep-alive and then pipelined 16 deep (paf bench -p 16,
+# h2load -m 16, wrk with bench/pipeline.lua). Two servers, in turn:
+# - nginx (one process, access_log off). It costs more per request than
+#   any of the clients, so it is the bottleneck: every client gets about
+#   the requests/s nginx can give, and these rows show the client keeping
+#   up with a real server;
+# - bench/responder.c, a canned responder that costs less per request than
+#   the clients (no routing, one write for a run of pipelined requests), so
+#   that the requests/s are the client's own speed.
+# The client's CPU is its utime+stime from wait4() (bash's time: the client
+# has exited, so /proc/PID/stat is gone), divided by the requests it
+# completed; the server's own count (nginx's stub_status, the responder's
+# status port) checks every tool's count, and /proc/stat gives the CPU the
+# rest of the machine took meanwhile. Rounds alternate the tools; medians
+# are compared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,24 +30,39 @@ tools="wrk h2load nginx curl bc python3 taskset"
 . bench/lib.sh
 duration=5
 rounds=5 # parity rows: a round varies by a few per cent
-bench_init "$@"
+servers="nginx responder"
+args=()
+while [ $# -gt 0 ]; do
+        case $1 in
+        --server)
+                case ${2:-} in
+                nginx | responder) servers=$2 ;;
+                both) ;;
+                *) echo "$name: --server takes nginx, responder or both" >&2; exit 2 ;;
+                esac
+                shift 2
+                ;;
+        *) args+=("$1"); shift ;;
+        esac
+done
+bench_init ${args[@]+"${args[@]}"}
 depth=16
 clients="paf wrk h2load"
 
 paf_bin=$build/tools/paf
 
-# nginx on one core, the client on the other, so that neither takes the
+# The server on one core, the client on the other, so that neither takes the
 # other's CPU time and the client's figure is its own. With one core, no pinning.
 if [ "$(nproc)" -ge 2 ]; then
         server_pin=(taskset -c 0)
         client_pin=(taskset -c 1)
 else
-        echo "$name: one CPU: nginx and the clients share it" >&2
+        echo "$name: one CPU: the server and the clients share it" >&2
         server_pin=()
         client_pin=()
 fi
 
-# ---- files and the server ----
+# ---- files and the servers ----
 
 mkdir -p "$tmp/www"
 printf 'hello, world\n' >"$tmp/www/hello.txt"
@@ -71,9 +95,51 @@ done
 cmp -s <(curl -s "http://127.0.0.1:$port/index.html") "$tmp/www/index.html" ||
         { echo "$name: nginx: wrong file" >&2; exit 1; }
 
-# The requests nginx has answered so far (this query included).
+# The responders: 4 KiB and 13-byte bodies, as nginx's two files.
+responder_4k_port=$(free_port) responder_4k_status=$(free_port)
+responder_13_port=$(free_port) responder_13_status=$(free_port)
+"${server_pin[@]}" "$build/bench/responder" "$responder_4k_port" "$responder_4k_status" 4096 \
+        2>"$tmp/responder.err" &
+responder_4k_pid=$!
+"${server_pin[@]}" "$build/bench/responder" "$responder_13_port" "$responder_13_status" 13 \
+        2>>"$tmp/responder.err" &
+responder_13_pid=$!
+pids+=("$responder_4k_pid" "$responder_13_pid")
+for _ in $(seq 200); do
+        [ "$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$responder_4k_port/")" = 4096 ] &&
+                [ "$(curl -s "http://127.0.0.1:$responder_13_port/")" = "hello, world" ] && break
+        if ! kill -0 "$responder_4k_pid" 2>/dev/null || ! kill -0 "$responder_13_pid" 2>/dev/null; then
+                cat "$tmp/responder.err" >&2
+                exit 1
+        fi
+        sleep 0.05
+done
+
+# The server a row runs against: set_server nginx|responder-4k|responder-13
+# sets $server_port, $server_pid and $server_status_port.
+set_server() {
+        case $1 in
+        nginx) server_port=$port server_pid=$nginx_pid server_status_port=$status_port ;;
+        responder-4k)
+                server_port=$responder_4k_port server_pid=$responder_4k_pid
+                server_status_port=$responder_4k_status
+                ;;
+        responder-13)
+                server_port=$responder_13_port server_pid=$responder_13_pid
+                server_status_port=$responder_13_status
+                ;;
+        esac
+        server_kind=$1
+}
+
+# The requests the row's server has answered so far (nginx: this query
+# included; the responder counts only its own port's).
 served() {
-        curl -s "http://127.0.0.1:$status_port/" | awk 'NR == 3 { print $3 }'
+        if [ "$server_kind" = nginx ]; then
+                curl -s "http://127.0.0.1:$server_status_port/" | awk 'NR == 3 { print $3 }'
+        else
+                curl -s "http://127.0.0.1:$server_status_port/"
+        fi
 }
 
 # The machine's busy CPU time so far, in clock ticks (all CPUs).
@@ -153,17 +219,19 @@ run_client() {
 measure() {
         local label=$1 tool=$2 url=$3 mode=$4 t=$5 s0 s1 n0 n1 b0 b1 e0 e1 server_us others check=
         s0=$(served)
-        n0=$(cpu_ticks $nginx_pid)
+        n0=$(cpu_ticks "$server_pid")
         b0=$(busy_ticks) e0=$(date +%s%N)
         run_client "$tool" "$url" "$mode" "$t" "$duration"
         b1=$(busy_ticks) e1=$(date +%s%N)
-        n1=$(cpu_ticks $nginx_pid)
+        n1=$(cpu_ticks "$server_pid")
         s1=$(served)
-        # nginx's count, less the stub_status query that read s1; the tool's
-        # must not exceed it, and is short of it only by what was in flight.
-        local answered=$((s1 - s0 - 1))
+        # The server's count (nginx's less the stub_status query that read
+        # s1); the tool's must not exceed it, and is short of it only by
+        # what was in flight.
+        local answered=$((s1 - s0))
+        [ "$server_kind" = nginx ] && answered=$((answered - 1))
         if [ "$requests" -gt "$answered" ] || [ "$requests" -lt $((answered * 9 / 10)) ]; then
-                check="count? nginx answered $answered"
+                check="count? the server answered $answered"
         fi
         us=$(echo "scale=3; $cpu_us / $requests" | bc)
         rps=$(echo "scale=0; $requests / $wall" | bc)
@@ -173,7 +241,7 @@ measure() {
         # not comparable (nginx, pinned, loses its core to it).
         others=$(echo "scale=3; v = (($b1 - $b0) / $clk_tck - ($n1 - $n0) / $clk_tck - $cpu_us / 1000000) * 100 * 1000000000 / ($e1 - $e0);
                 if (v < 0) v = 0; scale=0; v / 1" | bc)
-        printf '%-30s %-7s %9d %9d %8.3f %9.3f %9.2f %7s%s\n' "$label" "$tool" "$requests" "$rps" \
+        printf '%-40s %-7s %9d %9d %8.3f %9.3f %9.2f %7s%s\n' "$label" "$tool" "$requests" "$rps" \
                 "$(echo "scale=3; $cpu_us / 1000000" | bc)" "$us" "$server_us" "$others" \
                 "${errors:+  ($errors)}${check:+  ($check)}"
         [ "$others" -lt 10 ] || busy_runs=$((busy_runs + 1))
@@ -207,37 +275,52 @@ ratio() {
 }
 
 echo
-echo "nginx on CPU 0, the client on CPU 1; -c $connections, ${duration}s per run, $rounds round(s) per row;" \
-        "pipelined: $depth requests in flight per connection"
-printf '%-30s %-7s %9s %9s %8s %9s %9s %7s\n' "row" "client" "requests" "req/s" "cpu s" "cpu us/req" \
-        "nginx us/req" "others%"
+echo "the server on CPU 0, the client on CPU 1; -c $connections, ${duration}s per run," \
+        "$rounds round(s) per row; pipelined: $depth requests in flight per connection"
+printf '%-40s %-7s %9s %9s %8s %9s %9s %7s\n' "row" "client" "requests" "req/s" "cpu s" "cpu us/req" \
+        "server us/req" "others%"
 busy_runs=0
-for t in 1 2; do
-        for file in "4 KiB:index.html" "13 B:hello.txt"; do
-                for mode in keep-alive pipelined; do
-                        bench_client_row "${file%%:*}, $mode, -t $t" "http://127.0.0.1:$port/${file#*:}" \
-                                "$mode" "$t"
+for server in $servers; do
+        for t in 1 2; do
+                for file in "4 KiB:index.html:4k" "13 B:hello.txt:13"; do
+                        label=${file%%:*} path=${file#*:} size=${path#*:} path=${path%%:*}
+                        if [ "$server" = nginx ]; then
+                                set_server nginx
+                        else
+                                set_server "responder-$size"
+                        fi
+                        url=http://127.0.0.1:$server_port/$path
+                        for mode in keep-alive pipelined; do
+                                bench_client_row "$server: $label, $mode, -t $t" "$url" "$mode" "$t"
+                        done
                 done
         done
 done
 
 echo
-printf '%-30s %9s %9s %9s %8s %8s %8s %8s %8s %8s\n' "row" "paf req/s" "wrk req/s" "h2load" \
+printf '%-40s %9s %9s %9s %8s %8s %8s %8s %8s %8s\n' "row" "paf req/s" "wrk req/s" "h2load" \
         "paf/wrk" "paf us" "wrk us" "h2load us" "paf/wrk" "paf/h2l"
-met=0
+declare -A met total
 for entry in "${rows[@]}"; do
         IFS='|' read -r label prps pus wrps wus hrps hus <<<"$entry"
         rr=$(ratio "$prps" "$wrps")
         cr=$(ratio "$pus" "$wus")
-        printf '%-30s %9s %9s %9s %8s %8s %8s %8s %8s %8s\n' "$label" "$prps" "$wrps" "$hrps" "$rr" \
+        printf '%-40s %9s %9s %9s %8s %8s %8s %8s %8s %8s\n' "$label" "$prps" "$wrps" "$hrps" "$rr" \
                 "$pus" "$wus" "$hus" "$cr" "$(ratio "$pus" "$hus")"
-        [ "$(echo "$rr >= 1 && $cr <= 1" | bc)" = 1 ] && met=$((met + 1))
+        server=${label%%:*}
+        total[$server]=$((${total[$server]:-0} + 1))
+        [ "$(echo "$rr >= 1 && $cr <= 1" | bc)" = 1 ] && met[$server]=$((${met[$server]:-0} + 1))
 done
 echo
 echo "medians of $rounds round(s); req/s: each client's own count over its own wall time;"
 echo "us = the client's CPU (user + system) per request it completed; paf/wrk and paf/h2l"
 echo "are paf bench's over the other's (req/s: higher is better for paf; us: lower is better)."
-echo "targets (req/s >= 1.00x wrk's and cpu <= 1.00x wrk's) met in $met of ${#rows[@]} rows"
+echo "nginx costs more per request than the clients: its rows' req/s are nginx's, whichever"
+echo "client drives it; the responder costs less, and its rows' req/s are the client's."
+for server in $servers; do
+        echo "$server: targets (req/s >= 1.00x wrk's and cpu <= 1.00x wrk's) met in" \
+                "${met[$server]:-0} of ${total[$server]:-0} rows"
+done
 if [ "$busy_runs" -gt 0 ]; then
         echo "$name: in $busy_runs run(s) the rest of the machine took 10% of a CPU or more" \
                 "(others%): those figures are not comparable; run again on a quiet machine" >&2
