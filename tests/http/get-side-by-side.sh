@@ -8,33 +8,9 @@ command -v python3 >/dev/null 2>&1 || { echo "python3 not found: skipping"; exit
 export PAF_PLUGIN_PATH="$PAF_TEST_PLUGINDIR"
 unset http_proxy https_proxy HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 
-tmp=$(mktemp -d)
-pids=
-cleanup() {
-        for p in $pids; do
-                kill "$p" 2>/dev/null || true
-                wait "$p" 2>/dev/null || true
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        for f in "$tmp"/*.err "$tmp/ng/error.log"; do
-                [ -s "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-        done
-        exit 1
-}
-free_port() {
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=tests/common/checks.sh
+. "$PAF_TEST_SRCDIR/tests/common/checks.sh"
+fail_logs="$tmp/*.err $tmp/ng/error.log"
 # both ARGS…: paf get and curl -s with the same arguments, run in $tmp/paf
 # and $tmp/curl (files they write land there); stdout in $tmp/paf.out and
 # $tmp/curl.out, exit codes in $prc and $crc.

@@ -13,30 +13,9 @@ command -v certtool >/dev/null 2>&1 || { echo "certtool not found: skipping"; ex
 # shellcheck source=tests/http/https-certs.sh
 . "$PAF_TEST_SRCDIR/tests/http/https-certs.sh"
 
-tmp=$(mktemp -d)
-pids=
-cleanup() {
-        for p in $pids; do
-                kill "$p" 2>/dev/null || true
-                wait "$p" 2>/dev/null || true
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        for f in "$tmp"/c.err "$tmp"/p.err "$tmp/nginx/logs/error.log"; do
-                [ -s "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-        done
-        exit 1
-}
+# shellcheck source=tests/common/checks.sh
+. "$PAF_TEST_SRCDIR/tests/common/checks.sh"
+fail_logs="$tmp/c.err $tmp/p.err $tmp/nginx/logs/error.log"
 
 # run WHO ARGS…: curl or paf get in $tmp/WHO (a fresh directory: the files
 # each writes), stdout to $tmp/WHO.out, stderr to $tmp/WHO.err, status in $tmp/WHO.rc.
@@ -79,9 +58,6 @@ same_heads() {
         cmp -s "$tmp/c.h" "$tmp/p.h" || fail "$*: heads differ: $(diff "$tmp/c.h" "$tmp/p.h")"
 }
 
-free_port() {
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # ---- nginx ----
 ng=$tmp/nginx

@@ -13,30 +13,9 @@ export PAF_PLUGIN_PATH="$PAF_TEST_PLUGINDIR"
 # shellcheck source=tests/http/https-certs.sh
 . "$PAF_TEST_SRCDIR/tests/http/https-certs.sh"
 
-tmp=$(mktemp -d)
-pids=
-cleanup() {
-        for p in $pids; do
-                kill "$p" 2>/dev/null || true
-                wait "$p" 2>/dev/null || true
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        for f in "$tmp"/*.err "$tmp/ng/logs/error.log"; do
-                [ -s "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-        done
-        exit 1
-}
+# shellcheck source=tests/common/checks.sh
+. "$PAF_TEST_SRCDIR/tests/common/checks.sh"
+fail_logs="$tmp/*.err $tmp/ng/logs/error.log"
 
 # get ARGS…: paf get, bounded; stdout to $tmp/out, stderr to $tmp/get.err, status in $rc.
 get() {
@@ -55,9 +34,6 @@ expect_version() {
         grep -q "^< $1 200" "$tmp/get.err" || fail "-v: no '< $1 200': $(cat "$tmp/get.err")"
 }
 
-free_port() {
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 accepts() {
         python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null
 }

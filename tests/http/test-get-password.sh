@@ -12,30 +12,9 @@ export PAF_PLUGIN_PATH="$PAF_TEST_PLUGINDIR"
 export PYTHONDONTWRITEBYTECODE=1
 unset http_proxy https_proxy HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 
-tmp=$(mktemp -d)
-pids=
-cleanup() {
-        for p in $pids; do
-                kill "$p" 2>/dev/null || true
-                wait "$p" 2>/dev/null || true
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        for f in "$tmp"/*.err; do
-                [ -s "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-        done
-        exit 1
-}
+# shellcheck source=tests/common/checks.sh
+. "$PAF_TEST_SRCDIR/tests/common/checks.sh"
+fail_logs="$tmp/*.err"
 
 "$py" "$PAF_TEST_SRCDIR/tests/http/get_echo.py" "$tmp/echo.port" "$tmp" 2>"$tmp/echo.err" &
 pids="$pids $!"

@@ -9,27 +9,9 @@ export PAF_PLUGIN_PATH
 PYTHONDONTWRITEBYTECODE=1
 export PYTHONDONTWRITEBYTECODE
 
-tmp=$(mktemp -d)
-pids=
-cleanup() {
-        for p in $pids; do kill "$p" 2>/dev/null || true; done
-        for p in $pids; do wait "$p" 2>/dev/null || true; done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        exit 1
-}
-free_port() {
-        /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=tests/common/checks.sh
+. "$PAF_TEST_SRCDIR/tests/common/checks.sh"
+fail_logs="$tmp/responder.err"
 
 # Bad arguments: a usage message or the reason, exit 2.
 rc=0
