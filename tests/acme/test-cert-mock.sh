@@ -12,25 +12,10 @@ here=$PAF_TEST_SRCDIR/tests/acme
 . "$here/pebble.sh" # free_port
 . "$here/mock-lib.sh"
 
-tmp=$(mktemp -d)
-cleanup() {
-        mock_stop
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        [ -s "$tmp/out" ] && { echo "--- paf output" >&2; tail -n 30 "$tmp/out" >&2; }
-        [ -s "$tmp/mock.err" ] && { echo "--- mock stderr" >&2; tail -n 20 "$tmp/mock.err" >&2; }
-        exit 1
-}
+cleanup_extra() { mock_stop; }
+# shellcheck source=tests/common/checks.sh
+. "$PAF_TEST_SRCDIR/tests/common/checks.sh"
+fail_logs="$tmp/out $tmp/mock.err"
 
 # paf_cert SUBCOMMAND [args…]: against the mock, state in $tmp/state, output in $tmp/out.
 paf_cert() {

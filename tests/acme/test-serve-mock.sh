@@ -12,31 +12,18 @@ here=$PAF_TEST_SRCDIR/tests/acme
 . "$here/pebble.sh" # free_port
 . "$here/mock-lib.sh"
 
-tmp=$(mktemp -d)
 serve_pid=
 notify_pid=
-cleanup() {
+cleanup_extra() {
         for p in $serve_pid $notify_pid; do
                 kill "$p" 2>/dev/null || true
                 wait "$p" 2>/dev/null || true
         done
         mock_stop
-        rm -rf "$tmp"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        [ -s "$tmp/serve.err" ] && { echo "--- paf serve stderr" >&2; tail -n 30 "$tmp/serve.err" >&2; }
-        [ -s "$tmp/mock.err" ] && { echo "--- mock stderr" >&2; tail -n 20 "$tmp/mock.err" >&2; }
-        exit 1
-}
+# shellcheck source=tests/common/checks.sh
+. "$PAF_TEST_SRCDIR/tests/common/checks.sh"
+fail_logs="$tmp/serve.err $tmp/mock.err"
 # wait_for FILE REGEX [TENTHS]: until a line of FILE matches (default 10 s).
 wait_for() {
         i=0
