@@ -15,33 +15,10 @@ here=$PAF_TEST_SRCDIR/tests/http
 # shellcheck disable=SC3045 # dash and bash both have ulimit -n
 ulimit -n 4096 2>/dev/null || true
 
-tmp=$(mktemp -d)
+# shellcheck source=tests/common/checks.sh
+. "$PAF_TEST_SRCDIR/tests/common/checks.sh"
 chmod 0755 "$tmp"
-pids=
-cleanup() {
-        for p in $pids; do
-                kill "$p" 2>/dev/null || true
-        done
-        for p in $pids; do
-                wait "$p" 2>/dev/null || true
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        for f in "$tmp"/*.err; do
-                [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-        done
-        exit 1
-}
+fail_logs="$tmp/*.err"
 
 # Bounded: no client call may hang the test.
 c() { curl -sS --max-time 20 "$@"; }

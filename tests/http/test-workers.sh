@@ -16,38 +16,12 @@ here=$PAF_TEST_SRCDIR/tests/http
 # shellcheck source=https-certs.sh
 . "$here/https-certs.sh"
 
-tmp=$(mktemp -d)
-pids=
-cleanup() {
-        for p in $pids; do
-                kill "$p" 2>/dev/null || true
-        done
-        for p in $pids; do
-                wait "$p" 2>/dev/null || true
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        for f in "$tmp"/*.err "$tmp"/*.log "$tmp"/*.out; do
-                [ -f "$f" ] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }
-        done
-        exit 1
-}
+# shellcheck source=tests/common/checks.sh
+. "$PAF_TEST_SRCDIR/tests/common/checks.sh"
+fail_logs="$tmp/*.err $tmp/*.log $tmp/*.out"
 
 c() { curl -sS --max-time 10 "$@"; }
 
-free_port() {
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # wait_for FILE PATTERN [N]: at most 20 s for N (default 1) lines matching PATTERN (grep -E).
 wait_for() {

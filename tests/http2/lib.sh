@@ -25,33 +25,10 @@ skip() {
 $py -c 'import h2, hyperframe, hpack' 2>/dev/null ||
         skip "$py has no h2/hyperframe/hpack (packages python3-h2 python3-hyperframe python3-hpack)"
 
-tmp=$(mktemp -d)
+# shellcheck source=tests/common/checks.sh
+. "$PAF_TEST_SRCDIR/tests/common/checks.sh"
 chmod 0755 "$tmp"
-pids=
-cleanup() {
-        for p in $pids; do
-                kill "$p" 2>/dev/null || true
-        done
-        for p in $pids; do
-                wait "$p" 2>/dev/null || true
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        for f in "$tmp"/*.err; do
-                [ -s "$f" ] && { echo "--- $f (last 20 lines)" >&2; tail -n 20 "$f" >&2; }
-        done
-        exit 1
-}
+fail_logs="$tmp/*.err"
 
 # start_paf NAME N [paf serve options…]: waits (20 s at most) for N
 # "listening on" lines; sets pid and, from those lines, tcp (HOST:PORT of
