@@ -18,33 +18,9 @@ unset http_proxy https_proxy HTTPS_PROXY HTTP_PROXY all_proxy ALL_PROXY no_proxy
 # shellcheck source=tests/http/https-certs.sh
 . "$PAF_TEST_SRCDIR/tests/http/https-certs.sh"
 
-tmp=$(mktemp -d)
-pids=
-cleanup() {
-        for p in $pids; do
-                kill "$p" 2>/dev/null || true
-                wait "$p" 2>/dev/null || true
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        for f in "$tmp"/*.err "$tmp"/*.log; do
-                [ -s "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-        done
-        exit 1
-}
-free_port() {
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=tests/common/checks.sh
+. "$PAF_TEST_SRCDIR/tests/common/checks.sh"
+fail_logs="$tmp/*.err $tmp/*.log"
 wait_port() {
         i=0
         while ! python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; do

@@ -10,30 +10,9 @@ export PYTHONDONTWRITEBYTECODE=1
 # shellcheck source=tests/http/https-certs.sh
 . "$PAF_TEST_SRCDIR/tests/http/https-certs.sh"
 
-tmp=$(mktemp -d)
-pids=
-cleanup() {
-        for p in $pids; do
-                kill "$p" 2>/dev/null || true
-                wait "$p" 2>/dev/null || true
-        done
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        for f in "$tmp"/*.err "$tmp/nginx/logs/error.log"; do
-                [ -s "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
-        done
-        exit 1
-}
+# shellcheck source=tests/common/checks.sh
+. "$PAF_TEST_SRCDIR/tests/common/checks.sh"
+fail_logs="$tmp/*.err $tmp/nginx/logs/error.log"
 
 # get ARGS…: paf get, bounded (a hang fails the test); stdout to $tmp/out,
 # stderr to $tmp/get.err, exit status in $rc.
@@ -65,9 +44,6 @@ expect_error() {
         [ ! -s "$tmp/out" ] || fail "paf get $e_url: wrote output on error: $(cat "$tmp/out")"
 }
 
-free_port() {
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 # urlencode the socket path for http+unix://.
 pct() { printf '%s' "$1" | sed 's|%|%25|g; s|/|%2F|g'; }
 
