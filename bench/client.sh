@@ -18,8 +18,9 @@
 # The client's CPU is its utime+stime from wait4() (bash's time: the client
 # has exited, so /proc/PID/stat is gone), divided by the requests it
 # completed; the server's own count (nginx's stub_status, the responder's
-# status port) checks every tool's count, and /proc/stat gives the CPU the
-# rest of the machine took meanwhile. Rounds alternate the tools; medians
+# status port) checks every tool's count, server% is the server's share of
+# its core (near 100: it is the bottleneck), and /proc/stat gives the CPU
+# the rest of the machine took meanwhile. Rounds alternate the tools; medians
 # are compared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -217,7 +218,8 @@ run_client() {
 # measure LABEL TOOL URL MODE THREADS: one measured run; prints its line and
 # sets $us (client CPU µs per request) and $rps.
 measure() {
-        local label=$1 tool=$2 url=$3 mode=$4 t=$5 s0 s1 n0 n1 b0 b1 e0 e1 server_us others check=
+        local label=$1 tool=$2 url=$3 mode=$4 t=$5 s0 s1 n0 n1 b0 b1 e0 e1 server_us server_busy others
+        local check=
         s0=$(served)
         n0=$(cpu_ticks "$server_pid")
         b0=$(busy_ticks) e0=$(date +%s%N)
@@ -241,8 +243,10 @@ measure() {
         # not comparable (nginx, pinned, loses its core to it).
         others=$(echo "scale=3; v = (($b1 - $b0) / $clk_tck - ($n1 - $n0) / $clk_tck - $cpu_us / 1000000) * 100 * 1000000000 / ($e1 - $e0);
                 if (v < 0) v = 0; scale=0; v / 1" | bc)
-        printf '%-40s %-7s %9d %9d %8.3f %9.3f %9.2f %7s%s\n' "$label" "$tool" "$requests" "$rps" \
-                "$(echo "scale=3; $cpu_us / 1000000" | bc)" "$us" "$server_us" "$others" \
+        # The server's share of its core: near 100, it is the bottleneck.
+        server_busy=$(echo "scale=0; ($n1 - $n0) * 100 * 1000000000 / $clk_tck / ($e1 - $e0)" | bc)
+        printf '%-40s %-7s %9d %9d %8.3f %9.3f %9.2f %8s %7s%s\n' "$label" "$tool" "$requests" "$rps" \
+                "$(echo "scale=3; $cpu_us / 1000000" | bc)" "$us" "$server_us" "$server_busy" "$others" \
                 "${errors:+  ($errors)}${check:+  ($check)}"
         [ "$others" -lt 10 ] || busy_runs=$((busy_runs + 1))
         return 0
@@ -277,8 +281,8 @@ ratio() {
 echo
 echo "the server on CPU 0, the client on CPU 1; -c $connections, ${duration}s per run," \
         "$rounds round(s) per row; pipelined: $depth requests in flight per connection"
-printf '%-40s %-7s %9s %9s %8s %9s %9s %7s\n' "row" "client" "requests" "req/s" "cpu s" "cpu us/req" \
-        "server us/req" "others%"
+printf '%-40s %-7s %9s %9s %8s %9s %9s %8s %7s\n' "row" "client" "requests" "req/s" "cpu s" "cpu us/req" \
+        "server us/req" "server%" "others%"
 busy_runs=0
 for server in $servers; do
         for t in 1 2; do
