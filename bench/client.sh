@@ -96,41 +96,35 @@ done
 cmp -s <(curl -s "http://127.0.0.1:$port/index.html") "$tmp/www/index.html" ||
         { echo "$name: nginx: wrong file" >&2; exit 1; }
 
-# The responders: 4 KiB and 13-byte bodies, as nginx's two files.
-responder_4k_port=$(free_port) responder_4k_status=$(free_port)
-responder_13_port=$(free_port) responder_13_status=$(free_port)
-"${server_pin[@]}" "$build/bench/responder" "$responder_4k_port" "$responder_4k_status" 4096 \
-        2>"$tmp/responder.err" &
-responder_4k_pid=$!
-"${server_pin[@]}" "$build/bench/responder" "$responder_13_port" "$responder_13_status" 13 \
-        2>>"$tmp/responder.err" &
-responder_13_pid=$!
-pids+=("$responder_4k_pid" "$responder_13_pid")
+# The responders: 4 KiB and 13-byte bodies, as nginx's two files; their
+# ports, status ports and pids by body size.
+declare -A responder_port responder_status responder_pid
+for size in 4096 13; do
+        responder_port[$size]=$(free_port) responder_status[$size]=$(free_port)
+        "${server_pin[@]}" "$build/bench/responder" "${responder_port[$size]}" \
+                "${responder_status[$size]}" $size 2>>"$tmp/responder.err" &
+        responder_pid[$size]=$!
+        pids+=("${responder_pid[$size]}")
+done
 for _ in $(seq 200); do
-        [ "$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$responder_4k_port/")" = 4096 ] &&
-                [ "$(curl -s "http://127.0.0.1:$responder_13_port/")" = "hello, world" ] && break
-        if ! kill -0 "$responder_4k_pid" 2>/dev/null || ! kill -0 "$responder_13_pid" 2>/dev/null; then
-                cat "$tmp/responder.err" >&2
-                exit 1
-        fi
+        [ "$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:${responder_port[4096]}/")" = 4096 ] &&
+                [ "$(curl -s "http://127.0.0.1:${responder_port[13]}/")" = "hello, world" ] && break
+        for size in 4096 13; do
+                kill -0 "${responder_pid[$size]}" 2>/dev/null || { cat "$tmp/responder.err" >&2; exit 1; }
+        done
         sleep 0.05
 done
 
-# The server a row runs against: set_server nginx|responder-4k|responder-13
-# sets $server_port, $server_pid and $server_status_port.
+# set_server nginx|responder SIZE: the server a row runs against; sets
+# $server_kind, $server_port, $server_pid and $server_status_port.
 set_server() {
-        case $1 in
-        nginx) server_port=$port server_pid=$nginx_pid server_status_port=$status_port ;;
-        responder-4k)
-                server_port=$responder_4k_port server_pid=$responder_4k_pid
-                server_status_port=$responder_4k_status
-                ;;
-        responder-13)
-                server_port=$responder_13_port server_pid=$responder_13_pid
-                server_status_port=$responder_13_status
-                ;;
-        esac
         server_kind=$1
+        if [ "$1" = nginx ]; then
+                server_port=$port server_pid=$nginx_pid server_status_port=$status_port
+        else
+                server_port=${responder_port[$2]} server_pid=${responder_pid[$2]}
+                server_status_port=${responder_status[$2]}
+        fi
 }
 
 # The requests the row's server has answered so far (nginx: this query
@@ -286,13 +280,9 @@ printf '%-40s %-7s %9s %9s %8s %9s %9s %8s %7s\n' "row" "client" "requests" "req
 busy_runs=0
 for server in $servers; do
         for t in 1 2; do
-                for file in "4 KiB:index.html:4k" "13 B:hello.txt:13"; do
+                for file in "4 KiB:index.html:4096" "13 B:hello.txt:13"; do
                         label=${file%%:*} path=${file#*:} size=${path#*:} path=${path%%:*}
-                        if [ "$server" = nginx ]; then
-                                set_server nginx
-                        else
-                                set_server "responder-$size"
-                        fi
+                        set_server "$server" "$size"
                         url=http://127.0.0.1:$server_port/$path
                         for mode in keep-alive pipelined; do
                                 bench_client_row "$server: $label, $mode, -t $t" "$url" "$mode" "$t"
