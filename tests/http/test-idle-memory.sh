@@ -14,29 +14,17 @@ export PYTHONDONTWRITEBYTECODE
 hold=$PAF_TEST_SRCDIR/bench/idle-hold.py
 max_bytes=1024
 
-tmp=$(mktemp -d)
+# paf serve, stopped at exit (a test that reaped it clears pid).
 pid=
-cleanup() {
+cleanup_extra() {
         if [ -n "$pid" ]; then
                 kill "$pid" 2>/dev/null || true
                 wait "$pid" 2>/dev/null || true
         fi
-        rm -rf "$tmp"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-n_checks=0
-ok() {
-        n_checks=$((n_checks + 1))
-        echo "ok $n_checks: $*"
-}
-fail() {
-        echo "FAIL: $*" >&2
-        [ -f "$tmp/serve.err" ] && { echo "--- paf serve:" >&2; tail -n 20 "$tmp/serve.err" >&2; }
-        [ -f "$tmp/hold.err" ] && { echo "--- idle-hold.py:" >&2; tail -n 20 "$tmp/hold.err" >&2; }
-        exit 1
-}
+# shellcheck source=tests/common/checks.sh
+. "$PAF_TEST_SRCDIR/tests/common/checks.sh"
+fail_logs="$tmp/serve.err $tmp/hold.err"
 
 # Room for the connections, in the server and in the client (each holds
 # one fd per connection): up to the hard limit.
